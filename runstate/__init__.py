@@ -1,0 +1,59 @@
+"""runstate: the lifecycle engine for OpenAI-Assistants-style runs (``thread.run``).
+
+    from runstate import RunEngine
+    engine = RunEngine()                      # or runstate.connect("sqlite:///runs.db")
+    run = engine.create(thread_id="thread_1", assistant_id="asst_1", model="gpt-4o")
+    run = engine.claim("worker-1")            # queued -> in_progress, leased
+    engine.complete(run.id)
+
+``RunLifecycle`` is the machine alone, on runs held in memory by the caller;
+``RunEngine`` keeps runs in a store and is safe for many workers.
+"""
+
+from ._clock import ManualClock, system_clock
+from ._connect import connect, open_store
+from ._engine import RunEngine, RunList
+from ._errors import (
+    ActiveRunError,
+    ConcurrentUpdateError,
+    InvalidTransitionError,
+    LeaseError,
+    RunNotFoundError,
+    RunStateError,
+    StoreError,
+    ValidationError,
+)
+from ._events import DONE_SSE, RunEvent
+from ._lifecycle import RunLifecycle, mermaid
+from ._model import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus
+from .stores import MemoryStore, SQLiteStore, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "DONE_SSE",
+    "TERMINAL_STATUSES",
+    "ActiveRunError",
+    "ConcurrentUpdateError",
+    "InvalidTransitionError",
+    "LeaseError",
+    "ManualClock",
+    "MemoryStore",
+    "Run",
+    "RunEngine",
+    "RunEvent",
+    "RunLifecycle",
+    "RunList",
+    "RunNotFoundError",
+    "RunStateError",
+    "RunStatus",
+    "SQLiteStore",
+    "Store",
+    "StoreError",
+    "ValidationError",
+    "connect",
+    "mermaid",
+    "open_store",
+    "system_clock",
+]

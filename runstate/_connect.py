@@ -1,0 +1,50 @@
+"""``connect(url)``: an engine on the store a URL names.
+
+memory://                      a new MemoryStore
+sqlite:///relative/runs.db     a SQLiteStore (four slashes for an absolute path:
+sqlite:////var/lib/runs.db      sqlite:////var/lib/runs.db)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._engine import RunEngine
+from ._errors import ValidationError
+from .stores import MemoryStore, SQLiteStore, Store
+
+__all__ = ["connect", "open_store"]
+
+
+def open_store(url: str, *, create: bool = True) -> Store:
+    """The store a URL names; ``create=False`` refuses a SQLite file that does not exist."""
+    if not isinstance(url, str):
+        raise ValidationError(
+            f"A store URL must be a string, got {type(url).__name__}.", param="url"
+        )
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValidationError(
+            f"Not a store URL: {url!r}. Use memory:// or sqlite:///path/to/runs.db.", param="url"
+        )
+    if scheme == "memory":
+        if rest:
+            raise ValidationError(f"memory:// takes no path, got {url!r}.", param="url")
+        return MemoryStore()
+    if scheme == "sqlite":
+        if not rest.startswith("/") or rest == "/":
+            raise ValidationError(
+                f"Not a SQLite URL: {url!r}. Use sqlite:///relative/path.db or "
+                "sqlite:////absolute/path.db.",
+                param="url",
+            )
+        return SQLiteStore(rest[1:], create=create)
+    raise ValidationError(
+        f"Unknown store scheme {scheme!r} in {url!r}; runstate knows memory:// and sqlite:///.",
+        param="url",
+    )
+
+
+def connect(url: str = "memory://", **engine_options: Any) -> RunEngine:
+    """A ``RunEngine`` on the store ``url`` names; options go to ``RunEngine``."""
+    return RunEngine(open_store(url), **engine_options)

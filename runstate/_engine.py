@@ -1,0 +1,433 @@
+"""RunEngine: the service-facing API, runs kept in a store and driven by many workers.
+
+Every operation follows one loop, ``_apply``: read the stored run and its version, let
+the lifecycle decide on a copy (due expiry first, then the event), and write the result
+with one compare-and-set on that version. If another writer got there first, the write
+changes nothing and the loop re-reads and decides again, so a late ``complete`` after a
+``cancel`` gets the answer LIFECYCLE.md gives for a ``cancelling`` run, never a blind
+overwrite. Listeners hear of a transition only after it is stored.
+
+Workers ``claim`` the oldest queued run with a lease, keep it alive with ``heartbeat``,
+and ``recover_stalled`` puts runs of vanished workers back in the queue. ``expire_due``
+expires every due run in batches whose cost follows the number due.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._clock import Clock
+from ._errors import (
+    ActiveRunError,
+    ConcurrentUpdateError,
+    InvalidTransitionError,
+    LeaseError,
+    RunStateError,
+    ValidationError,
+)
+from ._events import Listener, Listeners, RunEvent
+from ._lifecycle import SOURCES, RunLifecycle, Transition, is_due
+from ._model import Run, RunStatus, require_string, validate_metadata
+from .stores import MemoryStore, Order, Store, StoredRun, Write
+
+__all__ = ["RunEngine", "RunList"]
+
+_LEASED = frozenset({RunStatus.IN_PROGRESS, RunStatus.CANCELLING})
+Lease = tuple[str | None, int | None, int]  # owner, lease end, attempts so far
+# A change decides on a copy of a stored run: the transitions it made and the lease to
+# store, or None for "nothing to write". It raises a RunStateError to refuse.
+Change = Callable[[Run, StoredRun, int, bool], "tuple[list[Transition], Lease] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunList:
+    """A page of runs in the public list shape (``object: "list"``)."""
+
+    data: list[Run]
+    has_more: bool
+    object: str = field(default="list", init=False)
+
+    @property
+    def first_id(self) -> str | None:
+        return self.data[0].id if self.data else None
+
+    @property
+    def last_id(self) -> str | None:
+        return self.data[-1].id if self.data else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [run.to_dict() for run in self.data],
+            "first_id": self.first_id,
+            "last_id": self.last_id,
+            "has_more": self.has_more,
+        }
+
+
+class RunEngine:
+    """Runs in ``store`` (default: a new ``MemoryStore``), timed by ``clock``.
+
+    ``lease_seconds`` is how long a claim lasts without a heartbeat; a run whose worker
+    vanished is put back in the queue by ``recover_stalled`` and failed with
+    ``server_error`` once it has been claimed ``max_attempts`` times.
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        ttl: int = 600,
+        *,
+        lease_seconds: int = 60,
+        max_attempts: int = 3,
+        id_factory: Callable[[str], str] | None = None,
+    ) -> None:
+        for name, value in (("lease_seconds", lease_seconds), ("max_attempts", max_attempts)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValidationError(
+                    f"{name} must be a positive integer, got {value!r}.", param=name
+                )
+        self.store: Store = store if store is not None else MemoryStore()
+        self.lifecycle = RunLifecycle(clock, ttl, id_factory=id_factory)
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self._listeners = Listeners()
+        self._retries = 100
+
+    def __repr__(self) -> str:
+        return f"RunEngine({self.store!r})"
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> RunEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Hear every transition this engine stores; returns the unsubscribe function."""
+        return self._listeners.subscribe(listener)
+
+    # --- caller-side operations -------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        thread_id: str,
+        assistant_id: str,
+        model: str = "",
+        instructions: str = "",
+        tools: Sequence[dict[str, Any]] | None = None,
+        file_ids: Sequence[str] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Run:
+        """A new queued run; refused with ``ActiveRunError`` if the thread has an active one."""
+        run, steps = self.lifecycle.new_run(
+            thread_id=thread_id,
+            assistant_id=assistant_id,
+            model=model,
+            instructions=instructions,
+            tools=tools,
+            file_ids=file_ids,
+            metadata=metadata,
+        )
+        for _ in range(self._retries):
+            try:
+                seqs = self.store.insert(run, steps)
+            except ActiveRunError as exc:
+                # A due run is active until something expires it; reading it does.
+                if self.get(exc.run_id).status.is_active:
+                    raise
+                continue
+            self._publish(run, steps, seqs)
+            return run
+        raise ConcurrentUpdateError(f"Thread {thread_id} kept changing; no run was created.")
+
+    def get(self, run_id: str) -> Run:
+        """The run (expired first, and stored so, if it is due)."""
+        return self._apply(run_id)[0]
+
+    def list(
+        self,
+        thread_id: str | None,
+        *,
+        status: RunStatus | str | None = None,
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> RunList:
+        """A thread's runs (every thread's for ``None``) by ``created_at``, in the public
+        list shape, optionally only those with one status."""
+        if thread_id is not None:
+            require_string(thread_id, "thread_id")
+        wanted = None if status is None else _status(status)
+        for param, cursor in (("after", after), ("before", before)):
+            if cursor is not None:
+                require_string(cursor, param)
+        page = self.store.list_runs(
+            thread_id, status=wanted, limit=limit, order=order, after=after, before=before
+        )
+        now = self.lifecycle.now()
+        runs = [self.get(run.id) if is_due(run, now) else run for run in page.runs]
+        return RunList(runs, page.has_more)
+
+    def update_metadata(self, run_id: str, metadata: dict[str, str]) -> Run:
+        """Replace the run's metadata, in any status."""
+        checked = validate_metadata(metadata)
+
+        def change(
+            run: Run, stored: StoredRun, now: int, expired: bool
+        ) -> tuple[list[Transition], Lease]:
+            run.metadata = checked
+            return [], _lease_after(stored, run)
+
+        return self._apply(run_id, change)[0]
+
+    def submit_tool_outputs(self, run_id: str, tool_outputs: Sequence[dict[str, Any]]) -> Run:
+        return self._apply(run_id, self._event("submit_tool_outputs", tool_outputs))[0]
+
+    def cancel(self, run_id: str) -> Run:
+        return self._apply(run_id, self._event("cancel"))[0]
+
+    # --- worker-side operations ----------------------------------------------------------
+    # With ``worker_id``, the step is refused (LeaseError) unless that worker holds the lease.
+
+    def start(self, run_id: str, *, worker_id: str | None = None) -> Run:
+        return self._apply(run_id, self._event("start", worker_id=worker_id))[0]
+
+    def require_action(
+        self, run_id: str, tool_calls: Sequence[dict[str, Any]], *, worker_id: str | None = None
+    ) -> Run:
+        return self._apply(run_id, self._event("require_action", tool_calls, worker_id))[0]
+
+    def complete(self, run_id: str, *, worker_id: str | None = None) -> Run:
+        return self._apply(run_id, self._event("complete", worker_id=worker_id))[0]
+
+    def fail(
+        self, run_id: str, *, code: str = "server_error", message: str, worker_id: str | None = None
+    ) -> Run:
+        return self._apply(run_id, self._event("fail", (code, message), worker_id))[0]
+
+    def confirm_cancel(self, run_id: str, *, worker_id: str | None = None) -> Run:
+        return self._apply(run_id, self._event("confirm_cancel", worker_id=worker_id))[0]
+
+    def expire(self, run_id: str) -> Run:
+        """Expire a due run now; refused if it is not due."""
+        return self._apply(run_id, self._event("expire"))[0]
+
+    def claim(self, worker_id: str, *, lease_seconds: int | None = None) -> Run | None:
+        """Take the oldest queued run that is not due, start it and lease it to
+        ``worker_id``; None when there is none."""
+        worker_id = require_string(worker_id, "worker_id")
+        lease = self._lease_seconds(lease_seconds)
+        now = self.lifecycle.now()
+
+        def decide(stored: StoredRun) -> Write:
+            run = stored.run.copy()
+            steps = self.lifecycle.decide(run, "start", now)
+            return Write(run, stored.version, steps, worker_id, now + lease, stored.attempts + 1)
+
+        claimed = self.store.claim(now, decide)
+        if claimed is None:
+            return None
+        run, steps, seqs = claimed
+        self._publish(run, steps, seqs)
+        return run
+
+    def heartbeat(self, run_id: str, worker_id: str, *, lease_seconds: int | None = None) -> Run:
+        """Extend ``worker_id``'s lease on the run (never its ``expires_at``). The run is
+        returned so the worker sees a ``cancelling`` status and can stop."""
+        worker_id = require_string(worker_id, "worker_id")
+        lease = self._lease_seconds(lease_seconds)
+
+        def change(
+            run: Run, stored: StoredRun, now: int, expired: bool
+        ) -> tuple[list[Transition], Lease]:
+            if run.status not in _LEASED:
+                raise InvalidTransitionError(
+                    f"Cannot heartbeat run with status '{run.status.value}'.",
+                    status=run.status.value,
+                    event="heartbeat",
+                )
+            _check_lease(stored, worker_id)
+            return [], (worker_id, now + lease, stored.attempts)
+
+        return self._apply(run_id, change)[0]
+
+    def recover_stalled(self, limit: int = 100) -> builtins.list[Run]:
+        """Runs whose lease ran out: back to ``queued``, or ``failed`` after
+        ``max_attempts`` claims; a ``cancelling`` one is ``cancelled``. A run whose lease
+        is alive is never touched."""
+        now = self.lifecycle.now()
+
+        def change(
+            run: Run, stored: StoredRun, now: int, expired: bool
+        ) -> tuple[list[Transition], Lease] | None:
+            if expired or stored.lease_owner is None or (stored.lease_expires_at or 0) > now:
+                return None  # finished, or a heartbeat came in since the sweep looked
+            if run.status is RunStatus.CANCELLING:
+                steps = self.lifecycle.decide(run, "confirm_cancel", now)
+            elif stored.attempts >= self.max_attempts:
+                message = f"The run's worker stopped responding {stored.attempts} times."
+                steps = self.lifecycle.decide(run, "fail", now, ("server_error", message))
+            else:
+                steps = self.lifecycle.decide(run, "requeue", now)
+            return steps, (None, None, stored.attempts)
+
+        recovered = []
+        for stored in self.store.stalled(now, _limit(limit)):
+            run, wrote = self._apply(stored.run.id, change)
+            if wrote:
+                recovered.append(run)
+        return recovered
+
+    def expire_due(self, limit: int = 1000) -> builtins.list[Run]:
+        """Expire up to ``limit`` due active runs in one batch; the runs it expired."""
+        now = self.lifecycle.now()
+        writes = []
+        for stored in self.store.due(now, _limit(limit, 100_000)):
+            run = stored.run.copy()
+            steps = self.lifecycle.expire_if_due(run, now)
+            if steps:
+                writes.append(Write(run, stored.version, steps, None, None, stored.attempts))
+        expired = []
+        for write, seqs in zip(writes, self.store.write(writes), strict=True):
+            if seqs is not None:
+                self._publish(write.run, write.steps, seqs)
+                expired.append(write.run)
+                continue
+            # Lost to a concurrent writer: decide again on what it left.
+            run, wrote = self._apply(write.run.id)
+            if wrote and run.status is RunStatus.EXPIRED:
+                expired.append(run)
+        return expired
+
+    # --- history ------------------------------------------------------------------------------
+
+    def history(self, run_id: str) -> builtins.list[RunEvent]:
+        """Every transition of the run, oldest first."""
+        return self.store.history(require_string(run_id, "run_id"))
+
+    def events(
+        self, *, after_seq: int = 0, run_id: str | None = None, limit: int = 100
+    ) -> builtins.list[RunEvent]:
+        """Stored events with ``seq > after_seq``, oldest first: how another process
+        follows transitions made elsewhere."""
+        if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
+            raise ValidationError(f"after_seq must be a non-negative integer, got {after_seq!r}.")
+        if run_id is not None:
+            require_string(run_id, "run_id")
+        return self.store.events(after_seq, run_id, _limit(limit, 10_000))
+
+    # --- the one loop ----------------------------------------------------------------------
+
+    def _event(self, event: str, arg: Any = None, worker_id: str | None = None) -> Change:
+        if worker_id is not None:
+            require_string(worker_id, "worker_id")
+
+        def change(
+            run: Run, stored: StoredRun, now: int, expired: bool
+        ) -> tuple[list[Transition], Lease] | None:
+            if expired and event == "expire":
+                return None
+            if worker_id is not None and run.status in SOURCES[event]:
+                _check_lease(stored, worker_id)
+            steps = self.lifecycle.decide(run, event, now, arg)
+            return steps, _lease_after(stored, run)
+
+        return change
+
+    def _apply(self, run_id: str, change: Change | None = None) -> tuple[Run, bool]:
+        """Read, decide on a copy, compare-and-set; again if another writer won.
+        Returns the run and whether this call stored a change."""
+        require_string(run_id, "run_id")
+        for _ in range(self._retries):
+            stored = self.store.get(run_id)
+            run = stored.run.copy()
+            now = self.lifecycle.now()
+            steps = self.lifecycle.expire_if_due(run, now)
+            lease = _lease_after(stored, run)
+            error: RunStateError | None = None
+            decided = None
+            if change is not None:
+                try:
+                    decided = change(run, stored, now, bool(steps))
+                except RunStateError as exc:
+                    if not steps:
+                        raise
+                    error = exc  # the expiry still has to be stored
+            if decided is not None:
+                more, lease = decided
+                steps += more
+            elif not steps:
+                return run, False
+            seqs = self.store.write([Write(run, stored.version, steps, *lease)])[0]
+            if seqs is None:
+                continue
+            self._publish(run, steps, seqs)
+            if error is not None:
+                raise error
+            return run, True
+        raise ConcurrentUpdateError(
+            f"Run {run_id} kept changing; gave up after {self._retries} tries."
+        )
+
+    def _publish(self, run: Run, steps: Sequence[Transition], seqs: Sequence[int]) -> None:
+        if self._listeners and steps:
+            events = self.lifecycle.events_for(run, steps)
+            self._listeners.publish(
+                RunEvent(e.event, e.run_id, e.from_status, e.to_status, e.at, e.data, seq)
+                for e, seq in zip(events, seqs, strict=True)
+            )
+
+    def _lease_seconds(self, lease_seconds: int | None) -> int:
+        if lease_seconds is None:
+            return self.lease_seconds
+        if (
+            isinstance(lease_seconds, bool)
+            or not isinstance(lease_seconds, int)
+            or lease_seconds <= 0
+        ):
+            raise ValidationError(
+                f"lease_seconds must be a positive integer, got {lease_seconds!r}.",
+                param="lease_seconds",
+            )
+        return lease_seconds
+
+
+def _lease_after(stored: StoredRun, run: Run) -> Lease:
+    """A lease lasts while its run is in_progress or cancelling; any other status ends it."""
+    if run.status in _LEASED:
+        return stored.lease_owner, stored.lease_expires_at, stored.attempts
+    return None, None, stored.attempts
+
+
+def _check_lease(stored: StoredRun, worker_id: str) -> None:
+    if stored.lease_owner != worker_id:
+        holder = "no worker" if stored.lease_owner is None else f"worker {stored.lease_owner!r}"
+        raise LeaseError(f"Run {stored.run.id} is leased to {holder}, not to {worker_id!r}.")
+
+
+def _status(value: object) -> RunStatus:
+    try:
+        return RunStatus(value)
+    except ValueError:
+        raise ValidationError(
+            f"Unknown status {value!r}; expected one of {[s.value for s in RunStatus]}.",
+            param="status",
+        ) from None
+
+
+def _limit(limit: object, most: int = 1000) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= most:
+        raise ValidationError(
+            f"limit must be an integer from 1 to {most}, got {limit!r}.", param="limit"
+        )
+    return limit

@@ -1,0 +1,79 @@
+"""Events: one per transition, named as the public streaming API names them.
+
+``RunEvent`` is what listeners receive and what the engine's history holds. Its
+``to_sse()`` is the Server-Sent-Events frame a server writes; ``DONE_SSE`` closes a stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import ValidationError
+
+__all__ = ["DONE_SSE", "Listener", "Listeners", "RunEvent"]
+
+log = logging.getLogger("runstate")
+
+#: The frame that ends a stream, as the public API sends it.
+DONE_SSE = "event: done\ndata: [DONE]\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """One transition of one run.
+
+    ``event`` is the stream name (``thread.run.completed``), ``data`` the run's public
+    dict as it was right after the transition. ``seq`` is the store's position of the
+    event in its log (``None`` for events of a bare ``RunLifecycle``).
+    """
+
+    event: str
+    run_id: str
+    from_status: str | None
+    to_status: str
+    at: int
+    data: dict[str, Any]
+    seq: int | None = None
+
+    def to_sse(self) -> str:
+        """The Server-Sent-Events frame: ``event: <name>`` and ``data: <run JSON>``."""
+        return f"event: {self.event}\ndata: {json.dumps(self.data, separators=(',', ':'))}\n\n"
+
+
+Listener = Callable[[RunEvent], object]
+
+
+class Listeners:
+    """Subscribers to events. A listener that raises is logged and skipped: it cannot
+    undo a transition that has happened, nor keep the others from hearing of it."""
+
+    __slots__ = ("_listeners",)
+
+    def __init__(self) -> None:
+        self._listeners: tuple[Listener, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self._listeners)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(event)`` on every event; returns a function that unsubscribes."""
+        if not callable(listener):
+            raise ValidationError("A listener must be callable.", param="listener")
+        self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return unsubscribe
+
+    def publish(self, events: Iterable[RunEvent]) -> None:
+        for event in events:
+            for listener in self._listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("runstate listener %r failed on %s", listener, event.event)

@@ -1,0 +1,240 @@
+"""MemoryStore: the embedded default, a real thread-safe backend kept in one process.
+
+One lock guards everything, so each method is atomic. Heaps keyed by expiry, lease end
+and queue position answer the sweeps in time proportional to what they return; their
+entries carry the version they were pushed for, and an entry whose run has moved on
+since is dropped when it surfaces.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import ActiveRunError, RunNotFoundError
+from .._events import RunEvent
+from .._lifecycle import Transition
+from .._model import ACTIVE_STATUSES, Run, RunStatus, _clone
+from ._base import Claimed, Order, Page, StoredRun, Write, check_page_args, cursor_error
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass(slots=True)
+class _Row:
+    data: dict[str, Any]  # the run's public dict, owned by the store
+    version: int
+    order: int  # creation order, the tie-break among runs created in the same second
+    lease_owner: str | None = None
+    lease_expires_at: int | None = None
+    attempts: int = 0
+
+    def stored(self) -> StoredRun:
+        return StoredRun(
+            Run._trusted(_clone(self.data)),
+            self.version,
+            self.lease_owner,
+            self.lease_expires_at,
+            self.attempts,
+        )
+
+
+class MemoryStore:
+    """Runs in a dict, guarded by one lock. Nothing survives the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._rows: dict[str, _Row] = {}
+        self._active: dict[str, str] = {}  # thread id -> its active run's id
+        self._threads: defaultdict[str, list[str]] = defaultdict(list)
+        self._history: defaultdict[str, list[RunEvent]] = defaultdict(list)
+        self._events: list[RunEvent] = []
+        self._orders = itertools.count()
+        # Heaps of (key..., version, run id); see _valid().
+        self._due: list[tuple[int, int, str]] = []
+        self._leases: list[tuple[int, int, str]] = []
+        self._queue: list[tuple[int, int, int, str]] = []
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({len(self._rows)} runs)"
+
+    # --- writes -------------------------------------------------------------------------
+
+    def insert(self, run: Run, steps: Sequence[Transition]) -> list[int]:
+        with self._lock:
+            active = self._active.get(run.thread_id)
+            if active is not None:
+                raise ActiveRunError(run.thread_id, active)
+            row = _Row(run.to_dict(), 1, next(self._orders))
+            self._rows[run.id] = row
+            self._threads[run.thread_id].append(run.id)
+            self._index(run.id, row)
+            return self._append(run.id, row.data, steps)
+
+    def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
+        with self._lock:
+            return [self._write_one(w) for w in writes]
+
+    def _write_one(self, w: Write) -> list[int] | None:
+        row = self._rows.get(w.run.id)
+        if row is None or row.version != w.expected_version:
+            return None
+        row.data = w.run.to_dict()
+        row.version += 1
+        row.lease_owner, row.lease_expires_at, row.attempts = (
+            w.lease_owner,
+            w.lease_expires_at,
+            w.attempts,
+        )
+        self._index(w.run.id, row)
+        return self._append(w.run.id, row.data, w.steps)
+
+    def claim(self, now: int, decide: Callable[[StoredRun], Write]) -> Claimed | None:
+        with self._lock:
+            skipped = []  # due runs stay queued until a sweep expires them
+            try:
+                while self._queue:
+                    entry = heapq.heappop(self._queue)
+                    row = self._valid(entry)
+                    if row is None:
+                        continue
+                    if row.data["expires_at"] is not None and row.data["expires_at"] <= now:
+                        skipped.append(entry)
+                        continue
+                    write = decide(row.stored())
+                    seqs = self._write_one(write)
+                    assert seqs is not None  # the lock is held: nothing moved
+                    return write.run, write.steps, seqs
+                return None
+            finally:
+                for entry in skipped:
+                    heapq.heappush(self._queue, entry)
+
+    # --- reads --------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> StoredRun:
+        with self._lock:
+            row = self._rows.get(run_id)
+            if row is None:
+                raise RunNotFoundError(run_id)
+            return row.stored()
+
+    def due(self, now: int, limit: int) -> list[StoredRun]:
+        with self._lock:
+            return [row.stored() for row in self._peek(self._due, now, limit)]
+
+    def stalled(self, now: int, limit: int) -> list[StoredRun]:
+        with self._lock:
+            return [row.stored() for row in self._peek(self._leases, now, limit)]
+
+    def list_runs(
+        self,
+        thread_id: str | None,
+        *,
+        status: RunStatus | None = None,
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page:
+        check_page_args(limit, order)
+        with self._lock:
+            ids = self._threads.get(thread_id, []) if thread_id is not None else list(self._rows)
+            rows = [(self._rows[i], i) for i in ids]
+            if status is not None:
+                rows = [(r, i) for r, i in rows if r.data["status"] == status.value]
+            rows.sort(
+                key=lambda ri: (ri[0].data["created_at"], ri[0].order), reverse=order == "desc"
+            )
+            listed = [i for _, i in rows]
+            lo, hi = 0, len(listed)
+            for param, cursor in (("after", after), ("before", before)):
+                if cursor is not None and cursor not in listed:
+                    raise cursor_error(param, cursor)
+            if after is not None:
+                lo = listed.index(after) + 1
+            if before is not None:
+                hi = listed.index(before)
+            if before is not None and after is None:
+                page = listed[max(lo, hi - limit) : hi]
+                has_more = hi - limit > lo
+            else:
+                page = listed[lo : min(hi, lo + limit)]
+                has_more = lo + limit < hi
+            return Page([Run._trusted(_clone(self._rows[i].data)) for i in page], has_more)
+
+    def history(self, run_id: str) -> list[RunEvent]:
+        with self._lock:
+            if run_id not in self._rows:
+                raise RunNotFoundError(run_id)
+            return list(self._history[run_id])
+
+    def events(
+        self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
+    ) -> list[RunEvent]:
+        with self._lock:
+            source = self._history.get(run_id, []) if run_id is not None else self._events
+            # seq n is self._events[n - 1], so the global log is sliced, not scanned.
+            if run_id is None:
+                return source[max(after_seq, 0) : max(after_seq, 0) + limit]
+            return [e for e in source if e.seq is not None and e.seq > after_seq][:limit]
+
+    def close(self) -> None:
+        pass
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _append(self, run_id: str, data: dict[str, Any], steps: Sequence[Transition]) -> list[int]:
+        seqs = []
+        for step in steps:
+            event = RunEvent(
+                event=step.event,
+                run_id=run_id,
+                from_status=None if step.from_status is None else step.from_status.value,
+                to_status=step.to_status.value,
+                at=step.at,
+                data=_clone(data),
+                seq=len(self._events) + 1,
+            )
+            self._events.append(event)
+            self._history[run_id].append(event)
+            seqs.append(len(self._events))
+        return seqs
+
+    def _index(self, run_id: str, row: _Row) -> None:
+        status = RunStatus(row.data["status"])
+        active = self._active.get(row.data["thread_id"])
+        if status in ACTIVE_STATUSES:
+            self._active[row.data["thread_id"]] = run_id
+            if row.data["expires_at"] is not None:
+                heapq.heappush(self._due, (row.data["expires_at"], row.version, run_id))
+        elif active == run_id:
+            del self._active[row.data["thread_id"]]
+        if status is RunStatus.QUEUED:
+            entry = (row.data["created_at"], row.order, row.version, run_id)
+            heapq.heappush(self._queue, entry)
+        if row.lease_owner is not None and row.lease_expires_at is not None:
+            heapq.heappush(self._leases, (row.lease_expires_at, row.version, run_id))
+
+    def _valid(self, entry: tuple[Any, ...]) -> _Row | None:
+        row = self._rows.get(entry[-1])
+        return row if row is not None and row.version == entry[-2] else None
+
+    def _peek(self, heap: list[tuple[int, int, str]], now: int, limit: int) -> Iterator[_Row]:
+        """The valid entries at the top of ``heap`` with a key <= now, left in place."""
+        popped: list[tuple[int, int, str]] = []
+        found: list[_Row] = []
+        while heap and heap[0][0] <= now and len(found) < limit:
+            entry = heapq.heappop(heap)
+            row = self._valid(entry)
+            if row is not None:
+                popped.append(entry)
+                found.append(row)
+        for entry in popped:
+            heapq.heappush(heap, entry)
+        return iter(found)

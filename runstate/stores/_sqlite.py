@@ -1,0 +1,381 @@
+"""SQLiteStore: runs in one SQLite file, shared safely by threads and processes.
+
+The file runs in WAL mode with ``synchronous=NORMAL``; every write is a ``BEGIN
+IMMEDIATE`` transaction, so it holds the write lock from its first statement and sees the
+latest committed state. A transition is ``UPDATE ... WHERE id = ? AND version = ?``: the
+version the change was decided from is part of the write's condition, and the history
+row is inserted in the same transaction. One active run per thread is a partial unique
+index. The sweeps read partial indexes over active runs and live leases, so their cost
+follows the number of runs they return, not the number stored.
+
+Each thread gets its own connection. All SQL lives in ``SQL`` below; ``sqlite3`` errors
+become ``StoreError`` in ``_translate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from .._errors import ActiveRunError, RunNotFoundError, StoreError
+from .._events import RunEvent
+from .._lifecycle import Transition
+from .._model import ACTIVE_STATUSES, Run, RunStatus
+from ._base import Claimed, Order, Page, StoredRun, Write, check_page_args, cursor_error
+
+__all__ = ["SQLiteStore"]
+
+APPLICATION_ID = 0x52554E53  # "RUNS": marks a file as runstate's
+SCHEMA_VERSION = 1
+_ACTIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES))
+
+SCHEMA = f"""
+CREATE TABLE runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    thread_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    version INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_expires_at INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX runs_one_active_per_thread ON runs (thread_id)
+    WHERE status IN ({_ACTIVE_SQL});
+CREATE INDEX runs_by_thread ON runs (thread_id, created_at, seq);
+CREATE INDEX runs_by_created ON runs (created_at, seq);
+CREATE INDEX runs_due ON runs (expires_at) WHERE status IN ({_ACTIVE_SQL});
+CREATE INDEX runs_queue ON runs (created_at, seq) WHERE status = 'queued';
+CREATE INDEX runs_leases ON runs (lease_expires_at) WHERE lease_owner IS NOT NULL;
+CREATE TABLE run_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    from_status TEXT,
+    to_status TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX run_events_by_run ON run_events (run_id, seq);
+PRAGMA application_id = {APPLICATION_ID};
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+_STORED = "body, version, lease_owner, lease_expires_at, attempts"
+_EVENT = "seq, event, run_id, from_status, to_status, at, data"
+
+SQL = {
+    "insert_run": (
+        "INSERT INTO runs (id, thread_id, status, created_at, expires_at, version, body) "
+        "VALUES (?, ?, ?, ?, ?, 1, ?)"
+    ),
+    "active_run_of_thread": (
+        f"SELECT id FROM runs WHERE thread_id = ? AND status IN ({_ACTIVE_SQL})"
+    ),
+    "get_run": f"SELECT {_STORED} FROM runs WHERE id = ?",
+    "update_run": (
+        "UPDATE runs SET status = ?, expires_at = ?, version = version + 1, lease_owner = ?, "
+        "lease_expires_at = ?, attempts = ?, body = ? WHERE id = ? AND version = ?"
+    ),
+    "insert_event": (
+        "INSERT INTO run_events (run_id, event, from_status, to_status, at, data) "
+        "VALUES (?, ?, ?, ?, ?, ?)"
+    ),
+    "oldest_claimable": (
+        f"SELECT {_STORED} FROM runs WHERE status = 'queued' AND expires_at > ? "
+        "ORDER BY created_at, seq LIMIT 1"
+    ),
+    "due": (
+        f"SELECT {_STORED} FROM runs WHERE status IN ({_ACTIVE_SQL}) AND expires_at <= ? "
+        "ORDER BY expires_at LIMIT ?"
+    ),
+    "stalled": (
+        f"SELECT {_STORED} FROM runs WHERE lease_owner IS NOT NULL AND lease_expires_at <= ? "
+        "ORDER BY lease_expires_at LIMIT ?"
+    ),
+    "cursor": "SELECT created_at, seq, thread_id FROM runs WHERE id = ?",
+    "run_exists": "SELECT 1 FROM runs WHERE id = ?",
+    "history": f"SELECT {_EVENT} FROM run_events WHERE run_id = ? ORDER BY seq",
+    "events": f"SELECT {_EVENT} FROM run_events WHERE seq > ? ORDER BY seq LIMIT ?",
+    "events_of_run": (
+        f"SELECT {_EVENT} FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+    ),
+}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class SQLiteStore:
+    """Runs in the SQLite file at ``path``; creates it (and the schema) unless
+    ``create=False``. ``busy_timeout`` is how long a writer waits for the lock."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, create: bool = True, busy_timeout: float = 30.0
+    ):
+        self.path = os.fspath(path)
+        if self.path in ("", ":memory:") or self.path.startswith("file:"):
+            raise StoreError(
+                f"SQLiteStore needs a file path, got {self.path!r} (use MemoryStore for memory)."
+            )
+        if not create and not os.path.exists(self.path):
+            raise StoreError(f"No SQLite database at {self.path}.")
+        self._busy_ms = int(busy_timeout * 1000)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        self._open_schema()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # --- connections and transactions ----------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            with _translate(self.path):
+                conn = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self._busy_ms / 1000,
+                )
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+            with self._guard:
+                self._connections.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error."""
+        conn = self._conn()
+        with _translate(self.path):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with _translate(self.path):
+            return self._conn().execute(sql, args).fetchall()
+
+    def _open_schema(self) -> None:
+        with _translate(self.path):
+            app_id, version = self._conn().execute("PRAGMA application_id").fetchone()[0], None
+            if app_id == 0:
+                with self._write() as conn:
+                    # Re-read under the write lock: another process may have just created it.
+                    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                    if app_id == 0 and tables:
+                        raise StoreError(f"{self.path} is a SQLite database, but not runstate's.")
+                    if app_id == 0:
+                        for statement in SCHEMA.split(";"):
+                            if statement.strip():
+                                conn.execute(statement)
+                        app_id = APPLICATION_ID
+            if app_id != APPLICATION_ID:
+                raise StoreError(f"{self.path} is a SQLite database, but not runstate's.")
+            version = self._conn().execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has runstate schema version {version}; this runstate reads "
+                    f"version {SCHEMA_VERSION}."
+                )
+
+    def close(self) -> None:
+        with self._guard:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # --- writes -------------------------------------------------------------------------
+
+    def insert(self, run: Run, steps: Sequence[Transition]) -> list[int]:
+        body = _dumps(run.to_dict())
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    SQL["insert_run"],
+                    (run.id, run.thread_id, run.status.value, run.created_at, run.expires_at, body),
+                )
+                return _append(conn, run.id, body, steps)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise
+            active = self._read(SQL["active_run_of_thread"], (run.thread_id,))
+            if not active:
+                raise
+            raise ActiveRunError(run.thread_id, active[0][0]) from exc.__cause__
+
+    def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
+        with self._write() as conn:
+            return [_write_one(conn, w) for w in writes]
+
+    def claim(self, now: int, decide: Callable[[StoredRun], Write]) -> Claimed | None:
+        with self._write() as conn:
+            row = conn.execute(SQL["oldest_claimable"], (now,)).fetchone()
+            if row is None:
+                return None
+            write = decide(_stored(row))
+            seqs = _write_one(conn, write)
+            if seqs is None:  # cannot happen under the write lock, but never claim blind
+                return None
+            return write.run, write.steps, seqs
+
+    # --- reads --------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> StoredRun:
+        rows = self._read(SQL["get_run"], (run_id,))
+        if not rows:
+            raise RunNotFoundError(run_id)
+        return _stored(rows[0])
+
+    def due(self, now: int, limit: int) -> list[StoredRun]:
+        return [_stored(row) for row in self._read(SQL["due"], (now, limit))]
+
+    def stalled(self, now: int, limit: int) -> list[StoredRun]:
+        return [_stored(row) for row in self._read(SQL["stalled"], (now, limit))]
+
+    def list_runs(
+        self,
+        thread_id: str | None,
+        *,
+        status: RunStatus | None = None,
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page:
+        check_page_args(limit, order)
+        where, args = [], []
+        if thread_id is not None:
+            where.append("thread_id = ?")
+            args.append(thread_id)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status.value)
+        # In listing order, "after" the cursor is "<" in desc order and ">" in asc.
+        forward, backward = ("<", ">") if order == "desc" else (">", "<")
+        for param, cursor, op in (("after", after, forward), ("before", before, backward)):
+            if cursor is None:
+                continue
+            key = self._read(SQL["cursor"], (cursor,))
+            if not key or (thread_id is not None and key[0][2] != thread_id):
+                raise cursor_error(param, cursor)
+            where.append(f"(created_at, seq) {op} (?, ?)")
+            args.extend(key[0][:2])
+        # The page nearest a lone "before" is read in reverse and turned round.
+        reverse = before is not None and after is None
+        direction = "DESC" if (order == "desc") != reverse else "ASC"
+        sql = (
+            f"SELECT body FROM runs {'WHERE ' + ' AND '.join(where) if where else ''} "
+            f"ORDER BY created_at {direction}, seq {direction} LIMIT ?"
+        )
+        rows = self._read(sql, [*args, limit + 1])
+        has_more = len(rows) > limit
+        runs = [Run._trusted(json.loads(body)) for (body,) in rows[:limit]]
+        if reverse:
+            runs.reverse()
+        return Page(runs, has_more)
+
+    def history(self, run_id: str) -> list[RunEvent]:
+        rows = self._read(SQL["history"], (run_id,))
+        if not rows and not self._read(SQL["run_exists"], (run_id,)):
+            raise RunNotFoundError(run_id)
+        return [_event(row) for row in rows]
+
+    def events(
+        self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
+    ) -> list[RunEvent]:
+        if run_id is None:
+            rows = self._read(SQL["events"], (after_seq, limit))
+        else:
+            rows = self._read(SQL["events_of_run"], (run_id, after_seq, limit))
+        return [_event(row) for row in rows]
+
+
+def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:
+    run = w.run
+    body = _dumps(run.to_dict())
+    cursor = conn.execute(
+        SQL["update_run"],
+        (
+            run.status.value,
+            run.expires_at,
+            w.lease_owner,
+            w.lease_expires_at,
+            w.attempts,
+            body,
+            run.id,
+            w.expected_version,
+        ),
+    )
+    if cursor.rowcount != 1:
+        return None
+    return _append(conn, run.id, body, w.steps)
+
+
+def _append(
+    conn: sqlite3.Connection, run_id: str, body: str, steps: Sequence[Transition]
+) -> list[int]:
+    seqs = []
+    for step in steps:
+        cursor = conn.execute(
+            SQL["insert_event"],
+            (
+                run_id,
+                step.event,
+                None if step.from_status is None else step.from_status.value,
+                step.to_status.value,
+                step.at,
+                body,
+            ),
+        )
+        seqs.append(cursor.lastrowid or 0)
+    return seqs
+
+
+def _stored(row: tuple[Any, ...]) -> StoredRun:
+    body, version, lease_owner, lease_expires_at, attempts = row
+    return StoredRun(
+        Run._trusted(json.loads(body)), version, lease_owner, lease_expires_at, attempts
+    )
+
+
+def _event(row: tuple[Any, ...]) -> RunEvent:
+    seq, event, run_id, from_status, to_status, at, data = row
+    return RunEvent(event, run_id, from_status, to_status, at, json.loads(data), seq)
+
+
+@contextlib.contextmanager
+def _translate(path: str) -> Iterator[None]:
+    """The one place where ``sqlite3`` errors become runstate's."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise StoreError(f"SQLite refused a write to {path}: {exc}") from exc
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StoreError(f"SQLite database {path} stayed locked: {exc}") from exc
+        raise StoreError(f"SQLite database {path} cannot be used: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"SQLite database {path} cannot be used: {exc}") from exc
