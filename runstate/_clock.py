@@ -59,7 +59,10 @@ class ManualClock:
 
 def read_clock(clock: Clock) -> int:
     """Read ``clock`` once, floored to whole seconds."""
-    return math.floor(_finite(clock(), "clock()"))
+    t = clock()
+    if type(t) is float and math.isfinite(t):  # the common case, checked cheaply
+        return math.floor(t)
+    return math.floor(_finite(t, "clock()"))
 
 
 def _finite(value: object, name: str) -> float:

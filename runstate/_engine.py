@@ -380,7 +380,7 @@ class RunEngine:
         )
 
     def _publish(self, run: Run, steps: Sequence[Transition], seqs: Sequence[int]) -> None:
-        if self._listeners and steps:
+        if steps and len(self._listeners):
             events = self.lifecycle.events_for(run, steps)
             self._listeners.publish(
                 RunEvent(e.event, e.run_id, e.from_status, e.to_status, e.at, e.data, seq)

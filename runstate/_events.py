@@ -56,8 +56,8 @@ class Listeners:
     def __init__(self) -> None:
         self._listeners: tuple[Listener, ...] = ()
 
-    def __bool__(self) -> bool:
-        return bool(self._listeners)
+    def __len__(self) -> int:
+        return len(self._listeners)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event)`` on every event; returns a function that unsubscribes."""

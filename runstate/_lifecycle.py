@@ -56,21 +56,23 @@ TRANSITIONS: tuple[tuple[str, tuple[RunStatus, ...], RunStatus], ...] = (
     ("expire", _ACTIVE, S.EXPIRED),
 )
 
+# States are the statuses' string values: transitions handles plain strings faster than
+# Enum members, and Run exposes its status to the machine as ``_fsm_state``.
 MACHINE = Machine(
     model=None,
-    states=RunStatus,
+    states=[status.value for status in RunStatus],
     transitions=[
-        {"trigger": event, "source": list(sources), "dest": dest}
+        {"trigger": event, "source": [s.value for s in sources], "dest": dest.value}
         for event, sources, dest in TRANSITIONS
     ],
     initial=None,
     auto_transitions=False,
-    model_attribute="status",
+    model_attribute="_fsm_state",
 )
 
 #: Which statuses each event may leave, read back from the machine.
 SOURCES: dict[str, frozenset[RunStatus]] = {
-    name: frozenset(RunStatus[state] for state in event.transitions)
+    name: frozenset(RunStatus(state) for state in event.transitions)
     for name, event in MACHINE.events.items()
 }
 
@@ -341,16 +343,18 @@ class RunLifecycle:
         return [Transition(_EVENT_NAMES[dest], source, dest, at)]
 
     def _do(self, run: Run, event: str, arg: Any = None) -> Run:
-        now = self.now()
-        steps = self.expire_if_due(run, now)
+        # expire_if_due and _publish, inlined: this is every operation's hot path.
+        now = read_clock(self._clock)
+        steps = self._fire(run, "expire", now) if is_due(run, now) else []
         try:
             steps += self.decide(run, event, now, arg)
         finally:
-            self._publish(run, steps)
+            if steps and len(self._listeners):
+                self._listeners.publish(self.events_for(run, steps))
         return run
 
     def _publish(self, run: Run, steps: Sequence[Transition]) -> None:
-        if steps and self._listeners:
+        if steps and len(self._listeners):
             self._listeners.publish(self.events_for(run, steps))
 
 
@@ -369,7 +373,7 @@ def mermaid() -> str:
     for name, event in MACHINE.events.items():
         for source, transitions in event.transitions.items():
             for transition in transitions:
-                src, dest = RunStatus[source].value, RunStatus[str(transition.dest)].value
+                src, dest = source, transition.dest
                 lines.append(f"    {src} --> {dest}: {name}")
     lines += [f"    {status.value} --> [*]" for status in RunStatus if status.is_terminal]
     return "\n".join(lines) + "\n"

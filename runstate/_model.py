@@ -42,6 +42,10 @@ class RunStatus(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    # Hash as the plain string does: Enum's own __hash__ is Python code, and statuses are
+    # looked up in sets and dicts on every transition.
+    __hash__ = str.__hash__
+
     @property
     def is_terminal(self) -> bool:
         return self in TERMINAL_STATUSES
@@ -62,15 +66,25 @@ ERROR_CODES: frozenset[str] = frozenset({"server_error", "rate_limit_exceeded", 
 _TOOL_TYPES = frozenset({"code_interpreter", "retrieval", "file_search", "function"})
 _ID_ALPHABET = string.ascii_letters + string.digits
 _STATUS_BY_VALUE = {status.value: status for status in RunStatus}
+_FSM_NAMES = {status: str.__str__(status) for status in RunStatus}
 
 METADATA_MAX_PAIRS = 16
 METADATA_MAX_KEY = 64
 METADATA_MAX_VALUE = 512
 
 
+# Random bytes map onto the 62 alphanumerics through one translate table; bytes of 248
+# and above are dropped, so every character is equally likely (248 = 4 * 62).
+_ID_TABLE = bytes((_ID_ALPHABET * 5)[:256], "ascii")
+_ID_DROP = bytes(range(248, 256))
+
+
 def new_id(prefix: str) -> str:
-    """``prefix`` + ``_`` + 24 random alphanumerics, e.g. ``run_Xq3...``."""
-    return prefix + "_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
+    """``prefix`` + ``_`` + 24 random alphanumerics from ``secrets``, e.g. ``run_Xq3...``."""
+    chars = b""
+    while len(chars) < 24:
+        chars += secrets.token_bytes(32).translate(_ID_TABLE, _ID_DROP)
+    return prefix + "_" + chars[:24].decode("ascii")
 
 
 @dataclass(slots=True, eq=True)
@@ -98,6 +112,15 @@ class Run:
     @property
     def object(self) -> str:
         return "thread.run"
+
+    @property
+    def _fsm_state(self) -> str:
+        """The status as the lifecycle machine names it (its states are plain strings)."""
+        return _FSM_NAMES[self.status]
+
+    @_fsm_state.setter
+    def _fsm_state(self, value: str) -> None:
+        self.status = _STATUS_BY_VALUE[value]
 
     @property
     def pending_tool_calls(self) -> list[dict[str, Any]]:
@@ -268,6 +291,8 @@ def _timestamp(data: Mapping[str, Any], key: str, *, required: bool = False) -> 
 
 def require_string(value: Any, param: str, *, allow_empty: bool = False) -> str:
     """A string argument, or a ValidationError naming ``param``."""
+    if type(value) is str and (value or allow_empty):
+        return value
     return _string({param: value}, param, allow_empty=allow_empty)
 
 
