@@ -1,0 +1,68 @@
+"""Shared fixtures: a manual clock, a lifecycle on it, and runs put in any status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from runstate import ManualClock, Run, RunLifecycle, RunStatus
+
+T0 = 1_700_000_000
+TTL = 600
+CALLS = [
+    {"id": "call_A", "type": "function", "function": {"name": "lookup", "arguments": '{"q": 1}'}},
+    {"id": "call_B", "type": "function", "function": {"name": "lookup", "arguments": '{"q": 2}'}},
+]
+OUTPUTS = [{"tool_call_id": "call_A", "output": "1"}, {"tool_call_id": "call_B", "output": "2"}]
+
+# The shortest legal path from creation to each status, as lifecycle method names.
+PATHS: dict[RunStatus, list[str]] = {
+    RunStatus.QUEUED: [],
+    RunStatus.IN_PROGRESS: ["start"],
+    RunStatus.REQUIRES_ACTION: ["start", "require_action"],
+    RunStatus.CANCELLING: ["cancel"],
+    RunStatus.CANCELLED: ["cancel", "confirm_cancel"],
+    RunStatus.FAILED: ["fail"],
+    RunStatus.COMPLETED: ["start", "complete"],
+    RunStatus.EXPIRED: ["expire"],
+}
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def lifecycle(clock: ManualClock) -> RunLifecycle:
+    return RunLifecycle(clock=clock, ttl=TTL)
+
+
+def step(lifecycle: RunLifecycle, clock: ManualClock, run: Run, name: str) -> None:
+    """One step of a path; "expire" moves the clock to the run's expiry first."""
+    if name == "expire":
+        assert run.expires_at is not None
+        clock.set(run.expires_at)
+        lifecycle.expire(run)
+    elif name == "require_action":
+        lifecycle.require_action(run, CALLS)
+    elif name == "fail":
+        lifecycle.fail(run, code="server_error", message="boom")
+    else:
+        getattr(lifecycle, name)(run)
+
+
+@pytest.fixture
+def run_in(lifecycle: RunLifecycle, clock: ManualClock) -> Callable[[RunStatus], Run]:
+    """A new run driven to ``status`` along its path, each step one second apart."""
+
+    def make(status: RunStatus) -> Run:
+        run = lifecycle.create(thread_id="thread_1", assistant_id="asst_1", model="gpt-4o")
+        for name in PATHS[status]:
+            clock.advance(1)
+            step(lifecycle, clock, run, name)
+        assert run.status is status
+        return run
+
+    return make

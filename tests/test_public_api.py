@@ -1,0 +1,73 @@
+"""The public surface is what runstate/__init__.py exports; this pins it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import runstate
+
+PUBLIC = [
+    "ACTIVE_STATUSES",
+    "DONE_SSE",
+    "TERMINAL_STATUSES",
+    "ActiveRunError",
+    "ConcurrentUpdateError",
+    "InvalidTransitionError",
+    "LeaseError",
+    "ManualClock",
+    "MemoryStore",
+    "Run",
+    "RunEngine",
+    "RunEvent",
+    "RunLifecycle",
+    "RunList",
+    "RunNotFoundError",
+    "RunStateError",
+    "RunStatus",
+    "SQLiteStore",
+    "Store",
+    "StoreError",
+    "ValidationError",
+    "connect",
+    "mermaid",
+    "open_store",
+    "system_clock",
+]
+
+
+def test_public_names_are_pinned_and_sorted() -> None:
+    assert runstate.__all__ == PUBLIC
+    assert sorted(runstate.__all__, key=lambda n: (not n.isupper(), n)) == PUBLIC
+    for name in PUBLIC:
+        assert getattr(runstate, name) is not None
+
+
+def test_every_error_has_one_root() -> None:
+    errors = [
+        runstate.ValidationError,
+        runstate.InvalidTransitionError,
+        runstate.ActiveRunError,
+        runstate.LeaseError,
+        runstate.RunNotFoundError,
+        runstate.ConcurrentUpdateError,
+        runstate.StoreError,
+    ]
+    assert all(issubclass(e, runstate.RunStateError) for e in errors)
+    assert {e.http_status for e in errors} == {400, 404, 409, 503}
+
+
+def test_import_needs_only_transitions() -> None:
+    code = (
+        "import sys, runstate; "
+        "bad = sorted(m for m in ('rich', 'fastapi', 'uvicorn', 'psycopg', 'hypothesis') if m in sys.modules); "
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_py_typed_ships() -> None:
+    from importlib.resources import files
+
+    assert files("runstate").joinpath("py.typed").is_file()
