@@ -16,7 +16,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence, Sized
 from types import FrameType
 from typing import Any
 
@@ -126,13 +126,21 @@ def _sweep(engine: RunEngine, every: float | None) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while True:
-            expired = engine.expire_due()
-            recovered = engine.recover_stalled()
-            print(
-                f"expired {len(expired)} runs, recovered {len(recovered)} stalled runs", flush=True
-            )
+            expired = _drain(engine.expire_due, 1000)
+            recovered = _drain(engine.recover_stalled, 100)
+            print(f"expired {expired} runs, recovered {recovered} stalled runs", flush=True)
             if every is None or stop.wait(every):
                 return 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _drain(sweep: Callable[[int], Sized], batch: int) -> int:
+    """Call ``sweep(batch)`` until a batch comes back short; the total swept."""
+    total = 0
+    while True:
+        done = len(sweep(batch))
+        total += done
+        if done < batch:
+            return total

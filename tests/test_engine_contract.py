@@ -1,0 +1,633 @@
+"""The engine's contract, run on every store: a store passes all of it or it is not done."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CALLS, OUTPUTS, T0
+
+from runstate import (
+    ActiveRunError,
+    ConcurrentUpdateError,
+    InvalidTransitionError,
+    LeaseError,
+    ManualClock,
+    MemoryStore,
+    Run,
+    RunEngine,
+    RunEvent,
+    RunNotFoundError,
+    RunStatus,
+    SQLiteStore,
+    Store,
+    ValidationError,
+    connect,
+)
+from runstate.stores import StoredRun, Write
+
+S = RunStatus
+TTL = 600
+LEASE = 30
+
+
+def make_store(kind: str, tmp_path: Path) -> Store:
+    if kind == "memory":
+        return MemoryStore()
+    return SQLiteStore(tmp_path / "runs.db")
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    store = make_store(request.param, tmp_path)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def engine(store: Store, clock: ManualClock) -> RunEngine:
+    return RunEngine(store, clock=clock, ttl=TTL, lease_seconds=LEASE, max_attempts=2)
+
+
+def new(engine: RunEngine, thread: str = "thread_1", **kwargs: Any) -> Run:
+    return engine.create(thread_id=thread, assistant_id="asst_1", model="gpt-4o", **kwargs)
+
+
+def snapshot(engine: RunEngine, run_id: str) -> tuple[StoredRun, list[RunEvent]]:
+    return engine.store.get(run_id), engine.history(run_id)
+
+
+def assert_history_matches(engine: RunEngine, run: Run) -> None:
+    """The history is a chain of legal steps that ends in the run's status."""
+    events = engine.history(run.id)
+    assert [e.event for e in events[:2]] == ["thread.run.created", "thread.run.queued"]
+    status = "queued"
+    for event in events[2:]:
+        assert event.from_status == status
+        assert event.event == f"thread.run.{event.to_status}"
+        status = event.to_status
+    assert status == run.status.value
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert events[-1].data == run.to_dict() or events[-1].data["status"] == run.status.value
+
+
+# --- the basic operations --------------------------------------------------------------------
+
+
+def test_create_get_and_a_full_run(engine: RunEngine, clock: ManualClock) -> None:
+    run = new(engine, metadata={"k": "v"})
+    assert engine.get(run.id) == run
+    assert engine.start(run.id).status is S.IN_PROGRESS
+    clock.advance(3)
+    engine.require_action(run.id, CALLS)
+    engine.submit_tool_outputs(run.id, OUTPUTS)
+    engine.start(run.id)
+    done = engine.complete(run.id)
+    assert done.status is S.COMPLETED and done.completed_at == T0 + 3
+    assert engine.get(run.id) == done
+    assert_history_matches(engine, done)
+    assert [e.event for e in engine.history(run.id)] == [
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.requires_action",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.completed",
+    ]
+
+
+def test_returned_runs_are_copies(engine: RunEngine) -> None:
+    run = new(engine, metadata={"k": "v"})
+    run.metadata["k"] = "changed"
+    got = engine.get(run.id)
+    got.metadata["k"] = "changed too"
+    assert engine.get(run.id).metadata == {"k": "v"}
+
+
+@pytest.mark.parametrize(
+    ("operation", "status", "message"),
+    [
+        ("cancel", S.COMPLETED, "Cannot cancel run with status 'completed'."),
+        (
+            "submit_tool_outputs",
+            S.IN_PROGRESS,
+            'Runs in status "in_progress" do not accept tool outputs.',
+        ),
+        ("start", S.COMPLETED, "Cannot start run with status 'completed'."),
+        ("complete", S.QUEUED, "Cannot complete run with status 'queued'."),
+        ("confirm_cancel", S.IN_PROGRESS, "Cannot confirm_cancel run with status 'in_progress'."),
+        ("require_action", S.QUEUED, "Cannot require_action run with status 'queued'."),
+        ("fail", S.CANCELLED, "Cannot fail run with status 'cancelled'."),
+        ("expire", S.QUEUED, "Cannot expire run with status 'queued': it is not due until"),
+    ],
+)
+def test_refusals_change_nothing_stored(
+    engine: RunEngine, operation: str, status: RunStatus, message: str
+) -> None:
+    run = new(engine)
+    path = {
+        S.QUEUED: [],
+        S.IN_PROGRESS: ["start"],
+        S.COMPLETED: ["start", "complete"],
+        S.CANCELLED: ["cancel", "confirm_cancel"],
+    }[status]
+    for step in path:
+        getattr(engine, step)(run.id)
+    before = snapshot(engine, run.id)
+    args: dict[str, Any] = {
+        "submit_tool_outputs": {"tool_outputs": OUTPUTS},
+        "require_action": {"tool_calls": CALLS},
+        "fail": {"message": "m"},
+    }.get(operation, {})
+    with pytest.raises(InvalidTransitionError, match=message.replace("(", r"\(")) as caught:
+        getattr(engine, operation)(run.id, **args)
+    assert caught.value.http_status == (
+        400 if operation in ("cancel", "submit_tool_outputs") else 409
+    )
+    assert snapshot(engine, run.id) == before
+
+
+def test_bad_input_changes_nothing_stored(engine: RunEngine) -> None:
+    run = new(engine)
+    engine.start(run.id)
+    engine.require_action(run.id, CALLS)
+    before = snapshot(engine, run.id)
+    attempts: list[Callable[[], object]] = [
+        lambda: engine.submit_tool_outputs(run.id, OUTPUTS[:1]),
+        lambda: engine.submit_tool_outputs(run.id, "nope"),  # type: ignore[arg-type]
+        lambda: engine.update_metadata(run.id, {f"k{i}": "v" for i in range(17)}),
+        lambda: engine.fail(run.id, code="nope", message="m"),
+        lambda: engine.heartbeat(run.id, ""),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ValidationError):
+            attempt()
+    assert snapshot(engine, run.id) == before
+
+
+@pytest.mark.parametrize("bad_id", ["run_nope", "", None, 5])
+def test_unknown_and_malformed_ids(engine: RunEngine, bad_id: Any) -> None:
+    expected = RunNotFoundError if bad_id == "run_nope" else ValidationError
+    for call in (
+        lambda: engine.get(bad_id),
+        lambda: engine.cancel(bad_id),
+        lambda: engine.complete(bad_id),
+        lambda: engine.history(bad_id),
+        lambda: engine.update_metadata(bad_id, {}),
+    ):
+        with pytest.raises(expected) as caught:
+            call()
+        if bad_id == "run_nope":
+            assert caught.value.message == "No run found with id 'run_nope'."
+            assert caught.value.http_status == 404
+
+
+# --- expiry ------------------------------------------------------------------------------------
+
+
+def test_reading_a_due_run_expires_it_and_stores_that(
+    engine: RunEngine, clock: ManualClock
+) -> None:
+    run = new(engine)
+    engine.start(run.id)
+    engine.require_action(run.id, CALLS)
+    clock.advance(TTL)
+    assert (
+        engine.store.get(run.id).run.status is S.REQUIRES_ACTION
+    )  # the store itself does not decide
+    got = engine.get(run.id)
+    assert got.status is S.EXPIRED and got.required_action is None and got.expires_at == T0 + TTL
+    assert engine.store.get(run.id).run == got
+    assert engine.history(run.id)[-1].event == "thread.run.expired"
+    assert engine.get(run.id) == got  # expired once
+    assert len(engine.history(run.id)) == 5
+
+
+def test_an_operation_on_a_due_run_expires_it_then_refuses(
+    engine: RunEngine, clock: ManualClock
+) -> None:
+    run = new(engine)
+    engine.start(run.id)
+    engine.require_action(run.id, CALLS)
+    clock.advance(TTL)
+    with pytest.raises(
+        InvalidTransitionError, match='Runs in status "expired" do not accept tool outputs.'
+    ):
+        engine.submit_tool_outputs(run.id, OUTPUTS)
+    assert engine.store.get(run.id).run.status is S.EXPIRED
+    with pytest.raises(InvalidTransitionError, match="Cannot expire run with status 'expired'."):
+        engine.expire(run.id)
+
+
+def test_expire_a_due_run_by_id(engine: RunEngine, clock: ManualClock) -> None:
+    run = new(engine)
+    clock.advance(TTL)
+    assert engine.expire(run.id).status is S.EXPIRED
+    assert [e.event for e in engine.history(run.id)][-1] == "thread.run.expired"
+
+
+def test_expire_due_expires_only_due_active_runs(engine: RunEngine, clock: ManualClock) -> None:
+    early = [new(engine, f"early_{i}") for i in range(5)]
+    done = new(engine, "done")
+    engine.start(done.id)
+    engine.complete(done.id)
+    clock.advance(10)
+    late = [new(engine, f"late_{i}") for i in range(3)]
+    clock.advance(TTL - 10)
+    heard: list[str] = []
+    engine.subscribe(lambda e: heard.append(e.run_id))
+    expired = engine.expire_due()
+    assert sorted(r.id for r in expired) == sorted(r.id for r in early)
+    assert all(r.status is S.EXPIRED for r in expired)
+    assert sorted(heard) == sorted(r.id for r in early)
+    assert all(engine.store.get(r.id).run.status is S.QUEUED for r in late)
+    assert engine.store.get(done.id).run.status is S.COMPLETED
+    assert engine.expire_due() == []
+    clock.advance(10)
+    assert len(engine.expire_due(limit=2)) == 2
+    assert len(engine.expire_due(limit=2)) == 1
+
+
+def test_expire_due_refuses_a_bad_limit(engine: RunEngine) -> None:
+    for bad in (0, -1, "5", None):
+        with pytest.raises(ValidationError, match="limit"):
+            engine.expire_due(limit=bad)  # type: ignore[arg-type]
+
+
+# --- one active run per thread ----------------------------------------------------------------------
+
+
+def test_one_active_run_per_thread(engine: RunEngine, clock: ManualClock) -> None:
+    first = new(engine, "thread_abc")
+    with pytest.raises(ActiveRunError) as caught:
+        new(engine, "thread_abc")
+    assert caught.value.message == f"Thread thread_abc already has an active run {first.id}."
+    assert caught.value.http_status == 400
+    other = new(engine, "thread_other")  # other threads are free
+    engine.cancel(first.id)
+    with pytest.raises(ActiveRunError):
+        new(engine, "thread_abc")  # cancelling is still active
+    engine.confirm_cancel(first.id)
+    second = new(engine, "thread_abc")
+    assert engine.list("thread_abc").first_id == second.id
+    assert other.status is S.QUEUED
+
+
+def test_a_due_active_run_does_not_block_its_thread(engine: RunEngine, clock: ManualClock) -> None:
+    stale = new(engine, "thread_abc")
+    clock.advance(TTL)
+    fresh = new(engine, "thread_abc")
+    assert engine.get(stale.id).status is S.EXPIRED
+    assert engine.get(fresh.id).status is S.QUEUED
+
+
+# --- listing ---------------------------------------------------------------------------------------
+
+
+def test_list_orders_by_created_at_with_creation_order_for_ties(
+    engine: RunEngine, clock: ManualClock
+) -> None:
+    ids = []
+    for i in range(7):
+        run = new(engine)
+        engine.start(run.id)
+        engine.complete(run.id)
+        ids.append(run.id)
+        if i % 3 == 2:
+            clock.advance(1)  # several runs share each second
+    new(engine, "thread_2")
+    page = engine.list("thread_1")
+    assert [r.id for r in page.data] == ids[::-1]
+    assert page.to_dict()["object"] == "list"
+    assert (page.first_id, page.last_id, page.has_more) == (ids[-1], ids[0], False)
+    assert [r.id for r in engine.list("thread_1", order="asc").data] == ids
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_list_pages_with_after_and_before(engine: RunEngine, order: str) -> None:
+    ids = []
+    for _ in range(5):
+        run = new(engine)
+        engine.cancel(run.id)
+        engine.confirm_cancel(run.id)
+        ids.append(run.id)
+    listing = ids if order == "asc" else ids[::-1]
+    page = engine.list("thread_1", limit=2, order=order)  # type: ignore[arg-type]
+    assert [r.id for r in page.data] == listing[:2] and page.has_more
+    page = engine.list("thread_1", limit=2, order=order, after=page.last_id)  # type: ignore[arg-type]
+    assert [r.id for r in page.data] == listing[2:4] and page.has_more
+    page = engine.list("thread_1", limit=2, order=order, after=page.last_id)  # type: ignore[arg-type]
+    assert [r.id for r in page.data] == listing[4:] and not page.has_more
+    page = engine.list("thread_1", limit=2, order=order, before=listing[4])  # type: ignore[arg-type]
+    assert [r.id for r in page.data] == listing[2:4] and page.has_more
+    page = engine.list("thread_1", limit=2, order=order, before=listing[1])  # type: ignore[arg-type]
+    assert [r.id for r in page.data] == listing[:1] and not page.has_more
+    page = engine.list("thread_1", order=order, after=listing[0], before=listing[3])  # type: ignore[arg-type]
+    assert [r.id for r in page.data] == listing[1:3]
+    assert engine.list("nobody").to_dict() == {
+        "object": "list",
+        "data": [],
+        "first_id": None,
+        "last_id": None,
+        "has_more": False,
+    }
+
+
+def test_list_refuses_bad_arguments(engine: RunEngine) -> None:
+    mine = new(engine, "thread_1")
+    theirs = new(engine, "thread_2")
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"limit": "5"}, "limit"),
+        ({"order": "up"}, "order"),
+        ({"after": "run_nope"}, "after"),
+        ({"before": theirs.id}, "before"),
+        ({"after": 3}, "after"),
+    ]
+    for kwargs, param in cases:
+        with pytest.raises(ValidationError) as caught:
+            engine.list("thread_1", **kwargs)
+        assert caught.value.param == param
+    assert engine.list("thread_1").data == [mine]
+
+
+def test_list_applies_expiry(engine: RunEngine, clock: ManualClock) -> None:
+    run = new(engine)
+    clock.advance(TTL)
+    (listed,) = engine.list("thread_1").data
+    assert listed.status is S.EXPIRED
+    assert engine.store.get(run.id).run.status is S.EXPIRED
+
+
+def test_list_every_thread_by_status(engine: RunEngine) -> None:
+    a = new(engine, "a")
+    b = new(engine, "b")
+    engine.cancel(b.id)
+    assert [r.id for r in engine.list(None).data] == [b.id, a.id]
+    assert [r.id for r in engine.list(None, status="cancelling").data] == [b.id]
+    with pytest.raises(ValidationError, match="Unknown status"):
+        engine.list(None, status="paused")
+
+
+# --- metadata ---------------------------------------------------------------------------------
+
+
+def test_update_metadata_replaces_it_in_any_status(engine: RunEngine) -> None:
+    run = new(engine, metadata={"a": "1"})
+    engine.cancel(run.id)
+    engine.confirm_cancel(run.id)
+    updated = engine.update_metadata(run.id, {"b": "2"})
+    assert updated.metadata == {"b": "2"} and updated.status is S.CANCELLED
+    assert engine.get(run.id).metadata == {"b": "2"}
+    assert len(engine.history(run.id)) == 4  # metadata is not a transition
+
+
+# --- races decided by compare-and-set ----------------------------------------------------------------
+
+
+class Meddler:
+    """A store proxy that lets another writer in between the engine's read and write."""
+
+    def __init__(self, store: Store, meddle: Callable[[], object], times: int = 1) -> None:
+        self._store = store
+        self._meddle = meddle
+        self._times = times
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
+        if self._times:
+            self._times -= 1
+            self._meddle()
+        return self._store.write(writes)
+
+
+def test_a_late_complete_after_a_cancel_is_decided_again(store: Store, clock: ManualClock) -> None:
+    plain = RunEngine(store, clock=clock)
+    run = plain.create(thread_id="t", assistant_id="a")
+    plain.start(run.id)
+    meddled = RunEngine(Meddler(store, lambda: plain.cancel(run.id)), clock=clock)  # type: ignore[arg-type]
+    done = meddled.complete(run.id)  # decided on in_progress, lost, decided again on cancelling
+    assert done.status is S.COMPLETED
+    assert [e.event for e in plain.history(run.id)][-2:] == [
+        "thread.run.cancelling",
+        "thread.run.completed",
+    ]
+    assert_history_matches(plain, done)
+
+
+def test_a_late_cancel_after_a_complete_is_refused(store: Store, clock: ManualClock) -> None:
+    plain = RunEngine(store, clock=clock)
+    run = plain.create(thread_id="t", assistant_id="a")
+    plain.start(run.id)
+    meddled = RunEngine(Meddler(store, lambda: plain.complete(run.id)), clock=clock)  # type: ignore[arg-type]
+    with pytest.raises(InvalidTransitionError, match="Cannot cancel run with status 'completed'."):
+        meddled.cancel(run.id)
+    assert plain.get(run.id).status is S.COMPLETED
+    assert [e.event for e in plain.history(run.id)][-1] == "thread.run.completed"
+
+
+def test_an_engine_that_always_loses_gives_up_cleanly(store: Store, clock: ManualClock) -> None:
+    plain = RunEngine(store, clock=clock)
+    run = plain.create(thread_id="t", assistant_id="a")
+    meddled = RunEngine(
+        Meddler(store, lambda: plain.update_metadata(run.id, {}), times=1000),  # type: ignore[arg-type]
+        clock=clock,
+    )
+    with pytest.raises(ConcurrentUpdateError):
+        meddled.start(run.id)
+    assert plain.get(run.id).status is S.QUEUED
+
+
+# --- workers -------------------------------------------------------------------------------------
+
+
+def test_claim_takes_the_oldest_queued_run_and_leases_it(
+    engine: RunEngine, clock: ManualClock
+) -> None:
+    first = new(engine, "a")
+    clock.advance(1)
+    second = new(engine, "b")
+    claimed = engine.claim("w1")
+    assert claimed is not None and claimed.id == first.id and claimed.status is S.IN_PROGRESS
+    stored = engine.store.get(first.id)
+    assert (stored.lease_owner, stored.lease_expires_at, stored.attempts) == (
+        "w1",
+        T0 + 1 + LEASE,
+        1,
+    )
+    claimed = engine.claim("w2")
+    assert claimed is not None and claimed.id == second.id
+    assert engine.claim("w3") is None
+
+
+def test_claim_skips_due_runs_and_takes_resumed_runs_by_age(
+    engine: RunEngine, clock: ManualClock
+) -> None:
+    old = new(engine, "old")
+    clock.advance(TTL - 5)
+    waiting = new(engine, "waiting")
+    clock.advance(5)  # old is due now: it must not be claimed
+    claimed = engine.claim("w")
+    assert claimed is not None and claimed.id == waiting.id
+    assert engine.claim("w") is None
+    assert engine.get(old.id).status is S.EXPIRED
+
+
+def test_claim_refuses_bad_arguments(engine: RunEngine) -> None:
+    for kwargs in ({"worker_id": ""}, {"worker_id": None}, {"worker_id": "w", "lease_seconds": 0}):
+        with pytest.raises(ValidationError):
+            engine.claim(**kwargs)  # type: ignore[arg-type]
+
+
+def test_heartbeat_extends_the_lease_never_the_expiry(
+    engine: RunEngine, clock: ManualClock
+) -> None:
+    run = new(engine)
+    engine.claim("w1")
+    clock.advance(20)
+    beat = engine.heartbeat(run.id, "w1")
+    stored = engine.store.get(run.id)
+    assert stored.lease_expires_at == T0 + 20 + LEASE
+    assert beat.expires_at == run.expires_at == T0 + TTL
+    with pytest.raises(LeaseError, match="leased to worker 'w1', not to 'w2'"):
+        engine.heartbeat(run.id, "w2")
+    assert engine.store.get(run.id) == stored
+    clock.set(T0 + TTL)
+    with pytest.raises(InvalidTransitionError, match="Cannot heartbeat run with status 'expired'."):
+        engine.heartbeat(run.id, "w1")  # a lease never outlives expires_at
+    assert engine.store.get(run.id).lease_owner is None
+
+
+def test_heartbeat_shows_a_cancel_to_the_worker(engine: RunEngine) -> None:
+    run = new(engine)
+    engine.claim("w1")
+    engine.cancel(run.id)
+    assert engine.heartbeat(run.id, "w1").status is S.CANCELLING
+    assert engine.confirm_cancel(run.id, worker_id="w1").status is S.CANCELLED
+    assert engine.store.get(run.id).lease_owner is None
+
+
+def test_worker_steps_check_the_lease(engine: RunEngine) -> None:
+    run = new(engine)
+    engine.claim("w1")
+    before = snapshot(engine, run.id)
+    for step in (
+        lambda: engine.complete(run.id, worker_id="w2"),
+        lambda: engine.fail(run.id, message="m", worker_id="w2"),
+        lambda: engine.require_action(run.id, CALLS, worker_id="w2"),
+    ):
+        with pytest.raises(LeaseError):
+            step()
+    assert snapshot(engine, run.id) == before
+    engine.require_action(run.id, CALLS, worker_id="w1")
+    assert engine.store.get(run.id).lease_owner is None  # waiting for the caller: nobody's
+
+
+def test_recover_stalled_requeues_then_fails(engine: RunEngine, clock: ManualClock) -> None:
+    run = new(engine)
+    engine.claim("w1")
+    alive = new(engine, "alive")
+    engine.claim("w2")
+    clock.advance(LEASE - 1)
+    engine.heartbeat(alive.id, "w2")
+    assert engine.recover_stalled() == []
+    clock.advance(1)  # w1's lease has ended; w2's has not
+    (recovered,) = engine.recover_stalled()
+    assert recovered.id == run.id and recovered.status is S.QUEUED
+    assert engine.store.get(alive.id).lease_owner == "w2"
+    with pytest.raises(InvalidTransitionError, match="Cannot complete run with status 'queued'."):
+        engine.complete(run.id, worker_id="w1")  # the vanished worker is too late
+    again = engine.claim("w3")
+    assert again is not None and again.id == run.id
+    assert engine.store.get(run.id).attempts == 2
+    clock.advance(LEASE)
+    failed = [r for r in engine.recover_stalled() if r.id == run.id]
+    assert failed[0].status is S.FAILED
+    assert failed[0].last_error == {
+        "code": "server_error",
+        "message": "The run's worker stopped responding 2 times.",
+    }
+    assert [e.event for e in engine.history(run.id)][2:] == [
+        "thread.run.in_progress",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.failed",
+    ]
+
+
+def test_recover_stalled_finishes_an_orphaned_cancel(engine: RunEngine, clock: ManualClock) -> None:
+    run = new(engine)
+    engine.claim("w1")
+    engine.cancel(run.id)
+    clock.advance(LEASE)
+    (recovered,) = engine.recover_stalled()
+    assert recovered.status is S.CANCELLED
+
+
+# --- history and events ---------------------------------------------------------------------------------
+
+
+def test_events_let_another_reader_follow(engine: RunEngine) -> None:
+    a = new(engine, "a")
+    b = new(engine, "b")
+    engine.start(a.id)
+    everything = engine.events()
+    assert [(e.run_id, e.event) for e in everything] == [
+        (a.id, "thread.run.created"),
+        (a.id, "thread.run.queued"),
+        (b.id, "thread.run.created"),
+        (b.id, "thread.run.queued"),
+        (a.id, "thread.run.in_progress"),
+    ]
+    seqs = [e.seq for e in everything]
+    assert all(isinstance(s, int) for s in seqs) and seqs == sorted(seqs)
+    last = seqs[-1]
+    assert last is not None
+    assert engine.events(after_seq=last) == []
+    engine.complete(a.id)
+    (latest,) = engine.events(after_seq=last)
+    assert latest.event == "thread.run.completed" and latest.data["status"] == "completed"
+    assert [e.event for e in engine.events(run_id=b.id)] == [
+        "thread.run.created",
+        "thread.run.queued",
+    ]
+    assert len(engine.events(limit=2)) == 2
+    assert engine.events(after_seq=seqs[1], limit=1)[0].seq == seqs[2]
+    with pytest.raises(ValidationError):
+        engine.events(after_seq=-1)
+
+
+def test_listeners_hear_stored_transitions_with_their_seq(engine: RunEngine) -> None:
+    heard: list[RunEvent] = []
+    engine.subscribe(heard.append)
+    run = new(engine)
+    engine.claim("w")
+    assert [e.event for e in heard] == [
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+    ]
+    assert [e.seq for e in heard] == [e.seq for e in engine.history(run.id)]
+    assert heard[-1].data["status"] == "in_progress"
+
+
+def test_connect_urls(tmp_path: Path) -> None:
+    assert isinstance(connect("memory://").store, MemoryStore)
+    engine = connect(f"sqlite:///{tmp_path}/x.db", ttl=5)
+    assert isinstance(engine.store, SQLiteStore) and engine.lifecycle.ttl == 5
+    for bad in ("", "memory", "memory://x", "sqlite://", "sqlite:///", "redis://x", 5):
+        with pytest.raises(ValidationError):
+            connect(bad)  # type: ignore[arg-type]
+
+
+def test_engine_options_are_checked() -> None:
+    for kwargs in ({"lease_seconds": 0}, {"max_attempts": 0}, {"ttl": -5}, {"lease_seconds": True}):
+        with pytest.raises(ValidationError):
+            RunEngine(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,58 @@
+"""Every example is a program: each one runs to the end and says what it should."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
+EXPECTED = {
+    "quickstart.py": [
+        "The sweep expired 1 run(s).",
+        "Cannot cancel run with status 'completed'.",
+        "rate_limit_exceeded: Slow down.",
+        "thread.run.cancelled",
+        "thread.run.expired",
+    ],
+    "tool_calls.py": [
+        "partial outputs refused: Expected tool outputs for call_ids",
+        "the run is completed",
+    ],
+    "expiry.py": ["Cannot complete run with status 'expired'.", "expired 4 of 5 runs"],
+}
+
+
+def run_example(path: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=path.parent,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "160", "PYTHONWARNINGS": "error"},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=[p.name for p in SCRIPTS])
+def test_example_has_a_docstring_and_main(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    assert ast.get_docstring(tree), f"{path.name} needs a docstring saying what it shows"
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs(name: str) -> None:
+    out = " ".join(run_example(EXAMPLES / name).split())
+    for text in EXPECTED[name]:
+        assert " ".join(text.split()) in out
+
+
+def test_every_example_is_covered() -> None:
+    assert {p.name for p in SCRIPTS} <= set(EXPECTED) | {"worker_pool.py"}
