@@ -151,7 +151,6 @@ class SQLiteStore:
                     timeout=self._busy_ms / 1000,
                 )
                 conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-                conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
             self._local.conn = conn
             with self._guard:
@@ -193,6 +192,8 @@ class SQLiteStore:
                         app_id = APPLICATION_ID
             if app_id != APPLICATION_ID:
                 raise StoreError(f"{self.path} is a SQLite database, but not runstate's.")
+            # WAL is a property of the file: set only once the file is known to be ours.
+            self._conn().execute("PRAGMA journal_mode = WAL")
             version = self._conn().execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
                 raise StoreError(

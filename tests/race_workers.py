@@ -1,0 +1,116 @@
+"""Code that runs in the child processes of test_races.py (importable under spawn)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Barrier
+from typing import Any
+
+from runstate import (
+    ActiveRunError,
+    InvalidTransitionError,
+    ManualClock,
+    RunEngine,
+    SQLiteStore,
+)
+
+
+def engine_at(path: str, now: float, **kwargs: Any) -> RunEngine:
+    return RunEngine(SQLiteStore(path), clock=ManualClock(now), **kwargs)
+
+
+def complete_all(path: str, now: float, ids: list[str], barrier: Barrier, seed: int) -> None:
+    engine = engine_at(path, now)
+    random.Random(seed).shuffle(ids)
+    barrier.wait()
+    for run_id in ids:
+        with contextlib.suppress(InvalidTransitionError):
+            engine.complete(run_id)
+
+
+def cancel_all(path: str, now: float, ids: list[str], barrier: Barrier, seed: int) -> None:
+    engine = engine_at(path, now)
+    random.Random(seed).shuffle(ids)
+    barrier.wait()
+    for run_id in ids:
+        for step in (engine.cancel, engine.confirm_cancel):
+            with contextlib.suppress(InvalidTransitionError):
+                step(run_id)
+
+
+def submit_and_finish(
+    path: str,
+    now: float,
+    ids: list[str],
+    outputs: list[dict[str, str]],
+    barrier: Barrier,
+    seed: int,
+) -> None:
+    engine = engine_at(path, now)
+    random.Random(seed).shuffle(ids)
+    barrier.wait()
+    for run_id in ids:
+        try:
+            engine.submit_tool_outputs(run_id, outputs)
+            engine.start(run_id)
+            engine.complete(run_id)
+        except InvalidTransitionError:
+            pass
+
+
+def sweep_until_quiet(path: str, now: float, barrier: Barrier) -> None:
+    engine = engine_at(path, now)
+    barrier.wait()
+    quiet = 0
+    while quiet < 3:
+        quiet = 0 if engine.expire_due(limit=50) else quiet + 1
+
+
+def claim_until_empty(path: str, now: float, worker: str, barrier: Barrier, results: Any) -> None:
+    engine = engine_at(path, now)
+    claimed = []
+    barrier.wait()
+    while (run := engine.claim(worker)) is not None:
+        claimed.append(run.id)
+        engine.complete(run.id, worker_id=worker)
+    results.put((worker, claimed))
+
+
+def create_on_threads(
+    path: str, now: float, threads: list[str], barrier: Barrier, results: Any
+) -> None:
+    engine = engine_at(path, now)
+    won, lost = [], []
+    barrier.wait()
+    for thread in threads:
+        try:
+            won.append(engine.create(thread_id=thread, assistant_id="a").id)
+        except ActiveRunError:
+            lost.append(thread)
+    results.put((won, lost))
+
+
+def claim_and_hang(path: str, now: float, conn: Connection) -> None:
+    engine = engine_at(path, now, lease_seconds=30)
+    run = engine.claim("doomed-worker")
+    conn.send(None if run is None else run.id)
+    conn.recv()  # blocks until the parent kills this process
+
+
+def churn(path: str, now: float, conn: Connection) -> None:
+    """Create, claim, require action, submit, resume, complete, forever, reporting progress."""
+    engine = engine_at(path, now)
+    calls = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    outputs = [{"tool_call_id": "call_1", "output": "x"}]
+    n = 0
+    while True:
+        run = engine.create(thread_id=f"churn_{n}", assistant_id="a")
+        engine.claim("churner")
+        engine.require_action(run.id, calls)
+        engine.submit_tool_outputs(run.id, outputs)
+        engine.claim("churner")
+        engine.complete(run.id)
+        n += 1
+        conn.send(n)

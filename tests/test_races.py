@@ -1,0 +1,200 @@
+"""Races between processes on one real SQLite file.
+
+Four or more processes start together (a barrier, never a sleep) and drive the same
+runs. Afterwards every run has exactly one terminal status and one terminal timestamp,
+a history that is a legal chain ending in that status, and no run was claimed twice.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import race_workers as workers
+
+from runstate import Run, RunEngine, RunStatus, SQLiteStore
+
+T0 = 1_700_000_000
+CALLS = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+OUTPUTS = [{"tool_call_id": "call_1", "output": "x"}]
+TERMINAL_STAMPS = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at"}
+ctx = multiprocessing.get_context("spawn")
+pytestmark = pytest.mark.timeout(240)
+
+
+def run_all(targets: list[tuple[Any, tuple[Any, ...]]]) -> None:
+    procs = [ctx.Process(target=fn, args=args) for fn, args in targets]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=180)
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+        assert p.exitcode == 0, f"{p.name} exited {p.exitcode}"
+
+
+def check_consistent(engine: RunEngine, run: Run) -> None:
+    """One terminal status, one terminal timestamp, a legal history ending in it."""
+    assert run.status.is_terminal, run
+    stamps = {status: getattr(run, stamp) for status, stamp in TERMINAL_STAMPS.items()}
+    assert [s for s, t in stamps.items() if t is not None] == (
+        [run.status.value] if run.status.value in stamps else []
+    )
+    events = engine.history(run.id)
+    status = "queued"
+    for event in events[2:]:
+        assert event.from_status == status, [e.event for e in events]
+        status = event.to_status
+    assert status == run.status.value
+    terminal_events = [
+        e for e in events if e.to_status in ("completed", "failed", "cancelled", "expired")
+    ]
+    assert len(terminal_events) == 1
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    return str(tmp_path / "race.db")
+
+
+def test_cancel_races_complete(path: str) -> None:
+    engine = RunEngine(SQLiteStore(path), clock=lambda: T0)
+    ids = [engine.create(thread_id=f"t{i}", assistant_id="a").id for i in range(150)]
+    for run_id in ids:
+        engine.start(run_id)
+    barrier = ctx.Barrier(4)
+    run_all(
+        [
+            (workers.complete_all, (path, T0, ids, barrier, 1)),
+            (workers.complete_all, (path, T0, ids, barrier, 2)),
+            (workers.cancel_all, (path, T0, ids, barrier, 3)),
+            (workers.cancel_all, (path, T0, ids, barrier, 4)),
+        ]
+    )
+    outcomes = Counter()
+    for run_id in ids:
+        run = engine.get(run_id)
+        check_consistent(engine, run)
+        outcomes[run.status] += 1
+    assert set(outcomes) <= {RunStatus.COMPLETED, RunStatus.CANCELLED}
+    assert sum(outcomes.values()) == len(ids)
+
+
+def test_expiry_races_tool_outputs(path: str) -> None:
+    engine = RunEngine(SQLiteStore(path), clock=lambda: T0, ttl=100)
+    ids = []
+    for i in range(150):
+        run = engine.create(thread_id=f"t{i}", assistant_id="a")
+        engine.start(run.id)
+        engine.require_action(run.id, CALLS)
+        ids.append(run.id)
+    barrier = ctx.Barrier(4)
+    before_expiry, at_expiry = T0 + 99, T0 + 100
+    run_all(
+        [
+            (workers.submit_and_finish, (path, before_expiry, ids, OUTPUTS, barrier, 1)),
+            (workers.submit_and_finish, (path, before_expiry, ids, OUTPUTS, barrier, 2)),
+            (workers.sweep_until_quiet, (path, at_expiry, barrier)),
+            (workers.sweep_until_quiet, (path, at_expiry, barrier)),
+        ]
+    )
+    reader = RunEngine(SQLiteStore(path), clock=lambda: before_expiry)  # reads must not expire
+    statuses = Counter()
+    for run_id in ids:
+        run = reader.get(run_id)
+        check_consistent(reader, run)
+        statuses[run.status] += 1
+        if run.status is RunStatus.EXPIRED:
+            assert run.expires_at == at_expiry and run.required_action is None
+    assert set(statuses) <= {RunStatus.COMPLETED, RunStatus.EXPIRED}
+
+
+def test_claims_never_overlap(path: str) -> None:
+    engine = RunEngine(SQLiteStore(path), clock=lambda: T0)
+    ids = {engine.create(thread_id=f"t{i}", assistant_id="a").id for i in range(300)}
+    barrier = ctx.Barrier(4)
+    results = ctx.Queue()
+    run_all([(workers.claim_until_empty, (path, T0, f"w{i}", barrier, results)) for i in range(4)])
+    claims = [results.get(timeout=10) for _ in range(4)]
+    claimed = [run_id for _, ids_of_worker in claims for run_id in ids_of_worker]
+    assert len(claimed) == len(set(claimed)) == len(ids)
+    assert set(claimed) == ids
+    for run_id in ids:
+        run = engine.get(run_id)
+        check_consistent(engine, run)
+        assert run.status is RunStatus.COMPLETED
+        starts = [e for e in engine.history(run_id) if e.event == "thread.run.in_progress"]
+        assert len(starts) == 1
+    assert sum(1 for _, got in claims if got) >= 2  # the work really was shared
+
+
+def test_one_active_run_per_thread_across_processes(path: str) -> None:
+    threads = [f"thread_{i}" for i in range(100)]
+    RunEngine(SQLiteStore(path)).close()
+    barrier = ctx.Barrier(4)
+    results = ctx.Queue()
+    run_all([(workers.create_on_threads, (path, T0, threads, barrier, results)) for _ in range(4)])
+    outcomes = [results.get(timeout=10) for _ in range(4)]
+    won = [run_id for w, _ in outcomes for run_id in w]
+    assert len(won) == len(threads)
+    assert sum(len(lost) for _, lost in outcomes) == 3 * len(threads)
+    engine = RunEngine(SQLiteStore(path), clock=lambda: T0)
+    assert sorted(engine.get(r).thread_id for r in won) == sorted(threads)
+
+
+def test_a_killed_worker_leaves_its_run_recoverable(path: str) -> None:
+    engine = RunEngine(SQLiteStore(path), clock=lambda: T0)
+    run = engine.create(thread_id="t", assistant_id="a")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=workers.claim_and_hang, args=(path, T0, child))
+    proc.start()
+    assert parent.poll(60), "the worker never claimed"
+    assert parent.recv() == run.id
+    os.kill(proc.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    proc.join(timeout=30)
+    assert proc.exitcode == -signal.SIGKILL
+    stored = engine.store.get(run.id)
+    assert (stored.run.status, stored.lease_owner) == (RunStatus.IN_PROGRESS, "doomed-worker")
+    later = RunEngine(SQLiteStore(path), clock=lambda: T0 + 30)
+    (recovered,) = later.recover_stalled()
+    assert recovered.status is RunStatus.QUEUED
+    again = later.claim("survivor")
+    assert again is not None and again.id == run.id
+    done = later.complete(run.id, worker_id="survivor")
+    check_consistent(later, done)
+
+
+@pytest.mark.parametrize("after", [3, 25, 60])
+def test_sigkill_in_the_middle_of_writes_leaves_the_file_consistent(path: str, after: int) -> None:
+    RunEngine(SQLiteStore(path)).close()
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=workers.churn, args=(path, T0, child))
+    proc.start()
+    progress = 0
+    while progress < after:
+        assert parent.poll(60), "the churner stopped"
+        progress = parent.recv()
+    os.kill(proc.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    proc.join(timeout=30)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    engine = RunEngine(SQLiteStore(path), clock=lambda: T0)
+    runs = engine.list(None, limit=100).data
+    assert len(runs) >= after
+    for run in runs:
+        history = engine.history(run.id)
+        status = "queued"
+        for event in history[2:]:
+            assert event.from_status == status
+            status = event.to_status
+        assert status == run.status.value  # every write landed whole with its history row
+        if run.status.is_terminal:
+            check_consistent(engine, run)

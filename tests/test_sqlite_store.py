@@ -1,0 +1,138 @@
+"""What only the SQLite store has: a file, its schema, its locks and its indexes."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from runstate import ManualClock, RunEngine, RunStatus, SQLiteStore, StoreError
+from runstate.stores._sqlite import SQL
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_runs_and_history_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    engine = RunEngine(SQLiteStore(path))
+    run = engine.create(thread_id="t", assistant_id="a", metadata={"k": "v"})
+    engine.claim("w")
+    engine.close()
+    again = RunEngine(SQLiteStore(path))
+    assert again.get(run.id).status is RunStatus.IN_PROGRESS
+    assert again.get(run.id).metadata == {"k": "v"}
+    assert [e.event for e in again.history(run.id)][-1] == "thread.run.in_progress"
+    assert again.store.get(run.id).lease_owner == "w"
+
+
+def test_the_file_is_in_wal_mode_with_our_marks(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    SQLiteStore(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == 0x52554E53
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    indexes = {
+        row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+    }
+    assert {"runs_one_active_per_thread", "runs_due", "runs_queue", "runs_leases"} <= indexes
+
+
+def test_the_sweeps_and_claims_read_their_indexes(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "runs.db")
+    conn = store._conn()
+
+    def plan(sql: str, args: tuple[object, ...]) -> str:
+        return " ".join(str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+
+    assert "USING INDEX runs_due" in plan(SQL["due"], (0, 10))
+    assert "USING INDEX runs_queue" in plan(SQL["oldest_claimable"], (0,))
+    assert "USING INDEX runs_leases" in plan(SQL["stalled"], (0, 10))
+    assert "SCAN runs" not in plan(SQL["due"], (0, 10))
+
+
+def test_a_foreign_sqlite_database_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('keep me')")
+    conn.commit()
+    conn.close()
+    before = digest(path)
+    with pytest.raises(StoreError, match="is a SQLite database, but not runstate's"):
+        SQLiteStore(path)
+    assert digest(path) == before
+
+
+def test_a_corrupt_file_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.db"
+    path.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 40)
+    before = digest(path)
+    with pytest.raises(StoreError, match="cannot be used"):
+        SQLiteStore(path)
+    assert digest(path) == before
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    SQLiteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 7")
+    conn.close()
+    with pytest.raises(StoreError, match="schema version 7; this runstate reads version 1"):
+        SQLiteStore(path)
+
+
+@pytest.mark.parametrize("path", ["", ":memory:", "file:x?mode=memory"])
+def test_only_real_files(path: str) -> None:
+    with pytest.raises(StoreError, match="needs a file path"):
+        SQLiteStore(path)
+
+
+def test_create_false_refuses_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="No SQLite database at"):
+        SQLiteStore(tmp_path / "missing.db", create=False)
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_a_missing_directory_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot be used"):
+        SQLiteStore(tmp_path / "no" / "such" / "dir.db")
+
+
+def test_a_lock_held_too_long_is_a_store_error_and_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    clock = ManualClock(1_000)
+    engine = RunEngine(SQLiteStore(path, busy_timeout=0.2), clock=clock)
+    run = engine.create(thread_id="t", assistant_id="a")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match="stayed locked"):
+            engine.start(run.id)
+        with pytest.raises(StoreError, match="stayed locked"):
+            engine.create(thread_id="t2", assistant_id="a")
+        assert engine.get(run.id).status is RunStatus.QUEUED  # reads go on under WAL
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert engine.start(run.id).status is RunStatus.IN_PROGRESS
+    assert [r.thread_id for r in engine.list(None).data] == ["t"]
+
+
+def test_sqlite_errors_never_reach_the_caller(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = SQLiteStore(path)
+    engine = RunEngine(store)
+    run = engine.create(thread_id="t", assistant_id="a")
+    store._conn().execute("DROP TABLE run_events")
+    with pytest.raises(StoreError) as caught:
+        engine.start(run.id)
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+    assert caught.value.http_status == 503
+    assert caught.value.to_dict()["error"]["type"] == "server_error"
+    assert store.get(run.id).run.status is RunStatus.QUEUED  # the transaction rolled back
