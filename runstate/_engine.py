@@ -36,6 +36,7 @@ from .stores import MemoryStore, Order, Store, StoredRun, Write
 __all__ = ["RunEngine", "RunList"]
 
 _LEASED = frozenset({RunStatus.IN_PROGRESS, RunStatus.CANCELLING})
+_UNATTENDED = frozenset({RunStatus.QUEUED, RunStatus.REQUIRES_ACTION})
 Lease = tuple[str | None, int | None, int]  # owner, lease end, attempts so far
 # A change decides on a copy of a stored run: the transitions it made and the lease to
 # store, or None for "nothing to write". It raises a RunStateError to refuse.
@@ -194,7 +195,21 @@ class RunEngine:
         return self._apply(run_id, self._event("submit_tool_outputs", tool_outputs))[0]
 
     def cancel(self, run_id: str) -> Run:
-        return self._apply(run_id, self._event("cancel"))[0]
+        """Ask for cancellation. A run that no worker is executing (``queued`` or
+        ``requires_action``) has nobody to confirm it, so the engine confirms it in the
+        same write: ``cancelling`` then ``cancelled``, both events stored (ours). An
+        ``in_progress`` run stays ``cancelling`` until its worker confirms or finishes."""
+
+        def change(
+            run: Run, stored: StoredRun, now: int, expired: bool
+        ) -> tuple[list[Transition], Lease]:
+            unattended = run.status in _UNATTENDED
+            steps = self.lifecycle.decide(run, "cancel", now)
+            if unattended:
+                steps += self.lifecycle.decide(run, "confirm_cancel", now)
+            return steps, _lease_after(stored, run)
+
+        return self._apply(run_id, change)[0]
 
     # --- worker-side operations ----------------------------------------------------------
     # With ``worker_id``, the step is refused (LeaseError) unless that worker holds the lease.

@@ -133,7 +133,7 @@ def test_refusals_change_nothing_stored(
         S.QUEUED: [],
         S.IN_PROGRESS: ["start"],
         S.COMPLETED: ["start", "complete"],
-        S.CANCELLED: ["cancel", "confirm_cancel"],
+        S.CANCELLED: ["cancel"],  # nobody holds a queued run: cancelled at once
     }[status]
     for step in path:
         getattr(engine, step)(run.id)
@@ -268,6 +268,7 @@ def test_one_active_run_per_thread(engine: RunEngine, clock: ManualClock) -> Non
     assert caught.value.message == f"Thread thread_abc already has an active run {first.id}."
     assert caught.value.http_status == 400
     other = new(engine, "thread_other")  # other threads are free
+    engine.claim("w")
     engine.cancel(first.id)
     with pytest.raises(ActiveRunError):
         new(engine, "thread_abc")  # cancelling is still active
@@ -283,6 +284,24 @@ def test_a_due_active_run_does_not_block_its_thread(engine: RunEngine, clock: Ma
     fresh = new(engine, "thread_abc")
     assert engine.get(stale.id).status is S.EXPIRED
     assert engine.get(fresh.id).status is S.QUEUED
+
+
+def test_cancel_confirms_at_once_when_no_worker_holds_the_run(engine: RunEngine) -> None:
+    queued = new(engine, "a")
+    waiting = new(engine, "b")
+    working = new(engine, "c")
+    for run in (waiting, working):
+        engine.start(run.id)
+    engine.require_action(waiting.id, CALLS)
+    for run in (queued, waiting):
+        cancelled = engine.cancel(run.id)
+        assert cancelled.status is S.CANCELLED and cancelled.required_action is None
+        assert cancelled.cancelled_at is not None and cancelled.expires_at is None
+        assert [e.event for e in engine.history(run.id)][-2:] == [
+            "thread.run.cancelling",
+            "thread.run.cancelled",
+        ]
+    assert engine.cancel(working.id).status is S.CANCELLING  # its worker decides
 
 
 # --- listing ---------------------------------------------------------------------------------------
@@ -313,7 +332,6 @@ def test_list_pages_with_after_and_before(engine: RunEngine, order: str) -> None
     for _ in range(5):
         run = new(engine)
         engine.cancel(run.id)
-        engine.confirm_cancel(run.id)
         ids.append(run.id)
     listing = ids if order == "asc" else ids[::-1]
     page = engine.list("thread_1", limit=2, order=order)  # type: ignore[arg-type]
@@ -369,7 +387,7 @@ def test_list_every_thread_by_status(engine: RunEngine) -> None:
     b = new(engine, "b")
     engine.cancel(b.id)
     assert [r.id for r in engine.list(None).data] == [b.id, a.id]
-    assert [r.id for r in engine.list(None, status="cancelling").data] == [b.id]
+    assert [r.id for r in engine.list(None, status="cancelled").data] == [b.id]
     with pytest.raises(ValidationError, match="Unknown status"):
         engine.list(None, status="paused")
 
@@ -380,7 +398,6 @@ def test_list_every_thread_by_status(engine: RunEngine) -> None:
 def test_update_metadata_replaces_it_in_any_status(engine: RunEngine) -> None:
     run = new(engine, metadata={"a": "1"})
     engine.cancel(run.id)
-    engine.confirm_cancel(run.id)
     updated = engine.update_metadata(run.id, {"b": "2"})
     assert updated.metadata == {"b": "2"} and updated.status is S.CANCELLED
     assert engine.get(run.id).metadata == {"b": "2"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ EXPECTED = {
         "the run is completed",
     ],
     "expiry.py": ["Cannot complete run with status 'expired'.", "expired 4 of 5 runs"],
+    "worker_pool.py": ["worker-0 exit code 1; runs recovered from it: 1"],
 }
 
 
@@ -55,4 +57,13 @@ def test_example_runs(name: str) -> None:
 
 
 def test_every_example_is_covered() -> None:
-    assert {p.name for p in SCRIPTS} <= set(EXPECTED) | {"worker_pool.py"}
+    assert {p.name for p in SCRIPTS} == set(EXPECTED)
+
+
+def test_worker_pool_ends_every_run() -> None:
+    out = run_example(EXAMPLES / "worker_pool.py", "--runs", "30")
+    match = re.search(r"outcome: (\d+) cancelled, (\d+) completed\n", out)
+    assert match, out
+    cancelled, completed = int(match[1]), int(match[2])
+    assert cancelled + completed == 30  # nothing failed, expired or was left active
+    assert cancelled >= 1
