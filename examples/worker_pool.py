@@ -2,7 +2,7 @@
 
 Three worker processes claim runs from ``runs.db`` (in a temporary folder), call a fake
 tool, record the result in the run's metadata and complete it. One of them crashes
-after its second run while holding a lease; the run it held is recovered by the sweep
+on its first run while holding the lease; the run it held is recovered by the sweep
 and finished by another worker. Meanwhile the main process cancels every fifth run and
 sweeps (``expire_due`` and ``recover_stalled``) until every run has ended, then prints
 what happened to every run. Pass ``--runs N`` for more or fewer runs.
@@ -76,10 +76,13 @@ def main() -> None:
         ctx = multiprocessing.get_context("spawn")
         stop = ctx.Event()
         workers = [
-            ctx.Process(target=worker, args=(url, f"worker-{i}", stop, 2 if i == 0 else None))
+            ctx.Process(target=worker, args=(url, f"worker-{i}", stop, 0 if i == 0 else None))
             for i in range(3)
         ]
-        for process in workers:
+        # worker-0 goes first and crashes on its first run, holding the lease.
+        workers[0].start()
+        workers[0].join(timeout=30)
+        for process in workers[1:]:
             process.start()
 
         for run_id in ids[::5]:
