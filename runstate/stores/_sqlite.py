@@ -152,6 +152,7 @@ class SQLiteStore:
                 )
                 conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
                 conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages stay hot
             self._local.conn = conn
             with self._guard:
                 self._connections.append(conn)
