@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,cli]'
+	$(BIN)/pip install -q -e '.[test,cli,server]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -85,7 +85,9 @@ def transition_vs_floor(folder: Path, n: int = 1500) -> tuple[float, float]:
 # --- 2. claim throughput ------------------------------------------------------------------------
 
 
-def claimer(path: str, name: str, barrier: Barrier, out: multiprocessing.Queue[tuple[float, int]]) -> None:
+def claimer(
+    path: str, name: str, barrier: Barrier, out: multiprocessing.Queue[tuple[float, int]]
+) -> None:
     engine = RunEngine(SQLiteStore(path), clock=ManualClock(T0))
     claimed = 0
     barrier.wait()
@@ -105,7 +107,9 @@ def claim_throughput(folder: Path, processes: int, runs: int = 2000) -> float:
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(processes)
     out: multiprocessing.Queue[tuple[float, int]] = ctx.Queue()
-    procs = [ctx.Process(target=claimer, args=(path, f"w{i}", barrier, out)) for i in range(processes)]
+    procs = [
+        ctx.Process(target=claimer, args=(path, f"w{i}", barrier, out)) for i in range(processes)
+    ]
     for p in procs:
         p.start()
     results = [out.get(timeout=300) for _ in procs]
@@ -118,7 +122,9 @@ def claim_throughput(folder: Path, processes: int, runs: int = 2000) -> float:
 # --- 3. sweeps ----------------------------------------------------------------------------------
 
 
-def populated(folder: Path, stored: int, due_batches: int = 3, due_per_batch: int = 1000) -> RunEngine:
+def populated(
+    folder: Path, stored: int, due_batches: int = 3, due_per_batch: int = 1000
+) -> RunEngine:
     """``stored`` runs: ``due_batches * due_per_batch`` queued and due at T0+1, T0+2, ...;
     the rest a mix of finished runs and active runs that expire much later."""
     path = folder / f"sweep_{stored}.db"
@@ -138,7 +144,8 @@ def populated(folder: Path, stored: int, due_batches: int = 3, due_per_batch: in
             else:
                 status, expires = "queued", T0 + 10**6
             body = json.dumps(
-                template | {"id": run_id, "thread_id": f"t{i}", "status": status, "expires_at": expires}
+                template
+                | {"id": run_id, "thread_id": f"t{i}", "status": status, "expires_at": expires}
             )
             yield (run_id, f"t{i}", status, T0, expires, body)
 
@@ -188,7 +195,9 @@ def main() -> None:
         for processes in (1, 2, 4):
             rate = claim_throughput(folder, processes)
             base = base or rate
-            print(f"   {processes} process(es)  {rate:8.0f} claims/s   {rate / base:5.2f}x of 1 process")
+            print(
+                f"   {processes} process(es)  {rate:8.0f} claims/s   {rate / base:5.2f}x of 1 process"
+            )
 
         rounds = 6
         print(f"3. expire_due of 1,000 due runs (best of {rounds} interleaved sweeps)")

@@ -1,0 +1,193 @@
+"""The HTTP face: FastAPI routes for threads and runs, shaped as the public Assistants API.
+
+Every refusal is a ``RunStateError`` turned into the public error body by one handler;
+request bodies are pydantic models that forbid unknown fields, their errors turned into
+400s with the public API's wording. Streams (``stream: true``) are Server-Sent Events
+read from the engine's event log, so they show transitions made by executors in other
+processes as well as in this one.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
+
+from runstate import DONE_SSE, Run, RunEngine, RunNotFoundError, RunStateError
+
+# Streams end when the run stops for the caller: a terminal status or requires_action.
+STREAM_ENDS = {"requires_action", "completed", "failed", "cancelled", "expired"}
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ThreadCreate(Body):
+    messages: list[Any] | None = None
+    metadata: Any = None
+    tool_resources: Any = None
+
+
+class RunCreate(Body):
+    assistant_id: str
+    model: str | None = None
+    instructions: str | None = None
+    additional_instructions: str | None = None
+    tools: Any = None
+    metadata: Any = None
+    stream: bool = False
+
+
+class RunUpdate(Body):
+    metadata: Any = None
+
+
+class ToolOutputs(Body):
+    tool_outputs: Any
+    stream: bool = False
+
+
+def error_body(status: int, message: str, param: str | None = None) -> JSONResponse:
+    body = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def create_app(
+    engine: RunEngine, *, poll_after_ms: int = 100, stream_poll: float = 0.02
+) -> FastAPI:
+    """The app, serving runs from ``engine``. Clients are told to poll every
+    ``poll_after_ms``; streams look for new events every ``stream_poll`` seconds."""
+    app = FastAPI(title="runstate: OpenAI-compatible runs")
+    threads: dict[str, dict[str, Any]] = {}
+    threads_lock = threading.Lock()
+
+    @app.exception_handler(RunStateError)
+    def run_state_error(request: Request, exc: RunStateError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(
+            str(part) for part in first["loc"] if part not in ("body", "query", "path")
+        )
+        if first["type"] == "extra_forbidden":
+            return error_body(400, f"Unrecognized request argument supplied: {where}", where)
+        if first["type"] == "missing":
+            return error_body(400, f"Missing required parameter: '{where}'.", where)
+        if first["type"] == "json_invalid":
+            return error_body(400, "We could not parse the JSON body of your request.")
+        return error_body(400, f"Invalid value for '{where}': {first['msg']}.", where)
+
+    @app.exception_handler(HTTPException)
+    def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return error_body(exc.status_code, str(exc.detail))
+
+    def known_thread(thread_id: str) -> None:
+        if thread_id in threads or engine.list(thread_id, limit=1).data:
+            return
+        raise HTTPException(404, f"No thread found with id '{thread_id}'.")
+
+    def run_of(thread_id: str, run_id: str) -> Run:
+        run = engine.get(run_id)
+        if run.thread_id != thread_id:
+            raise RunNotFoundError(run_id)
+        return run
+
+    def respond(run: Run) -> JSONResponse:
+        return JSONResponse(run.to_dict(), headers={"openai-poll-after-ms": str(poll_after_ms)})
+
+    def stream(run_id: str, after_seq: int) -> StreamingResponse:
+        def frames() -> Iterator[str]:
+            seq = after_seq
+            while True:
+                events = engine.events(after_seq=seq, run_id=run_id)
+                for event in events:
+                    seq = event.seq or seq
+                    yield event.to_sse()
+                    if event.to_status in STREAM_ENDS:
+                        yield DONE_SSE
+                        return
+                if not events:
+                    engine.get(run_id)  # expires the run if it is due, which is an event
+                    time.sleep(stream_poll)
+
+        return StreamingResponse(frames(), media_type="text/event-stream")
+
+    @app.post("/v1/threads")
+    def create_thread(body: ThreadCreate | None = None) -> dict[str, Any]:
+        thread = {
+            "id": "thread_" + secrets.token_hex(12),
+            "object": "thread",
+            "created_at": engine.lifecycle.now(),
+            "metadata": (body.metadata if body and body.metadata else {}),
+            "tool_resources": None,
+        }
+        with threads_lock:
+            threads[thread["id"]] = thread
+        return thread
+
+    @app.post("/v1/threads/{thread_id}/runs", response_model=None)
+    def create_run(thread_id: str, body: RunCreate) -> JSONResponse | StreamingResponse:
+        known_thread(thread_id)
+        instructions = body.instructions or ""
+        if body.additional_instructions:
+            instructions = f"{instructions}\n{body.additional_instructions}".strip()
+        run = engine.create(
+            thread_id=thread_id,
+            assistant_id=body.assistant_id,
+            model=body.model or "gpt-4o",
+            instructions=instructions,
+            tools=body.tools,
+            metadata=body.metadata,
+        )
+        return stream(run.id, 0) if body.stream else respond(run)
+
+    @app.get("/v1/threads/{thread_id}/runs")
+    def list_runs(
+        thread_id: str,
+        limit: int = 20,
+        order: Literal["asc", "desc"] = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> dict[str, Any]:
+        known_thread(thread_id)
+        return engine.list(
+            thread_id, limit=limit, order=order, after=after, before=before
+        ).to_dict()
+
+    @app.get("/v1/threads/{thread_id}/runs/{run_id}")
+    def get_run(thread_id: str, run_id: str) -> JSONResponse:
+        return respond(run_of(thread_id, run_id))
+
+    @app.post("/v1/threads/{thread_id}/runs/{run_id}")
+    def update_run(thread_id: str, run_id: str, body: RunUpdate) -> JSONResponse:
+        run = run_of(thread_id, run_id)
+        if body.metadata is None:  # nothing to change
+            return respond(run)
+        return respond(engine.update_metadata(run_id, body.metadata))
+
+    @app.post("/v1/threads/{thread_id}/runs/{run_id}/cancel")
+    def cancel_run(thread_id: str, run_id: str) -> JSONResponse:
+        run_of(thread_id, run_id)
+        return respond(engine.cancel(run_id))
+
+    @app.post("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", response_model=None)
+    def submit_tool_outputs(
+        thread_id: str, run_id: str, body: ToolOutputs
+    ) -> JSONResponse | StreamingResponse:
+        run_of(thread_id, run_id)
+        history = engine.history(run_id)
+        run = engine.submit_tool_outputs(run_id, body.tool_outputs)
+        return stream(run_id, history[-1].seq or 0) if body.stream else respond(run)
+
+    return app

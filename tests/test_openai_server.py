@@ -1,0 +1,430 @@
+"""The example server, live on 127.0.0.1, driven by the official openai client."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai import AssistantEventHandler
+from openai.types.beta.threads import Run as ClientRun
+
+SERVER = Path(__file__).parent.parent / "examples" / "openai_server"
+WEATHER = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+}
+SEED_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "object": (str,),
+    "created_at": (int,),
+    "thread_id": (str,),
+    "assistant_id": (str,),
+    "status": (str,),
+    "expires_at": (int, type(None)),
+    "started_at": (int, type(None)),
+    "cancelled_at": (int, type(None)),
+    "failed_at": (int, type(None)),
+    "completed_at": (int, type(None)),
+    "model": (str,),
+    "instructions": (str,),
+    "tools": (list,),
+    "metadata": (dict,),
+}
+pytestmark = pytest.mark.timeout(120)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(*args: str, executor_store: str | None = None) -> Iterator[str]:
+    """The server in its own process; with ``executor_store``, the scripted executor in
+    another process on that store and none in the server."""
+    port = free_port()
+    commands = [[sys.executable, "serve.py", "--port", str(port), "--poll-after-ms", "20", *args]]
+    if executor_store is not None:
+        commands.append([sys.executable, "scripted_executor.py", "--store", executor_store])
+    with tempfile.TemporaryFile() as log:
+        procs = [subprocess.Popen(c, cwd=SERVER, stdout=log, stderr=log) for c in commands]
+        try:
+            deadline = time.monotonic() + 30
+            while True:  # a readiness probe: the port accepts once uvicorn is up
+                if procs[0].poll() is not None:
+                    log.seek(0)
+                    pytest.fail(f"the server exited: {log.read().decode()}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "the server did not start"
+                    time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=15)
+        log.seek(0)
+        assert b"Traceback" not in log.read()
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with serve() as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url, api_key="test-key", max_retries=0)
+
+
+def assert_seed_shape(run: ClientRun) -> None:
+    """Every field of the seed's object, with its type, as the client parsed it."""
+    data = run.model_dump()
+    for key, types in SEED_TYPES.items():
+        assert isinstance(data[key], types), (key, data[key])
+    assert data["object"] == "thread.run"
+    assert run.model_extra is not None and run.model_extra["file_ids"] == []
+    assert (run.required_action is None) == (run.status != "requires_action")
+    assert (run.last_error is None) == (run.status != "failed")
+
+
+def test_create_and_poll_completes(client: openai.OpenAI) -> None:
+    thread = client.beta.threads.create()
+    assert thread.id.startswith("thread_") and thread.object == "thread"
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id="asst_1", instructions="say hi", metadata={"k": "v"}
+    )
+    assert run.status == "completed"
+    assert run.started_at is not None and run.completed_at is not None and run.expires_at is None
+    assert (run.instructions, run.model, run.metadata) == ("say hi", "gpt-4o", {"k": "v"})
+    assert_seed_shape(run)
+
+
+def test_a_function_tool_round_trip(client: openai.OpenAI) -> None:
+    thread = client.beta.threads.create()
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id,
+        assistant_id="asst_1",
+        tools=[WEATHER],  # type: ignore[list-item]
+        metadata={"arguments": '{"city": "Paris"}'},
+    )
+    assert run.status == "requires_action"
+    assert_seed_shape(run)
+    assert run.required_action is not None
+    (call,) = run.required_action.submit_tool_outputs.tool_calls
+    assert call.id.startswith("call_") and call.type == "function"
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "get_weather",
+        {"city": "Paris"},
+    )
+    done = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        thread_id=thread.id,
+        run_id=run.id,
+        tool_outputs=[{"tool_call_id": call.id, "output": "18C"}],
+    )
+    assert done.status == "completed" and done.required_action is None
+    assert (
+        done.started_at is not None
+        and run.started_at is not None
+        and done.started_at >= run.started_at
+    )
+    assert_seed_shape(done)
+
+
+def test_cancel_ends_cancelled(client: openai.OpenAI) -> None:
+    thread = client.beta.threads.create()
+    run = client.beta.threads.runs.create(
+        thread_id=thread.id, assistant_id="asst_1", metadata={"delay": "30"}
+    )
+    cancelled = client.beta.threads.runs.cancel(thread_id=thread.id, run_id=run.id)
+    assert cancelled.status in ("cancelling", "cancelled")
+    final = client.beta.threads.runs.poll(thread_id=thread.id, run_id=run.id)
+    assert final.status == "cancelled" and final.cancelled_at is not None
+    assert_seed_shape(final)
+
+
+def test_a_cancel_reaches_a_running_executor(client: openai.OpenAI) -> None:
+    thread = client.beta.threads.create()
+    run = client.beta.threads.runs.create(
+        thread_id=thread.id, assistant_id="asst_1", metadata={"delay": "30"}
+    )
+    while run.status == "queued":  # wait until the executor holds it
+        run = client.beta.threads.runs.retrieve(thread_id=thread.id, run_id=run.id)
+    assert run.status == "in_progress"
+    assert (
+        client.beta.threads.runs.cancel(thread_id=thread.id, run_id=run.id).status == "cancelling"
+    )
+    final = client.beta.threads.runs.poll(thread_id=thread.id, run_id=run.id)
+    assert final.status == "cancelled"
+
+
+def test_a_simulated_failure(client: openai.OpenAI) -> None:
+    thread = client.beta.threads.create()
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id,
+        assistant_id="asst_1",
+        metadata={"simulate": "fail", "error_code": "rate_limit_exceeded"},
+    )
+    assert run.status == "failed" and run.failed_at is not None
+    assert run.last_error is not None
+    assert (run.last_error.code, run.last_error.message) == (
+        "rate_limit_exceeded",
+        "Simulated failure.",
+    )
+    assert_seed_shape(run)
+
+
+def test_runs_list_pages(client: openai.OpenAI) -> None:
+    thread = client.beta.threads.create()
+    ids = [
+        client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="asst_1").id
+        for _ in range(5)
+    ]
+    page = client.beta.threads.runs.list(thread_id=thread.id, limit=2)
+    assert [r.id for r in page.data] == ids[::-1][:2] and page.has_more
+    assert [r.id for r in client.beta.threads.runs.list(thread_id=thread.id, limit=2)] == ids[::-1]
+    asc = client.beta.threads.runs.list(thread_id=thread.id, order="asc", limit=2)
+    assert [r.id for r in asc] == ids
+    after = client.beta.threads.runs.list(thread_id=thread.id, order="asc", after=ids[1])
+    assert [r.id for r in after.data] == ids[2:] and not after.has_more
+    before = client.beta.threads.runs.list(thread_id=thread.id, order="asc", before=ids[3], limit=2)
+    assert [r.id for r in before.data] == ids[1:3]
+    for run in page.data:
+        assert_seed_shape(run)
+
+
+def test_runs_update_metadata(client: openai.OpenAI) -> None:
+    thread = client.beta.threads.create()
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id="asst_1", metadata={"a": "1"}
+    )
+    updated = client.beta.threads.runs.update(
+        thread_id=thread.id, run_id=run.id, metadata={"b": "2"}
+    )
+    assert updated.metadata == {"b": "2"} and updated.status == "completed"
+    assert client.beta.threads.runs.retrieve(thread_id=thread.id, run_id=run.id).metadata == {
+        "b": "2"
+    }
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.beta.threads.runs.update(
+            thread_id=thread.id, run_id=run.id, metadata={"k" * 65: "v"}
+        )
+    assert caught.value.body["param"] == "metadata"  # type: ignore[index]
+    assert "maximum length 64" in caught.value.message
+
+
+def test_typed_errors_with_the_public_messages(client: openai.OpenAI) -> None:
+    thread = client.beta.threads.create()
+    done = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="asst_1")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.beta.threads.runs.cancel(thread_id=thread.id, run_id=done.id)
+    assert caught.value.status_code == 400
+    assert caught.value.body == {
+        "message": "Cannot cancel run with status 'completed'.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+
+    waiting = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id,
+        assistant_id="asst_1",
+        tools=[WEATHER],  # type: ignore[list-item]
+    )
+    assert waiting.required_action is not None
+    call_id = waiting.required_action.submit_tool_outputs.tool_calls[0].id
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.beta.threads.runs.submit_tool_outputs(
+            thread_id=thread.id,
+            run_id=waiting.id,
+            tool_outputs=[{"tool_call_id": "call_wrong", "output": "x"}],
+        )
+    assert (
+        caught.value.body["message"]
+        == f"Expected tool outputs for call_ids ['{call_id}'], got ['call_wrong']"
+    )  # type: ignore[index]
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.beta.threads.runs.create(thread_id=thread.id, assistant_id="asst_1")
+    assert (
+        caught.value.body["message"]
+        == f"Thread {thread.id} already has an active run {waiting.id}."
+    )  # type: ignore[index]
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.beta.threads.runs.submit_tool_outputs(
+            thread_id=thread.id,
+            run_id=done.id,
+            tool_outputs=[{"tool_call_id": call_id, "output": "x"}],
+        )
+    assert caught.value.body["message"] == 'Runs in status "completed" do not accept tool outputs.'  # type: ignore[index]
+
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.beta.threads.runs.retrieve(thread_id=thread.id, run_id="run_nope")
+    assert caught.value.body["message"] == "No run found with id 'run_nope'."  # type: ignore[index]
+    other = client.beta.threads.create()
+    with pytest.raises(openai.NotFoundError):  # a run is found only on its own thread
+        client.beta.threads.runs.retrieve(thread_id=other.id, run_id=done.id)
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.beta.threads.runs.create(thread_id="thread_nope", assistant_id="asst_1")
+    assert caught.value.body["message"] == "No thread found with id 'thread_nope'."  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "param"),
+    [
+        ({}, "Missing required parameter: 'assistant_id'.", "assistant_id"),
+        (
+            {"assistant_id": "a", "colour": "red"},
+            "Unrecognized request argument supplied: colour",
+            "colour",
+        ),
+        ({"assistant_id": 5}, "Invalid value for 'assistant_id'", "assistant_id"),
+        (
+            {"assistant_id": "a", "metadata": {"k": 1}},
+            "Invalid 'metadata.k': expected a string",
+            "metadata",
+        ),
+        ({"assistant_id": "a", "tools": [{"type": "browser"}]}, "Invalid 'tools[0]'", "tools"),
+    ],
+)
+def test_bad_request_bodies_are_clear_400s(
+    url: str, body: dict[str, Any], message: str, param: str
+) -> None:
+    with httpx.Client(base_url=url) as http:
+        thread = http.post("/threads").json()["id"]
+        response = http.post(f"/threads/{thread}/runs", json=body)
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert message in error["message"] and error["param"] == param
+        assert error["type"] == "invalid_request_error"
+        assert http.get(f"/threads/{thread}/runs").json()["data"] == []  # nothing was created
+
+
+def test_bad_json_and_bad_list_parameters(url: str) -> None:
+    with httpx.Client(base_url=url) as http:
+        thread = http.post("/threads").json()["id"]
+        response = http.post(
+            f"/threads/{thread}/runs",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 400
+        for query, param in (
+            ({"limit": 0}, "limit"),
+            ({"order": "up"}, "order"),
+            ({"after": "run_x"}, "after"),
+        ):
+            response = http.get(f"/threads/{thread}/runs", params=query)
+            assert response.status_code == 400, query
+            assert response.json()["error"]["param"] == param
+
+
+class Recorder(AssistantEventHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def on_event(self, event: Any) -> None:
+        self.names.append(event.event)
+
+
+def test_streaming_with_an_event_handler(client: openai.OpenAI) -> None:
+    thread = client.beta.threads.create()
+    handler = Recorder()
+    with client.beta.threads.runs.stream(
+        thread_id=thread.id,
+        assistant_id="asst_1",
+        tools=[WEATHER],
+        event_handler=handler,  # type: ignore[list-item]
+    ) as stream:
+        stream.until_done()
+        run = stream.current_run
+    assert handler.names == [
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.requires_action",
+    ]
+    assert run is not None and run.status == "requires_action" and run.required_action is not None
+    call = run.required_action.submit_tool_outputs.tool_calls[0]
+    resumed = Recorder()
+    with client.beta.threads.runs.submit_tool_outputs_stream(
+        thread_id=thread.id,
+        run_id=run.id,
+        tool_outputs=[{"tool_call_id": call.id, "output": "18C"}],
+        event_handler=resumed,
+    ) as stream:
+        stream.until_done()
+        final = stream.current_run
+    assert resumed.names == ["thread.run.queued", "thread.run.in_progress", "thread.run.completed"]
+    assert final is not None and final.status == "completed"
+    assert_seed_shape(final)
+
+
+def test_raw_stream_frames(url: str) -> None:
+    with httpx.Client(base_url=url) as http:
+        thread = http.post("/threads").json()["id"]
+        with http.stream(
+            "POST", f"/threads/{thread}/runs", json={"assistant_id": "a", "stream": True}
+        ) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            text = "".join(response.iter_text())
+    frames = [f for f in text.split("\n\n") if f]
+    assert frames[-1] == "event: done\ndata: [DONE]"
+    names = [f.split("\n")[0].removeprefix("event: ") for f in frames[:-1]]
+    assert names == [
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.completed",
+    ]
+    last = json.loads(frames[-2].split("\n")[1].removeprefix("data: "))
+    assert last["status"] == "completed" and last["object"] == "thread.run"
+
+
+def test_expiry_under_a_short_ttl() -> None:
+    with serve("--ttl", "2") as base:
+        client = openai.OpenAI(base_url=base, api_key="k", max_retries=0)
+        thread = client.beta.threads.create()
+        run = client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id="asst_1", metadata={"simulate": "stall"}
+        )
+        assert run.status == "expired"
+        assert run.expires_at == run.created_at + 2
+        assert run.completed_at is None and run.failed_at is None and run.cancelled_at is None
+        assert_seed_shape(run)
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.beta.threads.runs.cancel(thread_id=thread.id, run_id=run.id)
+        assert caught.value.body["message"] == "Cannot cancel run with status 'expired'."  # type: ignore[index]
+
+
+def test_an_executor_in_another_process_on_sqlite(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with serve("--store", store, "--executors", "0", executor_store=store) as base:
+        client = openai.OpenAI(base_url=base, api_key="k", max_retries=0)
+        thread = client.beta.threads.create()
+        handler = Recorder()
+        with client.beta.threads.runs.stream(
+            thread_id=thread.id, assistant_id="asst_1", event_handler=handler
+        ) as stream:
+            stream.until_done()
+        assert handler.names[-1] == "thread.run.completed"
+        run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="asst_1")
+        assert run.status == "completed"

@@ -1,0 +1,28 @@
+"""A bounded load on the live server: no 5xx, and every run ends in one terminal status."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from test_openai_server import SERVER, serve
+
+sys.path.insert(0, str(SERVER))
+from loadgen import run_load
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_load_ends_every_run_without_server_errors(store: str, tmp_path: Path) -> None:
+    url = "memory://" if store == "memory" else f"sqlite:///{tmp_path / 'runs.db'}"
+    with serve("--store", url, "--executors", "4") as base:
+        report = run_load(base, requests=1500, clients=6)
+    assert report.requests >= 1500 - 6  # each client stops when the shared budget runs out
+    assert report.server_errors == 0, report.statuses
+    assert set(report.statuses) <= {200}, report.statuses
+    assert report.unfinished == []
+    assert sum(report.final.values()) > 100
+    assert set(report.final) <= {"completed", "cancelled"}
+    assert report.final.get("cancelled", 0) > 0
