@@ -195,9 +195,8 @@ def main() -> None:
         for processes in (1, 2, 4):
             rate = claim_throughput(folder, processes)
             base = base or rate
-            print(
-                f"   {processes} process(es)  {rate:8.0f} claims/s   {rate / base:5.2f}x of 1 process"
-            )
+            ratio = rate / base
+            print(f"   {processes} process(es)  {rate:8.0f} claims/s  {ratio:5.2f}x of 1 process")
 
         rounds = 6
         print(f"3. expire_due of 1,000 due runs (best of {rounds} interleaved sweeps)")

@@ -41,11 +41,13 @@ class Report:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
     def lines(self) -> list[str]:
+        rate = self.requests / self.seconds
+        ms = [f"p{p} {self.percentile(p) * 1e3:.1f}" for p in (50, 90, 99)]
+        ms += [f"max {max(self.latencies) * 1e3:.1f}"]
+        ms += [f"mean {statistics.mean(self.latencies) * 1e3:.1f}"]
         return [
-            f"{self.requests} requests in {self.seconds:.2f} s: {self.requests / self.seconds:.0f} requests/s",
-            "latency ms: "
-            + ", ".join(f"p{p} {self.percentile(p) * 1e3:.1f}" for p in (50, 90, 99))
-            + f", max {max(self.latencies) * 1e3:.1f}, mean {statistics.mean(self.latencies) * 1e3:.1f}",
+            f"{self.requests} requests in {self.seconds:.2f} s: {rate:.0f} requests/s",
+            "latency ms: " + ", ".join(ms),
             "HTTP statuses: " + ", ".join(f"{s}: {n}" for s, n in sorted(self.statuses.items())),
             "runs ended: " + ", ".join(f"{s} {n}" for s, n in sorted(self.final.items())),
         ]
