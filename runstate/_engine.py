@@ -30,7 +30,7 @@ from ._errors import (
 )
 from ._events import Listener, Listeners, RunEvent
 from ._lifecycle import SOURCES, RunLifecycle, Transition, is_due
-from ._model import Run, RunStatus, require_string, validate_metadata
+from ._model import Run, RunStatus, require_int, require_string, validate_metadata
 from .stores import MemoryStore, Order, Store, StoredRun, Write
 
 __all__ = ["RunEngine", "RunList"]
@@ -87,11 +87,8 @@ class RunEngine:
         max_attempts: int = 3,
         id_factory: Callable[[str], str] | None = None,
     ) -> None:
-        for name, value in (("lease_seconds", lease_seconds), ("max_attempts", max_attempts)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValidationError(
-                    f"{name} must be a positive integer, got {value!r}.", param=name
-                )
+        require_int(lease_seconds, "lease_seconds")
+        require_int(max_attempts, "max_attempts")
         self.store: Store = store if store is not None else MemoryStore()
         self.lifecycle = RunLifecycle(clock, ttl, id_factory=id_factory)
         self.lease_seconds = lease_seconds
@@ -297,7 +294,7 @@ class RunEngine:
             return steps, (None, None, stored.attempts)
 
         recovered = []
-        for stored in self.store.stalled(now, _limit(limit)):
+        for stored in self.store.stalled(now, require_int(limit, "limit", maximum=1000)):
             run, wrote = self._apply(stored.run.id, change)
             if wrote:
                 recovered.append(run)
@@ -307,7 +304,7 @@ class RunEngine:
         """Expire up to ``limit`` due active runs in one batch; the runs it expired."""
         now = self.lifecycle.now()
         writes = []
-        for stored in self.store.due(now, _limit(limit, 100_000)):
+        for stored in self.store.due(now, require_int(limit, "limit", maximum=100_000)):
             run = stored.run.copy()
             steps = self.lifecycle.expire_if_due(run, now)
             if steps:
@@ -335,11 +332,10 @@ class RunEngine:
     ) -> builtins.list[RunEvent]:
         """Stored events with ``seq > after_seq``, oldest first: how another process
         follows transitions made elsewhere."""
-        if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
-            raise ValidationError(f"after_seq must be a non-negative integer, got {after_seq!r}.")
+        require_int(after_seq, "after_seq", minimum=0)
         if run_id is not None:
             require_string(run_id, "run_id")
-        return self.store.events(after_seq, run_id, _limit(limit, 10_000))
+        return self.store.events(after_seq, run_id, require_int(limit, "limit", maximum=10_000))
 
     # --- the one loop ----------------------------------------------------------------------
 
@@ -405,16 +401,7 @@ class RunEngine:
     def _lease_seconds(self, lease_seconds: int | None) -> int:
         if lease_seconds is None:
             return self.lease_seconds
-        if (
-            isinstance(lease_seconds, bool)
-            or not isinstance(lease_seconds, int)
-            or lease_seconds <= 0
-        ):
-            raise ValidationError(
-                f"lease_seconds must be a positive integer, got {lease_seconds!r}.",
-                param="lease_seconds",
-            )
-        return lease_seconds
+        return require_int(lease_seconds, "lease_seconds")
 
 
 def _lease_after(stored: StoredRun, run: Run) -> Lease:
@@ -438,11 +425,3 @@ def _status(value: object) -> RunStatus:
             f"Unknown status {value!r}; expected one of {[s.value for s in RunStatus]}.",
             param="status",
         ) from None
-
-
-def _limit(limit: object, most: int = 1000) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= most:
-        raise ValidationError(
-            f"limit must be an integer from 1 to {most}, got {limit!r}.", param="limit"
-        )
-    return limit

@@ -27,6 +27,7 @@ from ._model import (
     Run,
     RunStatus,
     new_id,
+    require_int,
     require_string,
     required_action_for,
     validate_error_code,
@@ -128,8 +129,7 @@ class RunLifecycle:
         *,
         id_factory: Callable[[str], str] | None = None,
     ) -> None:
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
-            raise ValidationError(f"ttl must be a positive whole number of seconds, got {ttl!r}.")
+        require_int(ttl, "ttl")
         if clock is not None and not callable(clock):
             raise ValidationError("clock must be a zero-argument callable.", param="clock")
         self._clock: Clock = clock if clock is not None else system_clock

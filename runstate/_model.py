@@ -296,6 +296,19 @@ def require_string(value: Any, param: str, *, allow_empty: bool = False) -> str:
     return _string({param: value}, param, allow_empty=allow_empty)
 
 
+def require_int(value: Any, param: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """A whole-number argument within bounds, or a ValidationError naming ``param``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+        raise ValidationError(f"{param} must be an integer {bounds}, got {value!r}.", param=param)
+    return value
+
+
 def validate_metadata(metadata: Any) -> dict[str, str]:
     """At most 16 pairs, string keys of at most 64 characters, string values of at most 512."""
     if metadata is None:

@@ -177,30 +177,37 @@ class SQLiteStore:
             return self._conn().execute(sql, args).fetchall()
 
     def _open_schema(self) -> None:
-        with _translate(self.path):
-            app_id, version = self._conn().execute("PRAGMA application_id").fetchone()[0], None
-            if app_id == 0:
-                with self._write() as conn:
-                    # Re-read under the write lock: another process may have just created it.
-                    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-                    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-                    if app_id == 0 and tables:
-                        raise StoreError(f"{self.path} is a SQLite database, but not runstate's.")
-                    if app_id == 0:
-                        for statement in SCHEMA.split(";"):
-                            if statement.strip():
-                                conn.execute(statement)
-                        app_id = APPLICATION_ID
-            if app_id != APPLICATION_ID:
-                raise StoreError(f"{self.path} is a SQLite database, but not runstate's.")
-            # WAL is a property of the file: set only once the file is known to be ours.
-            self._conn().execute("PRAGMA journal_mode = WAL")
-            version = self._conn().execute("PRAGMA user_version").fetchone()[0]
-            if version != SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} has runstate schema version {version}; this runstate reads "
-                    f"version {SCHEMA_VERSION}."
-                )
+        """Create the schema in a new file; refuse a file that is not ours or is newer."""
+        try:
+            with _translate(self.path):
+                if self._pragma("application_id") == 0:
+                    with self._write() as conn:
+                        # Under the write lock: another process may have just created it.
+                        if self._pragma("application_id") == 0:
+                            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                                raise StoreError(
+                                    f"{self.path} is a SQLite database, but not runstate's."
+                                )
+                            for statement in SCHEMA.split(";"):
+                                if statement.strip():
+                                    conn.execute(statement)
+                if self._pragma("application_id") != APPLICATION_ID:
+                    raise StoreError(f"{self.path} is a SQLite database, but not runstate's.")
+                version = self._pragma("user_version")
+                if version != SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.path} has runstate schema version {version}; this runstate reads "
+                        f"version {SCHEMA_VERSION}."
+                    )
+                # WAL is a property of the file: set only once the file is known to be ours.
+                self._conn().execute("PRAGMA journal_mode = WAL")
+        except BaseException:
+            self.close()
+            raise
+
+    def _pragma(self, name: str) -> int:
+        value: int = self._conn().execute(f"PRAGMA {name}").fetchone()[0]
+        return value
 
     def close(self) -> None:
         with self._guard:
