@@ -71,6 +71,8 @@ MACHINE = Machine(
     model_attribute="_fsm_state",
 )
 
+_EVENTS = MACHINE.events
+
 #: Which statuses each event may leave, read back from the machine.
 SOURCES: dict[str, frozenset[RunStatus]] = {
     name: frozenset(RunStatus(state) for state in event.transitions)
@@ -327,7 +329,7 @@ class RunLifecycle:
     def _fire(self, run: Run, event: str, now: int) -> list[Transition]:
         source = run.status
         try:
-            MACHINE.events[event].trigger(run)
+            _EVENTS[event].trigger(run)
         except MachineError as exc:  # only reachable if SOURCES and the machine disagree
             raise refusal(run, event) from exc
         dest = run.status
@@ -345,7 +347,11 @@ class RunLifecycle:
     def _do(self, run: Run, event: str, arg: Any = None) -> Run:
         # expire_if_due and _publish, inlined: this is every operation's hot path.
         now = read_clock(self._clock)
-        steps = self._fire(run, "expire", now) if is_due(run, now) else []
+        expires_at = run.expires_at
+        if expires_at is not None and now >= expires_at and run.status in ACTIVE_STATUSES:
+            steps = self._fire(run, "expire", now)
+        else:
+            steps = []
         try:
             steps += self.decide(run, event, now, arg)
         finally:
