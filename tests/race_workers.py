@@ -114,3 +114,15 @@ def churn(path: str, now: float, conn: Connection) -> None:
         engine.complete(run.id)
         n += 1
         conn.send(n)
+
+
+def claim_and_finish(path: str, now: float, worker: str, barrier: Barrier, results: Any) -> None:
+    """Claim with a clock just before expiry and complete what was claimed."""
+    engine = engine_at(path, now)
+    claimed = []
+    barrier.wait()
+    while (run := engine.claim(worker)) is not None:
+        claimed.append(run.id)
+        with contextlib.suppress(InvalidTransitionError):
+            engine.complete(run.id, worker_id=worker)
+    results.put(claimed)

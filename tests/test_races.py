@@ -116,6 +116,31 @@ def test_expiry_races_tool_outputs(path: str) -> None:
     assert set(statuses) <= {RunStatus.COMPLETED, RunStatus.EXPIRED}
 
 
+def test_expiry_races_claims(path: str) -> None:
+    engine = RunEngine(SQLiteStore(path), clock=lambda: T0, ttl=100)
+    ids = {engine.create(thread_id=f"t{i}", assistant_id="a").id for i in range(200)}
+    barrier = ctx.Barrier(4)
+    results = ctx.Queue()
+    before_expiry, at_expiry = T0 + 99, T0 + 100
+    run_all(
+        [
+            (workers.claim_and_finish, (path, before_expiry, "w1", barrier, results)),
+            (workers.claim_and_finish, (path, before_expiry, "w2", barrier, results)),
+            (workers.sweep_until_quiet, (path, at_expiry, barrier)),
+            (workers.sweep_until_quiet, (path, at_expiry, barrier)),
+        ]
+    )
+    claimed = [run_id for _ in range(2) for run_id in results.get(timeout=10)]
+    assert len(claimed) == len(set(claimed))  # never claimed twice
+    reader = RunEngine(SQLiteStore(path), clock=lambda: before_expiry)
+    for run_id in ids:
+        run = reader.get(run_id)
+        check_consistent(reader, run)
+        assert run.status in (RunStatus.COMPLETED, RunStatus.EXPIRED)
+        if run.status is RunStatus.COMPLETED:
+            assert run_id in claimed
+
+
 def test_claims_never_overlap(path: str) -> None:
     engine = RunEngine(SQLiteStore(path), clock=lambda: T0)
     ids = {engine.create(thread_id=f"t{i}", assistant_id="a").id for i in range(300)}
