@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint postgres bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,cli,server]'
+	$(BIN)/pip install -q -e '.[test,cli,server,postgres]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -20,7 +20,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy runstate
 
-test: lint
+# The PostgreSQL tests use the machine's server on 127.0.0.1:5432; start it if it is down.
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@pg_isready -h 127.0.0.1 -p 5432
+
+test: lint postgres
 	$(BIN)/pytest
 
 bench: $(STAMP)

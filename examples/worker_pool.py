@@ -24,7 +24,7 @@ from rich.table import Table
 
 from runstate import RunEngine, RunStateError, RunStatus, connect
 
-LEASE_SECONDS = 1
+LEASE_SECONDS = 2  # whole seconds: a lease of n lasts between n-1 and n seconds
 DEADLINE_SECONDS = 60
 
 

@@ -26,7 +26,7 @@ from ._errors import (
 from ._events import DONE_SSE, RunEvent
 from ._lifecycle import RunLifecycle, mermaid
 from ._model import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus
-from .stores import MemoryStore, SQLiteStore, Store
+from .stores import MemoryStore, PostgresStore, SQLiteStore, Store
 
 __version__ = "0.1.0"
 
@@ -40,6 +40,7 @@ __all__ = [
     "LeaseError",
     "ManualClock",
     "MemoryStore",
+    "PostgresStore",
     "Run",
     "RunEngine",
     "RunEvent",

@@ -8,10 +8,11 @@ sqlite:////var/lib/runs.db      sqlite:////var/lib/runs.db)
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._engine import RunEngine
 from ._errors import ValidationError
-from .stores import MemoryStore, SQLiteStore, Store
+from .stores import MemoryStore, PostgresStore, SQLiteStore, Store
 
 __all__ = ["connect", "open_store"]
 
@@ -25,7 +26,9 @@ def open_store(url: str, *, create: bool = True) -> Store:
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValidationError(
-            f"Not a store URL: {url!r}. Use memory:// or sqlite:///path/to/runs.db.", param="url"
+            f"Not a store URL: {url!r}. Use memory://, sqlite:///path/to/runs.db or "
+            "postgresql://host/db.",
+            param="url",
         )
     if scheme == "memory":
         if rest:
@@ -39,8 +42,14 @@ def open_store(url: str, *, create: bool = True) -> Store:
                 param="url",
             )
         return SQLiteStore(rest[1:], create=create)
+    if scheme in ("postgresql", "postgres"):
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        schema = query.pop("schema", "runstate")
+        return PostgresStore(urlunsplit(parts._replace(query=urlencode(query))), schema=schema)
     raise ValidationError(
-        f"Unknown store scheme {scheme!r} in {url!r}; runstate knows memory:// and sqlite:///.",
+        f"Unknown store scheme {scheme!r} in {url!r}; runstate knows memory://, sqlite:/// "
+        "and postgresql://.",
         param="url",
     )
 

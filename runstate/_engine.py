@@ -74,7 +74,8 @@ class RunEngine:
 
     ``lease_seconds`` is how long a claim lasts without a heartbeat; a run whose worker
     vanished is put back in the queue by ``recover_stalled`` and failed with
-    ``server_error`` once it has been claimed ``max_attempts`` times.
+    ``server_error`` once it has been claimed ``max_attempts`` times. Times are whole
+    seconds, so a lease of n seconds lasts between n-1 and n: heartbeat well within it.
     """
 
     def __init__(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import secrets
+from collections.abc import Callable, Iterator
 
+import psycopg
 import pytest
 
 from runstate import ManualClock, Run, RunLifecycle, RunStatus
@@ -27,6 +30,23 @@ PATHS: dict[RunStatus, list[str]] = {
     RunStatus.COMPLETED: ["start", "complete"],
     RunStatus.EXPIRED: ["expire"],
 }
+
+
+# The machine's PostgreSQL server (make test starts it if it is down). Each test that
+# needs it gets a schema of its own, dropped afterwards.
+PG_BASE = os.environ.get("RUNSTATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def pg_url(schema: str) -> str:
+    return f"{PG_BASE}{'&' if '?' in PG_BASE else '?'}schema={schema}"
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    name = "rs_test_" + secrets.token_hex(6)
+    yield name
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Code that runs in the child processes of test_races.py (importable under spawn)."""
+"""Code that runs in the child processes of test_races.py (importable under spawn).
+Each function opens its own engine on the store URL it is given."""
 
 from __future__ import annotations
 
@@ -13,16 +14,16 @@ from runstate import (
     InvalidTransitionError,
     ManualClock,
     RunEngine,
-    SQLiteStore,
+    open_store,
 )
 
 
-def engine_at(path: str, now: float, **kwargs: Any) -> RunEngine:
-    return RunEngine(SQLiteStore(path), clock=ManualClock(now), **kwargs)
+def engine_at(url: str, now: float, **kwargs: Any) -> RunEngine:
+    return RunEngine(open_store(url), clock=ManualClock(now), **kwargs)
 
 
-def complete_all(path: str, now: float, ids: list[str], barrier: Barrier, seed: int) -> None:
-    engine = engine_at(path, now)
+def complete_all(url: str, now: float, ids: list[str], barrier: Barrier, seed: int) -> None:
+    engine = engine_at(url, now)
     random.Random(seed).shuffle(ids)
     barrier.wait()
     for run_id in ids:
@@ -30,8 +31,8 @@ def complete_all(path: str, now: float, ids: list[str], barrier: Barrier, seed: 
             engine.complete(run_id)
 
 
-def cancel_all(path: str, now: float, ids: list[str], barrier: Barrier, seed: int) -> None:
-    engine = engine_at(path, now)
+def cancel_all(url: str, now: float, ids: list[str], barrier: Barrier, seed: int) -> None:
+    engine = engine_at(url, now)
     random.Random(seed).shuffle(ids)
     barrier.wait()
     for run_id in ids:
@@ -41,14 +42,14 @@ def cancel_all(path: str, now: float, ids: list[str], barrier: Barrier, seed: in
 
 
 def submit_and_finish(
-    path: str,
+    url: str,
     now: float,
     ids: list[str],
     outputs: list[dict[str, str]],
     barrier: Barrier,
     seed: int,
 ) -> None:
-    engine = engine_at(path, now)
+    engine = engine_at(url, now)
     random.Random(seed).shuffle(ids)
     barrier.wait()
     for run_id in ids:
@@ -60,16 +61,16 @@ def submit_and_finish(
             pass
 
 
-def sweep_until_quiet(path: str, now: float, barrier: Barrier) -> None:
-    engine = engine_at(path, now)
+def sweep_until_quiet(url: str, now: float, barrier: Barrier) -> None:
+    engine = engine_at(url, now)
     barrier.wait()
     quiet = 0
     while quiet < 3:
         quiet = 0 if engine.expire_due(limit=50) else quiet + 1
 
 
-def claim_until_empty(path: str, now: float, worker: str, barrier: Barrier, results: Any) -> None:
-    engine = engine_at(path, now)
+def claim_until_empty(url: str, now: float, worker: str, barrier: Barrier, results: Any) -> None:
+    engine = engine_at(url, now)
     claimed = []
     barrier.wait()
     while (run := engine.claim(worker)) is not None:
@@ -79,9 +80,9 @@ def claim_until_empty(path: str, now: float, worker: str, barrier: Barrier, resu
 
 
 def create_on_threads(
-    path: str, now: float, threads: list[str], barrier: Barrier, results: Any
+    url: str, now: float, threads: list[str], barrier: Barrier, results: Any
 ) -> None:
-    engine = engine_at(path, now)
+    engine = engine_at(url, now)
     won, lost = [], []
     barrier.wait()
     for thread in threads:
@@ -92,16 +93,16 @@ def create_on_threads(
     results.put((won, lost))
 
 
-def claim_and_hang(path: str, now: float, conn: Connection) -> None:
-    engine = engine_at(path, now, lease_seconds=30)
+def claim_and_hang(url: str, now: float, conn: Connection) -> None:
+    engine = engine_at(url, now, lease_seconds=30)
     run = engine.claim("doomed-worker")
     conn.send(None if run is None else run.id)
     conn.recv()  # blocks until the parent kills this process
 
 
-def churn(path: str, now: float, conn: Connection) -> None:
+def churn(url: str, now: float, conn: Connection) -> None:
     """Create, claim, require action, submit, resume, complete, forever, reporting progress."""
-    engine = engine_at(path, now)
+    engine = engine_at(url, now)
     calls = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
     outputs = [{"tool_call_id": "call_1", "output": "x"}]
     n = 0
@@ -116,9 +117,9 @@ def churn(path: str, now: float, conn: Connection) -> None:
         conn.send(n)
 
 
-def claim_and_finish(path: str, now: float, worker: str, barrier: Barrier, results: Any) -> None:
+def claim_and_finish(url: str, now: float, worker: str, barrier: Barrier, results: Any) -> None:
     """Claim with a clock just before expiry and complete what was claimed."""
-    engine = engine_at(path, now)
+    engine = engine_at(url, now)
     claimed = []
     barrier.wait()
     while (run := engine.claim(worker)) is not None:

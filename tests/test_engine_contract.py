@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CALLS, OUTPUTS, T0
+from conftest import CALLS, OUTPUTS, PG_BASE, T0
 
 from runstate import (
     ActiveRunError,
@@ -16,6 +16,7 @@ from runstate import (
     LeaseError,
     ManualClock,
     MemoryStore,
+    PostgresStore,
     Run,
     RunEngine,
     RunEvent,
@@ -33,15 +34,18 @@ TTL = 600
 LEASE = 30
 
 
-def make_store(kind: str, tmp_path: Path) -> Store:
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    kind = request.param
     if kind == "memory":
         return MemoryStore()
-    return SQLiteStore(tmp_path / "runs.db")
+    if kind == "sqlite":
+        return SQLiteStore(tmp_path / "runs.db")
+    return PostgresStore(PG_BASE, schema=request.getfixturevalue("pg_schema"))
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    store = make_store(request.param, tmp_path)
+    store = make_store(request, tmp_path)
     yield store
     store.close()
 

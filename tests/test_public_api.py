@@ -17,6 +17,7 @@ PUBLIC = [
     "LeaseError",
     "ManualClock",
     "MemoryStore",
+    "PostgresStore",
     "Run",
     "RunEngine",
     "RunEvent",

@@ -1,4 +1,4 @@
-"""Races between processes on one real SQLite file.
+"""Races between processes on the real stores: one SQLite file, one PostgreSQL schema.
 
 Four or more processes start together (a barrier, never a sleep) and drive the same
 runs. Afterwards every run has exactly one terminal status and one terminal timestamp,
@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 import race_workers as workers
+from conftest import pg_url
 
-from runstate import Run, RunEngine, RunStatus, SQLiteStore
+from runstate import Run, RunEngine, RunStatus, open_store
 
 T0 = 1_700_000_000
 CALLS = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
@@ -59,23 +60,29 @@ def check_consistent(engine: RunEngine, run: Run) -> None:
     assert len(terminal_events) == 1
 
 
-@pytest.fixture
-def path(tmp_path: Path) -> str:
-    return str(tmp_path / "race.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'race.db'}"
+    return pg_url(request.getfixturevalue("pg_schema"))
 
 
-def test_cancel_races_complete(path: str) -> None:
-    engine = RunEngine(SQLiteStore(path), clock=lambda: T0)
+def engine_on(url: str, clock: Any, **kwargs: Any) -> RunEngine:
+    return RunEngine(open_store(url), clock=clock, **kwargs)
+
+
+def test_cancel_races_complete(url: str) -> None:
+    engine = engine_on(url, lambda: T0)
     ids = [engine.create(thread_id=f"t{i}", assistant_id="a").id for i in range(150)]
     for run_id in ids:
         engine.start(run_id)
     barrier = ctx.Barrier(4)
     run_all(
         [
-            (workers.complete_all, (path, T0, ids, barrier, 1)),
-            (workers.complete_all, (path, T0, ids, barrier, 2)),
-            (workers.cancel_all, (path, T0, ids, barrier, 3)),
-            (workers.cancel_all, (path, T0, ids, barrier, 4)),
+            (workers.complete_all, (url, T0, ids, barrier, 1)),
+            (workers.complete_all, (url, T0, ids, barrier, 2)),
+            (workers.cancel_all, (url, T0, ids, barrier, 3)),
+            (workers.cancel_all, (url, T0, ids, barrier, 4)),
         ]
     )
     outcomes = Counter()
@@ -87,8 +94,8 @@ def test_cancel_races_complete(path: str) -> None:
     assert sum(outcomes.values()) == len(ids)
 
 
-def test_expiry_races_tool_outputs(path: str) -> None:
-    engine = RunEngine(SQLiteStore(path), clock=lambda: T0, ttl=100)
+def test_expiry_races_tool_outputs(url: str) -> None:
+    engine = engine_on(url, lambda: T0, ttl=100)
     ids = []
     for i in range(150):
         run = engine.create(thread_id=f"t{i}", assistant_id="a")
@@ -99,13 +106,13 @@ def test_expiry_races_tool_outputs(path: str) -> None:
     before_expiry, at_expiry = T0 + 99, T0 + 100
     run_all(
         [
-            (workers.submit_and_finish, (path, before_expiry, ids, OUTPUTS, barrier, 1)),
-            (workers.submit_and_finish, (path, before_expiry, ids, OUTPUTS, barrier, 2)),
-            (workers.sweep_until_quiet, (path, at_expiry, barrier)),
-            (workers.sweep_until_quiet, (path, at_expiry, barrier)),
+            (workers.submit_and_finish, (url, before_expiry, ids, OUTPUTS, barrier, 1)),
+            (workers.submit_and_finish, (url, before_expiry, ids, OUTPUTS, barrier, 2)),
+            (workers.sweep_until_quiet, (url, at_expiry, barrier)),
+            (workers.sweep_until_quiet, (url, at_expiry, barrier)),
         ]
     )
-    reader = RunEngine(SQLiteStore(path), clock=lambda: before_expiry)  # reads must not expire
+    reader = engine_on(url, lambda: before_expiry)  # reads must not expire
     statuses = Counter()
     for run_id in ids:
         run = reader.get(run_id)
@@ -116,23 +123,23 @@ def test_expiry_races_tool_outputs(path: str) -> None:
     assert set(statuses) <= {RunStatus.COMPLETED, RunStatus.EXPIRED}
 
 
-def test_expiry_races_claims(path: str) -> None:
-    engine = RunEngine(SQLiteStore(path), clock=lambda: T0, ttl=100)
+def test_expiry_races_claims(url: str) -> None:
+    engine = engine_on(url, lambda: T0, ttl=100)
     ids = {engine.create(thread_id=f"t{i}", assistant_id="a").id for i in range(200)}
     barrier = ctx.Barrier(4)
     results = ctx.Queue()
     before_expiry, at_expiry = T0 + 99, T0 + 100
     run_all(
         [
-            (workers.claim_and_finish, (path, before_expiry, "w1", barrier, results)),
-            (workers.claim_and_finish, (path, before_expiry, "w2", barrier, results)),
-            (workers.sweep_until_quiet, (path, at_expiry, barrier)),
-            (workers.sweep_until_quiet, (path, at_expiry, barrier)),
+            (workers.claim_and_finish, (url, before_expiry, "w1", barrier, results)),
+            (workers.claim_and_finish, (url, before_expiry, "w2", barrier, results)),
+            (workers.sweep_until_quiet, (url, at_expiry, barrier)),
+            (workers.sweep_until_quiet, (url, at_expiry, barrier)),
         ]
     )
     claimed = [run_id for _ in range(2) for run_id in results.get(timeout=10)]
     assert len(claimed) == len(set(claimed))  # never claimed twice
-    reader = RunEngine(SQLiteStore(path), clock=lambda: before_expiry)
+    reader = engine_on(url, lambda: before_expiry)
     for run_id in ids:
         run = reader.get(run_id)
         check_consistent(reader, run)
@@ -141,12 +148,12 @@ def test_expiry_races_claims(path: str) -> None:
             assert run_id in claimed
 
 
-def test_claims_never_overlap(path: str) -> None:
-    engine = RunEngine(SQLiteStore(path), clock=lambda: T0)
+def test_claims_never_overlap(url: str) -> None:
+    engine = engine_on(url, lambda: T0)
     ids = {engine.create(thread_id=f"t{i}", assistant_id="a").id for i in range(300)}
     barrier = ctx.Barrier(4)
     results = ctx.Queue()
-    run_all([(workers.claim_until_empty, (path, T0, f"w{i}", barrier, results)) for i in range(4)])
+    run_all([(workers.claim_until_empty, (url, T0, f"w{i}", barrier, results)) for i in range(4)])
     claims = [results.get(timeout=10) for _ in range(4)]
     claimed = [run_id for _, ids_of_worker in claims for run_id in ids_of_worker]
     assert len(claimed) == len(set(claimed)) == len(ids)
@@ -160,25 +167,25 @@ def test_claims_never_overlap(path: str) -> None:
     assert sum(1 for _, got in claims if got) >= 2  # the work really was shared
 
 
-def test_one_active_run_per_thread_across_processes(path: str) -> None:
+def test_one_active_run_per_thread_across_processes(url: str) -> None:
     threads = [f"thread_{i}" for i in range(100)]
-    RunEngine(SQLiteStore(path)).close()
+    engine_on(url, None).close()
     barrier = ctx.Barrier(4)
     results = ctx.Queue()
-    run_all([(workers.create_on_threads, (path, T0, threads, barrier, results)) for _ in range(4)])
+    run_all([(workers.create_on_threads, (url, T0, threads, barrier, results)) for _ in range(4)])
     outcomes = [results.get(timeout=10) for _ in range(4)]
     won = [run_id for w, _ in outcomes for run_id in w]
     assert len(won) == len(threads)
     assert sum(len(lost) for _, lost in outcomes) == 3 * len(threads)
-    engine = RunEngine(SQLiteStore(path), clock=lambda: T0)
+    engine = engine_on(url, lambda: T0)
     assert sorted(engine.get(r).thread_id for r in won) == sorted(threads)
 
 
-def test_a_killed_worker_leaves_its_run_recoverable(path: str) -> None:
-    engine = RunEngine(SQLiteStore(path), clock=lambda: T0)
+def test_a_killed_worker_leaves_its_run_recoverable(url: str) -> None:
+    engine = engine_on(url, lambda: T0)
     run = engine.create(thread_id="t", assistant_id="a")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=workers.claim_and_hang, args=(path, T0, child))
+    proc = ctx.Process(target=workers.claim_and_hang, args=(url, T0, child))
     proc.start()
     assert parent.poll(60), "the worker never claimed"
     assert parent.recv() == run.id
@@ -187,7 +194,7 @@ def test_a_killed_worker_leaves_its_run_recoverable(path: str) -> None:
     assert proc.exitcode == -signal.SIGKILL
     stored = engine.store.get(run.id)
     assert (stored.run.status, stored.lease_owner) == (RunStatus.IN_PROGRESS, "doomed-worker")
-    later = RunEngine(SQLiteStore(path), clock=lambda: T0 + 30)
+    later = engine_on(url, lambda: T0 + 30)
     (recovered,) = later.recover_stalled()
     assert recovered.status is RunStatus.QUEUED
     again = later.claim("survivor")
@@ -197,10 +204,10 @@ def test_a_killed_worker_leaves_its_run_recoverable(path: str) -> None:
 
 
 @pytest.mark.parametrize("after", [3, 25, 60])
-def test_sigkill_in_the_middle_of_writes_leaves_the_file_consistent(path: str, after: int) -> None:
-    RunEngine(SQLiteStore(path)).close()
+def test_sigkill_in_the_middle_of_writes_leaves_the_file_consistent(url: str, after: int) -> None:
+    engine_on(url, None).close()
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=workers.churn, args=(path, T0, child))
+    proc = ctx.Process(target=workers.churn, args=(url, T0, child))
     proc.start()
     progress = 0
     while progress < after:
@@ -208,10 +215,11 @@ def test_sigkill_in_the_middle_of_writes_leaves_the_file_consistent(path: str, a
         progress = parent.recv()
     os.kill(proc.pid, signal.SIGKILL)  # type: ignore[arg-type]
     proc.join(timeout=30)
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    conn.close()
-    engine = RunEngine(SQLiteStore(path), clock=lambda: T0)
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()
+    engine = engine_on(url, lambda: T0)
     runs = engine.list(None, limit=100).data
     assert len(runs) >= after
     for run in runs:

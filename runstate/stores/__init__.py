@@ -1,11 +1,23 @@
 """Where runs are kept: the store protocol and its backends.
 
 ``MemoryStore`` is the embedded default; ``SQLiteStore`` keeps runs in one file shared by
-processes. Both pass the same contract suite.
+processes; ``PostgresStore`` keeps them in PostgreSQL for workers on many machines (its
+driver is imported only when one is made). All pass the same contract suite.
 """
 
 from ._base import Claimed, Order, Page, Store, StoredRun, Write
 from ._memory import MemoryStore
+from ._postgres import PostgresStore
 from ._sqlite import SQLiteStore
 
-__all__ = ["Claimed", "MemoryStore", "Order", "Page", "SQLiteStore", "Store", "StoredRun", "Write"]
+__all__ = [
+    "Claimed",
+    "MemoryStore",
+    "Order",
+    "Page",
+    "PostgresStore",
+    "SQLiteStore",
+    "Store",
+    "StoredRun",
+    "Write",
+]

@@ -15,7 +15,6 @@ become ``StoreError`` in ``_translate``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -25,14 +24,22 @@ from typing import Any
 from .._errors import ActiveRunError, RunNotFoundError, StoreError
 from .._events import RunEvent
 from .._lifecycle import Transition
-from .._model import ACTIVE_STATUSES, Run, RunStatus
-from ._base import Claimed, Order, Page, StoredRun, Write, check_page_args, cursor_error
+from .._model import Run, RunStatus
+from ._base import Claimed, Order, Page, StoredRun, Write
+from ._sql import (
+    ACTIVE_SQL,
+    EVENT_COLUMNS,
+    STORED_COLUMNS,
+    dumps,
+    event_from_row,
+    list_runs,
+    stored_from_row,
+)
 
 __all__ = ["SQLiteStore"]
 
 APPLICATION_ID = 0x52554E53  # "RUNS": marks a file as runstate's
 SCHEMA_VERSION = 1
-_ACTIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES))
 
 SCHEMA = f"""
 CREATE TABLE runs (
@@ -49,10 +56,10 @@ CREATE TABLE runs (
     body TEXT NOT NULL
 );
 CREATE UNIQUE INDEX runs_one_active_per_thread ON runs (thread_id)
-    WHERE status IN ({_ACTIVE_SQL});
+    WHERE status IN ({ACTIVE_SQL});
 CREATE INDEX runs_by_thread ON runs (thread_id, created_at, seq);
 CREATE INDEX runs_by_created ON runs (created_at, seq);
-CREATE INDEX runs_due ON runs (expires_at) WHERE status IN ({_ACTIVE_SQL});
+CREATE INDEX runs_due ON runs (expires_at) WHERE status IN ({ACTIVE_SQL});
 CREATE INDEX runs_queue ON runs (created_at, seq) WHERE status = 'queued';
 CREATE INDEX runs_leases ON runs (lease_expires_at) WHERE lease_owner IS NOT NULL;
 CREATE TABLE run_events (
@@ -69,8 +76,6 @@ PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
-_STORED = "body, version, lease_owner, lease_expires_at, attempts"
-_EVENT = "seq, event, run_id, from_status, to_status, at, data"
 
 SQL = {
     "insert_run": (
@@ -78,9 +83,9 @@ SQL = {
         "VALUES (?, ?, ?, ?, ?, 1, ?)"
     ),
     "active_run_of_thread": (
-        f"SELECT id FROM runs WHERE thread_id = ? AND status IN ({_ACTIVE_SQL})"
+        f"SELECT id FROM runs WHERE thread_id = ? AND status IN ({ACTIVE_SQL})"
     ),
-    "get_run": f"SELECT {_STORED} FROM runs WHERE id = ?",
+    "get_run": f"SELECT {STORED_COLUMNS} FROM runs WHERE id = ?",
     "update_run": (
         "UPDATE runs SET status = ?, expires_at = ?, version = version + 1, lease_owner = ?, "
         "lease_expires_at = ?, attempts = ?, body = ? WHERE id = ? AND version = ?"
@@ -90,29 +95,24 @@ SQL = {
         "VALUES (?, ?, ?, ?, ?, ?)"
     ),
     "oldest_claimable": (
-        f"SELECT {_STORED} FROM runs WHERE status = 'queued' AND expires_at > ? "
+        f"SELECT {STORED_COLUMNS} FROM runs WHERE status = 'queued' AND expires_at > ? "
         "ORDER BY created_at, seq LIMIT 1"
     ),
     "due": (
-        f"SELECT {_STORED} FROM runs WHERE status IN ({_ACTIVE_SQL}) AND expires_at <= ? "
+        f"SELECT {STORED_COLUMNS} FROM runs WHERE status IN ({ACTIVE_SQL}) AND expires_at <= ? "
         "ORDER BY expires_at LIMIT ?"
     ),
     "stalled": (
-        f"SELECT {_STORED} FROM runs WHERE lease_owner IS NOT NULL AND lease_expires_at <= ? "
-        "ORDER BY lease_expires_at LIMIT ?"
+        f"SELECT {STORED_COLUMNS} FROM runs WHERE lease_owner IS NOT NULL "
+        "AND lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?"
     ),
-    "cursor": "SELECT created_at, seq, thread_id FROM runs WHERE id = ?",
     "run_exists": "SELECT 1 FROM runs WHERE id = ?",
-    "history": f"SELECT {_EVENT} FROM run_events WHERE run_id = ? ORDER BY seq",
-    "events": f"SELECT {_EVENT} FROM run_events WHERE seq > ? ORDER BY seq LIMIT ?",
+    "history": f"SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id = ? ORDER BY seq",
+    "events": f"SELECT {EVENT_COLUMNS} FROM run_events WHERE seq > ? ORDER BY seq LIMIT ?",
     "events_of_run": (
-        f"SELECT {_EVENT} FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        f"SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
     ),
 }
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 class SQLiteStore:
@@ -219,21 +219,18 @@ class SQLiteStore:
     # --- writes -------------------------------------------------------------------------
 
     def insert(self, run: Run, steps: Sequence[Transition]) -> list[int]:
-        body = _dumps(run.to_dict())
-        try:
-            with self._write() as conn:
-                conn.execute(
-                    SQL["insert_run"],
-                    (run.id, run.thread_id, run.status.value, run.created_at, run.expires_at, body),
-                )
-                return _append(conn, run.id, body, steps)
-        except StoreError as exc:
-            if not isinstance(exc.__cause__, sqlite3.IntegrityError):
-                raise
-            active = self._read(SQL["active_run_of_thread"], (run.thread_id,))
-            if not active:
-                raise
-            raise ActiveRunError(run.thread_id, active[0][0]) from exc.__cause__
+        body = dumps(run.to_dict())
+        with self._write() as conn:
+            # The write lock is held: this check and the insert are one atomic step (the
+            # partial unique index is the backstop).
+            active = conn.execute(SQL["active_run_of_thread"], (run.thread_id,)).fetchone()
+            if active is not None:
+                raise ActiveRunError(run.thread_id, active[0])
+            conn.execute(
+                SQL["insert_run"],
+                (run.id, run.thread_id, run.status.value, run.created_at, run.expires_at, body),
+            )
+            return _append(conn, run.id, body, steps)
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         with self._write() as conn:
@@ -244,7 +241,7 @@ class SQLiteStore:
             row = conn.execute(SQL["oldest_claimable"], (now,)).fetchone()
             if row is None:
                 return None
-            write = decide(_stored(row))
+            write = decide(stored_from_row(row))
             seqs = _write_one(conn, write)
             if seqs is None:  # cannot happen under the write lock, but never claim blind
                 return None
@@ -256,13 +253,13 @@ class SQLiteStore:
         rows = self._read(SQL["get_run"], (run_id,))
         if not rows:
             raise RunNotFoundError(run_id)
-        return _stored(rows[0])
+        return stored_from_row(rows[0])
 
     def due(self, now: int, limit: int) -> list[StoredRun]:
-        return [_stored(row) for row in self._read(SQL["due"], (now, limit))]
+        return [stored_from_row(row) for row in self._read(SQL["due"], (now, limit))]
 
     def stalled(self, now: int, limit: int) -> list[StoredRun]:
-        return [_stored(row) for row in self._read(SQL["stalled"], (now, limit))]
+        return [stored_from_row(row) for row in self._read(SQL["stalled"], (now, limit))]
 
     def list_runs(
         self,
@@ -274,43 +271,22 @@ class SQLiteStore:
         after: str | None = None,
         before: str | None = None,
     ) -> Page:
-        check_page_args(limit, order)
-        where, args = [], []
-        if thread_id is not None:
-            where.append("thread_id = ?")
-            args.append(thread_id)
-        if status is not None:
-            where.append("status = ?")
-            args.append(status.value)
-        # In listing order, "after" the cursor is "<" in desc order and ">" in asc.
-        forward, backward = ("<", ">") if order == "desc" else (">", "<")
-        for param, cursor, op in (("after", after, forward), ("before", before, backward)):
-            if cursor is None:
-                continue
-            key = self._read(SQL["cursor"], (cursor,))
-            if not key or (thread_id is not None and key[0][2] != thread_id):
-                raise cursor_error(param, cursor)
-            where.append(f"(created_at, seq) {op} (?, ?)")
-            args.extend(key[0][:2])
-        # The page nearest a lone "before" is read in reverse and turned round.
-        reverse = before is not None and after is None
-        direction = "DESC" if (order == "desc") != reverse else "ASC"
-        sql = (
-            f"SELECT body FROM runs {'WHERE ' + ' AND '.join(where) if where else ''} "
-            f"ORDER BY created_at {direction}, seq {direction} LIMIT ?"
+        return list_runs(
+            self._read,
+            "?",
+            thread_id,
+            status=status,
+            limit=limit,
+            order=order,
+            after=after,
+            before=before,
         )
-        rows = self._read(sql, [*args, limit + 1])
-        has_more = len(rows) > limit
-        runs = [Run._trusted(json.loads(body)) for (body,) in rows[:limit]]
-        if reverse:
-            runs.reverse()
-        return Page(runs, has_more)
 
     def history(self, run_id: str) -> list[RunEvent]:
         rows = self._read(SQL["history"], (run_id,))
         if not rows and not self._read(SQL["run_exists"], (run_id,)):
             raise RunNotFoundError(run_id)
-        return [_event(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     def events(
         self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
@@ -319,12 +295,12 @@ class SQLiteStore:
             rows = self._read(SQL["events"], (after_seq, limit))
         else:
             rows = self._read(SQL["events_of_run"], (run_id, after_seq, limit))
-        return [_event(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
 
 def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:
     run = w.run
-    body = _dumps(run.to_dict())
+    body = dumps(run.to_dict())
     cursor = conn.execute(
         SQL["update_run"],
         (
@@ -361,18 +337,6 @@ def _append(
         )
         seqs.append(cursor.lastrowid or 0)
     return seqs
-
-
-def _stored(row: tuple[Any, ...]) -> StoredRun:
-    body, version, lease_owner, lease_expires_at, attempts = row
-    return StoredRun(
-        Run._trusted(json.loads(body)), version, lease_owner, lease_expires_at, attempts
-    )
-
-
-def _event(row: tuple[Any, ...]) -> RunEvent:
-    seq, event, run_id, from_status, to_status, at, data = row
-    return RunEvent(event, run_id, from_status, to_status, at, json.loads(data), seq)
 
 
 @contextlib.contextmanager

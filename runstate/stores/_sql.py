@@ -1,0 +1,84 @@
+"""What the SQL stores share: rows to runs and events, JSON, and the listing query.
+
+Both SQL backends keep the same two tables (``runs``, ``run_events``) with the same
+columns, so a row reads back the same way from either, and the listing query differs
+only in its placeholder (``?`` for SQLite, ``%s`` for PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._events import RunEvent
+from .._model import ACTIVE_STATUSES, Run, RunStatus
+from ._base import Order, Page, StoredRun, check_page_args, cursor_error
+
+ACTIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES))
+STORED_COLUMNS = "body, version, lease_owner, lease_expires_at, attempts"
+EVENT_COLUMNS = "seq, event, run_id, from_status, to_status, at, data"
+
+Read = Callable[[str, Sequence[Any]], list[Any]]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def stored_from_row(row: Sequence[Any]) -> StoredRun:
+    body, version, lease_owner, lease_expires_at, attempts = row
+    return StoredRun(
+        Run._trusted(json.loads(body)), version, lease_owner, lease_expires_at, attempts
+    )
+
+
+def event_from_row(row: Sequence[Any]) -> RunEvent:
+    seq, event, run_id, from_status, to_status, at, data = row
+    return RunEvent(event, run_id, from_status, to_status, at, json.loads(data), seq)
+
+
+def list_runs(
+    read: Read,
+    mark: str,
+    thread_id: str | None,
+    *,
+    status: RunStatus | None,
+    limit: int,
+    order: Order,
+    after: str | None,
+    before: str | None,
+) -> Page:
+    """The store protocol's ``list_runs``, as SQL run through ``read`` with ``mark`` for
+    a placeholder. Cursors are resolved to their (created_at, seq) first."""
+    check_page_args(limit, order)
+    where: list[str] = []
+    args: list[Any] = []
+    if thread_id is not None:
+        where.append(f"thread_id = {mark}")
+        args.append(thread_id)
+    if status is not None:
+        where.append(f"status = {mark}")
+        args.append(status.value)
+    # In listing order, "after" the cursor is "<" in desc order and ">" in asc.
+    forward, backward = ("<", ">") if order == "desc" else (">", "<")
+    for param, cursor, op in (("after", after, forward), ("before", before, backward)):
+        if cursor is None:
+            continue
+        key = read(f"SELECT created_at, seq, thread_id FROM runs WHERE id = {mark}", (cursor,))
+        if not key or (thread_id is not None and key[0][2] != thread_id):
+            raise cursor_error(param, cursor)
+        where.append(f"(created_at, seq) {op} ({mark}, {mark})")
+        args.extend(key[0][:2])
+    # The page nearest a lone "before" is read in reverse and turned round.
+    reverse = before is not None and after is None
+    direction = "DESC" if (order == "desc") != reverse else "ASC"
+    sql = (
+        f"SELECT body FROM runs {'WHERE ' + ' AND '.join(where) if where else ''} "
+        f"ORDER BY created_at {direction}, seq {direction} LIMIT {mark}"
+    )
+    rows = read(sql, [*args, limit + 1])
+    runs = [Run._trusted(json.loads(body)) for (body,) in rows[:limit]]
+    if reverse:
+        runs.reverse()
+    return Page(runs, len(rows) > limit)

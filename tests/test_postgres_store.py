@@ -1,0 +1,144 @@
+"""What only the PostgreSQL store has: a schema of its own, SKIP LOCKED claims, and
+event numbers that follow commit order under concurrent writers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from conftest import PG_BASE, pg_url
+
+from runstate import (
+    ManualClock,
+    PostgresStore,
+    RunEngine,
+    RunStatus,
+    StoreError,
+    ValidationError,
+    connect,
+)
+
+T0 = 1_700_000_000
+
+
+@pytest.fixture
+def engine(pg_schema: str) -> Iterator[RunEngine]:
+    engine = RunEngine(PostgresStore(PG_BASE, schema=pg_schema), clock=ManualClock(T0))
+    yield engine
+    engine.close()
+
+
+def test_connect_url_picks_the_schema(pg_schema: str) -> None:
+    engine = connect(pg_url(pg_schema))
+    run = engine.create(thread_id="t", assistant_id="a")
+    engine.close()
+    with psycopg.connect(PG_BASE) as conn:
+        row = conn.execute(
+            f"SELECT status FROM {pg_schema}.runs WHERE id = %s", (run.id,)
+        ).fetchone()
+    assert row == ("queued",)
+
+
+def test_a_foreign_runs_table_is_refused_and_untouched(pg_schema: str) -> None:
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {pg_schema}")
+        conn.execute(f"CREATE TABLE {pg_schema}.runs (note text)")
+        conn.execute(f"INSERT INTO {pg_schema}.runs VALUES ('keep me')")
+    with pytest.raises(StoreError, match="holds a runs table that is not runstate's"):
+        PostgresStore(PG_BASE, schema=pg_schema)
+    with psycopg.connect(PG_BASE) as conn:
+        assert conn.execute(f"SELECT note FROM {pg_schema}.runs").fetchall() == [("keep me",)]
+
+
+def test_a_newer_schema_is_refused(pg_schema: str) -> None:
+    PostgresStore(PG_BASE, schema=pg_schema).close()
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        conn.execute(f"UPDATE {pg_schema}.runstate_meta SET value = '9'")
+    with pytest.raises(StoreError, match="schema version 9; this runstate reads version 1"):
+        PostgresStore(PG_BASE, schema=pg_schema)
+
+
+@pytest.mark.parametrize("schema", ["Runs", "drop table x", "", "1abc", None])
+def test_schema_names_are_checked(schema: object) -> None:
+    with pytest.raises(ValidationError, match="Invalid schema name"):
+        PostgresStore(PG_BASE, schema=schema)  # type: ignore[arg-type]
+
+
+def test_an_unreachable_server_is_a_store_error_without_the_password() -> None:
+    with pytest.raises(StoreError) as caught:
+        PostgresStore("postgresql://someone:s3cret@127.0.0.1:1/nowhere", connect_timeout=2)
+    assert "cannot be used" in caught.value.message
+    assert "s3cret" not in caught.value.message and "***" in caught.value.message
+    assert isinstance(caught.value.__cause__, psycopg.Error)
+
+
+def test_claim_skips_a_row_another_transaction_holds(engine: RunEngine, pg_schema: str) -> None:
+    clock = engine.lifecycle._clock
+    assert isinstance(clock, ManualClock)
+    first = engine.create(thread_id="a", assistant_id="x")
+    clock.advance(1)
+    second = engine.create(thread_id="b", assistant_id="x")
+    with psycopg.connect(PG_BASE) as holder:  # another worker mid-claim on the oldest run
+        holder.execute(f"SELECT 1 FROM {pg_schema}.runs WHERE id = %s FOR UPDATE", (first.id,))
+        claimed = engine.claim("w")  # does not wait for the lock: takes the next run
+        assert claimed is not None and claimed.id == second.id
+        holder.rollback()
+    claimed = engine.claim("w")
+    assert claimed is not None and claimed.id == first.id
+
+
+def test_event_numbers_follow_commit_order(engine: RunEngine, pg_schema: str) -> None:
+    """Writers in many threads; a follower reading events(after_seq) as they land must
+    see every event once, numbered without gaps."""
+    ids = [engine.create(thread_id=f"t{i}", assistant_id="x").id for i in range(80)]
+    start = engine.events(limit=10_000)[-1].seq
+    assert start is not None
+    done = threading.Event()
+    seen: list[int] = []
+
+    def follow() -> None:
+        after = start
+        while True:
+            finished = done.is_set()
+            for event in engine.events(after_seq=after, limit=1000):
+                assert event.seq == after + 1, (event.seq, after)
+                after = event.seq
+                seen.append(after)
+            if finished:
+                return
+
+    def work(chunk: list[str]) -> None:
+        for run_id in chunk:
+            engine.start(run_id)
+            engine.complete(run_id)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    workers = [threading.Thread(target=work, args=(ids[i::4],)) for i in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    done.set()
+    follower.join(timeout=60)
+    assert seen == list(range(start + 1, start + 1 + 2 * len(ids)))
+    assert all(engine.get(i).status is RunStatus.COMPLETED for i in ids)
+
+
+def test_the_cli_reads_postgres(pg_schema: str) -> None:
+    import subprocess
+    import sys
+
+    engine = connect(pg_url(pg_schema))
+    run = engine.create(thread_id="t", assistant_id="a")
+    engine.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "runstate", "show", pg_url(pg_schema), run.id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert run.id in done.stdout and "thread.run.queued" in done.stdout
