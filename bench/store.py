@@ -1,4 +1,4 @@
-"""How fast is the engine on SQLite, against SQLite itself?
+"""How fast is the engine on its SQL stores, against the databases themselves?
 
 Three measurements, each against a baseline run in this same process on the same kind
 of file (WAL, synchronous=NORMAL):
@@ -11,6 +11,9 @@ of file (WAL, synchronous=NORMAL):
    Target: the two sweeps within 2x of each other (the sweep reads an index of active
    runs by ``expires_at``, so it does not grow with what is stored).
 
+4. and 5. The same transition-against-floor and claim measurements on PostgreSQL (the
+   machine's server, in a schema of its own that is dropped afterwards).
+
 Run: ``.venv/bin/python bench/store.py`` (``--big 200000`` for a quicker run).
 """
 
@@ -20,14 +23,16 @@ import argparse
 import json
 import multiprocessing
 import os
+import secrets
 import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
+from typing import Any
 
-from runstate import ManualClock, RunEngine, SQLiteStore
+from runstate import ManualClock, RunEngine, SQLiteStore, open_store
 from runstate._model import new_id
 
 T0 = 1_700_000_000
@@ -42,9 +47,10 @@ def best(fn: Callable[[], float], rounds: int = 5) -> float:
 # --- 1. one transition ---------------------------------------------------------------------------
 
 
-def transition_vs_floor(folder: Path, n: int = 1500) -> tuple[float, float]:
-    path = folder / "transition.db"
-    engine = RunEngine(SQLiteStore(path), clock=ManualClock(T0), ttl=10**9)
+def transition_vs_floor(url: str, raw: Callable[[], Any], n: int = 1500) -> tuple[float, float]:
+    """Engine transitions on ``url`` against raw UPDATE + COMMIT on ``raw()``, a DB-API
+    connection to the same database."""
+    engine = RunEngine(open_store(url), clock=ManualClock(T0), ttl=10**9)
     run = engine.create(thread_id="t", assistant_id="a", model="gpt-4o")
     engine.start(run.id)
 
@@ -56,20 +62,23 @@ def transition_vs_floor(folder: Path, n: int = 1500) -> tuple[float, float]:
             engine.start(run.id)
         return (time.perf_counter() - t) / (n // 3 * 3)
 
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn = raw()
+    mark = "?" if isinstance(conn, sqlite3.Connection) else "%s"
     other = engine.create(thread_id="t2", assistant_id="a", model="gpt-4o")
+    update = (
+        f"UPDATE runs SET status = {mark}, version = version + 1 "
+        f"WHERE id = {mark} AND version = {mark}"
+    )
 
     def raw_floor() -> float:
-        (version,) = conn.execute("SELECT version FROM runs WHERE id = ?", (other.id,)).fetchone()
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT version FROM runs WHERE id = {mark}", (other.id,))
+        (version,) = cursor.fetchone()
+        conn.commit()
         t = time.perf_counter()
         for _ in range(n):
-            conn.execute("BEGIN")
-            conn.execute(
-                "UPDATE runs SET status = ?, version = version + 1 WHERE id = ? AND version = ?",
-                ("queued", other.id, version),
-            )
-            conn.execute("COMMIT")
+            cursor.execute(update, ("queued", other.id, version))
+            conn.commit()
             version += 1
         return (time.perf_counter() - t) / n
 
@@ -86,9 +95,9 @@ def transition_vs_floor(folder: Path, n: int = 1500) -> tuple[float, float]:
 
 
 def claimer(
-    path: str, name: str, barrier: Barrier, out: multiprocessing.Queue[tuple[float, int]]
+    url: str, name: str, barrier: Barrier, out: multiprocessing.Queue[tuple[float, int]]
 ) -> None:
-    engine = RunEngine(SQLiteStore(path), clock=ManualClock(T0))
+    engine = RunEngine(open_store(url), clock=ManualClock(T0))
     claimed = 0
     barrier.wait()
     t = time.perf_counter()
@@ -98,17 +107,16 @@ def claimer(
     out.put((time.perf_counter() - t, claimed))
 
 
-def claim_throughput(folder: Path, processes: int, runs: int = 2000) -> float:
-    path = str(folder / f"claims_{processes}.db")
-    engine = RunEngine(SQLiteStore(path), clock=ManualClock(T0))
+def claim_throughput(url: str, processes: int, runs: int = 2000) -> float:
+    engine = RunEngine(open_store(url), clock=ManualClock(T0))
     for i in range(runs):
-        engine.create(thread_id=f"t{i}", assistant_id="a")
+        engine.create(thread_id=f"claims{processes}_{i}", assistant_id="a")
     engine.close()
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(processes)
     out: multiprocessing.Queue[tuple[float, int]] = ctx.Queue()
     procs = [
-        ctx.Process(target=claimer, args=(path, f"w{i}", barrier, out)) for i in range(processes)
+        ctx.Process(target=claimer, args=(url, f"w{i}", barrier, out)) for i in range(processes)
     ]
     for p in procs:
         p.start()
@@ -178,34 +186,72 @@ def sweeps(engines: list[RunEngine], rounds: int) -> list[float]:
     return best
 
 
+def sqlite_raw(path: Path) -> Callable[[], sqlite3.Connection]:
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    return connect
+
+
+def report_transition(engine_s: float, floor_s: float) -> None:
+    print(f"   raw UPDATE + COMMIT floor     {floor_s * 1e6:8.1f} us")
+    print(f"   RunEngine transition          {engine_s * 1e6:8.1f} us")
+    print(f"   engine / floor                {engine_s / floor_s:8.2f}x (target <= 2.5x)")
+
+
+def report_claims(url_for: Callable[[int], str]) -> None:
+    base = None
+    for processes in (1, 2, 4):
+        rate = claim_throughput(url_for(processes), processes)
+        base = base or rate
+        ratio = rate / base
+        print(f"   {processes} process(es)  {rate:8.0f} claims/s  {ratio:5.2f}x of 1 process")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="SQLite store benchmarks")
+    parser = argparse.ArgumentParser(description="SQL store benchmarks")
     parser.add_argument("--big", type=int, default=1_000_000, help="runs stored for the big sweep")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="a PostgreSQL database for sections 4 and 5 ('' to skip them)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as name:
         folder = Path(name)
-        engine_s, floor_s = transition_vs_floor(folder)
         print("1. one transition on SQLite (WAL, synchronous=NORMAL), best of 5")
-        print(f"   raw UPDATE + COMMIT floor     {floor_s * 1e6:8.1f} us")
-        print(f"   RunEngine transition          {engine_s * 1e6:8.1f} us")
-        print(f"   engine / floor                {engine_s / floor_s:8.2f}x (target <= 2.5x)")
+        path = folder / "transition.db"
+        report_transition(*transition_vs_floor(f"sqlite:///{path}", sqlite_raw(path)))
 
-        print("2. claim + complete throughput, one file")
-        base = None
-        for processes in (1, 2, 4):
-            rate = claim_throughput(folder, processes)
-            base = base or rate
-            ratio = rate / base
-            print(f"   {processes} process(es)  {rate:8.0f} claims/s  {ratio:5.2f}x of 1 process")
+        print("2. claim + complete throughput, one SQLite file")
+        report_claims(lambda n: f"sqlite:///{folder / f'claims_{n}.db'}")
 
         rounds = 6
-        print(f"3. expire_due of 1,000 due runs (best of {rounds} interleaved sweeps)")
+        print(f"3. expire_due of 1,000 due runs on SQLite (best of {rounds} interleaved sweeps)")
         small, big = sweeps(
             [populated(folder, 10_000, rounds), populated(folder, args.big, rounds)], rounds
         )
         print(f"   among 10,000 stored       {small * 1e3:8.1f} ms")
         print(f"   among {args.big:,} stored  {big * 1e3:8.1f} ms")
         print(f"   big / small               {big / small:8.2f}x (target <= 2x)")
+
+    if args.postgres:
+        import psycopg
+
+        prefix = "bench_" + secrets.token_hex(4)
+        sep = "&" if "?" in args.postgres else "?"
+        try:
+            print("4. one transition on PostgreSQL, best of 5")
+            raw = lambda: psycopg.connect(args.postgres, options=f"-c search_path={prefix}_t")  # noqa: E731
+            report_transition(*transition_vs_floor(f"{args.postgres}{sep}schema={prefix}_t", raw))
+            print("5. claim + complete throughput, one PostgreSQL schema")
+            report_claims(lambda n: f"{args.postgres}{sep}schema={prefix}_c{n}")
+        finally:
+            with psycopg.connect(args.postgres, autocommit=True) as conn:
+                for suffix in ("t", "c1", "c2", "c4"):
+                    conn.execute(f"DROP SCHEMA IF EXISTS {prefix}_{suffix} CASCADE")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ per thread is a partial unique index, and the sweeps read partial indexes. What 
 - Many writers run at once (READ COMMITTED). A claim locks the oldest claimable row with
   ``FOR UPDATE SKIP LOCKED``, so concurrent workers take different runs instead of
   queueing on one.
-- Event sequence numbers are handed out under a transaction-scoped advisory lock taken
-  as the transaction's last step, so they follow commit order: a reader following
-  ``events(after_seq=...)`` never misses an event that commits late with a low number.
-  Every row lock a transaction needs is taken before that lock, so it cannot deadlock.
+- Event sequence numbers come from a one-row counter, updated as the transaction's last
+  step and so locked until it commits: numbers follow commit order, and a reader
+  following ``events(after_seq=...)`` never misses an event that commits late with a low
+  number. Every other row lock a transaction needs is taken before that one, so
+  transactions cannot deadlock on it.
 - The tables live in their own schema (``runstate`` unless told), created and versioned
   on first open under an advisory lock.
 
@@ -47,8 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["PostgresStore"]
 
 SCHEMA_VERSION = 1
-LOCK_SCHEMA = 0x52554E5301  # advisory lock keys: schema creation, event numbering
-LOCK_EVENTS = 0x52554E5302
+LOCK_SCHEMA = 0x52554E5301  # the advisory lock key that serialises schema creation
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 SCHEMA = f"""
@@ -83,6 +83,35 @@ CREATE TABLE run_events (
     data text NOT NULL
 );
 CREATE INDEX run_events_by_run ON run_events (run_id, seq);
+CREATE TABLE run_event_counter (one boolean PRIMARY KEY CHECK (one), last bigint NOT NULL);
+INSERT INTO run_event_counter VALUES (true, 0);
+-- One transition in one round trip: the compare-and-set, then (only if it won) the
+-- history rows, numbered from the counter as the transaction's last lock. NULL if lost.
+CREATE FUNCTION runstate_write(
+    p_id text, p_expected bigint, p_status text, p_expires_at bigint, p_lease_owner text,
+    p_lease_expires_at bigint, p_attempts integer, p_body text, p_events jsonb
+) RETURNS bigint[] LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+DECLARE
+    n integer := jsonb_array_length(p_events);
+    last_seq bigint;
+BEGIN
+    UPDATE runs SET status = p_status, expires_at = p_expires_at, version = version + 1,
+        lease_owner = p_lease_owner, lease_expires_at = p_lease_expires_at,
+        attempts = p_attempts, body = p_body
+    WHERE id = p_id AND version = p_expected;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF n = 0 THEN
+        RETURN ARRAY[]::bigint[];
+    END IF;
+    UPDATE run_event_counter SET last = last + n RETURNING last INTO last_seq;
+    INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data)
+    SELECT last_seq - n + e.i, p_id, e.v->>0, e.v->>1, e.v->>2, (e.v->>3)::bigint, p_body
+    FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(v, i);
+    RETURN ARRAY(SELECT generate_series(last_seq - n + 1, last_seq));
+END
+$fn$;
 INSERT INTO runstate_meta VALUES ('schema_version', '{SCHEMA_VERSION}');
 """
 
@@ -99,8 +128,9 @@ SQL = {
         "UPDATE runs SET status = %s, expires_at = %s, version = version + 1, lease_owner = %s, "
         "lease_expires_at = %s, attempts = %s, body = %s WHERE id = %s AND version = %s"
     ),
-    "lock_events": "SELECT pg_advisory_xact_lock(%s)",
-    "last_event": "SELECT coalesce(max(seq), 0) FROM run_events",
+    "write_one": "SELECT runstate_write(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+    "lock_schema": "SELECT pg_advisory_xact_lock(%s)",
+    "number_events": "UPDATE run_event_counter SET last = last + %s RETURNING last",
     "insert_event": (
         "INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -161,9 +191,10 @@ class PostgresStore:
         with self._translate():
             with psycopg.connect(conninfo, **options) as conn:  # type: ignore[arg-type]
                 self._open_schema(conn)
+            # Autocommit: a read is one round trip; writes open a transaction explicitly.
             self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 conninfo,
-                kwargs=options,
+                kwargs={**options, "autocommit": True},
                 min_size=1,
                 max_size=max_size,
                 open=False,
@@ -175,7 +206,7 @@ class PostgresStore:
         return f"PostgresStore({self._where!r}, schema={self.schema!r})"
 
     def _open_schema(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(SQL["lock_events"], (LOCK_SCHEMA,))
+        conn.execute(SQL["lock_schema"], (LOCK_SCHEMA,))
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
         ours = conn.execute(SQL["table_exists"], (f"{self.schema}.runstate_meta",)).fetchone()
         runs = conn.execute(SQL["table_exists"], (f"{self.schema}.runs",)).fetchone()
@@ -208,11 +239,11 @@ class PostgresStore:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection from the pool in a transaction: committed on success."""
-        with self._translate(), self._pool.connection() as conn:
+        with self._translate(), self._pool.connection() as conn, conn.transaction():
             yield conn
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        with self._transaction() as conn:
+        with self._translate(), self._pool.connection() as conn:
             return conn.execute(sql, args).fetchall()
 
     # --- writes -------------------------------------------------------------------------
@@ -249,6 +280,10 @@ class PostgresStore:
         raise StoreError(f"Thread {run.thread_id} kept changing; no run was inserted.")
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
+        if len(writes) == 1:  # the common case: one statement, its own transaction
+            with self._translate(), self._pool.connection() as conn:
+                return [_write_one(conn, writes[0])]
+        # A batch takes every run's row lock first and numbers its events last.
         with self._transaction() as conn:
             results: list[list[int] | None] = []
             won = []
@@ -268,24 +303,21 @@ class PostgresStore:
             if row is None:
                 return None
             write = decide(stored_from_row(row))
-            body = dumps(write.run.to_dict())
-            if not _update(conn, write, body):  # the row is locked: this cannot lose
+            seqs = _write_one(conn, write)
+            if seqs is None:  # the row is locked by us: this cannot lose
                 return None
-            return (
-                write.run,
-                write.steps,
-                self._append(conn, [(write.run.id, body, write.steps)])[0],
-            )
+            return write.run, write.steps, seqs
 
     def _append(
         self, conn: psycopg.Connection[Any], items: Sequence[tuple[str, str, Sequence[Transition]]]
     ) -> list[list[int]]:
         """History rows for each (run id, body, steps), numbered in commit order."""
-        if not any(steps for _, _, steps in items):
+        count = sum(len(steps) for _, _, steps in items)
+        if not count:
             return [[] for _ in items]
-        conn.execute(SQL["lock_events"], (LOCK_EVENTS,))  # held until commit
-        row = conn.execute(SQL["last_event"]).fetchone()
-        last = 0 if row is None else int(row[0])
+        row = conn.execute(SQL["number_events"], (count,)).fetchone()  # locked until commit
+        assert row is not None
+        last = int(row[0]) - count
         rows, out = [], []
         for run_id, body, steps in items:
             seqs = []
@@ -368,6 +400,29 @@ def _update(conn: psycopg.Connection[Any], w: Write, body: str) -> bool:
         ),
     )
     return cursor.rowcount == 1
+
+
+def _write_one(conn: psycopg.Connection[Any], w: Write) -> list[int] | None:
+    run = w.run
+    events = [
+        [s.event, None if s.from_status is None else s.from_status.value, s.to_status.value, s.at]
+        for s in w.steps
+    ]
+    row = conn.execute(
+        SQL["write_one"],
+        (
+            run.id,
+            w.expected_version,
+            run.status.value,
+            run.expires_at,
+            w.lease_owner,
+            w.lease_expires_at,
+            w.attempts,
+            dumps(run.to_dict()),
+            dumps(events),
+        ),
+    ).fetchone()
+    return None if row is None or row[0] is None else list(row[0])
 
 
 def _describe(conninfo: str) -> str:
