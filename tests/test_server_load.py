@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import pg_url
 from test_openai_server import SERVER, serve
 
 sys.path.insert(0, str(SERVER))
@@ -14,9 +15,15 @@ from loadgen import run_load
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
-def test_load_ends_every_run_without_server_errors(store: str, tmp_path: Path) -> None:
-    url = "memory://" if store == "memory" else f"sqlite:///{tmp_path / 'runs.db'}"
+@pytest.mark.parametrize("store", ["memory", "sqlite", "postgres"])
+def test_load_ends_every_run_without_server_errors(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = {
+        "memory": lambda: "memory://",
+        "sqlite": lambda: f"sqlite:///{tmp_path / 'runs.db'}",
+        "postgres": lambda: pg_url(request.getfixturevalue("pg_schema")),
+    }[store]()
     with serve("--store", url, "--executors", "4") as base:
         report = run_load(base, requests=1500, clients=6)
     assert report.requests >= 1500 - 6  # each client stops when the shared budget runs out
