@@ -200,7 +200,11 @@ class PostgresStore:
                 open=False,
                 name="runstate",
             )
-            self._pool.open(wait=True, timeout=connect_timeout)
+            try:
+                self._pool.open(wait=True, timeout=connect_timeout)
+            except BaseException:
+                self._pool.close()  # stop its workers from trying again in the background
+                raise
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._where!r}, schema={self.schema!r})"
