@@ -26,20 +26,11 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ActiveRunError, RunNotFoundError, StoreError, ValidationError
-from .._events import RunEvent
+from .._errors import ActiveRunError, StoreError, ValidationError
 from .._lifecycle import Transition
-from .._model import Run, RunStatus
-from ._base import Claimed, Order, Page, StoredRun, Write
-from ._sql import (
-    ACTIVE_SQL,
-    EVENT_COLUMNS,
-    STORED_COLUMNS,
-    dumps,
-    event_from_row,
-    list_runs,
-    stored_from_row,
-)
+from .._model import Run
+from ._base import Claimed, StoredRun, Write
+from ._sql import ACTIVE_SQL, EVENT_COLUMNS, STORED_COLUMNS, SQLReads, dumps, stored_from_row
 
 if TYPE_CHECKING:
     import psycopg
@@ -159,10 +150,13 @@ SQL = {
 }
 
 
-class PostgresStore:
+class PostgresStore(SQLReads):
     """Runs in the PostgreSQL database ``conninfo`` names (a ``postgresql://`` URL or
     ``key=value`` pairs), in the schema ``schema``; a pool of up to ``max_size``
     connections serves the threads of this process."""
+
+    SQL = SQL
+    MARK = "%s"
 
     def __init__(
         self,
@@ -336,56 +330,6 @@ class PostgresStore:
         with conn.cursor() as cursor:
             cursor.executemany(SQL["insert_event"], rows)
         return out
-
-    # --- reads --------------------------------------------------------------------------
-
-    def get(self, run_id: str) -> StoredRun:
-        rows = self._read(SQL["get_run"], (run_id,))
-        if not rows:
-            raise RunNotFoundError(run_id)
-        return stored_from_row(rows[0])
-
-    def due(self, now: int, limit: int) -> list[StoredRun]:
-        return [stored_from_row(row) for row in self._read(SQL["due"], (now, limit))]
-
-    def stalled(self, now: int, limit: int) -> list[StoredRun]:
-        return [stored_from_row(row) for row in self._read(SQL["stalled"], (now, limit))]
-
-    def list_runs(
-        self,
-        thread_id: str | None,
-        *,
-        status: RunStatus | None = None,
-        limit: int = 20,
-        order: Order = "desc",
-        after: str | None = None,
-        before: str | None = None,
-    ) -> Page:
-        return list_runs(
-            self._read,
-            "%s",
-            thread_id,
-            status=status,
-            limit=limit,
-            order=order,
-            after=after,
-            before=before,
-        )
-
-    def history(self, run_id: str) -> list[RunEvent]:
-        rows = self._read(SQL["history"], (run_id,))
-        if not rows and not self._read(SQL["run_exists"], (run_id,)):
-            raise RunNotFoundError(run_id)
-        return [event_from_row(row) for row in rows]
-
-    def events(
-        self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
-    ) -> list[RunEvent]:
-        if run_id is None:
-            rows = self._read(SQL["events"], (after_seq, limit))
-        else:
-            rows = self._read(SQL["events_of_run"], (run_id, after_seq, limit))
-        return [event_from_row(row) for row in rows]
 
 
 def _update(conn: psycopg.Connection[Any], w: Write, body: str) -> bool:

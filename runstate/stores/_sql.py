@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
+from .._errors import RunNotFoundError
 from .._events import RunEvent
 from .._model import ACTIVE_STATUSES, Run, RunStatus
 from ._base import Order, Page, StoredRun, check_page_args, cursor_error
@@ -36,6 +37,66 @@ def stored_from_row(row: Sequence[Any]) -> StoredRun:
 def event_from_row(row: Sequence[Any]) -> RunEvent:
     seq, event, run_id, from_status, to_status, at, data = row
     return RunEvent(event, run_id, from_status, to_status, at, json.loads(data), seq)
+
+
+class SQLReads:
+    """The store protocol's reads, shared by the SQL backends. A backend sets ``SQL`` (its
+    named statements: get_run, due, stalled, history, events, events_of_run, run_exists)
+    and ``MARK`` (its placeholder), and implements ``_read``."""
+
+    SQL: ClassVar[dict[str, str]]
+    MARK: ClassVar[str]
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def get(self, run_id: str) -> StoredRun:
+        rows = self._read(self.SQL["get_run"], (run_id,))
+        if not rows:
+            raise RunNotFoundError(run_id)
+        return stored_from_row(rows[0])
+
+    def due(self, now: int, limit: int) -> list[StoredRun]:
+        return [stored_from_row(row) for row in self._read(self.SQL["due"], (now, limit))]
+
+    def stalled(self, now: int, limit: int) -> list[StoredRun]:
+        return [stored_from_row(row) for row in self._read(self.SQL["stalled"], (now, limit))]
+
+    def list_runs(
+        self,
+        thread_id: str | None,
+        *,
+        status: RunStatus | None = None,
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page:
+        return list_runs(
+            self._read,
+            self.MARK,
+            thread_id,
+            status=status,
+            limit=limit,
+            order=order,
+            after=after,
+            before=before,
+        )
+
+    def history(self, run_id: str) -> list[RunEvent]:
+        rows = self._read(self.SQL["history"], (run_id,))
+        if not rows and not self._read(self.SQL["run_exists"], (run_id,)):
+            raise RunNotFoundError(run_id)
+        return [event_from_row(row) for row in rows]
+
+    def events(
+        self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
+    ) -> list[RunEvent]:
+        if run_id is None:
+            rows = self._read(self.SQL["events"], (after_seq, limit))
+        else:
+            rows = self._read(self.SQL["events_of_run"], (run_id, after_seq, limit))
+        return [event_from_row(row) for row in rows]
 
 
 def list_runs(

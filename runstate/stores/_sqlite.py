@@ -21,20 +21,11 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .._errors import ActiveRunError, RunNotFoundError, StoreError
-from .._events import RunEvent
+from .._errors import ActiveRunError, StoreError
 from .._lifecycle import Transition
-from .._model import Run, RunStatus
-from ._base import Claimed, Order, Page, StoredRun, Write
-from ._sql import (
-    ACTIVE_SQL,
-    EVENT_COLUMNS,
-    STORED_COLUMNS,
-    dumps,
-    event_from_row,
-    list_runs,
-    stored_from_row,
-)
+from .._model import Run
+from ._base import Claimed, StoredRun, Write
+from ._sql import ACTIVE_SQL, EVENT_COLUMNS, STORED_COLUMNS, SQLReads, dumps, stored_from_row
 
 __all__ = ["SQLiteStore"]
 
@@ -115,9 +106,12 @@ SQL = {
 }
 
 
-class SQLiteStore:
+class SQLiteStore(SQLReads):
     """Runs in the SQLite file at ``path``; creates it (and the schema) unless
     ``create=False``. ``busy_timeout`` is how long a writer waits for the lock."""
+
+    SQL = SQL
+    MARK = "?"
 
     def __init__(
         self, path: str | os.PathLike[str], *, create: bool = True, busy_timeout: float = 30.0
@@ -246,56 +240,6 @@ class SQLiteStore:
             if seqs is None:  # cannot happen under the write lock, but never claim blind
                 return None
             return write.run, write.steps, seqs
-
-    # --- reads --------------------------------------------------------------------------
-
-    def get(self, run_id: str) -> StoredRun:
-        rows = self._read(SQL["get_run"], (run_id,))
-        if not rows:
-            raise RunNotFoundError(run_id)
-        return stored_from_row(rows[0])
-
-    def due(self, now: int, limit: int) -> list[StoredRun]:
-        return [stored_from_row(row) for row in self._read(SQL["due"], (now, limit))]
-
-    def stalled(self, now: int, limit: int) -> list[StoredRun]:
-        return [stored_from_row(row) for row in self._read(SQL["stalled"], (now, limit))]
-
-    def list_runs(
-        self,
-        thread_id: str | None,
-        *,
-        status: RunStatus | None = None,
-        limit: int = 20,
-        order: Order = "desc",
-        after: str | None = None,
-        before: str | None = None,
-    ) -> Page:
-        return list_runs(
-            self._read,
-            "?",
-            thread_id,
-            status=status,
-            limit=limit,
-            order=order,
-            after=after,
-            before=before,
-        )
-
-    def history(self, run_id: str) -> list[RunEvent]:
-        rows = self._read(SQL["history"], (run_id,))
-        if not rows and not self._read(SQL["run_exists"], (run_id,)):
-            raise RunNotFoundError(run_id)
-        return [event_from_row(row) for row in rows]
-
-    def events(
-        self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
-    ) -> list[RunEvent]:
-        if run_id is None:
-            rows = self._read(SQL["events"], (after_seq, limit))
-        else:
-            rows = self._read(SQL["events_of_run"], (run_id, after_seq, limit))
-        return [event_from_row(row) for row in rows]
 
 
 def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:
