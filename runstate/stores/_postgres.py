@@ -30,7 +30,15 @@ from .._errors import ActiveRunError, StoreError, ValidationError
 from .._lifecycle import Transition
 from .._model import Run
 from ._base import Claimed, StoredRun, Write
-from ._sql import ACTIVE_SQL, EVENT_COLUMNS, STORED_COLUMNS, SQLReads, dumps, stored_from_row
+from ._sql import (
+    ACTIVE_SQL,
+    EVENT_COLUMNS,
+    INDEXES,
+    STORED_COLUMNS,
+    SQLReads,
+    dumps,
+    stored_from_row,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -57,13 +65,6 @@ CREATE TABLE runs (
     attempts integer NOT NULL DEFAULT 0,
     body text NOT NULL
 );
-CREATE UNIQUE INDEX runs_one_active_per_thread ON runs (thread_id)
-    WHERE status IN ({ACTIVE_SQL});
-CREATE INDEX runs_by_thread ON runs (thread_id, created_at, seq);
-CREATE INDEX runs_by_created ON runs (created_at, seq);
-CREATE INDEX runs_due ON runs (expires_at) WHERE status IN ({ACTIVE_SQL});
-CREATE INDEX runs_queue ON runs (created_at, seq) WHERE status = 'queued';
-CREATE INDEX runs_leases ON runs (lease_expires_at) WHERE lease_owner IS NOT NULL;
 CREATE TABLE run_events (
     seq bigint PRIMARY KEY,
     run_id text NOT NULL,
@@ -73,7 +74,7 @@ CREATE TABLE run_events (
     at bigint NOT NULL,
     data text NOT NULL
 );
-CREATE INDEX run_events_by_run ON run_events (run_id, seq);
+{INDEXES}
 CREATE TABLE run_event_counter (one boolean PRIMARY KEY CHECK (one), last bigint NOT NULL);
 INSERT INTO run_event_counter VALUES (true, 0);
 -- One transition in one round trip: the compare-and-set, then (only if it won) the

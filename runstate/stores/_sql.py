@@ -20,6 +20,19 @@ ACTIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES))
 STORED_COLUMNS = "body, version, lease_owner, lease_expires_at, attempts"
 EVENT_COLUMNS = "seq, event, run_id, from_status, to_status, at, data"
 
+# The indexes every SQL store keeps: one active run per thread, the listings, and the
+# partial indexes the sweeps and claims read (they hold only the rows those look for).
+INDEXES = f"""
+CREATE UNIQUE INDEX runs_one_active_per_thread ON runs (thread_id)
+    WHERE status IN ({ACTIVE_SQL});
+CREATE INDEX runs_by_thread ON runs (thread_id, created_at, seq);
+CREATE INDEX runs_by_created ON runs (created_at, seq);
+CREATE INDEX runs_due ON runs (expires_at) WHERE status IN ({ACTIVE_SQL});
+CREATE INDEX runs_queue ON runs (created_at, seq) WHERE status = 'queued';
+CREATE INDEX runs_leases ON runs (lease_expires_at) WHERE lease_owner IS NOT NULL;
+CREATE INDEX run_events_by_run ON run_events (run_id, seq);
+"""
+
 Read = Callable[[str, Sequence[Any]], list[Any]]
 
 

@@ -25,7 +25,15 @@ from .._errors import ActiveRunError, StoreError
 from .._lifecycle import Transition
 from .._model import Run
 from ._base import Claimed, StoredRun, Write
-from ._sql import ACTIVE_SQL, EVENT_COLUMNS, STORED_COLUMNS, SQLReads, dumps, stored_from_row
+from ._sql import (
+    ACTIVE_SQL,
+    EVENT_COLUMNS,
+    INDEXES,
+    STORED_COLUMNS,
+    SQLReads,
+    dumps,
+    stored_from_row,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -46,13 +54,6 @@ CREATE TABLE runs (
     attempts INTEGER NOT NULL DEFAULT 0,
     body TEXT NOT NULL
 );
-CREATE UNIQUE INDEX runs_one_active_per_thread ON runs (thread_id)
-    WHERE status IN ({ACTIVE_SQL});
-CREATE INDEX runs_by_thread ON runs (thread_id, created_at, seq);
-CREATE INDEX runs_by_created ON runs (created_at, seq);
-CREATE INDEX runs_due ON runs (expires_at) WHERE status IN ({ACTIVE_SQL});
-CREATE INDEX runs_queue ON runs (created_at, seq) WHERE status = 'queued';
-CREATE INDEX runs_leases ON runs (lease_expires_at) WHERE lease_owner IS NOT NULL;
 CREATE TABLE run_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL,
@@ -62,7 +63,7 @@ CREATE TABLE run_events (
     at INTEGER NOT NULL,
     data TEXT NOT NULL
 );
-CREATE INDEX run_events_by_run ON run_events (run_id, seq);
+{INDEXES}
 PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
