@@ -38,6 +38,7 @@ from ._sql import (
     SQLReads,
     dumps,
     stored_from_row,
+    update_args,
 )
 
 if TYPE_CHECKING:
@@ -334,20 +335,7 @@ class PostgresStore(SQLReads):
 
 
 def _update(conn: psycopg.Connection[Any], w: Write, body: str) -> bool:
-    run = w.run
-    cursor = conn.execute(
-        SQL["update_run"],
-        (
-            run.status.value,
-            run.expires_at,
-            w.lease_owner,
-            w.lease_expires_at,
-            w.attempts,
-            body,
-            run.id,
-            w.expected_version,
-        ),
-    )
+    cursor = conn.execute(SQL["update_run"], update_args(w, body))
     return cursor.rowcount == 1
 
 

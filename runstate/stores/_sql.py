@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from .._errors import RunNotFoundError
 from .._events import RunEvent
 from .._model import ACTIVE_STATUSES, Run, RunStatus
-from ._base import Order, Page, StoredRun, check_page_args, cursor_error
+from ._base import Order, Page, StoredRun, Write, check_page_args, cursor_error
 
 ACTIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES))
 STORED_COLUMNS = "body, version, lease_owner, lease_expires_at, attempts"
@@ -38,6 +38,22 @@ Read = Callable[[str, Sequence[Any]], list[Any]]
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def update_args(w: Write, body: str) -> tuple[Any, ...]:
+    """The parameters of each store's ``update_run``: the new state, then the
+    compare-and-set condition (id and expected version)."""
+    run = w.run
+    return (
+        run.status.value,
+        run.expires_at,
+        w.lease_owner,
+        w.lease_expires_at,
+        w.attempts,
+        body,
+        run.id,
+        w.expected_version,
+    )
 
 
 def stored_from_row(row: Sequence[Any]) -> StoredRun:

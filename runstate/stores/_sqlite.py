@@ -33,6 +33,7 @@ from ._sql import (
     SQLReads,
     dumps,
     stored_from_row,
+    update_args,
 )
 
 __all__ = ["SQLiteStore"]
@@ -246,19 +247,7 @@ class SQLiteStore(SQLReads):
 def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:
     run = w.run
     body = dumps(run.to_dict())
-    cursor = conn.execute(
-        SQL["update_run"],
-        (
-            run.status.value,
-            run.expires_at,
-            w.lease_owner,
-            w.lease_expires_at,
-            w.attempts,
-            body,
-            run.id,
-            w.expected_version,
-        ),
-    )
+    cursor = conn.execute(SQL["update_run"], update_args(w, body))
     if cursor.rowcount != 1:
         return None
     return _append(conn, run.id, body, w.steps)
