@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from conftest import pg_url
 from openai import AssistantEventHandler
 from openai.types.beta.threads import Run as ClientRun
 
@@ -415,8 +416,14 @@ def test_expiry_under_a_short_ttl() -> None:
         assert caught.value.body["message"] == "Cannot cancel run with status 'expired'."  # type: ignore[index]
 
 
-def test_an_executor_in_another_process_on_sqlite(tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'runs.db'}"
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_an_executor_in_another_process(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if kind == "sqlite":
+        store = f"sqlite:///{tmp_path / 'runs.db'}"
+    else:
+        store = pg_url(request.getfixturevalue("pg_schema"))
     with serve("--store", store, "--executors", "0", executor_store=store) as base:
         client = openai.OpenAI(base_url=base, api_key="k", max_retries=0)
         thread = client.beta.threads.create()
