@@ -23,14 +23,12 @@ from ._clock import Clock
 from ._errors import (
     ActiveRunError,
     ConcurrentUpdateError,
-    InvalidTransitionError,
     LeaseError,
     RunStateError,
-    ValidationError,
 )
 from ._events import Listener, Listeners, RunEvent
-from ._lifecycle import SOURCES, RunLifecycle, Transition, is_due
-from ._model import Run, RunStatus, require_int, require_string, validate_metadata
+from ._lifecycle import SOURCES, RunLifecycle, Transition, is_due, refusal
+from ._model import Run, RunStatus, require_int, require_status, require_string, validate_metadata
 from .stores import MemoryStore, Order, Store, StoredRun, Write
 
 __all__ = ["RunEngine", "RunList"]
@@ -166,7 +164,7 @@ class RunEngine:
         list shape, optionally only those with one status."""
         if thread_id is not None:
             require_string(thread_id, "thread_id")
-        wanted = None if status is None else _status(status)
+        wanted = None if status is None else require_status(status)
         for param, cursor in (("after", after), ("before", before)):
             if cursor is not None:
                 require_string(cursor, param)
@@ -264,11 +262,7 @@ class RunEngine:
             run: Run, stored: StoredRun, now: int, expired: bool
         ) -> tuple[list[Transition], Lease]:
             if run.status not in _LEASED:
-                raise InvalidTransitionError(
-                    f"Cannot heartbeat run with status '{run.status.value}'.",
-                    status=run.status.value,
-                    event="heartbeat",
-                )
+                raise refusal(run, "heartbeat")
             _check_lease(stored, worker_id)
             return [], (worker_id, now + lease, stored.attempts)
 
@@ -393,11 +387,7 @@ class RunEngine:
 
     def _publish(self, run: Run, steps: Sequence[Transition], seqs: Sequence[int]) -> None:
         if steps and len(self._listeners):
-            events = self.lifecycle.events_for(run, steps)
-            self._listeners.publish(
-                RunEvent(e.event, e.run_id, e.from_status, e.to_status, e.at, e.data, seq)
-                for e, seq in zip(events, seqs, strict=True)
-            )
+            self._listeners.publish(self.lifecycle.events_for(run, steps, seqs))
 
     def _lease_seconds(self, lease_seconds: int | None) -> int:
         if lease_seconds is None:
@@ -416,13 +406,3 @@ def _check_lease(stored: StoredRun, worker_id: str) -> None:
     if stored.lease_owner != worker_id:
         holder = "no worker" if stored.lease_owner is None else f"worker {stored.lease_owner!r}"
         raise LeaseError(f"Run {stored.run.id} is leased to {holder}, not to {worker_id!r}.")
-
-
-def _status(value: object) -> RunStatus:
-    try:
-        return RunStatus(value)
-    except ValueError:
-        raise ValidationError(
-            f"Unknown status {value!r}; expected one of {[s.value for s in RunStatus]}.",
-            param="status",
-        ) from None

@@ -98,6 +98,11 @@ class Transition(NamedTuple):
     to_status: RunStatus
     at: int
 
+    def to_event(self, run_id: str, data: dict[str, Any], seq: int | None = None) -> RunEvent:
+        """The public event for this step, carrying ``data`` (the run after it)."""
+        from_status = None if self.from_status is None else self.from_status.value
+        return RunEvent(self.event, run_id, from_status, self.to_status.value, self.at, data, seq)
+
 
 def refusal(run: Run, event: str) -> InvalidTransitionError:
     """The error for an event the run's status does not allow, worded as the API words it."""
@@ -310,18 +315,15 @@ class RunLifecycle:
             run.last_error = {"code": code, "message": message}
         return steps
 
-    def events_for(self, run: Run, steps: Sequence[Transition]) -> list[RunEvent]:
-        """The public events for ``steps``, each carrying the run as it is now."""
+    def events_for(
+        self, run: Run, steps: Sequence[Transition], seqs: Sequence[int | None] = ()
+    ) -> list[RunEvent]:
+        """The public events for ``steps``, each carrying the run as it is now (and its
+        store sequence number, where ``seqs`` gives them)."""
+        numbers = seqs or [None] * len(steps)
         return [
-            RunEvent(
-                event=step.event,
-                run_id=run.id,
-                from_status=None if step.from_status is None else step.from_status.value,
-                to_status=step.to_status.value,
-                at=step.at,
-                data=run.to_dict(),
-            )
-            for step in steps
+            step.to_event(run.id, run.to_dict(), seq)
+            for step, seq in zip(steps, numbers, strict=True)
         ]
 
     # --- internals ------------------------------------------------------------------------------

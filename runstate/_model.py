@@ -179,18 +179,13 @@ class Run:
         run_id = _string(data, "id")
         if not run_id.startswith("run_") or len(run_id) == 4:
             raise ValidationError(f"Invalid run id {run_id!r}: must start with 'run_'.", param="id")
-        status = data["status"]
-        if not isinstance(status, str) or status not in _STATUS_BY_VALUE:
-            raise ValidationError(
-                f"Unknown status {status!r}; expected one of {sorted(_STATUS_BY_VALUE)}.",
-                param="status",
-            )
+        status = require_status(data["status"])
         run = cls(
             id=run_id,
             created_at=_timestamp(data, "created_at", required=True),  # type: ignore[arg-type]
             thread_id=_string(data, "thread_id"),
             assistant_id=_string(data, "assistant_id"),
-            status=_STATUS_BY_VALUE[status],
+            status=status,
             expires_at=_timestamp(data, "expires_at"),
             model=_string(data, "model", allow_empty=True),
             instructions=_string(data, "instructions", allow_empty=True),
@@ -294,6 +289,16 @@ def require_string(value: Any, param: str, *, allow_empty: bool = False) -> str:
     if type(value) is str and (value or allow_empty):
         return value
     return _string({param: value}, param, allow_empty=allow_empty)
+
+
+def require_status(value: Any) -> RunStatus:
+    """One of the eight statuses, by its public spelling, or a ValidationError."""
+    if not isinstance(value, str) or value not in _STATUS_BY_VALUE:
+        raise ValidationError(
+            f"Unknown status {value!r}; expected one of {sorted(_STATUS_BY_VALUE)}.",
+            param="status",
+        )
+    return _STATUS_BY_VALUE[value]
 
 
 def require_int(value: Any, param: str, *, minimum: int = 1, maximum: int | None = None) -> int:

@@ -193,16 +193,21 @@ def test_unknown_and_malformed_ids(engine: RunEngine, bad_id: Any) -> None:
 # --- expiry ------------------------------------------------------------------------------------
 
 
-def test_reading_a_due_run_expires_it_and_stores_that(
-    engine: RunEngine, clock: ManualClock
-) -> None:
+def due_and_waiting(engine: RunEngine, clock: ManualClock) -> Run:
+    """A run in requires_action whose expires_at has just come."""
     run = new(engine)
     engine.start(run.id)
     engine.require_action(run.id, CALLS)
     clock.advance(TTL)
-    assert (
-        engine.store.get(run.id).run.status is S.REQUIRES_ACTION
-    )  # the store itself does not decide
+    return run
+
+
+def test_reading_a_due_run_expires_it_and_stores_that(
+    engine: RunEngine, clock: ManualClock
+) -> None:
+    run = due_and_waiting(engine, clock)
+    # The store itself does not decide: until the engine reads it, it is as it was.
+    assert engine.store.get(run.id).run.status is S.REQUIRES_ACTION
     got = engine.get(run.id)
     assert got.status is S.EXPIRED and got.required_action is None and got.expires_at == T0 + TTL
     assert engine.store.get(run.id).run == got
@@ -214,10 +219,7 @@ def test_reading_a_due_run_expires_it_and_stores_that(
 def test_an_operation_on_a_due_run_expires_it_then_refuses(
     engine: RunEngine, clock: ManualClock
 ) -> None:
-    run = new(engine)
-    engine.start(run.id)
-    engine.require_action(run.id, CALLS)
-    clock.advance(TTL)
+    run = due_and_waiting(engine, clock)
     with pytest.raises(
         InvalidTransitionError, match='Runs in status "expired" do not accept tool outputs.'
     ):

@@ -178,11 +178,11 @@ class MemoryStore:
         self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
     ) -> list[RunEvent]:
         with self._lock:
-            source = self._history.get(run_id, []) if run_id is not None else self._events
-            # seq n is self._events[n - 1], so the global log is sliced, not scanned.
-            if run_id is None:
-                return source[max(after_seq, 0) : max(after_seq, 0) + limit]
-            return [e for e in source if e.seq is not None and e.seq > after_seq][:limit]
+            if run_id is None:  # seq n is self._events[n - 1]: slice, don't scan
+                start = max(after_seq, 0)
+                return self._events[start : start + limit]
+            history = self._history.get(run_id, [])
+            return [e for e in history if e.seq is not None and e.seq > after_seq][:limit]
 
     def close(self) -> None:
         pass
@@ -192,15 +192,7 @@ class MemoryStore:
     def _append(self, run_id: str, data: dict[str, Any], steps: Sequence[Transition]) -> list[int]:
         seqs = []
         for step in steps:
-            event = RunEvent(
-                event=step.event,
-                run_id=run_id,
-                from_status=None if step.from_status is None else step.from_status.value,
-                to_status=step.to_status.value,
-                at=step.at,
-                data=_clone(data),
-                seq=len(self._events) + 1,
-            )
+            event = step.to_event(run_id, _clone(data), len(self._events) + 1)
             self._events.append(event)
             self._history[run_id].append(event)
             seqs.append(len(self._events))

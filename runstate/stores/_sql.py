@@ -8,7 +8,7 @@ only in its placeholder (``?`` for SQLite, ``%s`` for PostgreSQL).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from .._errors import RunNotFoundError
@@ -32,8 +32,6 @@ CREATE INDEX runs_queue ON runs (created_at, seq) WHERE status = 'queued';
 CREATE INDEX runs_leases ON runs (lease_expires_at) WHERE lease_owner IS NOT NULL;
 CREATE INDEX run_events_by_run ON run_events (run_id, seq);
 """
-
-Read = Callable[[str, Sequence[Any]], list[Any]]
 
 
 def dumps(value: Any) -> str:
@@ -101,16 +99,41 @@ class SQLReads:
         after: str | None = None,
         before: str | None = None,
     ) -> Page:
-        return list_runs(
-            self._read,
-            self.MARK,
-            thread_id,
-            status=status,
-            limit=limit,
-            order=order,
-            after=after,
-            before=before,
+        """Cursors are resolved to their (created_at, seq) first, then one query reads
+        the page and one row more, to tell whether more lie beyond it."""
+        check_page_args(limit, order)
+        where: list[str] = []
+        args: list[Any] = []
+        if thread_id is not None:
+            where.append(f"thread_id = {self.MARK}")
+            args.append(thread_id)
+        if status is not None:
+            where.append(f"status = {self.MARK}")
+            args.append(status.value)
+        # In listing order, "after" the cursor is "<" in desc order and ">" in asc.
+        forward, backward = ("<", ">") if order == "desc" else (">", "<")
+        for param, cursor, op in (("after", after, forward), ("before", before, backward)):
+            if cursor is None:
+                continue
+            key = self._read(
+                f"SELECT created_at, seq, thread_id FROM runs WHERE id = {self.MARK}", (cursor,)
+            )
+            if not key or (thread_id is not None and key[0][2] != thread_id):
+                raise cursor_error(param, cursor)
+            where.append(f"(created_at, seq) {op} ({self.MARK}, {self.MARK})")
+            args.extend(key[0][:2])
+        # The page nearest a lone "before" is read in reverse and turned round.
+        reverse = before is not None and after is None
+        direction = "DESC" if (order == "desc") != reverse else "ASC"
+        sql = (
+            f"SELECT body FROM runs {'WHERE ' + ' AND '.join(where) if where else ''} "
+            f"ORDER BY created_at {direction}, seq {direction} LIMIT {self.MARK}"
         )
+        rows = self._read(sql, [*args, limit + 1])
+        runs = [Run._trusted(json.loads(body)) for (body,) in rows[:limit]]
+        if reverse:
+            runs.reverse()
+        return Page(runs, len(rows) > limit)
 
     def history(self, run_id: str) -> list[RunEvent]:
         rows = self._read(self.SQL["history"], (run_id,))
@@ -126,49 +149,3 @@ class SQLReads:
         else:
             rows = self._read(self.SQL["events_of_run"], (run_id, after_seq, limit))
         return [event_from_row(row) for row in rows]
-
-
-def list_runs(
-    read: Read,
-    mark: str,
-    thread_id: str | None,
-    *,
-    status: RunStatus | None,
-    limit: int,
-    order: Order,
-    after: str | None,
-    before: str | None,
-) -> Page:
-    """The store protocol's ``list_runs``, as SQL run through ``read`` with ``mark`` for
-    a placeholder. Cursors are resolved to their (created_at, seq) first."""
-    check_page_args(limit, order)
-    where: list[str] = []
-    args: list[Any] = []
-    if thread_id is not None:
-        where.append(f"thread_id = {mark}")
-        args.append(thread_id)
-    if status is not None:
-        where.append(f"status = {mark}")
-        args.append(status.value)
-    # In listing order, "after" the cursor is "<" in desc order and ">" in asc.
-    forward, backward = ("<", ">") if order == "desc" else (">", "<")
-    for param, cursor, op in (("after", after, forward), ("before", before, backward)):
-        if cursor is None:
-            continue
-        key = read(f"SELECT created_at, seq, thread_id FROM runs WHERE id = {mark}", (cursor,))
-        if not key or (thread_id is not None and key[0][2] != thread_id):
-            raise cursor_error(param, cursor)
-        where.append(f"(created_at, seq) {op} ({mark}, {mark})")
-        args.extend(key[0][:2])
-    # The page nearest a lone "before" is read in reverse and turned round.
-    reverse = before is not None and after is None
-    direction = "DESC" if (order == "desc") != reverse else "ASC"
-    sql = (
-        f"SELECT body FROM runs {'WHERE ' + ' AND '.join(where) if where else ''} "
-        f"ORDER BY created_at {direction}, seq {direction} LIMIT {mark}"
-    )
-    rows = read(sql, [*args, limit + 1])
-    runs = [Run._trusted(json.loads(body)) for (body,) in rows[:limit]]
-    if reverse:
-        runs.reverse()
-    return Page(runs, len(rows) > limit)
