@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from ._errors import ValidationError
+from ._validate import MAX_TIME
 
 Clock = Callable[[], float]
 
@@ -38,7 +39,7 @@ class ManualClock:
 
     def advance(self, seconds: float) -> float:
         """Move forward by ``seconds`` (never backward) and return the new time."""
-        seconds = _finite(seconds, "seconds")
+        seconds = _finite(seconds, "seconds", low=-MAX_TIME)
         if seconds < 0:
             raise ValidationError(
                 f"A clock only moves forward; cannot advance by {seconds}.", param="seconds"
@@ -60,14 +61,20 @@ class ManualClock:
 def read_clock(clock: Clock) -> int:
     """Read ``clock`` once, floored to whole seconds."""
     t = clock()
-    if type(t) is float and math.isfinite(t):  # the common case, checked cheaply
+    if type(t) is float and 0.0 <= t <= MAX_TIME:  # the common case, checked cheaply
         return math.floor(t)
     return math.floor(_finite(t, "clock()"))
 
 
-def _finite(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+def _finite(value: object, name: str, *, low: float = 0) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not low <= value <= MAX_TIME  # also refuses NaN
+    ):
         raise ValidationError(
-            f"{name} must be a finite number of Unix seconds, got {value!r}.", param=name
+            f"{name} must be a finite number of Unix seconds from 0 to {MAX_TIME}, got "
+            f"{value!r}.",
+            param=name,
         )
     return value

@@ -9,7 +9,11 @@ overwrite. Listeners hear of a transition only after it is stored.
 
 Workers ``claim`` the oldest queued run with a lease, keep it alive with ``heartbeat``,
 and ``recover_stalled`` puts runs of vanished workers back in the queue. ``expire_due``
-expires every due run in batches whose cost follows the number due.
+expires every due run in batches whose cost follows the number due. These three pick
+their runs and write them in one atomic step of the store, with the clock read once the
+store can write (after any wait for a lock or a connection): a claim that waited never
+starts a run that is due by then, and no heartbeat can slip between a recovery's look
+at a lease and its write.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from ._errors import (
     RunStateError,
 )
 from ._events import Listener, Listeners, RunEvent
-from ._lifecycle import SOURCES, RunLifecycle, Transition, is_due, refusal
-from ._model import Run, RunStatus, require_int, require_status, require_string, validate_metadata
-from .stores import MemoryStore, Order, Store, StoredRun, Write
+from ._lifecycle import SOURCES, RunLifecycle, Transition, is_due, refusal, sealed
+from ._model import Run, RunStatus, require_status
+from ._validate import MAX_DURATION, require_int, require_string, validate_metadata
+from .stores import Claimed, MemoryStore, Order, Store, StoredRun, Write
 
 __all__ = ["RunEngine", "RunList"]
 
@@ -86,8 +91,8 @@ class RunEngine:
         max_attempts: int = 3,
         id_factory: Callable[[str], str] | None = None,
     ) -> None:
-        require_int(lease_seconds, "lease_seconds")
-        require_int(max_attempts, "max_attempts")
+        require_int(lease_seconds, "lease_seconds", maximum=MAX_DURATION)
+        require_int(max_attempts, "max_attempts", maximum=1_000_000)
         self.store: Store = store if store is not None else MemoryStore()
         self.lifecycle = RunLifecycle(clock, ttl, id_factory=id_factory)
         self.lease_seconds = lease_seconds
@@ -168,12 +173,18 @@ class RunEngine:
         for param, cursor in (("after", after), ("before", before)):
             if cursor is not None:
                 require_string(cursor, param)
-        page = self.store.list_runs(
-            thread_id, status=wanted, limit=limit, order=order, after=after, before=before
-        )
-        now = self.lifecycle.now()
-        runs = [self.get(run.id) if is_due(run, now) else run for run in page.runs]
-        return RunList(runs, page.has_more)
+        for _ in range(self._retries):
+            page = self.store.list_runs(
+                thread_id, status=wanted, limit=limit, order=order, after=after, before=before
+            )
+            now = self.lifecycle.now()
+            if not any(is_due(run, now) for run in page.runs):
+                return RunList(page.runs, page.has_more)
+            runs = [self.get(run.id) if is_due(run, now) else run for run in page.runs]
+            if wanted is None or all(run.status is wanted for run in runs):
+                return RunList(runs, page.has_more)
+            # Expiry moved runs out of the status asked for: the page is read again.
+        raise ConcurrentUpdateError("The listing kept changing; gave up.")
 
     def update_metadata(self, run_id: str, metadata: dict[str, str]) -> Run:
         """Replace the run's metadata, in any status."""
@@ -201,8 +212,8 @@ class RunEngine:
         ) -> tuple[list[Transition], Lease]:
             unattended = run.status in _UNATTENDED
             steps = self.lifecycle.decide(run, "cancel", now)
-            if unattended:
-                steps += self.lifecycle.decide(run, "confirm_cancel", now)
+            if unattended:  # the cancelling event carries the run as it was then
+                steps = sealed(steps, run) + self.lifecycle.decide(run, "confirm_cancel", now)
             return steps, _lease_after(stored, run)
 
         return self._apply(run_id, change)[0]
@@ -238,14 +249,13 @@ class RunEngine:
         ``worker_id``; None when there is none."""
         worker_id = require_string(worker_id, "worker_id")
         lease = self._lease_seconds(lease_seconds)
-        now = self.lifecycle.now()
 
-        def decide(stored: StoredRun) -> Write:
+        def decide(stored: StoredRun, now: int) -> Write:
             run = stored.run.copy()
             steps = self.lifecycle.decide(run, "start", now)
             return Write(run, stored.version, steps, worker_id, now + lease, stored.attempts + 1)
 
-        claimed = self.store.claim(now, decide)
+        claimed = self.store.claim(self.lifecycle.now, decide)
         if claimed is None:
             return None
         run, steps, seqs = claimed
@@ -271,14 +281,19 @@ class RunEngine:
     def recover_stalled(self, limit: int = 100) -> builtins.list[Run]:
         """Runs whose lease ran out: back to ``queued``, or ``failed`` after
         ``max_attempts`` claims; a ``cancelling`` one is ``cancelled``. A run whose lease
-        is alive is never touched."""
-        now = self.lifecycle.now()
+        is alive is never touched. A stalled run that is also due is expired instead, and
+        is not among the runs returned (it was not recovered)."""
+        limit = require_int(limit, "limit", maximum=1000)
+        written = self.store.sweep("stalled", self.lifecycle.now, self._recover, limit)
+        return [run for run in self._published(written) if run.status is not RunStatus.EXPIRED]
 
-        def change(
-            run: Run, stored: StoredRun, now: int, expired: bool
-        ) -> tuple[list[Transition], Lease] | None:
-            if expired or stored.lease_owner is None or (stored.lease_expires_at or 0) > now:
-                return None  # finished, or a heartbeat came in since the sweep looked
+    def _recover(self, stored: StoredRun, now: int) -> Write | None:
+        """The decision for one stalled run, on the row the store holds for the write."""
+        run = stored.run.copy()
+        steps = self.lifecycle.expire_if_due(run, now)
+        if not steps:
+            if stored.lease_owner is None or (stored.lease_expires_at or 0) > now:
+                return None  # the lease is alive (a heartbeat came in): never touch it
             if run.status is RunStatus.CANCELLING:
                 steps = self.lifecycle.decide(run, "confirm_cancel", now)
             elif stored.attempts >= self.max_attempts:
@@ -286,35 +301,25 @@ class RunEngine:
                 steps = self.lifecycle.decide(run, "fail", now, ("server_error", message))
             else:
                 steps = self.lifecycle.decide(run, "requeue", now)
-            return steps, (None, None, stored.attempts)
-
-        recovered = []
-        for stored in self.store.stalled(now, require_int(limit, "limit", maximum=1000)):
-            run, wrote = self._apply(stored.run.id, change)
-            if wrote:
-                recovered.append(run)
-        return recovered
+        return Write(run, stored.version, steps, None, None, stored.attempts)
 
     def expire_due(self, limit: int = 1000) -> builtins.list[Run]:
         """Expire up to ``limit`` due active runs in one batch; the runs it expired."""
-        now = self.lifecycle.now()
-        writes = []
-        for stored in self.store.due(now, require_int(limit, "limit", maximum=100_000)):
-            run = stored.run.copy()
-            steps = self.lifecycle.expire_if_due(run, now)
-            if steps:
-                writes.append(Write(run, stored.version, steps, None, None, stored.attempts))
-        expired = []
-        for write, seqs in zip(writes, self.store.write(writes), strict=True):
-            if seqs is not None:
-                self._publish(write.run, write.steps, seqs)
-                expired.append(write.run)
-                continue
-            # Lost to a concurrent writer: decide again on what it left.
-            run, wrote = self._apply(write.run.id)
-            if wrote and run.status is RunStatus.EXPIRED:
-                expired.append(run)
-        return expired
+        limit = require_int(limit, "limit", maximum=100_000)
+        return self._published(self.store.sweep("due", self.lifecycle.now, self._expire, limit))
+
+    def _expire(self, stored: StoredRun, now: int) -> Write | None:
+        """The decision for one due run, on the row the store holds for the write."""
+        run = stored.run.copy()
+        steps = self.lifecycle.expire_if_due(run, now)
+        if not steps:
+            return None  # not due at the time of the write after all
+        return Write(run, stored.version, steps, None, None, stored.attempts)
+
+    def _published(self, written: builtins.list[Claimed]) -> builtins.list[Run]:
+        for run, steps, seqs in written:
+            self._publish(run, steps, seqs)
+        return [run for run, _, _ in written]
 
     # --- history ------------------------------------------------------------------------------
 
@@ -363,6 +368,8 @@ class RunEngine:
             error: RunStateError | None = None
             decided = None
             if change is not None:
+                if steps:  # the expired event carries the run as expiry left it
+                    steps = sealed(steps, run)
                 try:
                     decided = change(run, stored, now, bool(steps))
                 except RunStateError as exc:
@@ -392,7 +399,7 @@ class RunEngine:
     def _lease_seconds(self, lease_seconds: int | None) -> int:
         if lease_seconds is None:
             return self.lease_seconds
-        return require_int(lease_seconds, "lease_seconds")
+        return require_int(lease_seconds, "lease_seconds", maximum=MAX_DURATION)
 
 
 def _lease_after(stored: StoredRun, run: Run) -> Lease:

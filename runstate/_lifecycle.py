@@ -22,11 +22,9 @@ from transitions import Machine, MachineError
 from ._clock import Clock, read_clock, system_clock
 from ._errors import InvalidTransitionError, ValidationError
 from ._events import Listener, Listeners, RunEvent
-from ._model import (
-    ACTIVE_STATUSES,
-    Run,
-    RunStatus,
-    new_id,
+from ._model import ACTIVE_STATUSES, Run, RunStatus, new_id
+from ._validate import (
+    MAX_DURATION,
     require_int,
     require_string,
     required_action_for,
@@ -38,7 +36,7 @@ from ._model import (
     validate_tools,
 )
 
-__all__ = ["MACHINE", "TRANSITIONS", "RunLifecycle", "Transition", "mermaid"]
+__all__ = ["MACHINE", "TRANSITIONS", "RunLifecycle", "Transition", "mermaid", "sealed"]
 
 S = RunStatus
 _ACTIVE = tuple(s for s in RunStatus if s in ACTIVE_STATUSES)
@@ -91,17 +89,33 @@ _EVENT_NAMES = {status: f"thread.run.{status.value}" for status in RunStatus}
 
 
 class Transition(NamedTuple):
-    """What one event did to one run: the stream name, the two statuses, the time."""
+    """What one event did to one run: the stream name, the two statuses, the time.
+
+    ``data`` is the run's public dict right after this step, kept only when a later step
+    of the same write changes the run again (``sealed``); otherwise the run as written
+    is the run after this step."""
 
     event: str
     from_status: RunStatus | None
     to_status: RunStatus
     at: int
+    data: dict[str, Any] | None = None
 
     def to_event(self, run_id: str, data: dict[str, Any], seq: int | None = None) -> RunEvent:
-        """The public event for this step, carrying ``data`` (the run after it)."""
+        """The public event for this step, carrying ``data`` (the caller passes
+        ``step.data`` where the step has its own snapshot)."""
         from_status = None if self.from_status is None else self.from_status.value
         return RunEvent(self.event, run_id, from_status, self.to_status.value, self.at, data, seq)
+
+
+def sealed(steps: list[Transition], run: Run) -> list[Transition]:
+    """``steps`` with the run as it is now kept in each that has no snapshot yet: call it
+    before changing the run again in the same write, so that every event carries the run
+    as it was right after its own step."""
+    if not steps or steps[-1].data is not None:
+        return steps
+    data = run.to_dict()
+    return [step if step.data is not None else step._replace(data=data) for step in steps]
 
 
 def refusal(run: Run, event: str) -> InvalidTransitionError:
@@ -136,7 +150,7 @@ class RunLifecycle:
         *,
         id_factory: Callable[[str], str] | None = None,
     ) -> None:
-        require_int(ttl, "ttl")
+        require_int(ttl, "ttl", maximum=MAX_DURATION)
         if clock is not None and not callable(clock):
             raise ValidationError("clock must be a zero-argument callable.", param="clock")
         self._clock: Clock = clock if clock is not None else system_clock
@@ -256,7 +270,7 @@ class RunLifecycle:
     ) -> tuple[Run, list[Transition]]:
         """A validated new run and its two creation events, without publishing them."""
         run = Run(
-            id=self._new_id("run"),
+            id=require_string(self._new_id("run"), "id_factory()"),
             created_at=0,
             thread_id=require_string(thread_id, "thread_id"),
             assistant_id=require_string(assistant_id, "assistant_id"),
@@ -294,7 +308,7 @@ class RunLifecycle:
         if run.status not in sources:
             raise refusal(run, event)
         if event == "require_action":
-            calls = validate_tool_calls(arg)
+            calls = validate_tool_calls(arg, self._new_call_id)
         elif event == "submit_tool_outputs":
             _check_outputs_match(run, validate_tool_outputs(arg))
         elif event == "fail":
@@ -322,11 +336,14 @@ class RunLifecycle:
         store sequence number, where ``seqs`` gives them)."""
         numbers = seqs or [None] * len(steps)
         return [
-            step.to_event(run.id, run.to_dict(), seq)
+            step.to_event(run.id, run.to_dict() if step.data is None else step.data, seq)
             for step, seq in zip(steps, numbers, strict=True)
         ]
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _new_call_id(self) -> str:
+        return require_string(self._new_id("call"), "id_factory()")
 
     def _fire(self, run: Run, event: str, now: int) -> list[Transition]:
         source = run.status

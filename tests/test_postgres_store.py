@@ -70,7 +70,9 @@ def test_an_unreachable_server_is_a_store_error_without_the_password() -> None:
     with pytest.raises(StoreError) as caught:
         PostgresStore("postgresql://someone:s3cret@127.0.0.1:1/nowhere", connect_timeout=2)
     assert "cannot be used" in caught.value.message
-    assert "s3cret" not in caught.value.message and "***" in caught.value.message
+    for secret in ("s3cret", "someone", "nowhere", "postgresql://"):
+        assert secret not in caught.value.message
+    assert "\n" not in caught.value.message
     assert isinstance(caught.value.__cause__, psycopg.Error)
 
 

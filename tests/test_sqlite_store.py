@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runstate import ManualClock, RunEngine, RunStatus, SQLiteStore, StoreError
+from runstate import ManualClock, RunEngine, RunStatus, SQLiteStore, StoreError, ValidationError
 from runstate.stores._sqlite import SQL
 
 
@@ -44,13 +44,14 @@ def test_the_file_is_in_wal_mode_with_our_marks(tmp_path: Path) -> None:
 
 def test_the_sweeps_and_claims_read_their_indexes(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "runs.db")
-    conn = store._conn()
 
     def plan(sql: str, args: tuple[object, ...]) -> str:
-        return " ".join(str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+        with store._connection() as conn:
+            rows = conn.execute("EXPLAIN QUERY PLAN " + sql, args)
+            return " ".join(str(row[-1]) for row in rows)
 
     assert "USING INDEX runs_due" in plan(SQL["due"], (0, 10))
-    assert "USING INDEX runs_queue" in plan(SQL["oldest_claimable"], (0,))
+    assert "USING INDEX runs_queue" in plan(SQL["claimable"], (0,))
     assert "USING INDEX runs_leases" in plan(SQL["stalled"], (0, 10))
     assert "SCAN runs" not in plan(SQL["due"], (0, 10))
 
@@ -87,10 +88,25 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         SQLiteStore(path)
 
 
-@pytest.mark.parametrize("path", ["", ":memory:", "file:x?mode=memory"])
+@pytest.mark.parametrize("path", [":memory:", "file:x?mode=memory"])
 def test_only_real_files(path: str) -> None:
     with pytest.raises(StoreError, match="needs a file path"):
         SQLiteStore(path)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("", "Invalid 'path': expected a non-empty string."),
+        ("a\x00b", "Invalid 'path': the string holds a NUL character."),
+        ("\ud800.db", "Invalid 'path': the string is not valid UTF-8 (it holds a lone surrogate)."),
+        (5, "Invalid 'path': expected a string, got int."),
+    ],
+)
+def test_bad_paths_are_validation_errors(tmp_path: Path, path: object, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        SQLiteStore(path)  # type: ignore[arg-type]
+    assert caught.value.message == message
 
 
 def test_create_false_refuses_a_missing_file(tmp_path: Path) -> None:
@@ -129,7 +145,8 @@ def test_sqlite_errors_never_reach_the_caller(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     engine = RunEngine(store)
     run = engine.create(thread_id="t", assistant_id="a")
-    store._conn().execute("DROP TABLE run_events")
+    with store._connection() as conn:
+        conn.execute("DROP TABLE run_events")
     with pytest.raises(StoreError) as caught:
         engine.start(run.id)
     assert isinstance(caught.value.__cause__, sqlite3.Error)

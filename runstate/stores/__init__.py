@@ -5,7 +5,7 @@ processes; ``PostgresStore`` keeps them in PostgreSQL for workers on many machin
 driver is imported only when one is made). All pass the same contract suite.
 """
 
-from ._base import Claimed, Order, Page, Store, StoredRun, Write
+from ._base import Claimed, Now, Order, Page, Store, StoredRun, Sweep, Write
 from ._memory import MemoryStore
 from ._postgres import PostgresStore
 from ._sqlite import SQLiteStore
@@ -13,11 +13,13 @@ from ._sqlite import SQLiteStore
 __all__ = [
     "Claimed",
     "MemoryStore",
+    "Now",
     "Order",
     "Page",
     "PostgresStore",
     "SQLiteStore",
     "Store",
     "StoredRun",
+    "Sweep",
     "Write",
 ]

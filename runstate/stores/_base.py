@@ -5,7 +5,7 @@ version, writes a new state only if the version it was computed from is still th
 stored one (compare-and-set), appends each transition to the run's history in the same
 atomic write, and answers the indexed questions the engine's sweeps ask (which runs
 are due, whose lease ran out, which queued run is oldest). Every backend passes the
-same contract suite, ``tests/test_store_contract.py``.
+same contract suite, ``tests/test_engine_contract.py``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,26 @@ from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Run, RunStatus
 
-__all__ = ["Claimed", "Order", "Page", "Store", "StoredRun", "Write", "check_page_args"]
+__all__ = [
+    "Claimed",
+    "Now",
+    "Order",
+    "Page",
+    "Store",
+    "StoredRun",
+    "Sweep",
+    "Write",
+    "check_page_args",
+]
 
 Order = Literal["asc", "desc"]
-#: What a claim wrote: the started run, its transitions and their sequence numbers.
+#: What a claim or a sweep wrote: the run, its transitions and their sequence numbers.
 Claimed = tuple[Run, Sequence[Transition], list[int]]
+#: The sweeps a store answers: active runs whose ``expires_at`` has come ("due"), and
+#: leased runs whose lease has ended ("stalled").
+Sweep = Literal["due", "stalled"]
+#: A clock as the stores read it: whole Unix seconds, read once the write can happen.
+Now = Callable[[], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +86,23 @@ class Store(Protocol):
         """Apply each write whose version still matches, each with its events, in one
         atomic step. Per write: the new events' sequence numbers, or None if it lost."""
 
-    def claim(self, now: int, decide: Callable[[StoredRun], Write]) -> Claimed | None:
-        """Atomically pick the oldest queued run that is not due at ``now``, write
-        ``decide(it)`` and return what was written; None when nothing is claimable."""
+    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
+        """Once the write can happen (the lock or connection held), read ``now()``, pick
+        the oldest queued run that is not due then, write ``decide(it, now)`` and return
+        what was written; None when nothing is claimable."""
 
-    def due(self, now: int, limit: int) -> list[StoredRun]:
-        """Up to ``limit`` active runs with ``expires_at <= now``, soonest first."""
-
-    def stalled(self, now: int, limit: int) -> list[StoredRun]:
-        """Up to ``limit`` leased runs whose lease ended at or before ``now``."""
+    def sweep(
+        self,
+        kind: Sweep,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write | None],
+        limit: int,
+    ) -> list[Claimed]:
+        """Once the write can happen, read ``now()``; then, atomically and with no other
+        writer between the read and the writes, pick up to ``limit`` runs of ``kind`` at
+        that time (``due``: active, ``expires_at <= now``, soonest first; ``stalled``:
+        leased, lease ended at or before now, oldest lease first), write ``decide(run,
+        now)`` for each where it gives a write, and return what was written."""
 
     def list_runs(
         self,

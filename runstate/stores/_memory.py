@@ -20,7 +20,17 @@ from .._errors import ActiveRunError, RunNotFoundError
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import ACTIVE_STATUSES, Run, RunStatus, _clone
-from ._base import Claimed, Order, Page, StoredRun, Write, check_page_args, cursor_error
+from ._base import (
+    Claimed,
+    Now,
+    Order,
+    Page,
+    StoredRun,
+    Sweep,
+    Write,
+    check_page_args,
+    cursor_error,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -94,8 +104,9 @@ class MemoryStore:
         self._index(w.run.id, row)
         return self._append(w.run.id, row.data, w.steps)
 
-    def claim(self, now: int, decide: Callable[[StoredRun], Write]) -> Claimed | None:
+    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
         with self._lock:
+            t = now()  # read under the lock: the write happens at this time
             skipped = []  # due runs stay queued until a sweep expires them
             try:
                 while self._queue:
@@ -103,17 +114,39 @@ class MemoryStore:
                     row = self._valid(entry)
                     if row is None:
                         continue
-                    if row.data["expires_at"] is not None and row.data["expires_at"] <= now:
+                    if row.data["expires_at"] is not None and row.data["expires_at"] <= t:
                         skipped.append(entry)
                         continue
-                    write = decide(row.stored())
+                    write = decide(row.stored(), t)
                     seqs = self._write_one(write)
-                    assert seqs is not None  # the lock is held: nothing moved
+                    if seqs is None:  # a decision on another version: never write blind
+                        skipped.append(entry)
+                        return None
                     return write.run, write.steps, seqs
                 return None
             finally:
                 for entry in skipped:
                     heapq.heappush(self._queue, entry)
+
+    def sweep(
+        self,
+        kind: Sweep,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write | None],
+        limit: int,
+    ) -> list[Claimed]:
+        with self._lock:
+            t = now()
+            heap = self._due if kind == "due" else self._leases
+            done: list[Claimed] = []
+            for row in list(self._peek(heap, t, limit)):
+                write = decide(row.stored(), t)
+                if write is None:
+                    continue
+                seqs = self._write_one(write)
+                if seqs is not None:
+                    done.append((write.run, write.steps, seqs))
+            return done
 
     # --- reads --------------------------------------------------------------------------
 
@@ -123,14 +156,6 @@ class MemoryStore:
             if row is None:
                 raise RunNotFoundError(run_id)
             return row.stored()
-
-    def due(self, now: int, limit: int) -> list[StoredRun]:
-        with self._lock:
-            return [row.stored() for row in self._peek(self._due, now, limit)]
-
-    def stalled(self, now: int, limit: int) -> list[StoredRun]:
-        with self._lock:
-            return [row.stored() for row in self._peek(self._leases, now, limit)]
 
     def list_runs(
         self,
@@ -192,7 +217,8 @@ class MemoryStore:
     def _append(self, run_id: str, data: dict[str, Any], steps: Sequence[Transition]) -> list[int]:
         seqs = []
         for step in steps:
-            event = step.to_event(run_id, _clone(data), len(self._events) + 1)
+            own = data if step.data is None else step.data
+            event = step.to_event(run_id, _clone(own), len(self._events) + 1)
             self._events.append(event)
             self._history[run_id].append(event)
             seqs.append(len(self._events))

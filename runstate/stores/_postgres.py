@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ActiveRunError, StoreError, ValidationError
 from .._lifecycle import Transition
 from .._model import Run
-from ._base import Claimed, StoredRun, Write
+from .._validate import require_int, require_string
+from ._base import Claimed, Now, StoredRun, Sweep, Write
 from ._sql import (
     ACTIVE_SQL,
     EVENT_COLUMNS,
@@ -128,17 +129,19 @@ SQL = {
         "INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s)"
     ),
-    "claim_oldest": (
+    "claimable": (
         f"SELECT {STORED_COLUMNS} FROM runs WHERE status = 'queued' AND expires_at > %s "
         "ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED"
     ),
+    # The sweeps lock what they pick (a row a writer holds is left for the next sweep):
+    # nothing can change a picked run between the pick and the write.
     "due": (
         f"SELECT {STORED_COLUMNS} FROM runs WHERE status IN ({ACTIVE_SQL}) AND expires_at <= %s "
-        "ORDER BY expires_at LIMIT %s"
+        "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED"
     ),
     "stalled": (
         f"SELECT {STORED_COLUMNS} FROM runs WHERE lease_owner IS NOT NULL "
-        "AND lease_expires_at <= %s ORDER BY lease_expires_at LIMIT %s"
+        "AND lease_expires_at <= %s ORDER BY lease_expires_at LIMIT %s FOR UPDATE SKIP LOCKED"
     ),
     "run_exists": "SELECT 1 FROM runs WHERE id = %s",
     "history": f"SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id = %s ORDER BY seq",
@@ -173,21 +176,35 @@ class PostgresStore(SQLReads):
                 f"Invalid schema name {schema!r}: lower-case letters, digits and _ only.",
                 param="schema",
             )
+        require_string(conninfo, "conninfo")
+        require_int(max_size, "max_size", maximum=1000)
+        require_int(connect_timeout, "connect_timeout", maximum=3600)
         try:
             import psycopg
+            from psycopg.conninfo import conninfo_to_dict
             from psycopg_pool import ConnectionPool
         except ImportError as exc:  # pragma: no cover - the test extra installs them
             raise StoreError(
                 "PostgresStore needs psycopg: pip install 'runstate[postgres]'."
             ) from exc
+        try:
+            conninfo_to_dict(conninfo)
+        except psycopg.Error:
+            # psycopg's message quotes the string, password and all: never repeat it.
+            raise ValidationError(
+                "Invalid PostgreSQL connection string: use postgresql://user@host:port/db or "
+                "key=value pairs.",
+                param="conninfo",
+            ) from None
         self.schema = schema
         self._psycopg = psycopg
-        self._where = _describe(conninfo)
         options = {"options": f"-c search_path={schema}", "connect_timeout": connect_timeout}
         with self._translate():
             with psycopg.connect(conninfo, **options) as conn:  # type: ignore[arg-type]
                 self._open_schema(conn)
             # Autocommit: a read is one round trip; writes open a transaction explicitly.
+            # check: a connection whose backend was killed is found out (and replaced)
+            # before it is handed out, so it costs a retry, not a failed call.
             self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 conninfo,
                 kwargs={**options, "autocommit": True},
@@ -195,6 +212,7 @@ class PostgresStore(SQLReads):
                 max_size=max_size,
                 open=False,
                 name="runstate",
+                check=ConnectionPool.check_connection,
             )
             try:
                 self._pool.open(wait=True, timeout=connect_timeout)
@@ -203,7 +221,7 @@ class PostgresStore(SQLReads):
                 raise
 
     def __repr__(self) -> str:
-        return f"PostgresStore({self._where!r}, schema={self.schema!r})"
+        return f"PostgresStore(schema={self.schema!r})"
 
     def _open_schema(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(SQL["lock_schema"], (LOCK_SCHEMA,))
@@ -234,7 +252,12 @@ class PostgresStore(SQLReads):
         try:
             yield
         except self._psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL at {self._where} cannot be used: {exc}") from exc
+            # One line, and never the connection string: psycopg's own message names the
+            # host and port at most.
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise StoreError(
+                f"PostgreSQL (schema {self.schema}) cannot be used: {detail}"
+            ) from exc
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
@@ -280,33 +303,63 @@ class PostgresStore(SQLReads):
         raise StoreError(f"Thread {run.thread_id} kept changing; no run was inserted.")
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
-        if len(writes) == 1:  # the common case: one statement, its own transaction
+        if len(writes) == 1 and _single(writes[0]):
+            # The common case: one statement, its own transaction.
             with self._translate(), self._pool.connection() as conn:
                 return [_write_one(conn, writes[0])]
-        # A batch takes every run's row lock first and numbers its events last.
         with self._transaction() as conn:
-            results: list[list[int] | None] = []
-            won = []
-            for w in writes:
-                body = dumps(w.run.to_dict())
-                if _update(conn, w, body):
-                    won.append((w.run.id, body, w.steps))
-                    results.append([])
-                else:
-                    results.append(None)
-            seqs = iter(self._append(conn, won))
-            return [None if result is None else next(seqs) for result in results]
+            return self._write_batch(conn, writes)
 
-    def claim(self, now: int, decide: Callable[[StoredRun], Write]) -> Claimed | None:
+    def _write_batch(
+        self, conn: psycopg.Connection[Any], writes: Sequence[Write]
+    ) -> list[list[int] | None]:
+        """A batch takes every run's row lock first and numbers its events last."""
+        results: list[list[int] | None] = []
+        won = []
+        for w in writes:
+            body = dumps(w.run.to_dict())
+            if _update(conn, w, body):
+                won.append((w.run.id, body, w.steps))
+                results.append([])
+            else:
+                results.append(None)
+        seqs = iter(self._append(conn, won))
+        return [None if result is None else next(seqs) for result in results]
+
+    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
         with self._transaction() as conn:
-            row = conn.execute(SQL["claim_oldest"], (now,)).fetchone()
+            t = now()  # the connection is ours: this is the time the write happens
+            row = conn.execute(SQL["claimable"], (t,)).fetchone()
             if row is None:
                 return None
-            write = decide(stored_from_row(row))
-            seqs = _write_one(conn, write)
+            write = decide(stored_from_row(row), t)
+            seqs = (
+                _write_one(conn, write) if _single(write) else self._write_batch(conn, [write])[0]
+            )
             if seqs is None:  # the row is locked by us: this cannot lose
                 return None
             return write.run, write.steps, seqs
+
+    def sweep(
+        self,
+        kind: Sweep,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write | None],
+        limit: int,
+    ) -> list[Claimed]:
+        with self._transaction() as conn:
+            t = now()
+            writes = []
+            for row in conn.execute(SQL[kind], (t, limit)).fetchall():
+                write = decide(stored_from_row(row), t)
+                if write is not None:
+                    writes.append(write)
+            results = self._write_batch(conn, writes)
+            return [
+                (w.run, w.steps, seqs)
+                for w, seqs in zip(writes, results, strict=True)
+                if seqs is not None
+            ]
 
     def _append(
         self, conn: psycopg.Connection[Any], items: Sequence[tuple[str, str, Sequence[Transition]]]
@@ -325,8 +378,9 @@ class PostgresStore(SQLReads):
                 last += 1
                 seqs.append(last)
                 from_status = None if step.from_status is None else step.from_status.value
+                data = body if step.data is None else dumps(step.data)
                 rows.append(
-                    (last, run_id, step.event, from_status, step.to_status.value, step.at, body)
+                    (last, run_id, step.event, from_status, step.to_status.value, step.at, data)
                 )
             out.append(seqs)
         with conn.cursor() as cursor:
@@ -362,8 +416,8 @@ def _write_one(conn: psycopg.Connection[Any], w: Write) -> list[int] | None:
     return None if row is None or row[0] is None else list(row[0])
 
 
-def _describe(conninfo: str) -> str:
-    """The conninfo without its password, for messages."""
-    return re.sub(
-        r"(://[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"password=\S+", "password=***", conninfo)
-    )
+def _single(w: Write) -> bool:
+    """Whether the write function can take ``w``: it stores the run's body as every
+    event's data, so a write whose earlier steps carry their own snapshot goes the
+    batch way."""
+    return all(step.data is None for step in w.steps)

@@ -8,23 +8,28 @@ row is inserted in the same transaction. One active run per thread is a partial 
 index. The sweeps read partial indexes over active runs and live leases, so their cost
 follows the number of runs they return, not the number stored.
 
-Each thread gets its own connection. All SQL lives in ``SQL`` below; ``sqlite3`` errors
-become ``StoreError`` in ``_translate``.
+Connections come from a small pool (at most ``max_connections``, 16 unless told): an
+operation borrows one and gives it back, so a process with many short-lived threads
+holds a bounded number of file descriptors, and ``close()`` closes them all. All SQL
+lives in ``SQL`` below; ``sqlite3`` errors become ``StoreError`` in ``_translate``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .._errors import ActiveRunError, StoreError
 from .._lifecycle import Transition
 from .._model import Run
-from ._base import Claimed, StoredRun, Write
+from .._validate import require_int, require_seconds, require_string
+from ._base import Claimed, Now, StoredRun, Sweep, Write
 from ._sql import (
     ACTIVE_SQL,
     EVENT_COLUMNS,
@@ -87,7 +92,7 @@ SQL = {
         "INSERT INTO run_events (run_id, event, from_status, to_status, at, data) "
         "VALUES (?, ?, ?, ?, ?, ?)"
     ),
-    "oldest_claimable": (
+    "claimable": (
         f"SELECT {STORED_COLUMNS} FROM runs WHERE status = 'queued' AND expires_at > ? "
         "ORDER BY created_at, seq LIMIT 1"
     ),
@@ -100,6 +105,7 @@ SQL = {
         "AND lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?"
     ),
     "run_exists": "SELECT 1 FROM runs WHERE id = ?",
+    "table_count": "SELECT count(*) FROM sqlite_master",
     "history": f"SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id = ? ORDER BY seq",
     "events": f"SELECT {EVENT_COLUMNS} FROM run_events WHERE seq > ? ORDER BY seq LIMIT ?",
     "events_of_run": (
@@ -110,55 +116,96 @@ SQL = {
 
 class SQLiteStore(SQLReads):
     """Runs in the SQLite file at ``path``; creates it (and the schema) unless
-    ``create=False``. ``busy_timeout`` is how long a writer waits for the lock."""
+    ``create=False``, which refuses a file that is missing, empty or not runstate's.
+    ``busy_timeout`` is how long a writer waits for the lock; ``max_connections`` bounds
+    the connections this store holds open at once."""
 
     SQL = SQL
     MARK = "?"
 
     def __init__(
-        self, path: str | os.PathLike[str], *, create: bool = True, busy_timeout: float = 30.0
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        busy_timeout: float = 30.0,
+        max_connections: int = 16,
     ):
-        self.path = os.fspath(path)
-        if self.path in ("", ":memory:") or self.path.startswith("file:"):
+        if not isinstance(path, (str, os.PathLike)):
+            path = require_string(path, "path")  # raises: not a path
+        self.path = require_string(os.fspath(path), "path")
+        if self.path == ":memory:" or self.path.startswith("file:"):
             raise StoreError(
                 f"SQLiteStore needs a file path, got {self.path!r} (use MemoryStore for memory)."
             )
         if not create and not os.path.exists(self.path):
             raise StoreError(f"No SQLite database at {self.path}.")
-        self._busy_ms = int(busy_timeout * 1000)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._busy = require_seconds(busy_timeout, "busy_timeout")
         self._guard = threading.Lock()
-        self._open_schema()
+        self._slots = threading.BoundedSemaphore(
+            require_int(max_connections, "max_connections", maximum=1024)
+        )
+        self._idle: list[sqlite3.Connection] = []
+        self._held = threading.local()  # the connection this thread is using, if any
+        self._closed = False
+        try:
+            self._open_schema(create)
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
 
     # --- connections and transactions ----------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            with _translate(self.path):
-                conn = sqlite3.connect(
-                    self.path,
-                    isolation_level=None,
-                    check_same_thread=False,
-                    timeout=self._busy_ms / 1000,
-                )
-                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """Borrow a connection for one operation (the same one for nested calls)."""
+        held: sqlite3.Connection | None = getattr(self._held, "conn", None)
+        if held is not None:
+            yield held
+            return
+        if self._closed:
+            raise StoreError(f"SQLite store {self.path} is closed.")
+        if not self._slots.acquire(timeout=self._busy):
+            raise StoreError(f"SQLite store {self.path} had no free connection for {self._busy} s.")
+        try:
+            with self._guard:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._connect()
+            self._held.conn = conn
+            try:
+                yield conn
+            finally:
+                self._held.conn = None
+                with self._guard:
+                    if self._closed:
+                        conn.close()
+                    else:
+                        self._idle.append(conn)
+        finally:
+            self._slots.release()
+
+    def _connect(self) -> sqlite3.Connection:
+        with _translate(self.path):
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy
+            )
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy * 1000)}")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages stay hot
-            self._local.conn = conn
-            with self._guard:
-                self._connections.append(conn)
+            except BaseException:
+                conn.close()
+                raise
         return conn
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error."""
-        conn = self._conn()
-        with _translate(self.path):
+        with self._connection() as conn, _translate(self.path):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -169,48 +216,65 @@ class SQLiteStore(SQLReads):
             conn.execute("COMMIT")
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        with _translate(self.path):
-            return self._conn().execute(sql, args).fetchall()
+        with self._connection() as conn, _translate(self.path):
+            return conn.execute(sql, args).fetchall()
 
-    def _open_schema(self) -> None:
-        """Create the schema in a new file; refuse a file that is not ours or is newer."""
-        try:
-            with _translate(self.path):
-                if self._pragma("application_id") == 0:
-                    with self._write() as conn:
-                        # Under the write lock: another process may have just created it.
-                        if self._pragma("application_id") == 0:
-                            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                                raise StoreError(
-                                    f"{self.path} is a SQLite database, but not runstate's."
-                                )
-                            for statement in SCHEMA.split(";"):
-                                if statement.strip():
-                                    conn.execute(statement)
-                if self._pragma("application_id") != APPLICATION_ID:
-                    raise StoreError(f"{self.path} is a SQLite database, but not runstate's.")
-                version = self._pragma("user_version")
-                if version != SCHEMA_VERSION:
-                    raise StoreError(
-                        f"{self.path} has runstate schema version {version}; this runstate reads "
-                        f"version {SCHEMA_VERSION}."
-                    )
-                # WAL is a property of the file: set only once the file is known to be ours.
-                self._conn().execute("PRAGMA journal_mode = WAL")
-        except BaseException:
-            self.close()
-            raise
+    def _open_schema(self, create: bool) -> None:
+        """Create the schema in a new file; refuse a file that is not ours or is newer.
+        Many processes may open a new file at once: a step that finds the file locked
+        (setting WAL needs it to itself, and does not wait) is tried again until the
+        busy timeout runs out."""
+        deadline = time.monotonic() + self._busy
+        while True:
+            try:
+                self._open_schema_once(create)
+                return
+            except StoreError as exc:
+                locked = isinstance(exc.__cause__, sqlite3.OperationalError) and (
+                    "locked" in str(exc.__cause__) or "busy" in str(exc.__cause__)
+                )
+                if not locked or time.monotonic() >= deadline:
+                    raise
+            time.sleep(random.uniform(0.005, 0.05))
 
-    def _pragma(self, name: str) -> int:
-        value: int = self._conn().execute(f"PRAGMA {name}").fetchone()[0]
+    def _open_schema_once(self, create: bool) -> None:
+        with self._connection() as conn, _translate(self.path):
+            if self._pragma(conn, "application_id") == 0:
+                if not create:
+                    raise StoreError(f"{self.path} is not a runstate database (it is empty).")
+                with self._write() as conn:
+                    # Under the write lock: another process may have just created it.
+                    if self._pragma(conn, "application_id") == 0:
+                        if conn.execute(SQL["table_count"]).fetchone()[0]:
+                            raise StoreError(
+                                f"{self.path} is a SQLite database, but not runstate's."
+                            )
+                        for statement in SCHEMA.split(";"):
+                            if statement.strip():
+                                conn.execute(statement)
+            if self._pragma(conn, "application_id") != APPLICATION_ID:
+                raise StoreError(f"{self.path} is a SQLite database, but not runstate's.")
+            version = self._pragma(conn, "user_version")
+            if version != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has runstate schema version {version}; this runstate reads "
+                    f"version {SCHEMA_VERSION}."
+                )
+            # WAL is a property of the file: set only once the file is known to be ours.
+            conn.execute("PRAGMA journal_mode = WAL")
+
+    @staticmethod
+    def _pragma(conn: sqlite3.Connection, name: str) -> int:
+        value: int = conn.execute(f"PRAGMA {name}").fetchone()[0]
         return value
 
     def close(self) -> None:
+        """Close every connection; ones in use are closed when they are given back."""
         with self._guard:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     # --- writes -------------------------------------------------------------------------
 
@@ -232,16 +296,36 @@ class SQLiteStore(SQLReads):
         with self._write() as conn:
             return [_write_one(conn, w) for w in writes]
 
-    def claim(self, now: int, decide: Callable[[StoredRun], Write]) -> Claimed | None:
+    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
         with self._write() as conn:
-            row = conn.execute(SQL["oldest_claimable"], (now,)).fetchone()
+            t = now()  # the write lock is ours: this is the time the write happens
+            row = conn.execute(SQL["claimable"], (t,)).fetchone()
             if row is None:
                 return None
-            write = decide(stored_from_row(row))
+            write = decide(stored_from_row(row), t)
             seqs = _write_one(conn, write)
             if seqs is None:  # cannot happen under the write lock, but never claim blind
                 return None
             return write.run, write.steps, seqs
+
+    def sweep(
+        self,
+        kind: Sweep,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write | None],
+        limit: int,
+    ) -> list[Claimed]:
+        with self._write() as conn:
+            t = now()
+            done: list[Claimed] = []
+            for row in conn.execute(SQL[kind], (t, limit)).fetchall():
+                write = decide(stored_from_row(row), t)
+                if write is None:
+                    continue
+                seqs = _write_one(conn, write)
+                if seqs is not None:
+                    done.append((write.run, write.steps, seqs))
+            return done
 
 
 def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:
@@ -266,7 +350,7 @@ def _append(
                 None if step.from_status is None else step.from_status.value,
                 step.to_status.value,
                 step.at,
-                body,
+                body if step.data is None else dumps(step.data),
             ),
         )
         seqs.append(cursor.lastrowid or 0)

@@ -1,0 +1,487 @@
+"""Validation: every value that enters runstate is checked here, once, against one rule.
+
+The rule: every string is valid UTF-8 (no lone surrogates) without NUL characters, every
+number is finite and within 64 bits (times and durations within the bounds below), every
+JSON value is made of dicts with string keys, lists, strings, finite numbers, booleans
+and null, no deeper than ``MAX_DEPTH``. Anything else is a ``ValidationError`` naming
+the parameter, raised before anything is stored: what runstate stores can always be
+read back and served as JSON.
+
+The object-level validators (metadata, tools, tool calls, tool outputs, errors) follow
+the public API's schema and wording.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._errors import ValidationError
+
+__all__ = [
+    "ERROR_CODES",
+    "INT64_MAX",
+    "MAX_DEPTH",
+    "MAX_DURATION",
+    "MAX_TIME",
+    "MAX_TOOLS",
+    "check_clean",
+    "json_value",
+    "require_int",
+    "require_seconds",
+    "require_string",
+    "require_timestamp",
+    "validate_error_code",
+    "validate_file_ids",
+    "validate_last_error",
+    "validate_metadata",
+    "validate_required_action",
+    "validate_tool_calls",
+    "validate_tool_outputs",
+    "validate_tools",
+]
+
+INT64_MAX = 2**63 - 1
+#: The latest time runstate accepts: 9999-12-31T23:59:59Z, the last second ISO-8601 shows.
+MAX_TIME = 253_402_300_799
+#: The longest ttl, lease or time-out: 100 years.
+MAX_DURATION = 100 * 366 * 86_400
+#: How deeply JSON values (tool parameters) may nest.
+MAX_DEPTH = 32
+#: The public API's limit on a run's tools (an assistant's maximum).
+MAX_TOOLS = 128
+
+METADATA_MAX_PAIRS = 16
+METADATA_MAX_KEY = 64
+METADATA_MAX_VALUE = 512
+
+#: The ``last_error.code`` values of the seed's version of the object.
+ERROR_CODES: frozenset[str] = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
+
+_TOOL_TYPES = ("code_interpreter", "retrieval", "file_search", "function")
+_FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
+
+
+# --- scalars ----------------------------------------------------------------------------
+
+
+def check_clean(value: str, param: str, where: str | None = None) -> str:
+    """``value`` if it is valid UTF-8 without NUL, else a ValidationError naming ``param``."""
+    if value.isascii():
+        if "\x00" not in value:
+            return value
+    elif "\x00" not in value:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(
+                f"Invalid '{where or param}': the string is not valid UTF-8 (it holds a lone "
+                "surrogate).",
+                param=param,
+            ) from None
+        return value
+    raise ValidationError(
+        f"Invalid '{where or param}': the string holds a NUL character.", param=param
+    )
+
+
+def require_string(
+    value: Any, param: str, *, allow_empty: bool = False, max_length: int | None = None
+) -> str:
+    """A clean string argument (see the module's rule), or a ValidationError naming ``param``."""
+    if type(value) is not str:
+        if not isinstance(value, str):
+            raise ValidationError(
+                f"Invalid '{param}': expected a string, got {type(value).__name__}.", param=param
+            )
+        value = str.__str__(value)
+    if not value and not allow_empty:
+        raise ValidationError(f"Invalid '{param}': expected a non-empty string.", param=param)
+    if max_length is not None and len(value) > max_length:
+        raise ValidationError(
+            f"Invalid '{param}': string too long. Expected a string with maximum length "
+            f"{max_length}, but got a string with length {len(value)} instead.",
+            param=param,
+        )
+    return check_clean(value, param)
+
+
+def require_int(value: Any, param: str, *, minimum: int = 1, maximum: int = INT64_MAX) -> int:
+    """A whole-number argument within bounds, or a ValidationError naming ``param``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValidationError(
+            f"Invalid '{param}': expected an integer from {minimum} to {maximum}, got "
+            f"{_short(value)}.",
+            param=param,
+        )
+    return int(value)
+
+
+def require_seconds(value: Any, param: str, *, maximum: float = 86_400) -> float:
+    """A finite, positive number of seconds up to ``maximum`` (a wait or an interval)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value <= maximum  # also refuses NaN
+    ):
+        raise ValidationError(
+            f"Invalid '{param}': expected a finite number of seconds above 0 and at most "
+            f"{maximum:g}, got {_short(value)}.",
+            param=param,
+        )
+    return float(value)
+
+
+def require_timestamp(value: Any, param: str, *, nullable: bool = True) -> int | None:
+    """A Unix time in whole seconds (0 to ``MAX_TIME``), or None where allowed."""
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TIME:
+        raise ValidationError(
+            f"Field '{param}' must be a Unix timestamp in whole seconds, got {_short(value)}.",
+            param=param,
+        )
+    return int(value)
+
+
+def _short(value: Any) -> str:
+    """A value for a message: its repr, cut short, never raising."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- JSON values ----------------------------------------------------------------------------
+
+
+def json_value(value: Any, param: str, where: str | None = None, depth: int = 0) -> Any:
+    """A plain copy of a JSON value (tuples become lists), or a ValidationError."""
+    where = where or param
+    kind = type(value)
+    if kind is str:
+        return check_clean(value, param, where)
+    if value is None or kind is bool:
+        return value
+    if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
+        if not -INT64_MAX - 1 <= value <= INT64_MAX:
+            raise ValidationError(
+                f"Invalid '{where}': the integer is outside 64 bits.", param=param
+            )
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(
+                f"Invalid '{where}': {value!r} is not a JSON number.", param=param
+            )
+        return float(value)
+    if isinstance(value, str):
+        return check_clean(str.__str__(value), param, where)
+    if depth >= MAX_DEPTH:
+        raise ValidationError(
+            f"Invalid '{where}': nested deeper than {MAX_DEPTH} levels.", param=param
+        )
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(
+                    f"Invalid '{where}': object keys must be strings, got {_short(key)}.",
+                    param=param,
+                )
+            key = check_clean(str.__str__(key), param, where)
+            out[key] = json_value(item, param, f"{where}.{key}", depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [json_value(item, param, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    raise ValidationError(
+        f"Invalid '{where}': a {type(value).__name__} is not a JSON value.", param=param
+    )
+
+
+# --- the object's parts -----------------------------------------------------------------------
+
+
+def validate_metadata(metadata: Any, param: str = "metadata") -> dict[str, str]:
+    """At most 16 pairs, string keys of at most 64 characters, string values of at most 512."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ValidationError(
+            f"Invalid '{param}': expected an object, got {type(metadata).__name__}.",
+            param=param,
+        )
+    if len(metadata) > METADATA_MAX_PAIRS:
+        raise ValidationError(
+            f"Invalid '{param}': too many properties. Expected an object with at most "
+            f"{METADATA_MAX_PAIRS} properties, but got an object with {len(metadata)} "
+            f"properties instead.",
+            param=param,
+        )
+    checked = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise ValidationError(
+                f"Invalid '{param}': keys must be strings, got {_short(key)}.", param=param
+            )
+        key = check_clean(str.__str__(key), param)
+        if len(key) > METADATA_MAX_KEY:
+            raise ValidationError(
+                f"Invalid '{param}': key {key!r} is too long. Expected a key with maximum "
+                f"length {METADATA_MAX_KEY}, but got a key with length {len(key)} instead.",
+                param=param,
+            )
+        if not isinstance(value, str):
+            raise ValidationError(
+                f"Invalid '{param}.{key}': expected a string, got {type(value).__name__}.",
+                param=param,
+            )
+        value = check_clean(str.__str__(value), param, f"{param}.{key}")
+        if len(value) > METADATA_MAX_VALUE:
+            raise ValidationError(
+                f"Invalid '{param}.{key}': string too long. Expected a string with maximum "
+                f"length {METADATA_MAX_VALUE}, but got a string with length {len(value)} "
+                f"instead.",
+                param=param,
+            )
+        checked[key] = value
+    return checked
+
+
+def validate_tools(tools: Any) -> list[dict[str, Any]]:
+    """Tool definitions per the public schema: at most 128; ``code_interpreter``,
+    ``retrieval`` and ``file_search`` (with its optional options object), and
+    ``function`` with a name of 1-64 letters, digits, ``_`` or ``-``, an optional string
+    ``description``, an optional object ``parameters`` and an optional boolean ``strict``."""
+    if tools is None:
+        return []
+    if not isinstance(tools, (list, tuple)):
+        raise ValidationError(
+            f"Invalid 'tools': expected an array, got {type(tools).__name__}.", param="tools"
+        )
+    if len(tools) > MAX_TOOLS:
+        raise ValidationError(
+            f"Invalid 'tools': array too long. Expected an array with maximum length "
+            f"{MAX_TOOLS}, but got an array with length {len(tools)} instead.",
+            param="tools",
+        )
+    return [_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
+
+
+def _tool(tool: Any, where: str) -> dict[str, Any]:
+    kind = tool.get("type") if isinstance(tool, Mapping) else None
+    if not isinstance(kind, str) or kind not in _TOOL_TYPES:
+        raise ValidationError(
+            f"Invalid '{where}': expected an object whose 'type' is one of "
+            f"{sorted(_TOOL_TYPES)}.",
+            param="tools",
+        )
+    allowed = {"type", kind} if kind in ("function", "file_search") else {"type"}
+    _no_unknown_keys(tool, allowed, where, "tools")
+    if kind == "file_search":
+        options = tool.get("file_search")
+        if options is not None and not isinstance(options, Mapping):
+            raise ValidationError(
+                f"Invalid '{where}.file_search': expected an object.", param="tools"
+            )
+        checked = json_value(tool, "tools", where)
+        return checked  # type: ignore[no-any-return]
+    if kind != "function":
+        return {"type": kind}
+    function = tool.get("function")
+    if not isinstance(function, Mapping):
+        raise ValidationError(
+            f"Invalid '{where}.function': expected an object with a 'name'.", param="tools"
+        )
+    _no_unknown_keys(function, _FUNCTION_KEYS, f"{where}.function", "tools")
+    name = function.get("name")
+    if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
+        raise ValidationError(
+            f"Invalid '{where}.function.name': expected a string of 1 to 64 letters, digits, "
+            f"underscores or dashes, got {_short(name)}.",
+            param="tools",
+        )
+    out: dict[str, Any] = {"name": str.__str__(name)}
+    if "description" in function:
+        description = function["description"]
+        if not isinstance(description, str):
+            raise ValidationError(
+                f"Invalid '{where}.function.description': expected a string, got "
+                f"{type(description).__name__}.",
+                param="tools",
+            )
+        out["description"] = check_clean(
+            str.__str__(description), "tools", f"{where}.function.description"
+        )
+    if "parameters" in function:
+        parameters = function["parameters"]
+        if not isinstance(parameters, Mapping):
+            raise ValidationError(
+                f"Invalid '{where}.function.parameters': expected an object, got "
+                f"{type(parameters).__name__}.",
+                param="tools",
+            )
+        out["parameters"] = json_value(parameters, "tools", f"{where}.function.parameters", 2)
+    if "strict" in function:
+        strict = function["strict"]
+        if strict is not None and not isinstance(strict, bool):
+            raise ValidationError(
+                f"Invalid '{where}.function.strict': expected a boolean or null.", param="tools"
+            )
+        out["strict"] = strict
+    return {"type": "function", "function": out}
+
+
+def _no_unknown_keys(obj: Mapping[Any, Any], allowed: Any, where: str, param: str) -> None:
+    for key in obj:
+        if key not in allowed:
+            raise ValidationError(
+                f"Unknown parameter: '{where}.{_short(key) if not isinstance(key, str) else key}'.",
+                param=param,
+            )
+
+
+def validate_file_ids(file_ids: Any) -> list[str]:
+    if file_ids is None:
+        return []
+    if not isinstance(file_ids, (list, tuple)) or not all(isinstance(f, str) for f in file_ids):
+        raise ValidationError("Invalid 'file_ids': expected an array of strings.", param="file_ids")
+    return [require_string(f, "file_ids") for f in file_ids]
+
+
+def validate_tool_calls(tool_calls: Any, new_call_id: Callable[[], str]) -> list[dict[str, Any]]:
+    """At least one function call, each ``{"id", "type": "function", "function": {"name",
+    "arguments"}}`` with a unique id. A call without an id gets ``new_call_id()``."""
+    if not isinstance(tool_calls, (list, tuple)) or not tool_calls:
+        raise ValidationError(
+            "Invalid 'tool_calls': expected a non-empty array of tool calls.", param="tool_calls"
+        )
+    checked: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, call in enumerate(tool_calls):
+        where = f"tool_calls[{i}]"
+        if not isinstance(call, Mapping):
+            raise ValidationError(f"Invalid '{where}': expected an object.", param="tool_calls")
+        call_id = call.get("id") or new_call_id()
+        function = call.get("function")
+        if (
+            not isinstance(call_id, str)
+            or call.get("type", "function") != "function"
+            or not isinstance(function, Mapping)
+            or not isinstance(function.get("name"), str)
+            or not isinstance(function.get("arguments", ""), str)
+        ):
+            raise ValidationError(
+                f"Invalid '{where}': expected {{'id': str, 'type': 'function', "
+                f"'function': {{'name': str, 'arguments': str}}}}.",
+                param="tool_calls",
+            )
+        call_id = check_clean(call_id, "tool_calls", f"{where}.id")
+        if call_id in seen:
+            raise ValidationError(
+                f"Invalid '{where}': duplicate tool call id {call_id!r}.", param="tool_calls"
+            )
+        seen.add(call_id)
+        name = check_clean(function["name"], "tool_calls", f"{where}.function.name")
+        arguments = check_clean(
+            function.get("arguments", ""), "tool_calls", f"{where}.function.arguments"
+        )
+        checked.append(
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
+        )
+    return checked
+
+
+def required_action_for(tool_calls: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": tool_calls}}
+
+
+def validate_required_action(value: Any) -> dict[str, Any]:
+    if (
+        not isinstance(value, Mapping)
+        or value.get("type") != "submit_tool_outputs"
+        or not isinstance(value.get("submit_tool_outputs"), Mapping)
+        or set(value) != {"type", "submit_tool_outputs"}
+    ):
+        raise ValidationError(
+            "Field 'required_action' must be {'type': 'submit_tool_outputs', "
+            "'submit_tool_outputs': {'tool_calls': [...]}}.",
+            param="required_action",
+        )
+    calls = value["submit_tool_outputs"].get("tool_calls")
+    if isinstance(calls, (list, tuple)) and any(
+        not isinstance(c, Mapping) or not isinstance(c.get("id"), str) or not c.get("id")
+        for c in calls
+    ):
+        raise ValidationError("Every tool call needs a string 'id'.", param="required_action")
+    try:
+        checked = validate_tool_calls(calls, _no_new_ids)
+    except ValidationError as exc:
+        raise ValidationError(
+            f"Field 'required_action' is malformed: {exc.message}", param="required_action"
+        ) from exc
+    return required_action_for(checked)
+
+
+def _no_new_ids() -> str:  # pragma: no cover - validate_required_action checks ids first
+    raise ValidationError("Every tool call needs a string 'id'.", param="required_action")
+
+
+def validate_last_error(value: Any) -> dict[str, Any]:
+    if (
+        not isinstance(value, Mapping)
+        or set(value) != {"code", "message"}
+        or not isinstance(value["message"], str)
+    ):
+        raise ValidationError(
+            "Field 'last_error' must be {'code': ..., 'message': str}.", param="last_error"
+        )
+    return {
+        "code": validate_error_code(value["code"], "last_error"),
+        "message": require_string(value["message"], "last_error", allow_empty=True),
+    }
+
+
+def validate_error_code(code: Any, param: str = "code") -> str:
+    if not isinstance(code, str) or code not in ERROR_CODES:
+        raise ValidationError(
+            f"Invalid error code {_short(code)}; expected one of {sorted(ERROR_CODES)}.",
+            param=param,
+        )
+    return str.__str__(code)
+
+
+def validate_tool_outputs(tool_outputs: Any) -> list[dict[str, str]]:
+    """The shape of ``submit_tool_outputs``'s list; matching ids is the lifecycle's job."""
+    if not isinstance(tool_outputs, (list, tuple)):
+        raise ValidationError(
+            "Invalid 'tool_outputs': expected an array of {'tool_call_id', 'output'} objects.",
+            param="tool_outputs",
+        )
+    checked = []
+    for i, item in enumerate(tool_outputs):
+        if (
+            not isinstance(item, Mapping)
+            or not isinstance(item.get("tool_call_id"), str)
+            or not isinstance(item.get("output", ""), str)
+        ):
+            raise ValidationError(
+                f"Invalid 'tool_outputs[{i}]': expected {{'tool_call_id': str, 'output': str}}.",
+                param="tool_outputs",
+            )
+        where = f"tool_outputs[{i}]"
+        checked.append(
+            {
+                "tool_call_id": check_clean(item["tool_call_id"], "tool_outputs", where),
+                "output": check_clean(item.get("output", ""), "tool_outputs", where),
+            }
+        )
+    return checked
