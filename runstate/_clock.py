@@ -73,8 +73,7 @@ def _finite(value: object, name: str, *, low: float = 0) -> float:
         or not low <= value <= MAX_TIME  # also refuses NaN
     ):
         raise ValidationError(
-            f"{name} must be a finite number of Unix seconds from 0 to {MAX_TIME}, got "
-            f"{value!r}.",
+            f"{name} must be a finite number of Unix seconds from 0 to {MAX_TIME}, got {value!r}.",
             param=name,
         )
     return value

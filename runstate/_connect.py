@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._engine import RunEngine
 from ._errors import ValidationError
+from ._validate import require_string
 from .stores import MemoryStore, PostgresStore, SQLiteStore, Store
 
 __all__ = ["connect", "open_store"]
@@ -23,6 +24,7 @@ def open_store(url: str, *, create: bool = True) -> Store:
         raise ValidationError(
             f"A store URL must be a string, got {type(url).__name__}.", param="url"
         )
+    require_string(url, "url")
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValidationError(
@@ -43,7 +45,15 @@ def open_store(url: str, *, create: bool = True) -> Store:
             )
         return SQLiteStore(rest[1:], create=create)
     if scheme in ("postgresql", "postgres"):
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - parsing the port is what finds a bad one
+        except ValueError:
+            # Never repeat the URL: it may hold a password.
+            raise ValidationError(
+                "Not a PostgreSQL URL: use postgresql://user@host:port/db?schema=name.",
+                param="url",
+            ) from None
         query = dict(parse_qsl(parts.query))
         schema = query.pop("schema", "runstate")
         return PostgresStore(urlunsplit(parts._replace(query=urlencode(query))), schema=schema)
@@ -56,4 +66,9 @@ def open_store(url: str, *, create: bool = True) -> Store:
 
 def connect(url: str = "memory://", **engine_options: Any) -> RunEngine:
     """A ``RunEngine`` on the store ``url`` names; options go to ``RunEngine``."""
-    return RunEngine(open_store(url), **engine_options)
+    store = open_store(url)
+    try:
+        return RunEngine(store, **engine_options)
+    except BaseException:
+        store.close()
+        raise

@@ -276,8 +276,7 @@ def _tool(tool: Any, where: str) -> dict[str, Any]:
     kind = tool.get("type") if isinstance(tool, Mapping) else None
     if not isinstance(kind, str) or kind not in _TOOL_TYPES:
         raise ValidationError(
-            f"Invalid '{where}': expected an object whose 'type' is one of "
-            f"{sorted(_TOOL_TYPES)}.",
+            f"Invalid '{where}': expected an object whose 'type' is one of {sorted(_TOOL_TYPES)}.",
             param="tools",
         )
     allowed = {"type", kind} if kind in ("function", "file_search") else {"type"}

@@ -194,7 +194,9 @@ def test_ttl_is_configurable(clock: ManualClock) -> None:
 
 @pytest.mark.parametrize("ttl", [0, -1, 1.5, "600", True, None])
 def test_bad_ttl_is_refused(ttl: Any) -> None:
-    with pytest.raises(ValidationError, match="Invalid 'ttl': expected an integer from 1 to 3162240000"):
+    with pytest.raises(
+        ValidationError, match="Invalid 'ttl': expected an integer from 1 to 3162240000"
+    ):
         RunLifecycle(ttl=ttl)
 
 

@@ -174,7 +174,11 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("tools", {"tools": [{"type": "browser"}]}, "tools"),
     ("tools", {"tools": {"type": "function"}}, "expected an array"),
-    ("tools", {"tools": [{"type": "function", "function": {}}]}, "function.name': expected a string of 1 to 64"),
+    (
+        "tools",
+        {"tools": [{"type": "function", "function": {}}]},
+        "function.name': expected a string of 1 to 64",
+    ),
     ("file_ids", {"file_ids": [1]}, "file_ids"),
     ("metadata", {"metadata": {"k": 1}}, "metadata"),
     ("metadata", {"metadata": []}, "expected an object"),

@@ -255,9 +255,7 @@ class PostgresStore(SQLReads):
             # One line, and never the connection string: psycopg's own message names the
             # host and port at most.
             detail = " ".join(str(exc).split()) or type(exc).__name__
-            raise StoreError(
-                f"PostgreSQL (schema {self.schema}) cannot be used: {detail}"
-            ) from exc
+            raise StoreError(f"PostgreSQL (schema {self.schema}) cannot be used: {detail}") from exc
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Any]]:

@@ -1,0 +1,242 @@
+"""Hostile values into every public engine method, on every store.
+
+Each call gets one argument replaced by a value a careless or malicious caller could
+pass: unhashables, bytes, sets, lone surrogates, NUL, NaN, infinities, huge integers,
+deep nesting, and the same tucked inside tools, metadata, tool calls and tool outputs.
+Whatever happens, only a ``RunStateError`` comes out, and it is a client error (4xx),
+never a store error. A refused call changes nothing stored; an accepted one stores only
+what reads back and serves as strict JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CALLS, OUTPUTS, PG_BASE
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runstate import (
+    ManualClock,
+    MemoryStore,
+    PostgresStore,
+    RunEngine,
+    RunStateError,
+    SQLiteStore,
+    StoreError,
+    connect,
+    open_store,
+)
+
+
+def _deep(levels: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+SCALARS = st.one_of(
+    st.sampled_from(
+        [
+            "\ud800",
+            "ok\udfffok",
+            "a\x00b",
+            "\x00",
+            float("nan"),
+            float("inf"),
+            float("-inf"),
+            1e999,
+            2**63,
+            2**64,
+            -(2**63) - 1,
+            2**70,
+            -1,
+            0,
+            True,
+            None,
+            "",
+            b"bytes",
+            bytearray(b"x"),
+            object(),
+            1.5,
+            [],
+            {},
+            (1,),
+            {1, 2},
+            frozenset(),
+        ]
+    ),
+    st.builds(_deep, st.sampled_from([33, 40, 500])),
+    st.text(max_size=8),
+    st.integers(),
+    st.floats(),
+    st.binary(max_size=4),
+)
+HOSTILE = st.one_of(
+    SCALARS,
+    st.lists(SCALARS, max_size=3),
+    st.dictionaries(
+        st.one_of(st.text(max_size=4), st.sampled_from(["\ud800", "a\x00b", 1, None, b"k", (1,)])),
+        SCALARS,
+        max_size=3,
+    ),
+    # Hostile values where the structure is right, one level down.
+    st.builds(lambda v: {"k": v}, SCALARS),
+    st.builds(
+        lambda v: [{"type": "function", "function": {"name": "f", "parameters": {"x": v}}}],
+        SCALARS,
+    ),
+    st.builds(lambda v: [{"type": "function", "function": {"name": v}}], SCALARS),
+    st.builds(
+        lambda v: [{"type": "function", "function": {"name": "f", "description": v}}], SCALARS
+    ),
+    st.builds(lambda v: [{"type": v}], SCALARS),
+    st.builds(lambda v: [{"type": "file_search", "file_search": v}], SCALARS),
+    st.builds(lambda v: [{"tool_call_id": "call_A", "output": v}, OUTPUTS[1]], SCALARS),
+    st.builds(lambda v: [{"tool_call_id": v, "output": "x"}], SCALARS),
+    st.builds(lambda v: [{"id": v, "type": "function", "function": {"name": "f"}}], SCALARS),
+    st.builds(lambda v: [{"function": {"name": "f", "arguments": v}}], SCALARS),
+)
+
+# Every public engine method with good arguments; one of them is made hostile per call.
+# "RUN" stands for a run waiting on tool outputs, "LEASED" for one a worker holds.
+METHODS: dict[str, dict[str, Any]] = {
+    "create": {
+        "thread_id": "thread_new",
+        "assistant_id": "asst_1",
+        "model": "gpt-4o",
+        "instructions": "be brief",
+        "tools": None,
+        "file_ids": None,
+        "metadata": None,
+    },
+    "get": {"run_id": "RUN"},
+    "list": {"thread_id": "thread_1", "status": None, "limit": 20, "order": "desc"},
+    "update_metadata": {"run_id": "RUN", "metadata": {"k": "v"}},
+    "submit_tool_outputs": {"run_id": "RUN", "tool_outputs": OUTPUTS},
+    "cancel": {"run_id": "RUN"},
+    "start": {"run_id": "LEASED", "worker_id": "w1"},
+    "require_action": {"run_id": "LEASED", "tool_calls": CALLS, "worker_id": "w1"},
+    "complete": {"run_id": "LEASED", "worker_id": "w1"},
+    "fail": {"run_id": "LEASED", "code": "server_error", "message": "m", "worker_id": "w1"},
+    "confirm_cancel": {"run_id": "LEASED", "worker_id": "w1"},
+    "expire": {"run_id": "RUN"},
+    "claim": {"worker_id": "w2", "lease_seconds": 30},
+    "heartbeat": {"run_id": "LEASED", "worker_id": "w1", "lease_seconds": 30},
+    "recover_stalled": {"limit": 10},
+    "expire_due": {"limit": 10},
+    "history": {"run_id": "RUN"},
+    "events": {"after_seq": 0, "run_id": "RUN", "limit": 10},
+}
+CALLS_OF = st.sampled_from(
+    [(method, param) for method, params in METHODS.items() for param in params]
+)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunEngine]:
+    if request.param == "memory":
+        store: Any = MemoryStore()
+    elif request.param == "sqlite":
+        store = SQLiteStore(tmp_path / "runs.db")
+    else:
+        store = PostgresStore(PG_BASE, schema=request.getfixturevalue("pg_schema"))
+    engine = RunEngine(store, clock=ManualClock(1_700_000_000), lease_seconds=60)
+    waiting = engine.create(thread_id="thread_1", assistant_id="asst_1")
+    engine.start(waiting.id)
+    engine.require_action(waiting.id, CALLS)
+    engine.create(thread_id="thread_2", assistant_id="asst_1")
+    leased = engine.claim("w1")
+    assert leased is not None
+    engine.ids = {"RUN": waiting.id, "LEASED": leased.id}  # type: ignore[attr-defined]
+    yield engine
+    engine.close()
+
+
+def state(engine: RunEngine) -> tuple[Any, ...]:
+    """Everything stored: each run with its version and lease, and every event."""
+    runs = engine.list(None, limit=100).data
+    return (
+        [engine.store.get(run.id) for run in runs],
+        engine.events(after_seq=0, limit=10_000),
+    )
+
+
+def assert_all_serves(engine: RunEngine) -> None:
+    """What is stored reads back and encodes as strict JSON in UTF-8."""
+    for run in engine.list(None, limit=100).data:
+        json.dumps(run.to_dict(), allow_nan=False).encode("utf-8")
+        for event in engine.history(run.id):
+            event.to_sse().encode("utf-8")
+            json.dumps(event.data, allow_nan=False)
+
+
+@settings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(call=CALLS_OF, value=HOSTILE)
+def test_hostile_arguments_are_refused_cleanly(
+    engine: RunEngine, call: tuple[str, str], value: Any
+) -> None:
+    method, param = call
+    ids: dict[str, str] = engine.ids  # type: ignore[attr-defined]
+    kwargs = {k: ids.get(v, v) if isinstance(v, str) else v for k, v in METHODS[method].items()}
+    kwargs[param] = value
+    before = state(engine)
+    try:
+        getattr(engine, method)(**kwargs)
+    except RunStateError as exc:
+        assert not isinstance(exc, StoreError), exc
+        assert 400 <= exc.http_status < 500
+        json.dumps(exc.to_dict()).encode("utf-8")  # the error body itself serves
+        assert state(engine) == before
+    assert_all_serves(engine)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=HOSTILE)
+@pytest.mark.parametrize("option", ["ttl", "lease_seconds", "max_attempts", "clock"])
+def test_hostile_engine_options_are_refused(option: str, value: Any) -> None:
+    try:
+        engine = RunEngine(MemoryStore(), **{option: value})
+    except RunStateError as exc:
+        assert 400 <= exc.http_status < 500
+        return
+    try:  # an accepted option works, or refuses cleanly when first used
+        engine.create(thread_id="t", assistant_id="a")
+    except RunStateError as exc:
+        assert 400 <= exc.http_status < 500
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=HOSTILE)
+def test_hostile_urls_are_refused(value: Any) -> None:
+    if isinstance(value, str) and value.startswith(("sqlite", "postgres")):
+        return  # a real URL would open a real store
+    with pytest.raises(RunStateError) as caught:
+        open_store(value)
+    assert caught.value.http_status == 400
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///a\x00b",
+        "sqlite:///\ud800.db",
+        "postgresql://[::1/x",
+        "postgresql://user:pw@host:99999/db",
+        "postgresql://u:s3cret@h/db\x00",
+    ],
+)
+def test_bad_urls_are_validation_errors_that_never_show_the_url(url: str) -> None:
+    with pytest.raises(RunStateError) as caught:
+        connect(url)
+    assert caught.value.http_status == 400
+    assert "s3cret" not in caught.value.message and "pw@" not in caught.value.message
