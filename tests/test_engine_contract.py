@@ -27,7 +27,7 @@ from runstate import (
     ValidationError,
     connect,
 )
-from runstate.stores import StoredRun, Write
+from runstate.stores import Claimed, Now, StoredRun, Sweep, Write
 
 S = RunStatus
 TTL = 600
@@ -75,7 +75,9 @@ def assert_history_matches(engine: RunEngine, run: Run) -> None:
     assert status == run.status.value
     seqs = [e.seq for e in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    assert events[-1].data == run.to_dict() or events[-1].data["status"] == run.status.value
+    for event in events:  # each event carries the run as it was right after its step
+        assert event.data["status"] == event.to_status
+    assert events[-1].data == run.to_dict()
 
 
 # --- the basic operations --------------------------------------------------------------------
@@ -292,6 +294,29 @@ def test_a_due_active_run_does_not_block_its_thread(engine: RunEngine, clock: Ma
     assert engine.get(fresh.id).status is S.QUEUED
 
 
+def test_each_event_of_an_unattended_cancel_carries_the_run_as_it_was(engine: RunEngine) -> None:
+    heard: list[RunEvent] = []
+    engine.subscribe(heard.append)
+    run = new(engine)
+    engine.cancel(run.id)
+    cancelling, cancelled = engine.history(run.id)[-2:]
+    assert cancelling.event == "thread.run.cancelling"
+    assert cancelling.data["status"] == "cancelling" and cancelling.data["cancelled_at"] is None
+    assert cancelled.data["status"] == "cancelled" and cancelled.data["cancelled_at"] == T0
+    assert [e.data for e in heard[-2:]] == [cancelling.data, cancelled.data]
+
+
+def test_the_expired_event_carries_the_run_as_expiry_left_it(
+    engine: RunEngine, clock: ManualClock
+) -> None:
+    run = new(engine, metadata={"k": "old"})
+    clock.advance(TTL)
+    updated = engine.update_metadata(run.id, {"k": "new"})
+    assert updated.status is S.EXPIRED and updated.metadata == {"k": "new"}
+    expired = engine.history(run.id)[-1]
+    assert expired.event == "thread.run.expired" and expired.data["metadata"] == {"k": "old"}
+
+
 def test_cancel_confirms_at_once_when_no_worker_holds_the_run(engine: RunEngine) -> None:
     queued = new(engine, "a")
     waiting = new(engine, "b")
@@ -388,6 +413,18 @@ def test_list_applies_expiry(engine: RunEngine, clock: ManualClock) -> None:
     assert engine.store.get(run.id).run.status is S.EXPIRED
 
 
+def test_a_status_filter_never_returns_runs_that_expiry_moved_out_of_it(
+    engine: RunEngine, clock: ManualClock
+) -> None:
+    old = new(engine, "a")
+    clock.advance(TTL - 1)
+    young = new(engine, "b")
+    clock.advance(1)  # the first run is due now, the second is not
+    page = engine.list(None, status="queued")
+    assert [r.id for r in page.data] == [young.id]
+    assert [r.id for r in engine.list(None, status="expired").data] == [old.id]
+
+
 def test_list_every_thread_by_status(engine: RunEngine) -> None:
     a = new(engine, "a")
     b = new(engine, "b")
@@ -414,7 +451,8 @@ def test_update_metadata_replaces_it_in_any_status(engine: RunEngine) -> None:
 
 
 class Meddler:
-    """A store proxy that lets another writer in between the engine's read and write."""
+    """A store proxy that lets another writer in between the engine's decision and the
+    store's write: before a ``write``, a ``claim`` or a ``sweep`` reaches the store."""
 
     def __init__(self, store: Store, meddle: Callable[[], object], times: int = 1) -> None:
         self._store = store
@@ -424,11 +462,44 @@ class Meddler:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
+    def _maybe_meddle(self) -> None:
         if self._times:
             self._times -= 1
             self._meddle()
+
+    def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
+        self._maybe_meddle()
         return self._store.write(writes)
+
+    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
+        self._maybe_meddle()
+        return self._store.claim(now, decide)
+
+    def sweep(
+        self, kind: Sweep, now: Now, decide: Callable[[StoredRun, int], Write | None], limit: int
+    ) -> list[Claimed]:
+        self._maybe_meddle()
+        return self._store.sweep(kind, now, decide, limit)
+
+
+class StaleView:
+    """A store proxy whose sweeps pick runs as if it were ``ahead`` seconds later, while
+    the engine decides at the real time: what a lagging index or a skewed clock would
+    hand the engine. The engine must re-check every pick."""
+
+    def __init__(self, store: Store, ahead: int = 10_000) -> None:
+        self._store = store
+        self._ahead = ahead
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def sweep(
+        self, kind: Sweep, now: Now, decide: Callable[[StoredRun, int], Write | None], limit: int
+    ) -> list[Claimed]:
+        return self._store.sweep(
+            kind, lambda: now() + self._ahead, lambda stored, _: decide(stored, now()), limit
+        )
 
 
 def test_a_late_complete_after_a_cancel_is_decided_again(store: Store, clock: ManualClock) -> None:
@@ -592,6 +663,98 @@ def test_recover_stalled_finishes_an_orphaned_cancel(engine: RunEngine, clock: M
     clock.advance(LEASE)
     (recovered,) = engine.recover_stalled()
     assert recovered.status is S.CANCELLED
+
+
+def test_a_heartbeat_just_before_the_recovery_writes_keeps_the_run(
+    store: Store, clock: ManualClock
+) -> None:
+    plain = RunEngine(store, clock=clock, lease_seconds=LEASE)
+    run = new(plain)
+    plain.claim("w1")
+    clock.advance(LEASE)  # the lease has just ended: the sweep is about to requeue it
+    sweeper = RunEngine(
+        Meddler(store, lambda: plain.heartbeat(run.id, "w1")),  # type: ignore[arg-type]
+        clock=clock,
+        lease_seconds=LEASE,
+    )
+    assert sweeper.recover_stalled() == []
+    stored = store.get(run.id)
+    assert stored.run.status is S.IN_PROGRESS and stored.lease_owner == "w1"
+    assert stored.lease_expires_at == T0 + 2 * LEASE
+    assert [e.event for e in plain.history(run.id)][-1] == "thread.run.in_progress"
+
+
+def test_recovery_re_checks_every_lease_it_is_handed(store: Store, clock: ManualClock) -> None:
+    plain = RunEngine(store, clock=clock, lease_seconds=LEASE)
+    run = new(plain)
+    plain.claim("w1")
+    before = snapshot(plain, run.id)
+    stale = RunEngine(StaleView(store), clock=clock, lease_seconds=LEASE)  # type: ignore[arg-type]
+    assert stale.recover_stalled() == []  # handed a live lease: refuses to touch it
+    assert snapshot(plain, run.id) == before
+
+
+def test_expiry_re_checks_every_run_it_is_handed(store: Store, clock: ManualClock) -> None:
+    plain = RunEngine(store, clock=clock, ttl=TTL)
+    run = new(plain)
+    before = snapshot(plain, run.id)
+    stale = RunEngine(StaleView(store), clock=clock, ttl=TTL)  # type: ignore[arg-type]
+    assert stale.expire_due() == []  # handed a run that is not due: leaves it
+    assert snapshot(plain, run.id) == before
+
+
+def test_recover_stalled_does_not_call_an_expired_run_recovered(
+    engine: RunEngine, clock: ManualClock
+) -> None:
+    run = new(engine)
+    engine.claim("w1")
+    clock.advance(TTL)  # both the lease and the run's time have run out
+    assert engine.recover_stalled() == []
+    stored = engine.store.get(run.id)
+    assert stored.run.status is S.EXPIRED and stored.lease_owner is None
+
+
+class WaitsForTheLock:
+    """A store proxy whose claims and sweeps wait ``seconds`` (on the manual clock) for
+    the write lock before they reach the store, as a writer behind another does."""
+
+    def __init__(self, store: Store, clock: ManualClock, seconds: int) -> None:
+        self._store = store
+        self._clock = clock
+        self._seconds = seconds
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
+        self._clock.advance(self._seconds)
+        return self._store.claim(now, decide)
+
+    def sweep(
+        self, kind: Sweep, now: Now, decide: Callable[[StoredRun, int], Write | None], limit: int
+    ) -> list[Claimed]:
+        self._clock.advance(self._seconds)
+        return self._store.sweep(kind, now, decide, limit)
+
+
+def test_a_claim_that_waited_for_the_lock_never_starts_a_due_run(
+    store: Store, clock: ManualClock
+) -> None:
+    waiting = RunEngine(WaitsForTheLock(store, clock, 3), clock=clock, ttl=2)  # type: ignore[arg-type]
+    run = waiting.create(thread_id="t", assistant_id="a")
+    assert waiting.claim("w1") is None  # due by the time the claim could write
+    (expired,) = waiting.expire_due()  # expiry wins cleanly
+    assert expired.id == run.id and expired.started_at is None
+    assert [e.at for e in waiting.history(run.id)] == [T0, T0, T0 + 6]
+
+
+def test_a_claim_stamps_the_time_it_wrote(store: Store, clock: ManualClock) -> None:
+    waiting = RunEngine(WaitsForTheLock(store, clock, 3), clock=clock, ttl=TTL)  # type: ignore[arg-type]
+    run = waiting.create(thread_id="t", assistant_id="a")
+    claimed = waiting.claim("w1", lease_seconds=LEASE)
+    assert claimed is not None and claimed.id == run.id
+    assert claimed.started_at == T0 + 3
+    assert store.get(run.id).lease_expires_at == T0 + 3 + LEASE
 
 
 # --- history and events ---------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ class EngineMachine(RuleBasedStateMachine):
             store, clock=self.clock, ttl=TTL, lease_seconds=LEASE, max_attempts=2
         )
         self.ids: list[str] = []
+        self.claimed: set[str] = set()  # runs a claim leased, while still in_progress/cancelling
 
     def teardown(self) -> None:
         self.engine.close()
@@ -144,6 +145,7 @@ class EngineMachine(RuleBasedStateMachine):
         if run is not None:
             assert run.status is RunStatus.IN_PROGRESS
             assert self.engine.store.get(run.id).lease_owner == "w"
+            self.claimed.add(run.id)
 
     @rule(seconds=st.integers(min_value=0, max_value=60))
     def advance(self, seconds: int) -> None:
@@ -177,6 +179,15 @@ class EngineMachine(RuleBasedStateMachine):
             assert status == stored.run.status.value
             leased = stored.lease_owner is not None
             assert not leased or stored.run.status in (RunStatus.IN_PROGRESS, RunStatus.CANCELLING)
+
+    @invariant()
+    def a_lease_is_held_exactly_while_a_claimed_run_runs(self) -> None:
+        for run_id in self.ids:
+            stored = self.engine.store.get(run_id)
+            if stored.run.status not in (RunStatus.IN_PROGRESS, RunStatus.CANCELLING):
+                self.claimed.discard(run_id)  # leaving those statuses ends the claim
+            expected = "w" if run_id in self.claimed else None
+            assert stored.lease_owner == expected, (run_id, stored)
 
 
 class SQLiteEngineMachine(EngineMachine):

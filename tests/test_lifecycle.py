@@ -429,4 +429,14 @@ def test_one_machine_serves_every_run(lifecycle: RunLifecycle) -> None:
         lifecycle.start(run)
     assert RunLifecycle.machine.models == []  # nothing attached
     assert RunLifecycle(ttl=5).machine is lifecycle.machine
-    assert all(not hasattr(run, "trigger") for run in runs)
+
+
+def test_stamps_never_go_back_when_the_clock_does() -> None:
+    times = [2_000, 1_900, 1_800, 1_700]  # a system clock stepped back, three times
+    lifecycle = RunLifecycle(clock=lambda: times.pop(0))
+    run = lifecycle.create(thread_id="t", assistant_id="a")
+    lifecycle.start(run)
+    assert run.started_at == 2_000
+    lifecycle.cancel(run)
+    lifecycle.complete(run)
+    assert run.completed_at == 2_000 and run.created_at == 2_000
