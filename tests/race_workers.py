@@ -127,3 +127,20 @@ def claim_and_finish(url: str, now: float, worker: str, barrier: Barrier, result
         with contextlib.suppress(InvalidTransitionError):
             engine.complete(run.id, worker_id=worker)
     results.put(claimed)
+
+
+def open_fresh(path: str, barrier: Barrier, n: int) -> None:
+    """Open a store on a file that may not exist yet, at the same moment as many others,
+    and write to it; exit 1 with the error if either fails."""
+    import sys
+
+    from runstate import RunStateError, SQLiteStore
+
+    barrier.wait()
+    try:
+        engine = RunEngine(SQLiteStore(path))
+        engine.create(thread_id=f"thread_{n}", assistant_id="a")
+        engine.close()
+    except RunStateError as exc:
+        print(f"process {n}: {exc.message}", file=sys.stderr)
+        sys.exit(1)

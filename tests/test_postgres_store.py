@@ -144,3 +144,19 @@ def test_the_cli_reads_postgres(pg_schema: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert run.id in done.stdout and "thread.run.queued" in done.stdout
+
+
+def test_a_killed_backend_costs_a_retry_not_a_failed_call(pg_schema: str) -> None:
+    engine = RunEngine(PostgresStore(PG_BASE, schema=pg_schema, max_size=1))
+    run = engine.create(thread_id="t", assistant_id="a")
+    store = engine.store
+    assert isinstance(store, PostgresStore)
+    with store._pool.connection() as conn:  # the pool's only connection
+        pid = conn.info.backend_pid
+    with psycopg.connect(PG_BASE, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert engine.get(run.id).id == run.id  # the dead connection is found and replaced
+    assert engine.start(run.id).status is RunStatus.IN_PROGRESS
+    with store._pool.connection() as conn:
+        assert conn.info.backend_pid != pid
+    engine.close()

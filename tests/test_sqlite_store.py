@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,61 @@ def test_sqlite_errors_never_reach_the_caller(tmp_path: Path) -> None:
     assert caught.value.http_status == 503
     assert caught.value.to_dict()["error"]["type"] == "server_error"
     assert store.get(run.id).run.status is RunStatus.QUEUED  # the transaction rolled back
+
+
+def test_create_false_refuses_an_empty_file_and_leaves_it_empty(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    with pytest.raises(StoreError, match="is not a runstate database \\(it is empty\\)"):
+        SQLiteStore(path, create=False)
+    assert path.stat().st_size == 0
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_short_lived_threads_share_a_bounded_set_of_connections(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "runs.db", max_connections=4)
+    engine = RunEngine(store)
+    run = engine.create(thread_id="t", assistant_id="a")
+    before = open_descriptors()
+    barrier = threading.Barrier(20)
+
+    def one_read() -> None:
+        barrier.wait()  # twenty at a time, so that they overlap
+        assert engine.get(run.id).id == run.id
+
+    for _ in range(20):  # 400 threads in all, each gone after one read
+        threads = [threading.Thread(target=one_read) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    # Each connection holds the file and its WAL open: at most 4 connections' worth more.
+    assert open_descriptors() - before <= 4 * 2
+    assert len(store._idle) <= 4
+    store.close()
+    assert open_descriptors() < before  # the first connection's descriptors are gone too
+
+
+def test_two_hundred_processes_open_a_new_file_at_once(tmp_path: Path) -> None:
+    import multiprocessing
+
+    import race_workers
+
+    ctx = multiprocessing.get_context("fork")  # spawn would take minutes for 200
+    path = str(tmp_path / "fresh.db")
+    barrier = ctx.Barrier(200)
+    procs = [
+        ctx.Process(target=race_workers.open_fresh, args=(path, barrier, n)) for n in range(200)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * 200
+    engine = RunEngine(SQLiteStore(path, create=False))
+    assert len(engine.list(None, limit=100).data) == 100
+    assert engine.list(None, limit=100).has_more
+    engine.close()
