@@ -26,6 +26,7 @@ from ._errors import (
 from ._events import DONE_SSE, RunEvent
 from ._lifecycle import RunLifecycle, mermaid
 from ._model import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus
+from ._validate import validate_metadata
 from .stores import MemoryStore, PostgresStore, SQLiteStore, Store
 
 __version__ = "0.1.0"
@@ -57,4 +58,5 @@ __all__ = [
     "mermaid",
     "open_store",
     "system_clock",
+    "validate_metadata",
 ]

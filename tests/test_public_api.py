@@ -34,6 +34,7 @@ PUBLIC = [
     "mermaid",
     "open_store",
     "system_clock",
+    "validate_metadata",
 ]
 
 

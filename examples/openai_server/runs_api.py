@@ -2,9 +2,10 @@
 
 Every refusal is a ``RunStateError`` turned into the public error body by one handler;
 request bodies are pydantic models that forbid unknown fields, their errors turned into
-400s with the public API's wording. Streams (``stream: true``) are Server-Sent Events
-read from the engine's event log, so they show transitions made by executors in other
-processes as well as in this one.
+400s with the public API's wording; a body over ``max_body_bytes`` is a 413 with the same
+body, and every other HTTP error (404, 405 with its ``Allow`` header) has it too.
+Streams (``stream: true``) are Server-Sent Events read from the engine's event log, so
+they show transitions made by executors in other processes as well as in this one.
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
+from scripted_executor import read_script
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runstate import DONE_SSE, Run, RunEngine, RunNotFoundError, RunStateError
+from runstate import (
+    DONE_SSE,
+    Run,
+    RunEngine,
+    RunNotFoundError,
+    RunStateError,
+    validate_metadata,
+)
 
 # Streams end when the run stops for the caller: a terminal status or requires_action.
 STREAM_ENDS = {"requires_action", "completed", "failed", "cancelled", "expired"}
@@ -44,7 +54,17 @@ class RunCreate(Body):
     additional_instructions: str | None = None
     tools: Any = None
     metadata: Any = None
-    stream: bool = False
+    stream: bool | None = None
+
+
+class ThreadAndRunCreate(Body):
+    assistant_id: str
+    thread: ThreadCreate | None = None
+    model: str | None = None
+    instructions: str | None = None
+    tools: Any = None
+    metadata: Any = None
+    stream: bool | None = None
 
 
 class RunUpdate(Body):
@@ -53,20 +73,63 @@ class RunUpdate(Body):
 
 class ToolOutputs(Body):
     tool_outputs: Any
-    stream: bool = False
+    stream: bool | None = None
 
 
-def error_body(status: int, message: str, param: str | None = None) -> JSONResponse:
+def error_body(
+    status: int,
+    message: str,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
-    return JSONResponse({"error": body}, status_code=status)
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """Refuse a request body over ``max_bytes`` with a 413: at once when its
+    Content-Length says so, or as soon as a body sent in chunks grows past it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def message(self) -> str:
+        return f"Request body too large: the limit is {self.max_bytes} bytes."
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await error_body(413, self.message())(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:  # the app's error handler answers this one
+                raise HTTPException(413, self.message())
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def create_app(
-    engine: RunEngine, *, poll_after_ms: int = 100, stream_poll: float = 0.02
+    engine: RunEngine,
+    *,
+    poll_after_ms: int = 100,
+    stream_poll: float = 0.02,
+    max_body_bytes: int = 1 << 20,
 ) -> FastAPI:
     """The app, serving runs from ``engine``. Clients are told to poll every
-    ``poll_after_ms``; streams look for new events every ``stream_poll`` seconds."""
+    ``poll_after_ms``; streams look for new events every ``stream_poll`` seconds;
+    request bodies over ``max_body_bytes`` (1 MiB) are refused."""
     app = FastAPI(title="runstate: OpenAI-compatible runs")
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     threads: dict[str, dict[str, Any]] = {}
     threads_lock = threading.Lock()
 
@@ -90,7 +153,7 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return error_body(exc.status_code, str(exc.detail))
+        return error_body(exc.status_code, str(exc.detail), headers=exc.headers)
 
     def known_thread(thread_id: str) -> None:
         if thread_id in threads or engine.list(thread_id, limit=1).data:
@@ -123,25 +186,24 @@ def create_app(
 
         return StreamingResponse(frames(), media_type="text/event-stream")
 
-    @app.post("/v1/threads")
-    def create_thread(body: ThreadCreate | None = None) -> dict[str, Any]:
-        thread = {
+    def new_thread(body: ThreadCreate | None, param: str = "metadata") -> dict[str, Any]:
+        return {
             "id": "thread_" + secrets.token_hex(12),
             "object": "thread",
             "created_at": engine.lifecycle.now(),
-            "metadata": (body.metadata if body and body.metadata else {}),
+            "metadata": validate_metadata(body.metadata if body else None, param),
             "tool_resources": None,
         }
+
+    def keep(thread: dict[str, Any]) -> dict[str, Any]:
         with threads_lock:
             threads[thread["id"]] = thread
         return thread
 
-    @app.post("/v1/threads/{thread_id}/runs", response_model=None)
-    def create_run(thread_id: str, body: RunCreate) -> JSONResponse | StreamingResponse:
-        known_thread(thread_id)
-        instructions = body.instructions or ""
-        if body.additional_instructions:
-            instructions = f"{instructions}\n{body.additional_instructions}".strip()
+    def start_run(
+        thread_id: str, body: RunCreate | ThreadAndRunCreate, instructions: str
+    ) -> JSONResponse | StreamingResponse:
+        read_script(validate_metadata(body.metadata))  # the executor's script, checked now
         run = engine.create(
             thread_id=thread_id,
             assistant_id=body.assistant_id,
@@ -151,6 +213,25 @@ def create_app(
             metadata=body.metadata,
         )
         return stream(run.id, 0) if body.stream else respond(run)
+
+    @app.post("/v1/threads")
+    def create_thread(body: ThreadCreate | None = None) -> dict[str, Any]:
+        return keep(new_thread(body))
+
+    @app.post("/v1/threads/runs", response_model=None)
+    def create_thread_and_run(body: ThreadAndRunCreate) -> JSONResponse | StreamingResponse:
+        thread = new_thread(body.thread, "thread.metadata")
+        response = start_run(thread["id"], body, body.instructions or "")
+        keep(thread)  # only once its run exists: a refused request leaves no thread
+        return response
+
+    @app.post("/v1/threads/{thread_id}/runs", response_model=None)
+    def create_run(thread_id: str, body: RunCreate) -> JSONResponse | StreamingResponse:
+        known_thread(thread_id)
+        instructions = body.instructions or ""
+        if body.additional_instructions:
+            instructions = f"{instructions}\n{body.additional_instructions}".strip()
+        return start_run(thread_id, body, instructions)
 
     @app.get("/v1/threads/{thread_id}/runs")
     def list_runs(

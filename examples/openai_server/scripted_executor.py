@@ -10,8 +10,10 @@ Each worker claims the oldest queued run through the engine's claim API and play
   queued again and the next claim completes it;
 - anything else: completes it.
 
-Before acting the worker "thinks" for ``metadata.delay`` seconds (default 0.05),
-heartbeating, and honours a cancel at that step. Run it in the server's process (the
+Before acting the worker "thinks" for ``metadata.delay`` seconds (default 0.05, at most
+60), heartbeating, and honours a cancel at that step. ``read_script`` checks the
+metadata; the server refuses a run whose script is malformed, and a worker fails one
+that was created elsewhere with a malformed script. Run it in the server's process (the
 default) or on its own against the server's SQLite file::
 
     python examples/openai_server/scripted_executor.py --store sqlite:///runs.db
@@ -22,12 +24,57 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from runstate import Run, RunEngine, RunStateError, RunStatus, connect
+from runstate import Run, RunEngine, RunStateError, RunStatus, StoreError, ValidationError, connect
 
 log = logging.getLogger("scripted_executor")
+
+MAX_DELAY = 60.0
+ERROR_CODES = ("server_error", "rate_limit_exceeded", "invalid_prompt")
+
+
+@dataclass(frozen=True)
+class Script:
+    """What a run's metadata asks the executor to do."""
+
+    simulate: str | None = None  # "fail", "stall" or nothing
+    delay: float | None = None  # seconds to think; None for the executor's default
+    error_code: str = "server_error"
+
+
+def read_script(metadata: Mapping[str, str] | None) -> Script:
+    """The script in a run's metadata, or a ValidationError naming what is wrong."""
+    metadata = metadata or {}
+    simulate = metadata.get("simulate")
+    if simulate not in (None, "fail", "stall"):
+        raise ValidationError(
+            f"Invalid 'metadata.simulate': expected 'fail' or 'stall', got {simulate!r}.",
+            param="metadata",
+        )
+    delay = None
+    if "delay" in metadata:
+        try:
+            delay = float(metadata["delay"])
+        except (TypeError, ValueError):
+            delay = math.nan
+        if not 0 <= delay <= MAX_DELAY:  # also refuses NaN and infinities
+            raise ValidationError(
+                f"Invalid 'metadata.delay': expected a number of seconds from 0 to "
+                f"{MAX_DELAY:g}, got {metadata['delay']!r}.",
+                param="metadata",
+            )
+    code = metadata.get("error_code", "server_error")
+    if code not in ERROR_CODES:
+        raise ValidationError(
+            f"Invalid 'metadata.error_code': expected one of {list(ERROR_CODES)}, got {code!r}.",
+            param="metadata",
+        )
+    return Script(simulate, delay, code)
 
 
 class ScriptedExecutor:
@@ -60,21 +107,30 @@ class ScriptedExecutor:
                     self._stop.wait(0.01)
                     continue
                 self.play(run, worker)
+            except StoreError as exc:  # the store is away: wait a little, then go on
+                log.warning("%s: %s", worker, exc.message)
+                self._stop.wait(0.5)
             except RunStateError as exc:  # the run moved on without us: cancelled, expired
                 log.info("%s: %s", worker, exc.message)
             except Exception:  # keep serving; a bug in one run must not stop the worker
                 log.exception("%s failed", worker)
 
     def play(self, run: Run, worker: str) -> None:
-        script = run.metadata.get("simulate")
-        if script == "stall":
+        try:
+            script = read_script(run.metadata)
+        except ValidationError as exc:  # made elsewhere, past the server's check
+            self.engine.fail(run.id, message=exc.message, worker_id=worker)
+            return
+        if script.simulate == "stall":
             self._hold_until_expired(run, worker)
             return
-        if not self._think(run, worker, float(run.metadata.get("delay", self.think_seconds))):
+        delay = self.think_seconds if script.delay is None else script.delay
+        if not self._think(run, worker, delay):
             return
-        if script == "fail":
-            code = run.metadata.get("error_code", "server_error")
-            self.engine.fail(run.id, code=code, message="Simulated failure.", worker_id=worker)
+        if script.simulate == "fail":
+            self.engine.fail(
+                run.id, code=script.error_code, message="Simulated failure.", worker_id=worker
+            )
             return
         functions = [t["function"]["name"] for t in run.tools if t.get("type") == "function"]
         asked = any(e.event == "thread.run.requires_action" for e in self.engine.history(run.id))

@@ -17,19 +17,27 @@ executor elsewhere on the same SQLite file (``scripted_executor.py``).
 from __future__ import annotations
 
 import argparse
+import logging
 import threading
 
 import uvicorn
 from runs_api import create_app
 from scripted_executor import ScriptedExecutor
 
-from runstate import RunEngine, connect
+from runstate import RunEngine, RunStateError, connect
+
+log = logging.getLogger("serve")
 
 
 def sweep(engine: RunEngine, stop: threading.Event, every: float) -> None:
+    """Expire due runs and recover stalled ones every ``every`` seconds. A sweep that
+    fails (the store is away) is logged, and the next one tries again."""
     while not stop.wait(every):
-        engine.expire_due()
-        engine.recover_stalled()
+        try:
+            engine.expire_due()
+            engine.recover_stalled()
+        except RunStateError as exc:
+            log.warning("sweep failed, will try again: %s", exc.message)
 
 
 def main() -> None:
