@@ -20,8 +20,8 @@ from test_openai_server import SERVER, serve
 from runstate import ManualClock, MemoryStore, RunEngine, RunStatus, StoreError
 
 sys.path.insert(0, str(SERVER))
-import scripted_executor  # noqa: E402
-import serve as serve_module  # noqa: E402
+import scripted_executor
+import serve as serve_module
 
 pytestmark = pytest.mark.timeout(180)
 
