@@ -1,12 +1,15 @@
 """The ``runstate`` command: look at a store, and sweep it.
 
     runstate diagram                          the lifecycle as a Mermaid state diagram
-    runstate runs URL [--thread ID] [--status S] [--limit N]
-    runstate show URL RUN_ID                  the run and its history
+    runstate runs URL [--thread ID] [--status S] [--limit N] [--json]
+    runstate show URL RUN_ID [--json]         the run and its history
     runstate sweep URL [--every SECONDS]      expire due runs, recover stalled ones
 
+On a terminal, ``runs`` and ``show`` print tables (the ``cli`` extra: rich) with times in
+ISO-8601 UTC; piped, they print the same rows as tab-separated lines with a header and
+every value whole, for scripts; ``--json`` prints the public JSON (times as integers).
 Errors are one line on stderr and a non-zero exit: 1 for a refusal from runstate, 2 for
-a command line that does not parse. Tables need the ``cli`` extra (rich).
+a command line that does not parse.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence, Sized
+from datetime import datetime, timezone
 from types import FrameType
 from typing import Any
 
@@ -25,6 +29,7 @@ from ._engine import RunEngine
 from ._errors import RunStateError
 from ._lifecycle import mermaid
 from ._model import RunStatus
+from ._validate import require_seconds
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,9 +45,11 @@ def _parser() -> argparse.ArgumentParser:
         "--status", choices=[s.value for s in RunStatus], help="only runs in this status"
     )
     runs.add_argument("--limit", type=int, default=50, help="at most this many (1-100, default 50)")
+    runs.add_argument("--json", action="store_true", help="print the public list JSON")
     show = sub.add_parser("show", help="one run and its history")
     show.add_argument("url")
     show.add_argument("run_id")
+    show.add_argument("--json", action="store_true", help="print the run and history as JSON")
     sweep = sub.add_parser("sweep", help="expire due runs and recover stalled ones")
     sweep.add_argument("url")
     sweep.add_argument("--every", type=float, help="repeat every SECONDS until SIGINT/SIGTERM")
@@ -59,65 +66,94 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "runs":
                 return _runs(engine, args)
             if args.command == "show":
-                return _show(engine, args.run_id)
+                return _show(engine, args.run_id, args.json)
             return _sweep(engine, args.every)
     except RunStateError as exc:
         print(f"runstate: error: {exc.message}", file=sys.stderr)
         return 1
 
 
-def _console() -> Any:
+def _iso(t: int | None) -> str:
+    """A stored time as ISO-8601 UTC (``2026-11-30T13:46:51Z``), or "" for none."""
+    if t is None:
+        return ""
+    try:
+        return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):  # pragma: no cover - beyond datetime's range
+        return str(t)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+def _print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A rich table on a terminal; tab-separated lines with a header when piped, so that
+    a script gets every value whole."""
+    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    if not sys.stdout.isatty():
+        for line in [list(columns), *cells]:
+            sys.stdout.write("\t".join(line) + "\n")
+        return
     try:
         from rich.console import Console
+        from rich.table import Table
     except ImportError:  # pragma: no cover - the test extra installs rich
         raise RunStateError("Tables need rich: pip install 'runstate[cli]'.") from None
-    return Console()
-
-
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Any:
-    from rich.table import Table
-
     table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
-    return table
+    for i, column in enumerate(columns):
+        if i == 0:  # the id: always whole, on one line, however narrow the terminal
+            widest = max((len(row[0]) for row in cells), default=len(column))
+            table.add_column(column, no_wrap=True, min_width=widest)
+        else:
+            table.add_column(column, overflow="fold")
+    for row in cells:
+        table.add_row(*row)
+    Console().print(table)
 
 
 def _runs(engine: RunEngine, args: argparse.Namespace) -> int:
-    console = _console()
     page = engine.list(args.thread, status=args.status, limit=args.limit)
+    if args.json:
+        _print_json(page.to_dict())
+        return 0
     columns = ("id", "thread", "status", "created_at", "started_at", "expires_at", "ended_at")
     rows = [
         (
             run.id,
             run.thread_id,
             run.status.value,
-            run.created_at,
-            run.started_at,
-            run.expires_at,
-            run.completed_at or run.failed_at or run.cancelled_at,
+            _iso(run.created_at),
+            _iso(run.started_at),
+            _iso(run.expires_at),
+            _iso(run.completed_at or run.failed_at or run.cancelled_at),
         )
         for run in page.data
     ]
     more = " (more not shown)" if page.has_more else ""
-    console.print(_table(f"{len(rows)} runs{more}", columns, rows))
+    _print_table(f"{len(rows)} runs{more}", columns, rows)
     return 0
 
 
-def _show(engine: RunEngine, run_id: str) -> int:
-    console = _console()
+def _show(engine: RunEngine, run_id: str, as_json: bool) -> int:
     run = engine.get(run_id)
-    console.print_json(json.dumps(run.to_dict()))
-    rows = [(e.seq, e.event, e.from_status, e.to_status, e.at) for e in engine.history(run_id)]
-    console.print(_table("history", ("seq", "event", "from", "to", "at"), rows))
+    history = engine.history(run_id)
+    if as_json:
+        events = [
+            {"seq": e.seq, "event": e.event, "from": e.from_status, "to": e.to_status, "at": e.at}
+            for e in history
+        ]
+        _print_json({"run": run.to_dict(), "history": events})
+        return 0
+    _print_json(run.to_dict())
+    rows = [(e.seq, e.event, e.from_status, e.to_status, _iso(e.at)) for e in history]
+    _print_table("history", ("seq", "event", "from", "to", "at"), rows)
     return 0
 
 
 def _sweep(engine: RunEngine, every: float | None) -> int:
-    if every is not None and every <= 0:
-        raise RunStateError(f"--every must be a positive number of seconds, got {every}.")
+    if every is not None:  # finite and positive: inf would not wait, nan would spin
+        require_seconds(every, "--every", maximum=365 * 86_400)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

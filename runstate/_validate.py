@@ -129,7 +129,7 @@ def require_seconds(value: Any, param: str, *, maximum: float = 86_400) -> float
     ):
         raise ValidationError(
             f"Invalid '{param}': expected a finite number of seconds above 0 and at most "
-            f"{maximum:g}, got {_short(value)}.",
+            f"{int(maximum) if float(maximum).is_integer() else maximum}, got {_short(value)}.",
             param=param,
         )
     return float(value)

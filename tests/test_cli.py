@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,15 +59,58 @@ def db(tmp_path: Path) -> tuple[str, list[str]]:
     return f"sqlite:///{path}", ids
 
 
-def test_runs_lists_a_table(db: tuple[str, list[str]]) -> None:
+def rows(out: str) -> list[list[str]]:
+    """Piped output: a header, then one tab-separated row per line."""
+    header, *lines = out.splitlines()
+    assert header.split("\t")[0] in ("id", "seq")
+    return [line.split("\t") for line in lines]
+
+
+def test_runs_piped_prints_whole_values_one_row_a_line(db: tuple[str, list[str]]) -> None:
     url, ids = db
-    out = cli("runs", url).stdout
-    assert all(run_id in out for run_id in ids)
-    assert "3 runs" in out and "completed" in out
-    out = cli("runs", url, "--status", "queued").stdout
-    assert "2 runs" in out and ids[0] not in out
-    out = cli("runs", url, "--thread", "thread_1").stdout
-    assert "1 runs" in out and ids[1] in out
+    listed = rows(cli("runs", url).stdout)
+    assert sorted(row[0] for row in listed) == sorted(ids)  # whole ids, not run_xuYP…
+    assert {row[2] for row in listed} == {"completed", "queued"}
+    created = listed[0][3]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created)  # ISO-8601 UTC
+    assert [row[0] for row in rows(cli("runs", url, "--status", "queued").stdout)] == [
+        ids[2],
+        ids[1],
+    ]
+    assert [row[0] for row in rows(cli("runs", url, "--thread", "thread_1").stdout)] == [ids[1]]
+
+
+def test_runs_json_is_the_public_list(db: tuple[str, list[str]]) -> None:
+    url, ids = db
+    listed = json.loads(cli("runs", url, "--json").stdout)
+    assert listed["object"] == "list" and listed["has_more"] is False
+    assert sorted(run["id"] for run in listed["data"]) == sorted(ids)
+    assert all(isinstance(run["created_at"], int) for run in listed["data"])
+
+
+def test_runs_on_a_terminal_is_a_table_that_never_cuts_an_id(
+    db: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    url, ids = db
+    script = tmp_path / "typescript"
+    done = subprocess.run(  # a pseudo-terminal, 60 columns wide
+        ["script", "-qec", f"{sys.executable} -m runstate runs {url}", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "60"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 runs" in done.stdout
+    assert all(run_id in done.stdout for run_id in ids)  # each whole, on one line
+
+
+def test_show_json_is_the_public_run_and_its_history(db: tuple[str, list[str]]) -> None:
+    url, ids = db
+    shown = json.loads(cli("show", url, ids[0], "--json").stdout)
+    assert shown["run"]["id"] == ids[0] and shown["run"]["object"] == "thread.run"
+    assert [e["event"] for e in shown["history"]][-1] == "thread.run.completed"
+    assert all(isinstance(e["at"], int) for e in shown["history"])
 
 
 def test_show_prints_the_run_and_its_history(db: tuple[str, list[str]]) -> None:
@@ -117,7 +162,13 @@ def test_sweep_every_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signa
         (["runs", "mysql://x"], "Unknown store scheme 'mysql'"),
         (["runs", "sqlite:///does/not/exist.db"], "No SQLite database at does/not/exist.db"),
         (["show", "memory://", "run_nope"], "No run found with id 'run_nope'."),
-        (["sweep", "memory://", "--every", "0"], "--every must be a positive number"),
+        (["sweep", "memory://", "--every", "0"], "Invalid '--every': expected a finite number"),
+        (["sweep", "memory://", "--every", "inf"], "Invalid '--every': expected a finite number"),
+        (["sweep", "memory://", "--every", "nan"], "Invalid '--every': expected a finite number"),
+        (["runs", "postgresql://[::1/x"], "Not a PostgreSQL URL"),
+        (["runs", "sqlite:///a\x01"], "No SQLite database at"),
+        (["runs", "postgresql://someone:s3cret@127.0.0.1:1/db"], "cannot be used"),
+        (["runs", "memory://", "--limit", "500"], "Invalid 'limit'"),
     ],
 )
 def test_errors_are_one_line_and_exit_non_zero(args: list[str], message: str) -> None:
@@ -125,6 +176,7 @@ def test_errors_are_one_line_and_exit_non_zero(args: list[str], message: str) ->
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1
     assert done.stderr.startswith("runstate: error: ") and message in done.stderr
+    assert "s3cret" not in done.stderr
 
 
 def test_a_foreign_file_is_refused(tmp_path: Path) -> None:
