@@ -112,8 +112,6 @@ def sealed(steps: list[Transition], run: Run) -> list[Transition]:
     """``steps`` with the run as it is now kept in each that has no snapshot yet: call it
     before changing the run again in the same write, so that every event carries the run
     as it was right after its own step."""
-    if not steps or steps[-1].data is not None:
-        return steps
     data = run.to_dict()
     return [step if step.data is not None else step._replace(data=data) for step in steps]
 

@@ -185,3 +185,7 @@ def test_events_for_a_refusal_after_expiry(lifecycle: RunLifecycle, clock: Manua
     with pytest.raises(InvalidTransitionError, match="Cannot start run with status 'expired'"):
         lifecycle.start(run)
     assert seen == ["thread.run.expired"]
+
+
+def test_a_manual_clock_shows_its_time() -> None:
+    assert repr(ManualClock(5)) == "ManualClock(5)"

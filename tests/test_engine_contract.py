@@ -539,6 +539,76 @@ def test_an_engine_that_always_loses_gives_up_cleanly(store: Store, clock: Manua
     assert plain.get(run.id).status is S.QUEUED
 
 
+def test_an_unattended_cancel_that_loses_to_a_claim_is_decided_again(
+    store: Store, clock: ManualClock
+) -> None:
+    plain = RunEngine(store, clock=clock)
+    run = plain.create(thread_id="t", assistant_id="a")
+    meddled = RunEngine(Meddler(store, lambda: plain.claim("w1")), clock=clock)  # type: ignore[arg-type]
+    cancelled = meddled.cancel(run.id)  # decided on queued (two steps), lost, decided again
+    assert cancelled.status is S.CANCELLING  # the claimed run waits for its worker
+    assert [e.event for e in plain.history(run.id)][2:] == [
+        "thread.run.in_progress",
+        "thread.run.cancelling",
+    ]
+
+
+class AlwaysBlocked:
+    """A store proxy whose thread always holds an active run that is gone when looked at:
+    a create that can never win."""
+
+    def __init__(self, store: Store, blocker: str) -> None:
+        self._store = store
+        self._blocker = blocker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def insert(self, run: Run, steps: Any) -> list[int]:
+        raise ActiveRunError(run.thread_id, self._blocker)
+
+
+def test_a_create_that_never_wins_gives_up_cleanly(store: Store, clock: ManualClock) -> None:
+    plain = RunEngine(store, clock=clock)
+    done = plain.create(thread_id="t", assistant_id="a")
+    plain.cancel(done.id)
+    blocked = RunEngine(AlwaysBlocked(store, done.id), clock=clock)  # type: ignore[arg-type]
+    with pytest.raises(ConcurrentUpdateError, match="Thread t kept changing; no run was created."):
+        blocked.create(thread_id="t", assistant_id="a")
+    assert [r.id for r in plain.list("t").data] == [done.id]
+
+
+class StalePages:
+    """A store proxy whose listings always show the runs as first read: a listing whose
+    status filter expiry keeps invalidating."""
+
+    def __init__(self, store: Store, page: Any) -> None:
+        self._store = store
+        self._page = page
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def list_runs(self, *args: Any, **kwargs: Any) -> Any:
+        return self._page
+
+
+def test_a_listing_that_keeps_changing_gives_up_cleanly(store: Store, clock: ManualClock) -> None:
+    plain = RunEngine(store, clock=clock, ttl=TTL)
+    new(plain)
+    page = store.list_runs(None, status=S.QUEUED)
+    clock.advance(TTL)
+    stale = RunEngine(StalePages(store, page), clock=clock)  # type: ignore[arg-type]
+    with pytest.raises(ConcurrentUpdateError, match="The listing kept changing; gave up."):
+        stale.list(None, status="queued")
+
+
+def test_reprs_name_the_store_and_never_a_password(store: Store) -> None:
+    text = repr(RunEngine(store))
+    assert text.startswith("RunEngine(") and type(store).__name__ in text
+    assert "postgresql://" not in text and "@" not in text
+
+
 # --- workers -------------------------------------------------------------------------------------
 
 

@@ -33,6 +33,14 @@ from runstate import (
 )
 
 
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def _deep(levels: int) -> Any:
     value: Any = "bottom"
     for _ in range(levels):
@@ -85,23 +93,69 @@ HOSTILE = st.one_of(
         SCALARS,
         max_size=3,
     ),
-    # Hostile values where the structure is right, one level down.
-    st.builds(lambda v: {"k": v}, SCALARS),
-    st.builds(
-        lambda v: [{"type": "function", "function": {"name": "f", "parameters": {"x": v}}}],
-        SCALARS,
-    ),
-    st.builds(lambda v: [{"type": "function", "function": {"name": v}}], SCALARS),
-    st.builds(
-        lambda v: [{"type": "function", "function": {"name": "f", "description": v}}], SCALARS
-    ),
-    st.builds(lambda v: [{"type": v}], SCALARS),
-    st.builds(lambda v: [{"type": "file_search", "file_search": v}], SCALARS),
-    st.builds(lambda v: [{"tool_call_id": "call_A", "output": v}, OUTPUTS[1]], SCALARS),
-    st.builds(lambda v: [{"tool_call_id": v, "output": "x"}], SCALARS),
-    st.builds(lambda v: [{"id": v, "type": "function", "function": {"name": "f"}}], SCALARS),
-    st.builds(lambda v: [{"function": {"name": "f", "arguments": v}}], SCALARS),
 )
+# Hostile values where the structure is right, one or more levels down, per parameter.
+NESTED = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner, max_size=2)
+    ),
+    max_leaves=4,
+)
+PARAMETERS = st.dictionaries(st.text(max_size=3), NESTED, min_size=1, max_size=3)
+
+
+def _function(**fields: Any) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": "f", **fields}}
+
+
+# One tool, right but for one hostile spot (or right throughout, now and then).
+TOOL = st.one_of(
+    st.builds(lambda p: _function(parameters=p), PARAMETERS),
+    st.builds(lambda v: _function(name=v), SCALARS),
+    st.builds(lambda v: _function(description=v), SCALARS),
+    st.builds(lambda v: _function(strict=v), SCALARS),
+    st.builds(lambda v: _function(parameters=v), SCALARS),
+    st.builds(lambda v: {"type": "function", "function": v}, SCALARS),
+    st.builds(lambda v: {"type": "file_search", "file_search": v}, st.one_of(SCALARS, NESTED)),
+    st.builds(lambda v: {"type": v}, SCALARS),
+    st.builds(lambda v: {"type": "code_interpreter", "extra": v}, SCALARS),
+    SCALARS,
+)
+GOOD_TOOL = st.sampled_from(
+    [
+        {"type": "code_interpreter"},
+        {"type": "retrieval"},
+        {"type": "file_search", "file_search": {"max_num_results": 5}},
+        _function(description="d", parameters={"type": "object"}, strict=True),
+    ]
+)
+PER_PARAM = {
+    "tools": st.one_of(
+        st.tuples(GOOD_TOOL, TOOL).map(list),
+        st.tuples(TOOL, GOOD_TOOL).map(list),
+        HOSTILE,
+    ),
+    "metadata": st.one_of(
+        st.dictionaries(st.one_of(st.text(max_size=70), SCALARS.filter(_hashable)), SCALARS),
+        st.builds(lambda v: {"k": v}, SCALARS),
+        HOSTILE,
+    ),
+    "tool_outputs": st.one_of(
+        st.builds(lambda v: [{"tool_call_id": "call_A", "output": v}, OUTPUTS[1]], SCALARS),
+        st.builds(lambda v: [{"tool_call_id": v, "output": "x"}], SCALARS),
+        st.lists(st.one_of(SCALARS, st.dictionaries(st.text(max_size=12), SCALARS)), max_size=2),
+        HOSTILE,
+    ),
+    "tool_calls": st.one_of(
+        st.builds(lambda v: [{"id": v, "type": "function", "function": {"name": "f"}}], SCALARS),
+        st.builds(lambda v: [{"function": {"name": "f", "arguments": v}}], SCALARS),
+        st.builds(lambda v: [{"function": {"name": v}}], SCALARS),
+        st.builds(lambda v: [{"type": v, "function": {"name": "f"}}], SCALARS),
+        HOSTILE,
+    ),
+}
+
 
 # Every public engine method with good arguments; one of them is made hostile per call.
 # "RUN" stands for a run waiting on tool outputs, "LEASED" for one a worker holds.
@@ -177,15 +231,22 @@ def assert_all_serves(engine: RunEngine) -> None:
 
 
 @settings(
-    max_examples=250,
+    max_examples=400,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(call=CALLS_OF, value=HOSTILE)
+@given(call=CALLS_OF, data=st.data())
 def test_hostile_arguments_are_refused_cleanly(
-    engine: RunEngine, call: tuple[str, str], value: Any
+    engine: RunEngine, call: tuple[str, str], data: st.DataObject
 ) -> None:
     method, param = call
+    value = data.draw(PER_PARAM.get(param, HOSTILE), label=f"{method}({param}=...)")
+    call_refused_cleanly(engine, method, param, value)
+
+
+def call_refused_cleanly(engine: RunEngine, method: str, param: str, value: Any) -> None:
+    """Call ``method`` with good arguments but ``param=value``: only a client-side
+    RunStateError may come out, a refusal changes nothing, and what is stored serves."""
     ids: dict[str, str] = engine.ids  # type: ignore[attr-defined]
     kwargs = {k: ids.get(v, v) if isinstance(v, str) else v for k, v in METHODS[method].items()}
     kwargs[param] = value
@@ -198,6 +259,29 @@ def test_hostile_arguments_are_refused_cleanly(
         json.dumps(exc.to_dict()).encode("utf-8")  # the error body itself serves
         assert state(engine) == before
     assert_all_serves(engine)
+
+
+STRUCTURED = [
+    ("create", "tools"),
+    ("create", "metadata"),
+    ("update_metadata", "metadata"),
+    ("submit_tool_outputs", "tool_outputs"),
+    ("require_action", "tool_calls"),
+]
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+@pytest.mark.parametrize(("method", "param"), STRUCTURED)
+def test_hostile_values_inside_structures_are_refused_cleanly(
+    engine: RunEngine, method: str, param: str, data: st.DataObject
+) -> None:
+    value = data.draw(PER_PARAM[param], label=param)
+    call_refused_cleanly(engine, method, param, value)
 
 
 @settings(max_examples=200, deadline=None)

@@ -315,3 +315,11 @@ def test_create_refuses_bad_fields(field: str, value: Any, lifecycle: RunLifecyc
     with pytest.raises(ValidationError) as caught:
         lifecycle.create(**kwargs)
     assert caught.value.param == field
+
+
+def test_object_and_pending_calls_of_a_run_that_waits_for_nothing(
+    run_in: Callable[[RunStatus], Run],
+) -> None:
+    run = run_in(RunStatus.QUEUED)
+    assert run.object == "thread.run"
+    assert run.pending_tool_calls == []

@@ -160,3 +160,11 @@ def test_a_killed_backend_costs_a_retry_not_a_failed_call(pg_schema: str) -> Non
     with store._pool.connection() as conn:
         assert conn.info.backend_pid != pid
     engine.close()
+
+
+@pytest.mark.parametrize("conninfo", ["host=x port", "postgresql://u:s3cret@[::1/x", "a=b=c"])
+def test_a_malformed_conninfo_is_a_validation_error_without_it(conninfo: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        PostgresStore(conninfo)
+    assert caught.value.message.startswith("Invalid PostgreSQL connection string")
+    assert conninfo not in caught.value.message and "s3cret" not in caught.value.message

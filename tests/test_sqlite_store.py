@@ -213,3 +213,93 @@ def test_two_hundred_processes_open_a_new_file_at_once(tmp_path: Path) -> None:
     assert len(engine.list(None, limit=100).data) == 100
     assert engine.list(None, limit=100).has_more
     engine.close()
+
+
+def test_closing_while_a_connection_is_in_use_closes_it_when_it_comes_back(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "runs.db")
+    with store._connection() as conn:
+        store.close()
+        conn.execute("SELECT 1")  # still usable until given back
+    with pytest.raises(sqlite3.ProgrammingError):
+        conn.execute("SELECT 1")  # closed on return
+    with pytest.raises(StoreError, match="is closed"):
+        store.get("run_x")
+
+
+def test_a_pool_with_no_free_connection_is_a_store_error(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "runs.db", max_connections=1, busy_timeout=0.1)
+    held = threading.Event()
+    done = threading.Event()
+
+    def hold() -> None:
+        with store._connection():
+            held.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(30)
+    try:
+        with pytest.raises(StoreError, match="had no free connection for 0.1 s"):
+            store.get("run_x")
+    finally:
+        done.set()
+        holder.join()
+    store.close()
+
+
+class LockedTwice(SQLiteStore):
+    """A store whose first two schema checks find the file locked, as the losers of a
+    race to open a new file do (SQLite answers some of those at once, without waiting)."""
+
+    tries = 0
+
+    def _open_schema_once(self, create: bool) -> None:
+        LockedTwice.tries += 1
+        if LockedTwice.tries <= 2:
+            try:
+                raise sqlite3.OperationalError("database is locked")
+            except sqlite3.OperationalError as exc:
+                raise StoreError("locked") from exc
+        super()._open_schema_once(create)
+
+
+def test_opening_retries_a_file_found_locked(tmp_path: Path) -> None:
+    store = LockedTwice(tmp_path / "runs.db")
+    assert LockedTwice.tries == 3
+    RunEngine(store).create(thread_id="t", assistant_id="a")
+    store.close()
+
+
+def test_another_applications_database_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "theirs.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA application_id = 1234")
+    conn.execute("CREATE TABLE runs (note TEXT)")
+    conn.commit()
+    conn.close()
+    before = digest(path)
+    with pytest.raises(StoreError, match="is a SQLite database, but not runstate's"):
+        SQLiteStore(path)
+    assert digest(path) == before
+
+
+def test_a_duplicate_insert_is_a_store_error(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "runs.db")
+    engine = RunEngine(store)
+    run = engine.create(thread_id="t", assistant_id="a")
+    engine.cancel(run.id)
+    with pytest.raises(StoreError, match="SQLite refused a write"):
+        store.insert(run, [])
+    store.close()
+
+
+def test_connect_closes_the_store_when_the_engine_options_are_refused(tmp_path: Path) -> None:
+    from runstate import connect
+
+    before = open_descriptors()
+    with pytest.raises(ValidationError, match="lease_seconds"):
+        connect(f"sqlite:///{tmp_path / 'runs.db'}", lease_seconds=0)
+    assert open_descriptors() == before

@@ -119,9 +119,7 @@ class MemoryStore:
                         continue
                     write = decide(row.stored(), t)
                     seqs = self._write_one(write)
-                    if seqs is None:  # a decision on another version: never write blind
-                        skipped.append(entry)
-                        return None
+                    assert seqs is not None  # the lock is held: nothing moved
                     return write.run, write.steps, seqs
                 return None
             finally:
@@ -144,8 +142,8 @@ class MemoryStore:
                 if write is None:
                     continue
                 seqs = self._write_one(write)
-                if seqs is not None:
-                    done.append((write.run, write.steps, seqs))
+                assert seqs is not None  # the lock is held: nothing moved
+                done.append((write.run, write.steps, seqs))
             return done
 
     # --- reads --------------------------------------------------------------------------

@@ -334,8 +334,7 @@ class PostgresStore(SQLReads):
             seqs = (
                 _write_one(conn, write) if _single(write) else self._write_batch(conn, [write])[0]
             )
-            if seqs is None:  # the row is locked by us: this cannot lose
-                return None
+            assert seqs is not None  # the row is locked by us: this cannot lose
             return write.run, write.steps, seqs
 
     def sweep(
@@ -352,12 +351,11 @@ class PostgresStore(SQLReads):
                 write = decide(stored_from_row(row), t)
                 if write is not None:
                     writes.append(write)
-            results = self._write_batch(conn, writes)
-            return [
-                (w.run, w.steps, seqs)
-                for w, seqs in zip(writes, results, strict=True)
-                if seqs is not None
-            ]
+            done: list[Claimed] = []
+            for w, seqs in zip(writes, self._write_batch(conn, writes), strict=True):
+                assert seqs is not None  # the rows are locked by us: these cannot lose
+                done.append((w.run, w.steps, seqs))
+            return done
 
     def _append(
         self, conn: psycopg.Connection[Any], items: Sequence[tuple[str, str, Sequence[Transition]]]

@@ -68,7 +68,7 @@ def event_from_row(row: Sequence[Any]) -> RunEvent:
 
 class SQLReads:
     """The store protocol's reads, shared by the SQL backends. A backend sets ``SQL`` (its
-    named statements: get_run, due, stalled, history, events, events_of_run, run_exists)
+    named statements: get_run, history, events, events_of_run, run_exists)
     and ``MARK`` (its placeholder), and implements ``_read``."""
 
     SQL: ClassVar[dict[str, str]]
@@ -82,12 +82,6 @@ class SQLReads:
         if not rows:
             raise RunNotFoundError(run_id)
         return stored_from_row(rows[0])
-
-    def due(self, now: int, limit: int) -> list[StoredRun]:
-        return [stored_from_row(row) for row in self._read(self.SQL["due"], (now, limit))]
-
-    def stalled(self, now: int, limit: int) -> list[StoredRun]:
-        return [stored_from_row(row) for row in self._read(self.SQL["stalled"], (now, limit))]
 
     def list_runs(
         self,

@@ -304,8 +304,7 @@ class SQLiteStore(SQLReads):
                 return None
             write = decide(stored_from_row(row), t)
             seqs = _write_one(conn, write)
-            if seqs is None:  # cannot happen under the write lock, but never claim blind
-                return None
+            assert seqs is not None  # the write lock is held: nothing moved
             return write.run, write.steps, seqs
 
     def sweep(
@@ -323,8 +322,8 @@ class SQLiteStore(SQLReads):
                 if write is None:
                     continue
                 seqs = _write_one(conn, write)
-                if seqs is not None:
-                    done.append((write.run, write.steps, seqs))
+                assert seqs is not None  # the write lock is held: nothing moved
+                done.append((write.run, write.steps, seqs))
             return done
 
 
