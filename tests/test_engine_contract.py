@@ -450,17 +450,24 @@ def test_update_metadata_replaces_it_in_any_status(engine: RunEngine) -> None:
 # --- races decided by compare-and-set ----------------------------------------------------------------
 
 
-class Meddler:
+class StoreProxy:
+    """A store that passes every call to ``store``; subclasses step in where they say."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class Meddler(StoreProxy):
     """A store proxy that lets another writer in between the engine's decision and the
     store's write: before a ``write``, a ``claim`` or a ``sweep`` reaches the store."""
 
     def __init__(self, store: Store, meddle: Callable[[], object], times: int = 1) -> None:
-        self._store = store
+        super().__init__(store)
         self._meddle = meddle
         self._times = times
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
 
     def _maybe_meddle(self) -> None:
         if self._times:
@@ -482,17 +489,14 @@ class Meddler:
         return self._store.sweep(kind, now, decide, limit)
 
 
-class StaleView:
+class StaleView(StoreProxy):
     """A store proxy whose sweeps pick runs as if it were ``ahead`` seconds later, while
     the engine decides at the real time: what a lagging index or a skewed clock would
     hand the engine. The engine must re-check every pick."""
 
     def __init__(self, store: Store, ahead: int = 10_000) -> None:
-        self._store = store
+        super().__init__(store)
         self._ahead = ahead
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
 
     def sweep(
         self, kind: Sweep, now: Now, decide: Callable[[StoredRun, int], Write | None], limit: int
@@ -553,16 +557,13 @@ def test_an_unattended_cancel_that_loses_to_a_claim_is_decided_again(
     ]
 
 
-class AlwaysBlocked:
+class AlwaysBlocked(StoreProxy):
     """A store proxy whose thread always holds an active run that is gone when looked at:
     a create that can never win."""
 
     def __init__(self, store: Store, blocker: str) -> None:
-        self._store = store
+        super().__init__(store)
         self._blocker = blocker
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
 
     def insert(self, run: Run, steps: Any) -> list[int]:
         raise ActiveRunError(run.thread_id, self._blocker)
@@ -578,16 +579,13 @@ def test_a_create_that_never_wins_gives_up_cleanly(store: Store, clock: ManualCl
     assert [r.id for r in plain.list("t").data] == [done.id]
 
 
-class StalePages:
+class StalePages(StoreProxy):
     """A store proxy whose listings always show the runs as first read: a listing whose
     status filter expiry keeps invalidating."""
 
     def __init__(self, store: Store, page: Any) -> None:
-        self._store = store
+        super().__init__(store)
         self._page = page
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
 
     def list_runs(self, *args: Any, **kwargs: Any) -> Any:
         return self._page
@@ -784,17 +782,14 @@ def test_recover_stalled_does_not_call_an_expired_run_recovered(
     assert stored.run.status is S.EXPIRED and stored.lease_owner is None
 
 
-class WaitsForTheLock:
+class WaitsForTheLock(StoreProxy):
     """A store proxy whose claims and sweeps wait ``seconds`` (on the manual clock) for
     the write lock before they reach the store, as a writer behind another does."""
 
     def __init__(self, store: Store, clock: ManualClock, seconds: int) -> None:
-        self._store = store
+        super().__init__(store)
         self._clock = clock
         self._seconds = seconds
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
 
     def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
         self._clock.advance(self._seconds)

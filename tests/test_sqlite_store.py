@@ -58,11 +58,22 @@ def test_the_sweeps_and_claims_read_their_indexes(tmp_path: Path) -> None:
     assert "SCAN runs" not in plan(SQL["due"], (0, 10))
 
 
-def test_a_foreign_sqlite_database_is_refused_and_untouched(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "setup",
+    [
+        # Another application's tables, no application id.
+        ["CREATE TABLE notes (body TEXT)", "INSERT INTO notes VALUES ('keep me')"],
+        # Another application's id, even with a table named as ours.
+        ["PRAGMA application_id = 1234", "CREATE TABLE runs (note TEXT)"],
+    ],
+)
+def test_a_foreign_sqlite_database_is_refused_and_untouched(
+    tmp_path: Path, setup: list[str]
+) -> None:
     path = tmp_path / "other.db"
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE notes (body TEXT)")
-    conn.execute("INSERT INTO notes VALUES ('keep me')")
+    for statement in setup:
+        conn.execute(statement)
     conn.commit()
     conn.close()
     before = digest(path)
@@ -271,19 +282,6 @@ def test_opening_retries_a_file_found_locked(tmp_path: Path) -> None:
     assert LockedTwice.tries == 3
     RunEngine(store).create(thread_id="t", assistant_id="a")
     store.close()
-
-
-def test_another_applications_database_is_refused_and_untouched(tmp_path: Path) -> None:
-    path = tmp_path / "theirs.db"
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA application_id = 1234")
-    conn.execute("CREATE TABLE runs (note TEXT)")
-    conn.commit()
-    conn.close()
-    before = digest(path)
-    with pytest.raises(StoreError, match="is a SQLite database, but not runstate's"):
-        SQLiteStore(path)
-    assert digest(path) == before
 
 
 def test_a_duplicate_insert_is_a_store_error(tmp_path: Path) -> None:

@@ -47,24 +47,23 @@ class ThreadCreate(Body):
     tool_resources: Any = None
 
 
-class RunCreate(Body):
+class RunFields(Body):
+    """What both ways of creating a run take."""
+
     assistant_id: str
     model: str | None = None
     instructions: str | None = None
+    tools: Any = None
+    metadata: Any = None
+    stream: bool | None = None
+
+
+class RunCreate(RunFields):
     additional_instructions: str | None = None
-    tools: Any = None
-    metadata: Any = None
-    stream: bool | None = None
 
 
-class ThreadAndRunCreate(Body):
-    assistant_id: str
+class ThreadAndRunCreate(RunFields):
     thread: ThreadCreate | None = None
-    model: str | None = None
-    instructions: str | None = None
-    tools: Any = None
-    metadata: Any = None
-    stream: bool | None = None
 
 
 class RunUpdate(Body):
@@ -201,7 +200,7 @@ def create_app(
         return thread
 
     def start_run(
-        thread_id: str, body: RunCreate | ThreadAndRunCreate, instructions: str
+        thread_id: str, body: RunFields, instructions: str
     ) -> JSONResponse | StreamingResponse:
         read_script(validate_metadata(body.metadata))  # the executor's script, checked now
         run = engine.create(

@@ -37,6 +37,7 @@ from ._sql import (
     INDEXES,
     STORED_COLUMNS,
     SQLReads,
+    decided,
     dumps,
     stored_from_row,
     update_args,
@@ -346,11 +347,7 @@ class PostgresStore(SQLReads):
     ) -> list[Claimed]:
         with self._transaction() as conn:
             t = now()
-            writes = []
-            for row in conn.execute(SQL[kind], (t, limit)).fetchall():
-                write = decide(stored_from_row(row), t)
-                if write is not None:
-                    writes.append(write)
+            writes = decided(conn.execute(SQL[kind], (t, limit)).fetchall(), t, decide)
             done: list[Claimed] = []
             for w, seqs in zip(writes, self._write_batch(conn, writes), strict=True):
                 assert seqs is not None  # the rows are locked by us: these cannot lose

@@ -8,7 +8,7 @@ only in its placeholder (``?`` for SQLite, ``%s`` for PostgreSQL).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from .._errors import RunNotFoundError
@@ -64,6 +64,18 @@ def stored_from_row(row: Sequence[Any]) -> StoredRun:
 def event_from_row(row: Sequence[Any]) -> RunEvent:
     seq, event, run_id, from_status, to_status, at, data = row
     return RunEvent(event, run_id, from_status, to_status, at, json.loads(data), seq)
+
+
+def decided(
+    rows: Sequence[Any], now: int, decide: Callable[[StoredRun, int], Write | None]
+) -> list[Write]:
+    """The writes ``decide`` gives for the rows a sweep picked (None leaves a row be)."""
+    writes = []
+    for row in rows:
+        write = decide(stored_from_row(row), now)
+        if write is not None:
+            writes.append(write)
+    return writes
 
 
 class SQLReads:

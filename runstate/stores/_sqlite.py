@@ -36,6 +36,7 @@ from ._sql import (
     INDEXES,
     STORED_COLUMNS,
     SQLReads,
+    decided,
     dumps,
     stored_from_row,
     update_args,
@@ -317,10 +318,7 @@ class SQLiteStore(SQLReads):
         with self._write() as conn:
             t = now()
             done: list[Claimed] = []
-            for row in conn.execute(SQL[kind], (t, limit)).fetchall():
-                write = decide(stored_from_row(row), t)
-                if write is None:
-                    continue
+            for write in decided(conn.execute(SQL[kind], (t, limit)).fetchall(), t, decide):
                 seqs = _write_one(conn, write)
                 assert seqs is not None  # the write lock is held: nothing moved
                 done.append((write.run, write.steps, seqs))
