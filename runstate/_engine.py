@@ -29,6 +29,7 @@ from ._errors import (
     ConcurrentUpdateError,
     LeaseError,
     RunStateError,
+    ValidationError,
 )
 from ._events import Listener, Listeners, RunEvent
 from ._lifecycle import SOURCES, RunLifecycle, Transition, is_due, refusal, sealed
@@ -38,6 +39,7 @@ from .stores import Claimed, MemoryStore, Order, Store, StoredRun, Write
 
 __all__ = ["RunEngine", "RunList"]
 
+_STORE_METHODS = ("insert", "get", "write", "claim", "sweep", "list_runs", "history", "events")
 _LEASED = frozenset({RunStatus.IN_PROGRESS, RunStatus.CANCELLING})
 _UNATTENDED = frozenset({RunStatus.QUEUED, RunStatus.REQUIRES_ACTION})
 Lease = tuple[str | None, int | None, int]  # owner, lease end, attempts so far
@@ -93,6 +95,14 @@ class RunEngine:
     ) -> None:
         require_int(lease_seconds, "lease_seconds", maximum=MAX_DURATION)
         require_int(max_attempts, "max_attempts", maximum=1_000_000)
+        if store is not None and not all(
+            callable(getattr(store, method, None)) for method in _STORE_METHODS
+        ):
+            raise ValidationError(
+                f"store must be a runstate.Store (with {', '.join(_STORE_METHODS)}), got "
+                f"{type(store).__name__}.",
+                param="store",
+            )
         self.store: Store = store if store is not None else MemoryStore()
         self.lifecycle = RunLifecycle(clock, ttl, id_factory=id_factory)
         self.lease_seconds = lease_seconds

@@ -153,6 +153,10 @@ class RunLifecycle:
             raise ValidationError("clock must be a zero-argument callable.", param="clock")
         self._clock: Clock = clock if clock is not None else system_clock
         self.ttl = ttl
+        if id_factory is not None and not callable(id_factory):
+            raise ValidationError(
+                "id_factory must be a callable taking a prefix.", param="id_factory"
+            )
         self._new_id = id_factory if id_factory is not None else new_id
         self._listeners = Listeners()
 
@@ -228,6 +232,7 @@ class RunLifecycle:
     def expire(self, run: Run) -> Run:
         """Expire a due active run; refused for a run that is not due."""
         now = self.now()
+        _require_run(run)
         # decide() refuses "expire" for a run that is not due, so it raises here.
         steps = self.expire_if_due(run, now) or self.decide(run, "expire", now)
         self._publish(run, steps)
@@ -235,7 +240,7 @@ class RunLifecycle:
 
     def check_expiry(self, run: Run) -> bool:
         """Expire ``run`` if it is active and due; True if it did."""
-        steps = self.expire_if_due(run, self.now())
+        steps = self.expire_if_due(_require_run(run), self.now())
         self._publish(run, steps)
         return bool(steps)
 
@@ -363,6 +368,8 @@ class RunLifecycle:
 
     def _do(self, run: Run, event: str, arg: Any = None) -> Run:
         # expire_if_due and _publish, inlined: this is every operation's hot path.
+        if type(run) is not Run:
+            _require_run(run)
         now = read_clock(self._clock)
         expires_at = run.expires_at
         if expires_at is not None and now >= expires_at and run.status in ACTIVE_STATUSES:
@@ -379,6 +386,14 @@ class RunLifecycle:
     def _publish(self, run: Run, steps: Sequence[Transition]) -> None:
         if steps and len(self._listeners):
             self._listeners.publish(self.events_for(run, steps))
+
+
+def _require_run(run: Any) -> Run:
+    if not isinstance(run, Run):
+        raise ValidationError(
+            f"Invalid 'run': expected a runstate.Run, got {type(run).__name__}.", param="run"
+        )
+    return run
 
 
 def _check_outputs_match(run: Run, outputs: list[dict[str, str]]) -> None:

@@ -286,10 +286,13 @@ def test_hostile_values_inside_structures_are_refused_cleanly(
 
 @settings(max_examples=200, deadline=None)
 @given(value=HOSTILE)
-@pytest.mark.parametrize("option", ["ttl", "lease_seconds", "max_attempts", "clock"])
+@pytest.mark.parametrize(
+    "option", ["ttl", "lease_seconds", "max_attempts", "clock", "store", "id_factory"]
+)
 def test_hostile_engine_options_are_refused(option: str, value: Any) -> None:
     try:
-        engine = RunEngine(MemoryStore(), **{option: value})
+        options = {"store": MemoryStore(), option: value}
+        engine = RunEngine(**options)
     except RunStateError as exc:
         assert 400 <= exc.http_status < 500
         return
@@ -324,3 +327,36 @@ def test_bad_urls_are_validation_errors_that_never_show_the_url(url: str) -> Non
         connect(url)
     assert caught.value.http_status == 400
     assert "s3cret" not in caught.value.message and "pw@" not in caught.value.message
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=HOSTILE)
+@pytest.mark.parametrize(
+    "method",
+    [
+        "start",
+        "require_action",
+        "submit_tool_outputs",
+        "complete",
+        "fail",
+        "cancel",
+        "confirm_cancel",
+        "requeue",
+        "expire",
+        "check_expiry",
+        "update_metadata",
+        "allowed_events",
+    ],
+)
+def test_the_lifecycle_refuses_what_is_not_a_run(method: str, value: Any) -> None:
+    from runstate import RunLifecycle, ValidationError
+
+    lifecycle = RunLifecycle()
+    args: dict[str, Any] = {
+        "require_action": {"tool_calls": CALLS},
+        "submit_tool_outputs": {"tool_outputs": OUTPUTS},
+        "fail": {"message": "m"},
+        "update_metadata": {"metadata": {}},
+    }.get(method, {})
+    with pytest.raises(ValidationError, match="Invalid 'run': expected a runstate.Run"):
+        getattr(lifecycle, method)(value, **args)
