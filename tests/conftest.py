@@ -1,4 +1,11 @@
-"""Shared fixtures: a manual clock, a lifecycle on it, and runs put in any status."""
+"""What the tests share: the spec's transition table (written here once, independently of
+runstate's own declaration), a manual clock, a lifecycle on it, runs put in any status,
+and a PostgreSQL schema per test.
+
+``tests/unit`` needs no files, processes or servers; ``tests/integration`` runs the same
+behaviour on real SQLite files, a real PostgreSQL server (those tests are marked
+``postgres``), real processes and the example server.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,27 @@ CALLS = [
     {"id": "call_B", "type": "function", "function": {"name": "lookup", "arguments": '{"q": 2}'}},
 ]
 OUTPUTS = [{"tool_call_id": "call_A", "output": "1"}, {"tool_call_id": "call_B", "output": "2"}]
+
+S = RunStatus
+ACTIVE = [S.QUEUED, S.IN_PROGRESS, S.REQUIRES_ACTION, S.CANCELLING]
+
+#: The transition table of LIFECYCLE.md, (event, from, to) row by row.
+ROWS: list[tuple[str, RunStatus, RunStatus]] = [
+    ("start", S.QUEUED, S.IN_PROGRESS),
+    ("require_action", S.IN_PROGRESS, S.REQUIRES_ACTION),
+    ("submit_tool_outputs", S.REQUIRES_ACTION, S.QUEUED),
+    ("complete", S.IN_PROGRESS, S.COMPLETED),
+    ("complete", S.CANCELLING, S.COMPLETED),
+    *[("fail", s, S.FAILED) for s in ACTIVE],
+    ("cancel", S.QUEUED, S.CANCELLING),
+    ("cancel", S.IN_PROGRESS, S.CANCELLING),
+    ("cancel", S.REQUIRES_ACTION, S.CANCELLING),
+    ("confirm_cancel", S.CANCELLING, S.CANCELLED),
+    ("requeue", S.IN_PROGRESS, S.QUEUED),  # ours: a stalled run back in the queue
+    *[("expire", s, S.EXPIRED) for s in ACTIVE],
+]
+#: The (from, to) pairs a history may hold, as the stores spell statuses.
+LEGAL_STEPS = {(source.value, dest.value) for _, source, dest in ROWS}
 
 # The shortest legal path from creation to each status, as lifecycle method names.
 PATHS: dict[RunStatus, list[str]] = {
@@ -39,6 +67,15 @@ PG_BASE = os.environ.get("RUNSTATE_TEST_PG", "postgresql://postgres@127.0.0.1:54
 
 def pg_url(schema: str) -> str:
     return f"{PG_BASE}{'&' if '?' in PG_BASE else '?'}schema={schema}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the PostgreSQL server ``postgres`` (``-m postgres`` runs
+    them alone; CI runs every test)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "pg_schema" in getattr(item, "fixturenames", ()) or "postgres" in params.values():
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import openai
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_openai_server import SERVER, serve
+from servers import SERVER, serve
 
 from runstate import ManualClock, MemoryStore, RunEngine, RunStatus, StoreError
 

@@ -12,7 +12,7 @@ from conftest import PG_BASE
 
 from runstate import ManualClock, PostgresStore, RunEngine, SQLiteStore, Store
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 STATUSES = {
     "queued": 0,
     "in_progress": 1,

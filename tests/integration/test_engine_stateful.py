@@ -13,6 +13,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
+from conftest import LEGAL_STEPS
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -31,18 +32,6 @@ TTL = 200
 LEASE = 30
 THREADS = ["thread_a", "thread_b", "thread_c"]
 CALL = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
-LEGAL = {
-    ("queued", "in_progress"),
-    ("in_progress", "requires_action"),
-    ("requires_action", "queued"),
-    ("in_progress", "completed"),
-    ("cancelling", "completed"),
-    ("in_progress", "queued"),  # requeue of a stalled run
-    *((s, "failed") for s in ("queued", "in_progress", "requires_action", "cancelling")),
-    *((s, "cancelling") for s in ("queued", "in_progress", "requires_action")),
-    ("cancelling", "cancelled"),
-    *((s, "expired") for s in ("queued", "in_progress", "requires_action", "cancelling")),
-}
 
 
 class EngineMachine(RuleBasedStateMachine):
@@ -173,7 +162,7 @@ class EngineMachine(RuleBasedStateMachine):
             events = self.engine.history(run_id)
             status = "queued"
             for event in events[2:]:
-                assert (event.from_status, event.to_status) in LEGAL, event
+                assert (event.from_status, event.to_status) in LEGAL_STEPS, event
                 assert event.from_status == status
                 status = event.to_status
             assert status == stored.run.status.value

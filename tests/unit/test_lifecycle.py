@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import CALLS, OUTPUTS, TTL, step
+from conftest import ACTIVE, CALLS, OUTPUTS, ROWS, TTL, step
 
 from runstate import (
     InvalidTransitionError,
@@ -18,23 +18,7 @@ from runstate import (
 )
 
 S = RunStatus
-ACTIVE = [S.QUEUED, S.IN_PROGRESS, S.REQUIRES_ACTION, S.CANCELLING]
 
-# The spec's table, written out here independently of runstate's own declaration.
-ROWS: list[tuple[str, RunStatus, RunStatus]] = [
-    ("start", S.QUEUED, S.IN_PROGRESS),
-    ("require_action", S.IN_PROGRESS, S.REQUIRES_ACTION),
-    ("submit_tool_outputs", S.REQUIRES_ACTION, S.QUEUED),
-    ("complete", S.IN_PROGRESS, S.COMPLETED),
-    ("complete", S.CANCELLING, S.COMPLETED),
-    *[("fail", s, S.FAILED) for s in ACTIVE],
-    ("cancel", S.QUEUED, S.CANCELLING),
-    ("cancel", S.IN_PROGRESS, S.CANCELLING),
-    ("cancel", S.REQUIRES_ACTION, S.CANCELLING),
-    ("confirm_cancel", S.CANCELLING, S.CANCELLED),
-    ("requeue", S.IN_PROGRESS, S.QUEUED),
-    *[("expire", s, S.EXPIRED) for s in ACTIVE],
-]
 EVENTS = sorted({event for event, _, _ in ROWS})
 ALLOWED = {(event, source) for event, source, _ in ROWS}
 REFUSED = [(e, s) for e in EVENTS for s in RunStatus if (e, s) not in ALLOWED]

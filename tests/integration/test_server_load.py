@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import pg_url
-from test_openai_server import SERVER, serve
+from servers import SERVER, serve
 
 sys.path.insert(0, str(SERVER))
 from loadgen import run_load

@@ -44,7 +44,7 @@ def test_diagram_is_generated_from_the_machine() -> None:
 
 
 def test_readme_embeds_the_current_diagram() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert "```mermaid\n" + mermaid() + "```" in readme
 
 
