@@ -22,7 +22,7 @@ from collections.abc import Callable
 from transitions import Machine
 
 from runstate import RunLifecycle, RunStatus
-from runstate._lifecycle import TRANSITIONS
+from runstate._definitions import RUN_V1
 
 CALLS = [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]
 OUTPUTS = [{"tool_call_id": "call_1", "output": "42"}]
@@ -30,12 +30,12 @@ EVENTS = ("start", "require_action", "submit_tool_outputs", "start", "complete")
 STATES = [s.value for s in RunStatus]
 TABLE = [
     {"trigger": e, "source": [s.value for s in sources], "dest": d.value}
-    for e, sources, d in TRANSITIONS
+    for e, sources, d in RUN_V1.transitions
 ]
 
 
 def floor(n: int) -> None:
-    table = {(s.value, e): d.value for e, sources, d in TRANSITIONS for s in sources}
+    table = {(s.value, e): d.value for e, sources, d in RUN_V1.transitions for s in sources}
     for i in range(n):
         run = {"id": i, "status": "queued", "created_at": 0}
         for event in EVENTS:

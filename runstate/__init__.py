@@ -12,6 +12,7 @@
 
 from ._clock import ManualClock, system_clock
 from ._connect import connect, open_store
+from ._diagram import mermaid
 from ._engine import RunEngine, RunList
 from ._errors import (
     ActiveRunError,
@@ -24,7 +25,7 @@ from ._errors import (
     ValidationError,
 )
 from ._events import DONE_SSE, RunEvent
-from ._lifecycle import RunLifecycle, mermaid
+from ._lifecycle import RunLifecycle
 from ._model import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus
 from ._validate import validate_metadata
 from .stores import MemoryStore, PostgresStore, SQLiteStore, Store

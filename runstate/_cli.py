@@ -25,9 +25,9 @@ from types import FrameType
 from typing import Any
 
 from ._connect import open_store
+from ._diagram import mermaid
 from ._engine import RunEngine
 from ._errors import RunStateError
-from ._lifecycle import mermaid
 from ._model import RunStatus
 from ._validate import require_seconds
 

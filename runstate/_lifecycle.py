@@ -1,8 +1,8 @@
 """The run lifecycle: one ``transitions.Machine`` declared once, fired on runs it never holds.
 
-``TRANSITIONS`` below is the table of LIFECYCLE.md and the only copy of it: the machine,
-the allowed-event lookups, the refusal messages and the Mermaid diagram are all derived
-from it. The machine is built with ``model=None`` and events are fired with
+The table is LIFECYCLE.md's, declared once in ``_definitions.RUN_V1``: the machine, the
+allowed-event lookups, the refusal messages and the Mermaid diagram are all derived from
+it. The machine is built with ``model=None`` and events are fired with
 ``MACHINE.events[name].trigger(run)``, so a run is a plain object that is never attached
 to the machine (no Machine per run, no ``add_model``).
 
@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from transitions import Machine, MachineError
+from transitions import MachineError
 
 from ._clock import Clock, read_clock, system_clock
+from ._definitions import RUN_V1
 from ._errors import InvalidTransitionError, ValidationError
 from ._events import Listener, Listeners, RunEvent
 from ._model import ACTIVE_STATUSES, Run, RunStatus, new_id
@@ -36,56 +37,19 @@ from ._validate import (
     validate_tools,
 )
 
-__all__ = ["MACHINE", "TRANSITIONS", "RunLifecycle", "Transition", "mermaid", "sealed"]
+__all__ = ["MACHINE", "SOURCES", "TRANSITIONS", "RunLifecycle", "Transition", "sealed"]
 
 S = RunStatus
-_ACTIVE = tuple(s for s in RunStatus if s in ACTIVE_STATUSES)
 
-#: (event, source statuses, destination): the transition table of LIFECYCLE.md.
-TRANSITIONS: tuple[tuple[str, tuple[RunStatus, ...], RunStatus], ...] = (
-    ("start", (S.QUEUED,), S.IN_PROGRESS),
-    ("require_action", (S.IN_PROGRESS,), S.REQUIRES_ACTION),
-    ("submit_tool_outputs", (S.REQUIRES_ACTION,), S.QUEUED),
-    ("complete", (S.IN_PROGRESS, S.CANCELLING), S.COMPLETED),
-    ("fail", (S.QUEUED, S.IN_PROGRESS, S.REQUIRES_ACTION, S.CANCELLING), S.FAILED),
-    ("cancel", (S.QUEUED, S.IN_PROGRESS, S.REQUIRES_ACTION), S.CANCELLING),
-    ("confirm_cancel", (S.CANCELLING,), S.CANCELLED),
-    # Ours: a worker's lease ran out before it finished; the run goes back to the queue.
-    ("requeue", (S.IN_PROGRESS,), S.QUEUED),
-    ("expire", _ACTIVE, S.EXPIRED),
-)
-
-# States are the statuses' string values: transitions handles plain strings faster than
-# Enum members, and Run exposes its status to the machine as ``_fsm_state``.
-MACHINE = Machine(
-    model=None,
-    states=[status.value for status in RunStatus],
-    transitions=[
-        {"trigger": event, "source": [s.value for s in sources], "dest": dest.value}
-        for event, sources, dest in TRANSITIONS
-    ],
-    initial=None,
-    auto_transitions=False,
-    model_attribute="_fsm_state",
-)
-
+#: The seed run's table, declared once in ``_definitions.RUN_V1``; what follows is read
+#: from it.
+TRANSITIONS = RUN_V1.transitions
+MACHINE = RUN_V1.machine
+SOURCES = RUN_V1.sources
 _EVENTS = MACHINE.events
-
-#: Which statuses each event may leave, read back from the machine.
-SOURCES: dict[str, frozenset[RunStatus]] = {
-    name: frozenset(RunStatus(state) for state in event.transitions)
-    for name, event in MACHINE.events.items()
-}
-
-# What entering a status stamps, and which statuses end the run's expiry clock.
-_STAMPS = {
-    S.IN_PROGRESS: "started_at",
-    S.COMPLETED: "completed_at",
-    S.FAILED: "failed_at",
-    S.CANCELLED: "cancelled_at",
-}
-_CLEARS_EXPIRY = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
-_EVENT_NAMES = {status: f"thread.run.{status.value}" for status in RunStatus}
+_STAMPS = RUN_V1.stamps
+_CLEARS_EXPIRY = RUN_V1.ends_expiry
+_EVENT_NAMES = RUN_V1.event_names
 
 
 class Transition(NamedTuple):
@@ -403,15 +367,3 @@ def _check_outputs_match(run: Run, outputs: list[dict[str, str]]) -> None:
         raise ValidationError(
             f"Expected tool outputs for call_ids {expected}, got {got}", param="tool_outputs"
         )
-
-
-def mermaid() -> str:
-    """The lifecycle as a Mermaid state diagram, read from the machine itself."""
-    lines = ["stateDiagram-v2", f"    [*] --> {S.QUEUED.value}: create"]
-    for name, event in MACHINE.events.items():
-        for source, transitions in event.transitions.items():
-            for transition in transitions:
-                src, dest = source, transition.dest
-                lines.append(f"    {src} --> {dest}: {name}")
-    lines += [f"    {status.value} --> [*]" for status in RunStatus if status.is_terminal]
-    return "\n".join(lines) + "\n"

@@ -73,3 +73,9 @@ def test_py_typed_ships() -> None:
     from importlib.resources import files
 
     assert files("runstate").joinpath("py.typed").is_file()
+
+
+def test_the_version_has_one_source() -> None:
+    from importlib.metadata import version
+
+    assert version("runstate") == runstate.__version__

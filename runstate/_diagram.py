@@ -1,0 +1,26 @@
+"""A lifecycle as a Mermaid state diagram, read from its machine (never a second table).
+
+``runstate diagram`` prints it; the README embeds the seed run's, and a test keeps that
+copy current.
+"""
+
+from __future__ import annotations
+
+from ._definitions import RUN_V1, Definition
+
+__all__ = ["mermaid"]
+
+
+def mermaid(definition: Definition = RUN_V1) -> str:
+    """The lifecycle's states and transitions, as ``stateDiagram-v2``."""
+    lines = ["stateDiagram-v2", f"    [*] --> {definition.initial.value}: create"]
+    for name, event in definition.machine.events.items():
+        for source, transitions in event.transitions.items():
+            for transition in transitions:
+                lines.append(f"    {source} --> {transition.dest}: {name}")
+    lines += [
+        f"    {status.value} --> [*]"
+        for status in definition.statuses
+        if status in definition.terminal
+    ]
+    return "\n".join(lines) + "\n"
