@@ -21,7 +21,8 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 from ._clock import Clock
 from ._errors import (
@@ -42,10 +43,44 @@ __all__ = ["RunEngine", "RunList"]
 _STORE_METHODS = ("insert", "get", "write", "claim", "sweep", "list_runs", "history", "events")
 _LEASED = frozenset({RunStatus.IN_PROGRESS, RunStatus.CANCELLING})
 _UNATTENDED = frozenset({RunStatus.QUEUED, RunStatus.REQUIRES_ACTION})
-Lease = tuple[str | None, int | None, int]  # owner, lease end, attempts so far
-# A change decides on a copy of a stored run: the transitions it made and the lease to
-# store, or None for "nothing to write". It raises a RunStateError to refuse.
-Change = Callable[[Run, StoredRun, int, bool], "tuple[list[Transition], Lease] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Which worker holds a run, until when, and how many claims the run has had."""
+
+    owner: str | None
+    expires_at: int | None
+    attempts: int
+
+    @classmethod
+    def after(cls, stored: StoredRun, run: Run) -> Lease:
+        """The stored lease, kept while the run is in_progress or cancelling; any other
+        status ends it (the claim count stays)."""
+        if run.status in _LEASED:
+            return cls(stored.lease_owner, stored.lease_expires_at, stored.attempts)
+        return cls(None, None, stored.attempts)
+
+    def write(self, run: Run, version: int, steps: Sequence[Transition]) -> Write:
+        """The store's write of ``run`` (decided from ``version``) with this lease."""
+        return Write(run, version, steps, self.owner, self.expires_at, self.attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a change decided for one run: the steps it made (none for a change that is
+    not a transition, such as new metadata) and the lease to store with it."""
+
+    steps: list[Transition]
+    lease: Lease
+
+
+class Change(Protocol):
+    """A change decides on a copy of a stored run (``expired``: due expiry was just
+    applied to it): a ``Decision``, None for "nothing to write", or a ``RunStateError``
+    raised to refuse."""
+
+    def __call__(self, run: Run, stored: StoredRun, now: int, expired: bool) -> Decision | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,15 +233,7 @@ class RunEngine:
 
     def update_metadata(self, run_id: str, metadata: dict[str, str]) -> Run:
         """Replace the run's metadata, in any status."""
-        checked = validate_metadata(metadata)
-
-        def change(
-            run: Run, stored: StoredRun, now: int, expired: bool
-        ) -> tuple[list[Transition], Lease]:
-            run.metadata = checked
-            return [], _lease_after(stored, run)
-
-        return self._apply(run_id, change)[0]
+        return self._apply(run_id, partial(self._new_metadata, validate_metadata(metadata)))[0]
 
     def submit_tool_outputs(self, run_id: str, tool_outputs: Sequence[dict[str, Any]]) -> Run:
         return self._apply(run_id, self._event("submit_tool_outputs", tool_outputs))[0]
@@ -216,17 +243,7 @@ class RunEngine:
         ``requires_action``) has nobody to confirm it, so the engine confirms it in the
         same write: ``cancelling`` then ``cancelled``, both events stored (ours). An
         ``in_progress`` run stays ``cancelling`` until its worker confirms or finishes."""
-
-        def change(
-            run: Run, stored: StoredRun, now: int, expired: bool
-        ) -> tuple[list[Transition], Lease]:
-            unattended = run.status in _UNATTENDED
-            steps = self.lifecycle.decide(run, "cancel", now)
-            if unattended:  # the cancelling event carries the run as it was then
-                steps = sealed(steps, run) + self.lifecycle.decide(run, "confirm_cancel", now)
-            return steps, _lease_after(stored, run)
-
-        return self._apply(run_id, change)[0]
+        return self._apply(run_id, self._cancelled)[0]
 
     # --- worker-side operations ----------------------------------------------------------
     # With ``worker_id``, the step is refused (LeaseError) unless that worker holds the lease.
@@ -259,13 +276,7 @@ class RunEngine:
         ``worker_id``; None when there is none."""
         worker_id = require_string(worker_id, "worker_id")
         lease = self._lease_seconds(lease_seconds)
-
-        def decide(stored: StoredRun, now: int) -> Write:
-            run = stored.run.copy()
-            steps = self.lifecycle.decide(run, "start", now)
-            return Write(run, stored.version, steps, worker_id, now + lease, stored.attempts + 1)
-
-        claimed = self.store.claim(self.lifecycle.now, decide)
+        claimed = self.store.claim(self.lifecycle.now, partial(self._claimed, worker_id, lease))
         if claimed is None:
             return None
         run, steps, seqs = claimed
@@ -277,16 +288,7 @@ class RunEngine:
         returned so the worker sees a ``cancelling`` status and can stop."""
         worker_id = require_string(worker_id, "worker_id")
         lease = self._lease_seconds(lease_seconds)
-
-        def change(
-            run: Run, stored: StoredRun, now: int, expired: bool
-        ) -> tuple[list[Transition], Lease]:
-            if run.status not in _LEASED:
-                raise refusal(run, "heartbeat")
-            _check_lease(stored, worker_id)
-            return [], (worker_id, now + lease, stored.attempts)
-
-        return self._apply(run_id, change)[0]
+        return self._apply(run_id, partial(self._heartbeat, worker_id, lease))[0]
 
     def recover_stalled(self, limit: int = 100) -> builtins.list[Run]:
         """Runs whose lease ran out: back to ``queued``, or ``failed`` after
@@ -311,7 +313,7 @@ class RunEngine:
                 steps = self.lifecycle.decide(run, "fail", now, ("server_error", message))
             else:
                 steps = self.lifecycle.decide(run, "requeue", now)
-        return Write(run, stored.version, steps, None, None, stored.attempts)
+        return Lease(None, None, stored.attempts).write(run, stored.version, steps)
 
     def expire_due(self, limit: int = 1000) -> builtins.list[Run]:
         """Expire up to ``limit`` due active runs in one batch; the runs it expired."""
@@ -324,7 +326,7 @@ class RunEngine:
         steps = self.lifecycle.expire_if_due(run, now)
         if not steps:
             return None  # not due at the time of the write after all
-        return Write(run, stored.version, steps, None, None, stored.attempts)
+        return Lease(None, None, stored.attempts).write(run, stored.version, steps)
 
     def _published(self, written: builtins.list[Claimed]) -> builtins.list[Run]:
         for run, steps, seqs in written:
@@ -347,23 +349,59 @@ class RunEngine:
             require_string(run_id, "run_id")
         return self.store.events(after_seq, run_id, require_int(limit, "limit", maximum=10_000))
 
-    # --- the one loop ----------------------------------------------------------------------
+    # --- the changes: each decides on a copy of the stored run ----------------------------------
 
     def _event(self, event: str, arg: Any = None, worker_id: str | None = None) -> Change:
+        """The change that fires ``event`` (with its argument), by ``worker_id`` if given."""
         if worker_id is not None:
             require_string(worker_id, "worker_id")
+        return partial(self._fired, event, arg, worker_id)
 
-        def change(
-            run: Run, stored: StoredRun, now: int, expired: bool
-        ) -> tuple[list[Transition], Lease] | None:
-            if expired and event == "expire":
-                return None
-            if worker_id is not None and run.status in SOURCES[event]:
-                _check_lease(stored, worker_id)
-            steps = self.lifecycle.decide(run, event, now, arg)
-            return steps, _lease_after(stored, run)
+    def _fired(
+        self,
+        event: str,
+        arg: Any,
+        worker_id: str | None,
+        run: Run,
+        stored: StoredRun,
+        now: int,
+        expired: bool,
+    ) -> Decision | None:
+        if expired and event == "expire":
+            return None
+        if worker_id is not None and run.status in SOURCES[event]:
+            _check_lease(stored, worker_id)
+        steps = self.lifecycle.decide(run, event, now, arg)
+        return Decision(steps, Lease.after(stored, run))
 
-        return change
+    def _cancelled(self, run: Run, stored: StoredRun, now: int, expired: bool) -> Decision:
+        unattended = run.status in _UNATTENDED
+        steps = self.lifecycle.decide(run, "cancel", now)
+        if unattended:  # the cancelling event carries the run as it was then
+            steps = sealed(steps, run) + self.lifecycle.decide(run, "confirm_cancel", now)
+        return Decision(steps, Lease.after(stored, run))
+
+    def _new_metadata(
+        self, metadata: dict[str, str], run: Run, stored: StoredRun, now: int, expired: bool
+    ) -> Decision:
+        run.metadata = metadata
+        return Decision([], Lease.after(stored, run))
+
+    def _heartbeat(
+        self, worker_id: str, lease: int, run: Run, stored: StoredRun, now: int, expired: bool
+    ) -> Decision:
+        if run.status not in _LEASED:
+            raise refusal(run, "heartbeat")
+        _check_lease(stored, worker_id)
+        return Decision([], Lease(worker_id, now + lease, stored.attempts))
+
+    def _claimed(self, worker_id: str, lease: int, stored: StoredRun, now: int) -> Write:
+        """The write that starts a claimed run and leases it to ``worker_id``."""
+        run = stored.run.copy()
+        steps = self.lifecycle.decide(run, "start", now)
+        return Lease(worker_id, now + lease, stored.attempts + 1).write(run, stored.version, steps)
+
+    # --- the one loop ----------------------------------------------------------------------
 
     def _apply(self, run_id: str, change: Change | None = None) -> tuple[Run, bool]:
         """Read, decide on a copy, compare-and-set; again if another writer won.
@@ -374,7 +412,7 @@ class RunEngine:
             run = stored.run.copy()
             now = self.lifecycle.now()
             steps = self.lifecycle.expire_if_due(run, now)
-            lease = _lease_after(stored, run)
+            lease = Lease.after(stored, run)
             error: RunStateError | None = None
             decided = None
             if change is not None:
@@ -387,11 +425,11 @@ class RunEngine:
                         raise
                     error = exc  # the expiry still has to be stored
             if decided is not None:
-                more, lease = decided
-                steps += more
+                steps += decided.steps
+                lease = decided.lease
             elif not steps:
                 return run, False
-            seqs = self.store.write([Write(run, stored.version, steps, *lease)])[0]
+            seqs = self.store.write([lease.write(run, stored.version, steps)])[0]
             if seqs is None:
                 continue
             self._publish(run, steps, seqs)
@@ -410,13 +448,6 @@ class RunEngine:
         if lease_seconds is None:
             return self.lease_seconds
         return require_int(lease_seconds, "lease_seconds", maximum=MAX_DURATION)
-
-
-def _lease_after(stored: StoredRun, run: Run) -> Lease:
-    """A lease lasts while its run is in_progress or cancelling; any other status ends it."""
-    if run.status in _LEASED:
-        return stored.lease_owner, stored.lease_expires_at, stored.attempts
-    return None, None, stored.attempts
 
 
 def _check_lease(stored: StoredRun, worker_id: str) -> None:
