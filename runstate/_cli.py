@@ -4,6 +4,7 @@
     runstate runs URL [--thread ID] [--status S] [--limit N] [--json]
     runstate show URL RUN_ID [--json]         the run and its history
     runstate sweep URL [--every SECONDS]      expire due runs, recover stalled ones
+    runstate migrate URL                      upgrade the store's schema in place
 
 On a terminal, ``runs`` and ``show`` print tables (the ``cli`` extra: rich) with times in
 ISO-8601 UTC; piped, they print the same rows as tab-separated lines with a header and
@@ -53,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="expire due runs and recover stalled ones")
     sweep.add_argument("url")
     sweep.add_argument("--every", type=float, help="repeat every SECONDS until SIGINT/SIGTERM")
+    migrate = sub.add_parser("migrate", help="upgrade a store's schema in place")
+    migrate.add_argument("url")
     return parser
 
 
@@ -62,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "diagram":
             sys.stdout.write(mermaid())
             return 0
+        if args.command == "migrate":
+            return _migrate(args.url)
         with RunEngine(open_store(args.url, create=False)) as engine:
             if args.command == "runs":
                 return _runs(engine, args)
@@ -148,6 +153,24 @@ def _show(engine: RunEngine, run_id: str, as_json: bool) -> int:
     _print_json(run.to_dict())
     rows = [(e.seq, e.event, e.from_status, e.to_status, _iso(e.at)) for e in history]
     _print_table("history", ("seq", "event", "from", "to", "at"), rows)
+    return 0
+
+
+def _migrate(url: str) -> int:
+    """Open the store (which upgrades its schema in place) and say what was done; the
+    store is named as its repr names it, never by a URL that may hold a password."""
+    store = open_store(url, create=False)
+    try:
+        found = getattr(store, "upgraded_from", None)
+        latest = getattr(store, "schema_version", None)
+        if found is None or latest is None:
+            print(f"{store!r} keeps no schema: nothing to migrate")
+        elif found < latest:
+            print(f"{store!r}: schema version {found} -> {latest}")
+        else:
+            print(f"{store!r}: schema version {latest}, up to date")
+    finally:
+        store.close()
     return 0
 
 

@@ -144,3 +144,20 @@ def open_fresh(path: str, barrier: Barrier, n: int) -> None:
     except RunStateError as exc:
         print(f"process {n}: {exc.message}", file=sys.stderr)
         sys.exit(1)
+
+
+def open_store_at_once(url: str, barrier: Barrier) -> None:
+    """Open (and so upgrade) the store at ``url`` together with the others, then read
+    it; exit 1 with the error if either fails."""
+    import sys
+
+    from runstate import RunStateError
+
+    barrier.wait()
+    try:
+        store = open_store(url, create=False)
+        store.list_runs(None, limit=100)
+        store.close()
+    except RunStateError as exc:
+        print(f"{exc.message}", file=sys.stderr)
+        sys.exit(1)

@@ -1,9 +1,12 @@
 """PostgresStore: runs in PostgreSQL, for services whose workers span machines.
 
-The tables and the rules are the SQLite store's: a transition is ``UPDATE ... WHERE id
-= %s AND version = %s`` with its history rows in the same transaction, one active run
-per thread is a partial unique index, and the sweeps read partial indexes. What differs:
+The tables and the rules are the SQLite store's: a transition is a compare-and-set on
+the run's version with its history rows in the same transaction, one active run per
+thread is a partial unique index, and the sweeps read partial indexes. What differs:
 
+- Every write goes one way: ``runstate_write_v2`` (``sql/postgresql/migrations``) takes
+  a batch of writes, one or many, and does every compare-and-set and numbers every
+  event in one statement, one round trip.
 - Many writers run at once (READ COMMITTED). A claim locks the oldest claimable row with
   ``FOR UPDATE SKIP LOCKED``, so concurrent workers take different runs instead of
   queueing on one.
@@ -12,8 +15,8 @@ per thread is a partial unique index, and the sweeps read partial indexes. What 
   following ``events(after_seq=...)`` never misses an event that commits late with a low
   number. Every other row lock a transaction needs is taken before that one, so
   transactions cannot deadlock on it.
-- The tables live in their own schema (``runstate`` unless told), created and versioned
-  on first open under an advisory lock.
+- The tables live in their own schema (``runstate`` unless told), created or upgraded
+  in place on open, in one transaction under an advisory lock.
 
 psycopg (3) and psycopg_pool are imported when a store is made, so ``import runstate``
 does not need them. ``psycopg`` errors become ``StoreError`` in ``_translate``.
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ActiveRunError, StoreError, ValidationError
@@ -32,15 +35,14 @@ from .._model import Run
 from .._validate import require_int, require_string
 from ._base import Claimed, Now, StoredRun, Sweep, Write
 from ._sql import (
-    ACTIVE_SQL,
-    EVENT_COLUMNS,
-    INDEXES,
-    STORED_COLUMNS,
     SQLReads,
     decided,
     dumps,
+    insert_params,
+    load_migrations,
+    load_queries,
     stored_from_row,
-    update_args,
+    write_params,
 )
 
 if TYPE_CHECKING:
@@ -49,111 +51,12 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresStore"]
 
-SCHEMA_VERSION = 1
-LOCK_SCHEMA = 0x52554E5301  # the advisory lock key that serialises schema creation
+LOCK_SCHEMA = 0x52554E5301  # the advisory lock key that serialises schema changes
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-SCHEMA = f"""
-CREATE TABLE runstate_meta (key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE runs (
-    seq bigserial PRIMARY KEY,
-    id text NOT NULL UNIQUE,
-    thread_id text NOT NULL,
-    status text NOT NULL,
-    created_at bigint NOT NULL,
-    expires_at bigint,
-    version bigint NOT NULL,
-    lease_owner text,
-    lease_expires_at bigint,
-    attempts integer NOT NULL DEFAULT 0,
-    body text NOT NULL
-);
-CREATE TABLE run_events (
-    seq bigint PRIMARY KEY,
-    run_id text NOT NULL,
-    event text NOT NULL,
-    from_status text,
-    to_status text NOT NULL,
-    at bigint NOT NULL,
-    data text NOT NULL
-);
-{INDEXES}
-CREATE TABLE run_event_counter (one boolean PRIMARY KEY CHECK (one), last bigint NOT NULL);
-INSERT INTO run_event_counter VALUES (true, 0);
--- One transition in one round trip: the compare-and-set, then (only if it won) the
--- history rows, numbered from the counter as the transaction's last lock. NULL if lost.
-CREATE FUNCTION runstate_write(
-    p_id text, p_expected bigint, p_status text, p_expires_at bigint, p_lease_owner text,
-    p_lease_expires_at bigint, p_attempts integer, p_body text, p_events jsonb
-) RETURNS bigint[] LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
-DECLARE
-    n integer := jsonb_array_length(p_events);
-    last_seq bigint;
-BEGIN
-    UPDATE runs SET status = p_status, expires_at = p_expires_at, version = version + 1,
-        lease_owner = p_lease_owner, lease_expires_at = p_lease_expires_at,
-        attempts = p_attempts, body = p_body
-    WHERE id = p_id AND version = p_expected;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    IF n = 0 THEN
-        RETURN ARRAY[]::bigint[];
-    END IF;
-    UPDATE run_event_counter SET last = last + n RETURNING last INTO last_seq;
-    INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data)
-    SELECT last_seq - n + e.i, p_id, e.v->>0, e.v->>1, e.v->>2, (e.v->>3)::bigint, p_body
-    FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(v, i);
-    RETURN ARRAY(SELECT generate_series(last_seq - n + 1, last_seq));
-END
-$fn$;
-INSERT INTO runstate_meta VALUES ('schema_version', '{SCHEMA_VERSION}');
-"""
-
-SQL = {
-    "insert_run": (
-        "INSERT INTO runs (id, thread_id, status, created_at, expires_at, version, body) "
-        "VALUES (%s, %s, %s, %s, %s, 1, %s)"
-    ),
-    "active_run_of_thread": (
-        f"SELECT id FROM runs WHERE thread_id = %s AND status IN ({ACTIVE_SQL})"
-    ),
-    "get_run": f"SELECT {STORED_COLUMNS} FROM runs WHERE id = %s",
-    "update_run": (
-        "UPDATE runs SET status = %s, expires_at = %s, version = version + 1, lease_owner = %s, "
-        "lease_expires_at = %s, attempts = %s, body = %s WHERE id = %s AND version = %s"
-    ),
-    "write_one": "SELECT runstate_write(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-    "lock_schema": "SELECT pg_advisory_xact_lock(%s)",
-    "number_events": "UPDATE run_event_counter SET last = last + %s RETURNING last",
-    "insert_event": (
-        "INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)"
-    ),
-    "claimable": (
-        f"SELECT {STORED_COLUMNS} FROM runs WHERE status = 'queued' AND expires_at > %s "
-        "ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED"
-    ),
-    # The sweeps lock what they pick (a row a writer holds is left for the next sweep):
-    # nothing can change a picked run between the pick and the write.
-    "due": (
-        f"SELECT {STORED_COLUMNS} FROM runs WHERE status IN ({ACTIVE_SQL}) AND expires_at <= %s "
-        "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED"
-    ),
-    "stalled": (
-        f"SELECT {STORED_COLUMNS} FROM runs WHERE lease_owner IS NOT NULL "
-        "AND lease_expires_at <= %s ORDER BY lease_expires_at LIMIT %s FOR UPDATE SKIP LOCKED"
-    ),
-    "run_exists": "SELECT 1 FROM runs WHERE id = %s",
-    "history": f"SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id = %s ORDER BY seq",
-    "events": f"SELECT {EVENT_COLUMNS} FROM run_events WHERE seq > %s ORDER BY seq LIMIT %s",
-    "events_of_run": (
-        f"SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id = %s AND seq > %s "
-        "ORDER BY seq LIMIT %s"
-    ),
-    "table_exists": "SELECT to_regclass(%s) IS NOT NULL",
-    "schema_version": "SELECT value FROM runstate_meta WHERE key = 'schema_version'",
-}
+SQL = load_queries("postgresql")
+MIGRATIONS = load_migrations("postgresql")
+#: The schema version this code writes: the number of its last migration.
+SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 class PostgresStore(SQLReads):
@@ -162,7 +65,12 @@ class PostgresStore(SQLReads):
     connections serves the threads of this process."""
 
     SQL = SQL
-    MARK = "%s"
+    schema_version = SCHEMA_VERSION  # what this code writes
+    upgraded_from: int  # the version the schema had when opened (0: new)
+
+    @staticmethod
+    def param(name: str) -> str:
+        return f"%({name})s"
 
     def __init__(
         self,
@@ -225,22 +133,28 @@ class PostgresStore(SQLReads):
         return f"PostgresStore(schema={self.schema!r})"
 
     def _open_schema(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(SQL["lock_schema"], (LOCK_SCHEMA,))
+        """Create the schema, or upgrade it in place, in one transaction under an
+        advisory lock (processes opening it at once take turns; the first upgrades, the
+        others find it done); refuse a schema that is not ours or is newer."""
+        conn.execute(SQL["lock_schema"], {"key": LOCK_SCHEMA})
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-        ours = conn.execute(SQL["table_exists"], (f"{self.schema}.runstate_meta",)).fetchone()
-        runs = conn.execute(SQL["table_exists"], (f"{self.schema}.runs",)).fetchone()
-        if ours is not None and not ours[0]:
-            if runs is not None and runs[0]:
+        ours = conn.execute(SQL["table_exists"], {"name": f"{self.schema}.runstate_meta"})
+        runs = conn.execute(SQL["table_exists"], {"name": f"{self.schema}.runs"})
+        if not _first(ours):
+            if _first(runs):
                 raise StoreError(f"Schema {self.schema} holds a runs table that is not runstate's.")
-            conn.execute(SCHEMA)
-            return
-        row = conn.execute(SQL["schema_version"]).fetchone()
-        version = None if row is None else row[0]
-        if version != str(SCHEMA_VERSION):
-            raise StoreError(
-                f"Schema {self.schema} has runstate schema version {version}; this runstate "
-                f"reads version {SCHEMA_VERSION}."
-            )
+            version = 0
+        else:
+            found = _first(conn.execute(SQL["schema_version"]))
+            version = int(found) if isinstance(found, str) and found.isdigit() else -1
+            if not 0 < version <= SCHEMA_VERSION:
+                raise StoreError(
+                    f"Schema {self.schema} has runstate schema version {found}; this runstate "
+                    f"reads versions up to {SCHEMA_VERSION}."
+                )
+        for _, script in MIGRATIONS[version:]:
+            conn.execute(script)  # each step sets the version it brings
+        self.upgraded_from = version
 
     def close(self) -> None:
         self._pool.close()
@@ -264,77 +178,47 @@ class PostgresStore(SQLReads):
         with self._translate(), self._pool.connection() as conn, conn.transaction():
             yield conn
 
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+    def _read(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
         with self._translate(), self._pool.connection() as conn:
-            return conn.execute(sql, args).fetchall()
+            return conn.execute(sql, params).fetchall()
 
     # --- writes -------------------------------------------------------------------------
 
     def insert(self, run: Run, steps: Sequence[Transition]) -> list[int]:
+        """The run at version 0, then its first write (to version 1, with its events),
+        in one transaction: events are numbered on the one write path."""
         body = dumps(run.to_dict())
+        first = Write(run, 0, steps)
         for _ in range(10):
             try:
                 with self._transaction() as conn:
-                    active = conn.execute(SQL["active_run_of_thread"], (run.thread_id,)).fetchone()
-                    if active is not None:
-                        raise ActiveRunError(run.thread_id, active[0])
-                    conn.execute(
-                        SQL["insert_run"],
-                        (
-                            run.id,
-                            run.thread_id,
-                            run.status.value,
-                            run.created_at,
-                            run.expires_at,
-                            body,
-                        ),
-                    )
-                    return self._append(conn, [(run.id, body, steps)])[0]
+                    conn.execute(SQL["insert_run"], insert_params(run, body))
+                    seqs = _write(conn, [first])[0]
+                    assert seqs is not None  # our own row, inserted just now
+                    return seqs
             except StoreError as exc:
-                # Another transaction inserted an active run on this thread at the same
-                # moment; the index refused ours. Name the winner, or try again if it
-                # has already finished.
+                # The thread has an active run: the partial unique index refused ours.
+                # Name the winner, or try again if it has finished meanwhile.
                 if not isinstance(exc.__cause__, self._psycopg.errors.UniqueViolation):
                     raise
-                winner = self._read(SQL["active_run_of_thread"], (run.thread_id,))
+                winner = self._read(SQL["active_run_of_thread"], {"thread_id": run.thread_id})
                 if winner:
                     raise ActiveRunError(run.thread_id, winner[0][0]) from exc.__cause__
         raise StoreError(f"Thread {run.thread_id} kept changing; no run was inserted.")
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
-        if len(writes) == 1 and _single(writes[0]):
-            # The common case: one statement, its own transaction.
-            with self._translate(), self._pool.connection() as conn:
-                return [_write_one(conn, writes[0])]
-        with self._transaction() as conn:
-            return self._write_batch(conn, writes)
-
-    def _write_batch(
-        self, conn: psycopg.Connection[Any], writes: Sequence[Write]
-    ) -> list[list[int] | None]:
-        """A batch takes every run's row lock first and numbers its events last."""
-        results: list[list[int] | None] = []
-        won = []
-        for w in writes:
-            body = dumps(w.run.to_dict())
-            if _update(conn, w, body):
-                won.append((w.run.id, body, w.steps))
-                results.append([])
-            else:
-                results.append(None)
-        seqs = iter(self._append(conn, won))
-        return [None if result is None else next(seqs) for result in results]
+        # One statement, its own transaction (the connection is in autocommit).
+        with self._translate(), self._pool.connection() as conn:
+            return _write(conn, writes)
 
     def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
         with self._transaction() as conn:
             t = now()  # the connection is ours: this is the time the write happens
-            row = conn.execute(SQL["claimable"], (t,)).fetchone()
+            row = conn.execute(SQL["claimable"], {"now": t}).fetchone()
             if row is None:
                 return None
             write = decide(stored_from_row(row), t)
-            seqs = (
-                _write_one(conn, write) if _single(write) else self._write_batch(conn, [write])[0]
-            )
+            seqs = _write(conn, [write])[0]
             assert seqs is not None  # the row is locked by us: this cannot lose
             return write.run, write.steps, seqs
 
@@ -347,70 +231,44 @@ class PostgresStore(SQLReads):
     ) -> list[Claimed]:
         with self._transaction() as conn:
             t = now()
-            writes = decided(conn.execute(SQL[kind], (t, limit)).fetchall(), t, decide)
+            rows = conn.execute(SQL[kind], {"now": t, "limit": limit}).fetchall()
+            writes = decided(rows, t, decide)
             done: list[Claimed] = []
-            for w, seqs in zip(writes, self._write_batch(conn, writes), strict=True):
+            for w, seqs in zip(writes, _write(conn, writes) if writes else [], strict=True):
                 assert seqs is not None  # the rows are locked by us: these cannot lose
                 done.append((w.run, w.steps, seqs))
             return done
 
-    def _append(
-        self, conn: psycopg.Connection[Any], items: Sequence[tuple[str, str, Sequence[Transition]]]
-    ) -> list[list[int]]:
-        """History rows for each (run id, body, steps), numbered in commit order."""
-        count = sum(len(steps) for _, _, steps in items)
-        if not count:
-            return [[] for _ in items]
-        row = conn.execute(SQL["number_events"], (count,)).fetchone()  # locked until commit
-        assert row is not None
-        last = int(row[0]) - count
-        rows, out = [], []
-        for run_id, body, steps in items:
-            seqs = []
-            for step in steps:
-                last += 1
-                seqs.append(last)
-                from_status = None if step.from_status is None else step.from_status.value
-                data = body if step.data is None else dumps(step.data)
-                rows.append(
-                    (last, run_id, step.event, from_status, step.to_status.value, step.at, data)
-                )
-            out.append(seqs)
-        with conn.cursor() as cursor:
-            cursor.executemany(SQL["insert_event"], rows)
-        return out
+
+def _write(conn: psycopg.Connection[Any], writes: Sequence[Write]) -> list[list[int] | None]:
+    """The one write path: every compare-and-set and its events in one statement
+    (``runstate_write_v2``). Per write, its events' numbers, or None if it lost."""
+    batch = []
+    for w in writes:
+        body = dumps(w.run.to_dict())
+        batch.append(
+            {
+                **write_params(w, body),
+                "events": [
+                    [
+                        step.event,
+                        None if step.from_status is None else step.from_status.value,
+                        step.to_status.value,
+                        step.at,
+                        None if step.data is None else dumps(step.data),
+                    ]
+                    for step in w.steps
+                ],
+            }
+        )
+    from psycopg.types.json import Jsonb  # imported with the store; a lookup here
+
+    row = conn.execute(SQL["write"], {"writes": Jsonb(batch)}).fetchone()
+    assert row is not None
+    result: list[list[int] | None] = row[0]
+    return result
 
 
-def _update(conn: psycopg.Connection[Any], w: Write, body: str) -> bool:
-    cursor = conn.execute(SQL["update_run"], update_args(w, body))
-    return cursor.rowcount == 1
-
-
-def _write_one(conn: psycopg.Connection[Any], w: Write) -> list[int] | None:
-    run = w.run
-    events = [
-        [s.event, None if s.from_status is None else s.from_status.value, s.to_status.value, s.at]
-        for s in w.steps
-    ]
-    row = conn.execute(
-        SQL["write_one"],
-        (
-            run.id,
-            w.expected_version,
-            run.status.value,
-            run.expires_at,
-            w.lease_owner,
-            w.lease_expires_at,
-            w.attempts,
-            dumps(run.to_dict()),
-            dumps(events),
-        ),
-    ).fetchone()
-    return None if row is None or row[0] is None else list(row[0])
-
-
-def _single(w: Write) -> bool:
-    """Whether the write function can take ``w``: it stores the run's body as every
-    event's data, so a write whose earlier steps carry their own snapshot goes the
-    batch way."""
-    return all(step.data is None for step in w.steps)
+def _first(cursor: psycopg.Cursor[Any]) -> Any:
+    row = cursor.fetchone()
+    return None if row is None else row[0]

@@ -1,14 +1,20 @@
-"""What the SQL stores share: rows to runs and events, JSON, and the listing query.
+"""What the SQL stores share: their SQL files, rows to runs and events, and the reads.
 
-Both SQL backends keep the same two tables (``runs``, ``run_events``) with the same
-columns, so a row reads back the same way from either, and the listing query differs
-only in its placeholder (``?`` for SQLite, ``%s`` for PostgreSQL).
+Each backend keeps its SQL in ``sql/<backend>/``: ``queries.sql`` holds every statement
+as a named block (``-- get_run --``, a line saying what it does, the statement, with
+named parameters: ``:name`` for SQLite, ``%(name)s`` for PostgreSQL), and
+``migrations/NNNN_*.sql`` the schema, one numbered step per version. A new database is
+made by applying every step from 0001, an older one by applying the steps it lacks, so
+there is one path to each version. Both backends keep the same two tables (``runs``,
+``run_events``), so a row reads back the same way from either.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+from importlib.resources import files
 from typing import Any, ClassVar
 
 from .._errors import RunNotFoundError
@@ -16,42 +22,68 @@ from .._events import RunEvent
 from .._model import ACTIVE_STATUSES, Run, RunStatus
 from ._base import Order, Page, StoredRun, Write, check_page_args, cursor_error
 
-ACTIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES))
-STORED_COLUMNS = "body, version, lease_owner, lease_expires_at, attempts"
-EVENT_COLUMNS = "seq, event, run_id, from_status, to_status, at, data"
+_BLOCK = re.compile(r"^-- (\w+) --\n(.*?)(?=^-- \w+ --\n|\Z)", re.MULTILINE | re.DOTALL)
 
-# The indexes every SQL store keeps: one active run per thread, the listings, and the
-# partial indexes the sweeps and claims read (they hold only the rows those look for).
-INDEXES = f"""
-CREATE UNIQUE INDEX runs_one_active_per_thread ON runs (thread_id)
-    WHERE status IN ({ACTIVE_SQL});
-CREATE INDEX runs_by_thread ON runs (thread_id, created_at, seq);
-CREATE INDEX runs_by_created ON runs (created_at, seq);
-CREATE INDEX runs_due ON runs (expires_at) WHERE status IN ({ACTIVE_SQL});
-CREATE INDEX runs_queue ON runs (created_at, seq) WHERE status = 'queued';
-CREATE INDEX runs_leases ON runs (lease_expires_at) WHERE lease_owner IS NOT NULL;
-CREATE INDEX run_events_by_run ON run_events (run_id, seq);
-"""
+
+def load_queries(backend: str) -> dict[str, str]:
+    """The named statements of ``sql/<backend>/queries.sql``: name to statement."""
+    text = (files(__package__) / "sql" / backend / "queries.sql").read_text()
+    queries = {}
+    for name, block in _BLOCK.findall(text):
+        lines = [line for line in block.splitlines() if not line.startswith("--")]
+        queries[name] = "\n".join(lines).strip().rstrip(";")
+    return queries
+
+
+def load_migrations(backend: str) -> list[tuple[int, str]]:
+    """The schema steps of ``sql/<backend>/migrations``, numbered 1, 2, ... in order."""
+    folder = files(__package__) / "sql" / backend / "migrations"
+    steps = sorted(
+        (int(entry.name[:4]), entry.read_text())
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+    assert [n for n, _ in steps] == list(range(1, len(steps) + 1)), "migrations have gaps"
+    return steps
 
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def update_args(w: Write, body: str) -> tuple[Any, ...]:
-    """The parameters of each store's ``update_run``: the new state, then the
-    compare-and-set condition (id and expected version)."""
+def is_active(run: Run) -> bool:
+    """What the stores keep in the ``active`` column (its partial indexes read it)."""
+    return run.status in ACTIVE_STATUSES
+
+
+def write_params(w: Write, body: str) -> dict[str, Any]:
+    """The named parameters of a compare-and-set: the new state, then the condition
+    (the run's id and the version the write was decided from)."""
     run = w.run
-    return (
-        run.status.value,
-        run.expires_at,
-        w.lease_owner,
-        w.lease_expires_at,
-        w.attempts,
-        body,
-        run.id,
-        w.expected_version,
-    )
+    return {
+        "status": run.status.value,
+        "active": is_active(run),
+        "expires_at": run.expires_at,
+        "lease_owner": w.lease_owner,
+        "lease_expires_at": w.lease_expires_at,
+        "attempts": w.attempts,
+        "body": body,
+        "id": run.id,
+        "expected": w.expected_version,
+    }
+
+
+def insert_params(run: Run, body: str) -> dict[str, Any]:
+    """The named parameters of ``insert_run``."""
+    return {
+        "id": run.id,
+        "thread_id": run.thread_id,
+        "status": run.status.value,
+        "active": is_active(run),
+        "created_at": run.created_at,
+        "expires_at": run.expires_at,
+        "body": body,
+    }
 
 
 def stored_from_row(row: Sequence[Any]) -> StoredRun:
@@ -80,17 +112,20 @@ def decided(
 
 class SQLReads:
     """The store protocol's reads, shared by the SQL backends. A backend sets ``SQL`` (its
-    named statements: get_run, history, events, events_of_run, run_exists)
-    and ``MARK`` (its placeholder), and implements ``_read``."""
+    named statements) and ``param`` (how its statements spell a named parameter), and
+    implements ``_read``."""
 
-    SQL: ClassVar[dict[str, str]]
-    MARK: ClassVar[str]
+    SQL: ClassVar[Mapping[str, str]]
 
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+    @staticmethod
+    def param(name: str) -> str:
+        raise NotImplementedError
+
+    def _read(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
         raise NotImplementedError
 
     def get(self, run_id: str) -> StoredRun:
-        rows = self._read(self.SQL["get_run"], (run_id,))
+        rows = self._read(self.SQL["get_run"], {"id": run_id})
         if not rows:
             raise RunNotFoundError(run_id)
         return stored_from_row(rows[0])
@@ -108,50 +143,46 @@ class SQLReads:
         """Cursors are resolved to their (created_at, seq) first, then one query reads
         the page and one row more, to tell whether more lie beyond it."""
         check_page_args(limit, order)
+        p = self.param
         where: list[str] = []
-        args: list[Any] = []
+        params: dict[str, Any] = {"limit": limit + 1}
         if thread_id is not None:
-            where.append(f"thread_id = {self.MARK}")
-            args.append(thread_id)
+            where.append(f"thread_id = {p('thread_id')}")
+            params["thread_id"] = thread_id
         if status is not None:
-            where.append(f"status = {self.MARK}")
-            args.append(status.value)
+            where.append(f"status = {p('status')}")
+            params["status"] = status.value
         # In listing order, "after" the cursor is "<" in desc order and ">" in asc.
         forward, backward = ("<", ">") if order == "desc" else (">", "<")
-        for param, cursor, op in (("after", after, forward), ("before", before, backward)):
+        for name, cursor, op in (("after", after, forward), ("before", before, backward)):
             if cursor is None:
                 continue
-            key = self._read(
-                f"SELECT created_at, seq, thread_id FROM runs WHERE id = {self.MARK}", (cursor,)
-            )
+            key = self._read(self.SQL["cursor"], {"id": cursor})
             if not key or (thread_id is not None and key[0][2] != thread_id):
-                raise cursor_error(param, cursor)
-            where.append(f"(created_at, seq) {op} ({self.MARK}, {self.MARK})")
-            args.extend(key[0][:2])
+                raise cursor_error(name, cursor)
+            where.append(f"(created_at, seq) {op} ({p(name + '_at')}, {p(name + '_seq')})")
+            params[name + "_at"], params[name + "_seq"] = key[0][:2]
         # The page nearest a lone "before" is read in reverse and turned round.
         reverse = before is not None and after is None
         direction = "DESC" if (order == "desc") != reverse else "ASC"
-        sql = (
-            f"SELECT body FROM runs {'WHERE ' + ' AND '.join(where) if where else ''} "
-            f"ORDER BY created_at {direction}, seq {direction} LIMIT {self.MARK}"
+        sql = self.SQL["list_runs"].format(
+            where="WHERE " + " AND ".join(where) if where else "", direction=direction
         )
-        rows = self._read(sql, [*args, limit + 1])
+        rows = self._read(sql, params)
         runs = [Run._trusted(json.loads(body)) for (body,) in rows[:limit]]
         if reverse:
             runs.reverse()
         return Page(runs, len(rows) > limit)
 
     def history(self, run_id: str) -> list[RunEvent]:
-        rows = self._read(self.SQL["history"], (run_id,))
-        if not rows and not self._read(self.SQL["run_exists"], (run_id,)):
+        rows = self._read(self.SQL["history"], {"run_id": run_id})
+        if not rows and not self._read(self.SQL["run_exists"], {"id": run_id}):
             raise RunNotFoundError(run_id)
         return [event_from_row(row) for row in rows]
 
     def events(
         self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
     ) -> list[RunEvent]:
-        if run_id is None:
-            rows = self._read(self.SQL["events"], (after_seq, limit))
-        else:
-            rows = self._read(self.SQL["events_of_run"], (run_id, after_seq, limit))
-        return [event_from_row(row) for row in rows]
+        params = {"after_seq": after_seq, "run_id": run_id, "limit": limit}
+        name = "events" if run_id is None else "events_of_run"
+        return [event_from_row(row) for row in self._read(self.SQL[name], params)]

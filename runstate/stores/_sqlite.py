@@ -22,7 +22,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import ActiveRunError, StoreError
@@ -31,88 +31,23 @@ from .._model import Run
 from .._validate import require_int, require_seconds, require_string
 from ._base import Claimed, Now, StoredRun, Sweep, Write
 from ._sql import (
-    ACTIVE_SQL,
-    EVENT_COLUMNS,
-    INDEXES,
-    STORED_COLUMNS,
     SQLReads,
     decided,
     dumps,
+    insert_params,
+    load_migrations,
+    load_queries,
     stored_from_row,
-    update_args,
+    write_params,
 )
 
 __all__ = ["SQLiteStore"]
 
 APPLICATION_ID = 0x52554E53  # "RUNS": marks a file as runstate's
-SCHEMA_VERSION = 1
-
-SCHEMA = f"""
-CREATE TABLE runs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    thread_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    version INTEGER NOT NULL,
-    lease_owner TEXT,
-    lease_expires_at INTEGER,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    body TEXT NOT NULL
-);
-CREATE TABLE run_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    event TEXT NOT NULL,
-    from_status TEXT,
-    to_status TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    data TEXT NOT NULL
-);
-{INDEXES}
-PRAGMA application_id = {APPLICATION_ID};
-PRAGMA user_version = {SCHEMA_VERSION};
-"""
-
-
-SQL = {
-    "insert_run": (
-        "INSERT INTO runs (id, thread_id, status, created_at, expires_at, version, body) "
-        "VALUES (?, ?, ?, ?, ?, 1, ?)"
-    ),
-    "active_run_of_thread": (
-        f"SELECT id FROM runs WHERE thread_id = ? AND status IN ({ACTIVE_SQL})"
-    ),
-    "get_run": f"SELECT {STORED_COLUMNS} FROM runs WHERE id = ?",
-    "update_run": (
-        "UPDATE runs SET status = ?, expires_at = ?, version = version + 1, lease_owner = ?, "
-        "lease_expires_at = ?, attempts = ?, body = ? WHERE id = ? AND version = ?"
-    ),
-    "insert_event": (
-        "INSERT INTO run_events (run_id, event, from_status, to_status, at, data) "
-        "VALUES (?, ?, ?, ?, ?, ?)"
-    ),
-    "claimable": (
-        f"SELECT {STORED_COLUMNS} FROM runs WHERE status = 'queued' AND expires_at > ? "
-        "ORDER BY created_at, seq LIMIT 1"
-    ),
-    "due": (
-        f"SELECT {STORED_COLUMNS} FROM runs WHERE status IN ({ACTIVE_SQL}) AND expires_at <= ? "
-        "ORDER BY expires_at LIMIT ?"
-    ),
-    "stalled": (
-        f"SELECT {STORED_COLUMNS} FROM runs WHERE lease_owner IS NOT NULL "
-        "AND lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?"
-    ),
-    "run_exists": "SELECT 1 FROM runs WHERE id = ?",
-    "table_count": "SELECT count(*) FROM sqlite_master",
-    "history": f"SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id = ? ORDER BY seq",
-    "events": f"SELECT {EVENT_COLUMNS} FROM run_events WHERE seq > ? ORDER BY seq LIMIT ?",
-    "events_of_run": (
-        f"SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
-    ),
-}
+SQL = load_queries("sqlite")
+MIGRATIONS = load_migrations("sqlite")
+#: The schema version this code writes: the number of its last migration.
+SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 class SQLiteStore(SQLReads):
@@ -122,7 +57,12 @@ class SQLiteStore(SQLReads):
     the connections this store holds open at once."""
 
     SQL = SQL
-    MARK = "?"
+    schema_version = SCHEMA_VERSION  # what this code writes
+    upgraded_from: int  # the version the file had when opened (0: new)
+
+    @staticmethod
+    def param(name: str) -> str:
+        return f":{name}"
 
     def __init__(
         self,
@@ -216,9 +156,9 @@ class SQLiteStore(SQLReads):
                 raise
             conn.execute("COMMIT")
 
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+    def _read(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
         with self._connection() as conn, _translate(self.path):
-            return conn.execute(sql, args).fetchall()
+            return conn.execute(sql, params).fetchall()
 
     def _open_schema(self, create: bool) -> None:
         """Create the schema in a new file; refuse a file that is not ours or is newer.
@@ -240,29 +180,42 @@ class SQLiteStore(SQLReads):
 
     def _open_schema_once(self, create: bool) -> None:
         with self._connection() as conn, _translate(self.path):
-            if self._pragma(conn, "application_id") == 0:
-                if not create:
-                    raise StoreError(f"{self.path} is not a runstate database (it is empty).")
+            found = self._check_schema(conn, create)
+            if found < SCHEMA_VERSION:
                 with self._write() as conn:
-                    # Under the write lock: another process may have just created it.
-                    if self._pragma(conn, "application_id") == 0:
-                        if conn.execute(SQL["table_count"]).fetchone()[0]:
-                            raise StoreError(
-                                f"{self.path} is a SQLite database, but not runstate's."
-                            )
-                        for statement in SCHEMA.split(";"):
-                            if statement.strip():
-                                conn.execute(statement)
-            if self._pragma(conn, "application_id") != APPLICATION_ID:
-                raise StoreError(f"{self.path} is a SQLite database, but not runstate's.")
-            version = self._pragma(conn, "user_version")
-            if version != SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} has runstate schema version {version}; this runstate reads "
-                    f"version {SCHEMA_VERSION}."
-                )
+                    # Under the write lock: another process may have just upgraded it.
+                    self._upgrade(conn, self._check_schema(conn, create))
+            self.upgraded_from = found
             # WAL is a property of the file: set only once the file is known to be ours.
             conn.execute("PRAGMA journal_mode = WAL")
+
+    def _check_schema(self, conn: sqlite3.Connection, create: bool) -> int:
+        """The file's schema version (0 for a new, empty file), or a StoreError for a
+        file that is not runstate's, is newer than this code, or may not be created."""
+        if self._pragma(conn, "application_id") == 0:
+            if conn.execute(SQL["table_count"]).fetchone()[0]:
+                raise StoreError(f"{self.path} is a SQLite database, but not runstate's.")
+            if not create:
+                raise StoreError(f"{self.path} is not a runstate database (it is empty).")
+            return 0
+        if self._pragma(conn, "application_id") != APPLICATION_ID:
+            raise StoreError(f"{self.path} is a SQLite database, but not runstate's.")
+        version = self._pragma(conn, "user_version")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has runstate schema version {version}; this runstate reads "
+                f"versions up to {SCHEMA_VERSION}."
+            )
+        return version
+
+    def _upgrade(self, conn: sqlite3.Connection, version: int) -> None:
+        """Apply the migrations after ``version``, in the caller's write transaction:
+        all of them or, if one fails, none."""
+        for number, script in MIGRATIONS[version:]:
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     @staticmethod
     def _pragma(conn: sqlite3.Connection, name: str) -> int:
@@ -284,13 +237,12 @@ class SQLiteStore(SQLReads):
         with self._write() as conn:
             # The write lock is held: this check and the insert are one atomic step (the
             # partial unique index is the backstop).
-            active = conn.execute(SQL["active_run_of_thread"], (run.thread_id,)).fetchone()
+            active = conn.execute(
+                SQL["active_run_of_thread"], {"thread_id": run.thread_id}
+            ).fetchone()
             if active is not None:
                 raise ActiveRunError(run.thread_id, active[0])
-            conn.execute(
-                SQL["insert_run"],
-                (run.id, run.thread_id, run.status.value, run.created_at, run.expires_at, body),
-            )
+            conn.execute(SQL["insert_run"], insert_params(run, body))
             return _append(conn, run.id, body, steps)
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
@@ -300,7 +252,7 @@ class SQLiteStore(SQLReads):
     def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
         with self._write() as conn:
             t = now()  # the write lock is ours: this is the time the write happens
-            row = conn.execute(SQL["claimable"], (t,)).fetchone()
+            row = conn.execute(SQL["claimable"], {"now": t}).fetchone()
             if row is None:
                 return None
             write = decide(stored_from_row(row), t)
@@ -318,7 +270,8 @@ class SQLiteStore(SQLReads):
         with self._write() as conn:
             t = now()
             done: list[Claimed] = []
-            for write in decided(conn.execute(SQL[kind], (t, limit)).fetchall(), t, decide):
+            rows = conn.execute(SQL[kind], {"now": t, "limit": limit}).fetchall()
+            for write in decided(rows, t, decide):
                 seqs = _write_one(conn, write)
                 assert seqs is not None  # the write lock is held: nothing moved
                 done.append((write.run, write.steps, seqs))
@@ -328,7 +281,7 @@ class SQLiteStore(SQLReads):
 def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:
     run = w.run
     body = dumps(run.to_dict())
-    cursor = conn.execute(SQL["update_run"], update_args(w, body))
+    cursor = conn.execute(SQL["update_run"], write_params(w, body))
     if cursor.rowcount != 1:
         return None
     return _append(conn, run.id, body, w.steps)
@@ -341,17 +294,28 @@ def _append(
     for step in steps:
         cursor = conn.execute(
             SQL["insert_event"],
-            (
-                run_id,
-                step.event,
-                None if step.from_status is None else step.from_status.value,
-                step.to_status.value,
-                step.at,
-                body if step.data is None else dumps(step.data),
-            ),
+            {
+                "run_id": run_id,
+                "event": step.event,
+                "from_status": None if step.from_status is None else step.from_status.value,
+                "to_status": step.to_status.value,
+                "at": step.at,
+                "data": body if step.data is None else dumps(step.data),
+            },
         )
         seqs.append(cursor.lastrowid or 0)
     return seqs
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a SQL script, one by one (``executescript`` would commit the
+    caller's transaction first)."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
 
 
 @contextlib.contextmanager

@@ -1,0 +1,210 @@
+"""Schema upgrades: what an earlier release wrote opens and is upgraded in place, by one
+process or many at once, keeping every run and event; a failed upgrade changes nothing.
+
+The fixtures (tests/fixtures/) were made by make_schema_v1.py with the release that
+wrote schema 1: a SQLite file and a PostgreSQL dump.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import race_workers
+from conftest import PG_BASE, pg_url
+
+from runstate import (
+    ManualClock,
+    PostgresStore,
+    RunEngine,
+    SQLiteStore,
+    Store,
+    StoreError,
+)
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+ACTIVE = {"queued", "in_progress", "requires_action", "cancelling"}
+RUN_COLUMNS = "id, thread_id, status, created_at, expires_at, version, lease_owner, "
+RUN_COLUMNS += "lease_expires_at, attempts, body"
+EVENT_COLUMNS = "seq, run_id, event, from_status, to_status, at, data"
+
+
+def assert_fixture_reads_back(store: Store) -> None:
+    # Read at a time when nothing in the fixture is due yet, or reading would expire it.
+    engine = RunEngine(store, clock=ManualClock(1_700_000_010))
+    runs = {run.thread_id: run for run in engine.list(None, limit=100).data}
+    assert len(runs) == 7
+    statuses = Counter(run.status.value for run in runs.values())
+    assert statuses == Counter(
+        {"in_progress": 2, "requires_action": 1, "cancelled": 1, "completed": 1, "failed": 1}
+        | {"expired": 1}
+    )
+    assert runs["thread_queued"].metadata == {"k": "v"}  # claimed by w1 when it was made
+    assert store.get(runs["thread_queued"].id).lease_owner == "w1"
+    assert runs["thread_requires_action"].pending_tool_calls[0]["id"] == "call_1"
+    assert runs["thread_failed"].last_error == {
+        "code": "rate_limit_exceeded",
+        "message": "slow down",
+    }
+    events = engine.events(after_seq=0, limit=1000)
+    assert len(events) == 7 * 2 + 4 + 1 + 1 + 1 + 1 + 2 + 1  # creates, starts, ..., expire
+    assert [e.event for e in engine.history(runs["thread_cancelled"].id)][-2:] == [
+        "thread.run.cancelling",
+        "thread.run.cancelled",
+    ]
+    # The upgraded schema still enforces one active run per thread, and writes.
+    with pytest.raises(Exception, match="already has an active run"):
+        engine.create(thread_id="thread_in_progress", assistant_id="a")
+    engine.complete(runs["thread_in_progress"].id)
+    engine.create(thread_id="thread_in_progress", assistant_id="a")
+    engine.close()
+
+
+# --- SQLite ------------------------------------------------------------------------------------
+
+
+def sqlite_rows(path: Path) -> tuple[list[Any], list[Any]]:
+    with sqlite3.connect(path) as conn:
+        runs = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY seq").fetchall()
+        events = conn.execute(f"SELECT {EVENT_COLUMNS} FROM run_events ORDER BY seq").fetchall()
+    return runs, events
+
+
+@pytest.fixture
+def v1_file(tmp_path: Path) -> Path:
+    path = tmp_path / "runs.db"
+    shutil.copy(FIXTURES / "schema_v1.db", path)
+    return path
+
+
+def test_a_schema_1_file_is_upgraded_in_place_keeping_everything(v1_file: Path) -> None:
+    before = sqlite_rows(v1_file)
+    store = SQLiteStore(v1_file, create=False)
+    assert (store.upgraded_from, store.schema_version) == (1, 2)
+    store.close()
+    assert sqlite_rows(v1_file) == before  # every run and event, byte for byte
+    with sqlite3.connect(v1_file) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        for status, active in conn.execute("SELECT status, active FROM runs"):
+            assert active == (status in ACTIVE)
+        indexes = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))
+    assert "WHERE active = 1" in indexes["runs_one_active_per_thread"]
+    assert "WHERE active = 1" in indexes["runs_due"]
+    assert_fixture_reads_back(SQLiteStore(v1_file, create=False))
+
+
+def test_many_processes_upgrade_one_file_at_once(v1_file: Path) -> None:
+    before = sqlite_rows(v1_file)
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(8)
+    procs = [
+        ctx.Process(target=race_workers.open_store_at_once, args=(f"sqlite:///{v1_file}", barrier))
+        for _ in range(8)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * 8
+    assert sqlite_rows(v1_file) == before
+    assert_fixture_reads_back(SQLiteStore(v1_file, create=False))
+
+
+def test_a_failed_upgrade_changes_nothing(v1_file: Path) -> None:
+    with sqlite3.connect(v1_file) as conn:  # a file the upgrade's step 2 cannot apply to
+        conn.execute("DROP INDEX runs_due")
+    digest = hashlib.sha256(v1_file.read_bytes()).hexdigest()
+    with pytest.raises(StoreError, match="no such index: runs_due"):
+        SQLiteStore(v1_file, create=False)
+    assert hashlib.sha256(v1_file.read_bytes()).hexdigest() == digest
+    with sqlite3.connect(v1_file) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_runstate_migrate_upgrades_and_then_says_it_is_up_to_date(v1_file: Path) -> None:
+    def migrate() -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "runstate", "migrate", f"sqlite:///{v1_file}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout
+
+    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 1 -> 2\n"
+    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 2, up to date\n"
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def load_v1_dump(schema: str) -> None:
+    dump = (FIXTURES / "schema_v1_postgres.sql").read_text().replace("rs_fixture_v1", schema)
+    subprocess.run(
+        ["psql", "--quiet", "--set", "ON_ERROR_STOP=1", PG_BASE],
+        input=dump,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+
+
+def pg_rows(schema: str) -> tuple[list[Any], list[Any]]:
+    with psycopg.connect(PG_BASE) as conn:
+        runs = conn.execute(f"SELECT {RUN_COLUMNS} FROM {schema}.runs ORDER BY seq").fetchall()
+        events = conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM {schema}.run_events ORDER BY seq"
+        ).fetchall()
+    return runs, events
+
+
+def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None:
+    load_v1_dump(pg_schema)
+    before = pg_rows(pg_schema)
+    store = PostgresStore(PG_BASE, schema=pg_schema)
+    assert (store.upgraded_from, store.schema_version) == (1, 2)
+    store.close()
+    assert pg_rows(pg_schema) == before
+    with psycopg.connect(PG_BASE) as conn:
+        version = conn.execute(f"SELECT value FROM {pg_schema}.runstate_meta").fetchone()
+        assert version == ("2",)
+        for status, active in conn.execute(f"SELECT status, active FROM {pg_schema}.runs"):
+            assert active == (status in ACTIVE)
+        functions = {
+            row[0]
+            for row in conn.execute(
+                "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname = %s",
+                (pg_schema,),
+            )
+        }
+    assert functions == {"runstate_write_v2"}  # one write path; the old function is gone
+    assert_fixture_reads_back(PostgresStore(PG_BASE, schema=pg_schema))
+
+
+def test_many_processes_upgrade_one_postgres_schema_at_once(pg_schema: str) -> None:
+    load_v1_dump(pg_schema)
+    before = pg_rows(pg_schema)
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(6)
+    procs = [
+        ctx.Process(target=race_workers.open_store_at_once, args=(pg_url(pg_schema), barrier))
+        for _ in range(6)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * 6
+    assert pg_rows(pg_schema) == before
+    assert_fixture_reads_back(PostgresStore(PG_BASE, schema=pg_schema))
