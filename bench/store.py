@@ -155,12 +155,12 @@ def populated(
                 template
                 | {"id": run_id, "thread_id": f"t{i}", "status": status, "expires_at": expires}
             )
-            yield (run_id, f"t{i}", status, T0, expires, body)
+            yield (run_id, f"t{i}", status, status == "queued", T0, expires, body)
 
     conn.execute("BEGIN")
     conn.executemany(
-        "INSERT INTO runs (id, thread_id, status, created_at, expires_at, version, body) "
-        "VALUES (?, ?, ?, ?, ?, 1, ?)",
+        "INSERT INTO runs (id, thread_id, status, active, created_at, expires_at, version, "
+        "body) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
         rows(),  # type: ignore[arg-type]
     )
     conn.execute("COMMIT")

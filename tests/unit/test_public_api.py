@@ -79,3 +79,40 @@ def test_the_version_has_one_source() -> None:
     from importlib.metadata import version
 
     assert version("runstate") == runstate.__version__
+
+
+STORES_PUBLIC = [
+    "Claimed",
+    "MemoryStore",
+    "Now",
+    "Order",
+    "Page",
+    "PostgresStore",
+    "SQLiteStore",
+    "Store",
+    "StoredRun",
+    "Sweep",
+    "Write",
+]
+#: The store protocol: what a backend implements, and nothing more.
+STORE_METHODS = [
+    "claim",
+    "close",
+    "events",
+    "get",
+    "history",
+    "insert",
+    "list_runs",
+    "sweep",
+    "write",
+]
+
+
+def test_the_store_surface_and_protocol_are_pinned() -> None:
+    import runstate.stores
+
+    assert runstate.stores.__all__ == STORES_PUBLIC
+    protocol = sorted(name for name in vars(runstate.Store) if not name.startswith("_"))
+    assert protocol == STORE_METHODS
+    for backend in (runstate.MemoryStore, runstate.SQLiteStore, runstate.PostgresStore):
+        assert all(callable(getattr(backend, name)) for name in STORE_METHODS), backend
