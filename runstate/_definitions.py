@@ -6,7 +6,8 @@ announced with. From it come, once, the shared ``transitions.Machine`` (``model=
 ``auto_transitions=False``; runs are never attached to it), the sources each event may
 leave, the refusals, the allowed events and the Mermaid diagram (``_diagram.py``).
 
-``RUN_V1`` is LIFECYCLE.md's table for the seed's ``thread.run``.
+``RUN_V1`` is LIFECYCLE.md's table for the seed's ``thread.run``; ``RUN_V2`` is the same
+with the second version's ``incomplete`` status (RESPONSES.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from transitions import Machine
 
 from ._model import ACTIVE_STATUSES, RunStatus
 
-__all__ = ["DEFINITIONS", "RUN_V1", "Definition", "Row"]
+__all__ = ["DEFINITIONS", "RUN_V1", "RUN_V2", "Definition", "Row"]
 
 S = RunStatus
 #: One row of a table: an event, the statuses it may leave, and where it goes.
@@ -79,7 +80,7 @@ _ACTIVE = tuple(s for s in RunStatus if s in ACTIVE_STATUSES)
 RUN_V1 = Definition(
     name="run",
     object="thread.run",
-    statuses=tuple(RunStatus),
+    statuses=tuple(s for s in RunStatus if s is not S.INCOMPLETE),
     initial=S.QUEUED,
     active=ACTIVE_STATUSES,
     transitions=(
@@ -103,5 +104,21 @@ RUN_V1 = Definition(
     ends_expiry=frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}),
 )
 
+RUN_V2 = Definition(
+    name="run-v2",
+    object="thread.run",
+    statuses=tuple(RunStatus),
+    initial=S.QUEUED,
+    active=ACTIVE_STATUSES,
+    transitions=(
+        *RUN_V1.transitions[:-1],
+        # The model stopped at a token limit: an end of its own, with no *_at stamp.
+        ("incomplete", (S.IN_PROGRESS, S.CANCELLING), S.INCOMPLETE),
+        RUN_V1.transitions[-1],
+    ),
+    stamps=RUN_V1.stamps,
+    ends_expiry=RUN_V1.ends_expiry | {S.INCOMPLETE},
+)
+
 #: Every lifecycle runstate declares, by the name the command line uses.
-DEFINITIONS: Mapping[str, Definition] = {RUN_V1.name: RUN_V1}
+DEFINITIONS: Mapping[str, Definition] = {d.name: d for d in (RUN_V1, RUN_V2)}

@@ -33,7 +33,7 @@ from ._errors import (
     ValidationError,
 )
 from ._events import Listener, Listeners, RunEvent
-from ._lifecycle import SOURCES, RunLifecycle, Transition, is_due, refusal, sealed
+from ._lifecycle import RunLifecycle, Transition, is_due, refusal, sealed
 from ._model import Run, RunStatus, require_status
 from ._validate import MAX_DURATION, require_int, require_string, validate_metadata
 from .stores import Claimed, MemoryStore, Order, Store, StoredRun, Write
@@ -127,6 +127,7 @@ class RunEngine:
         lease_seconds: int = 60,
         max_attempts: int = 3,
         id_factory: Callable[[str], str] | None = None,
+        version: str = "v1",
     ) -> None:
         require_int(lease_seconds, "lease_seconds", maximum=MAX_DURATION)
         require_int(max_attempts, "max_attempts", maximum=1_000_000)
@@ -139,7 +140,14 @@ class RunEngine:
                 param="store",
             )
         self.store: Store = store if store is not None else MemoryStore()
-        self.lifecycle = RunLifecycle(clock, ttl, id_factory=id_factory)
+        self.lifecycle = RunLifecycle(clock, ttl, id_factory=id_factory, version=version)
+        # A store may hold runs of both versions: each is decided by its own lifecycle.
+        self._lifecycles = {
+            v: self.lifecycle
+            if v == version
+            else RunLifecycle(clock, ttl, id_factory=id_factory, version=v)
+            for v in ("v1", "v2")
+        }
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self._listeners = Listeners()
@@ -173,8 +181,13 @@ class RunEngine:
         tools: Sequence[dict[str, Any]] | None = None,
         file_ids: Sequence[str] | None = None,
         metadata: dict[str, str] | None = None,
+        **settings: Any,
     ) -> Run:
-        """A new queued run; refused with ``ActiveRunError`` if the thread has an active one."""
+        """A new queued run of the engine's version; refused with ``ActiveRunError`` if the
+        thread has an active one. A v2 engine also takes the v2 settings
+        (``temperature``, ``top_p``, ``max_prompt_tokens``, ``max_completion_tokens``,
+        ``truncation_strategy``, ``tool_choice``, ``parallel_tool_calls``,
+        ``response_format``), and no ``file_ids``."""
         run, steps = self.lifecycle.new_run(
             thread_id=thread_id,
             assistant_id=assistant_id,
@@ -183,6 +196,7 @@ class RunEngine:
             tools=tools,
             file_ids=file_ids,
             metadata=metadata,
+            **settings,
         )
         for _ in range(self._retries):
             try:
@@ -256,13 +270,34 @@ class RunEngine:
     ) -> Run:
         return self._apply(run_id, self._event("require_action", tool_calls, worker_id))[0]
 
-    def complete(self, run_id: str, *, worker_id: str | None = None) -> Run:
-        return self._apply(run_id, self._event("complete", worker_id=worker_id))[0]
+    def complete(
+        self, run_id: str, *, usage: dict[str, int] | None = None, worker_id: str | None = None
+    ) -> Run:
+        """The run is done (a v2 run with its ``usage``, if given)."""
+        return self._apply(run_id, self._event("complete", usage, worker_id))[0]
 
     def fail(
-        self, run_id: str, *, code: str = "server_error", message: str, worker_id: str | None = None
+        self,
+        run_id: str,
+        *,
+        code: str = "server_error",
+        message: str,
+        usage: dict[str, int] | None = None,
+        worker_id: str | None = None,
     ) -> Run:
-        return self._apply(run_id, self._event("fail", (code, message), worker_id))[0]
+        return self._apply(run_id, self._event("fail", (code, message, usage), worker_id))[0]
+
+    def incomplete(
+        self,
+        run_id: str,
+        *,
+        reason: str,
+        usage: dict[str, int] | None = None,
+        worker_id: str | None = None,
+    ) -> Run:
+        """A v2 run stopped at a token limit (``max_completion_tokens`` or
+        ``max_prompt_tokens``): ``in_progress`` or ``cancelling`` to ``incomplete``."""
+        return self._apply(run_id, self._event("incomplete", (reason, usage), worker_id))[0]
 
     def confirm_cancel(self, run_id: str, *, worker_id: str | None = None) -> Run:
         return self._apply(run_id, self._event("confirm_cancel", worker_id=worker_id))[0]
@@ -302,17 +337,18 @@ class RunEngine:
     def _recover(self, stored: StoredRun, now: int) -> Write | None:
         """The decision for one stalled run, on the row the store holds for the write."""
         run = stored.run.copy()
-        steps = self.lifecycle.expire_if_due(run, now)
+        lifecycle = self._lifecycle_of(run)
+        steps = lifecycle.expire_if_due(run, now)
         if not steps:
             if stored.lease_owner is None or (stored.lease_expires_at or 0) > now:
                 return None  # the lease is alive (a heartbeat came in): never touch it
             if run.status is RunStatus.CANCELLING:
-                steps = self.lifecycle.decide(run, "confirm_cancel", now)
+                steps = lifecycle.decide(run, "confirm_cancel", now)
             elif stored.attempts >= self.max_attempts:
                 message = f"The run's worker stopped responding {stored.attempts} times."
-                steps = self.lifecycle.decide(run, "fail", now, ("server_error", message))
+                steps = lifecycle.decide(run, "fail", now, ("server_error", message, None))
             else:
-                steps = self.lifecycle.decide(run, "requeue", now)
+                steps = lifecycle.decide(run, "requeue", now)
         return Lease(None, None, stored.attempts).write(run, stored.version, steps)
 
     def expire_due(self, limit: int = 1000) -> builtins.list[Run]:
@@ -323,7 +359,7 @@ class RunEngine:
     def _expire(self, stored: StoredRun, now: int) -> Write | None:
         """The decision for one due run, on the row the store holds for the write."""
         run = stored.run.copy()
-        steps = self.lifecycle.expire_if_due(run, now)
+        steps = self._lifecycle_of(run).expire_if_due(run, now)
         if not steps:
             return None  # not due at the time of the write after all
         return Lease(None, None, stored.attempts).write(run, stored.version, steps)
@@ -369,16 +405,18 @@ class RunEngine:
     ) -> Decision | None:
         if expired and event == "expire":
             return None
-        if worker_id is not None and run.status in SOURCES[event]:
+        lifecycle = self._lifecycle_of(run)
+        if worker_id is not None and run.status in lifecycle.sources.get(event, ()):
             _check_lease(stored, worker_id)
-        steps = self.lifecycle.decide(run, event, now, arg)
+        steps = lifecycle.decide(run, event, now, arg)
         return Decision(steps, Lease.after(stored, run))
 
     def _cancelled(self, run: Run, stored: StoredRun, now: int, expired: bool) -> Decision:
         unattended = run.status in _UNATTENDED
-        steps = self.lifecycle.decide(run, "cancel", now)
+        lifecycle = self._lifecycle_of(run)
+        steps = lifecycle.decide(run, "cancel", now)
         if unattended:  # the cancelling event carries the run as it was then
-            steps = sealed(steps, run) + self.lifecycle.decide(run, "confirm_cancel", now)
+            steps = sealed(steps, run) + lifecycle.decide(run, "confirm_cancel", now)
         return Decision(steps, Lease.after(stored, run))
 
     def _new_metadata(
@@ -398,7 +436,7 @@ class RunEngine:
     def _claimed(self, worker_id: str, lease: int, stored: StoredRun, now: int) -> Write:
         """The write that starts a claimed run and leases it to ``worker_id``."""
         run = stored.run.copy()
-        steps = self.lifecycle.decide(run, "start", now)
+        steps = self._lifecycle_of(run).decide(run, "start", now)
         return Lease(worker_id, now + lease, stored.attempts + 1).write(run, stored.version, steps)
 
     # --- the one loop ----------------------------------------------------------------------
@@ -411,7 +449,7 @@ class RunEngine:
             stored = self.store.get(run_id)
             run = stored.run.copy()
             now = self.lifecycle.now()
-            steps = self.lifecycle.expire_if_due(run, now)
+            steps = self._lifecycle_of(run).expire_if_due(run, now)
             lease = Lease.after(stored, run)
             error: RunStateError | None = None
             decided = None
@@ -439,6 +477,9 @@ class RunEngine:
         raise ConcurrentUpdateError(
             f"Run {run_id} kept changing; gave up after {self._retries} tries."
         )
+
+    def _lifecycle_of(self, run: Run) -> RunLifecycle:
+        return self._lifecycles[run.version]
 
     def _publish(self, run: Run, steps: Sequence[Transition], seqs: Sequence[int]) -> None:
         if steps and len(self._listeners):

@@ -20,36 +20,44 @@ from typing import Any, NamedTuple
 from transitions import MachineError
 
 from ._clock import Clock, read_clock, system_clock
-from ._definitions import RUN_V1
+from ._definitions import RUN_V1, RUN_V2, Definition
 from ._errors import InvalidTransitionError, ValidationError
 from ._events import Listener, Listeners, RunEvent
-from ._model import ACTIVE_STATUSES, Run, RunStatus, new_id
+from ._model import ACTIVE_STATUSES, Run, RunStatus, RunV2, new_id
 from ._validate import (
     MAX_DURATION,
     require_int,
     require_string,
     required_action_for,
+    validate_bool,
     validate_error_code,
     validate_file_ids,
+    validate_incomplete_reason,
     validate_metadata,
+    validate_number,
+    validate_response_format,
+    validate_token_limit,
     validate_tool_calls,
+    validate_tool_choice,
     validate_tool_outputs,
     validate_tools,
+    validate_tools_v2,
+    validate_truncation_strategy,
+    validate_usage,
 )
 
 __all__ = ["MACHINE", "SOURCES", "TRANSITIONS", "RunLifecycle", "Transition", "sealed"]
 
 S = RunStatus
 
-#: The seed run's table, declared once in ``_definitions.RUN_V1``; what follows is read
-#: from it.
+#: The seed run's table, declared once in ``_definitions.RUN_V1``.
 TRANSITIONS = RUN_V1.transitions
 MACHINE = RUN_V1.machine
 SOURCES = RUN_V1.sources
-_EVENTS = MACHINE.events
-_STAMPS = RUN_V1.stamps
-_CLEARS_EXPIRY = RUN_V1.ends_expiry
-_EVENT_NAMES = RUN_V1.event_names
+#: The events whose argument must be checked even when it is None (it is required).
+_TAKES_ARGUMENT = frozenset({"require_action", "submit_tool_outputs", "fail", "incomplete"})
+#: The versions of the run object, each with its lifecycle and its class.
+VERSIONS: dict[str, tuple[Definition, type[Run]]] = {"v1": (RUN_V1, Run), "v2": (RUN_V2, RunV2)}
 
 
 class Transition(NamedTuple):
@@ -100,10 +108,12 @@ class RunLifecycle:
     """Moves runs through the lifecycle, stamping times from ``clock``.
 
     ``clock`` is any zero-argument callable returning Unix seconds (default: the system
-    time, read on every call); ``ttl`` is the seconds from creation to ``expires_at``.
+    time, read on every call); ``ttl`` is the seconds from creation to ``expires_at``;
+    ``version`` is the run object's: ``"v1"`` (the seed's, the default) or ``"v2"`` (with
+    ``incomplete``, ``usage`` and the sampling settings).
     """
 
-    machine = MACHINE
+    machine = MACHINE  # v1's; an instance has its version's
 
     def __init__(
         self,
@@ -111,7 +121,21 @@ class RunLifecycle:
         ttl: int = 600,
         *,
         id_factory: Callable[[str], str] | None = None,
+        version: str = "v1",
     ) -> None:
+        if not isinstance(version, str) or version not in VERSIONS:
+            raise ValidationError(
+                f"Invalid 'version': expected 'v1' or 'v2', got {version!r}.", param="version"
+            )
+        self.version = version
+        self.definition, self._model = VERSIONS[version]
+        self.machine = self.definition.machine
+        # The definition's tables, bound once: every operation reads them.
+        self.sources = self.definition.sources
+        self._events = self.machine.events
+        self._stamps = self.definition.stamps
+        self._ends_expiry = self.definition.ends_expiry
+        self._event_names = self.definition.event_names
         require_int(ttl, "ttl", maximum=MAX_DURATION)
         if clock is not None and not callable(clock):
             raise ValidationError("clock must be a zero-argument callable.", param="clock")
@@ -146,8 +170,12 @@ class RunLifecycle:
         tools: Sequence[dict[str, Any]] | None = None,
         file_ids: Sequence[str] | None = None,
         metadata: dict[str, str] | None = None,
+        **settings: Any,
     ) -> Run:
-        """A new ``queued`` run; emits ``thread.run.created`` then ``thread.run.queued``."""
+        """A new ``queued`` run; emits ``thread.run.created`` then ``thread.run.queued``.
+        A v2 run also takes ``temperature``, ``top_p``, ``max_prompt_tokens``,
+        ``max_completion_tokens``, ``truncation_strategy``, ``tool_choice``,
+        ``parallel_tool_calls`` and ``response_format`` (and no ``file_ids``)."""
         run, steps = self.new_run(
             thread_id=thread_id,
             assistant_id=assistant_id,
@@ -156,6 +184,7 @@ class RunLifecycle:
             tools=tools,
             file_ids=file_ids,
             metadata=metadata,
+            **settings,
         )
         self._publish(run, steps)
         return run
@@ -172,13 +201,25 @@ class RunLifecycle:
         """``requires_action`` back to ``queued``, given one output per pending call."""
         return self._do(run, "submit_tool_outputs", tool_outputs)
 
-    def complete(self, run: Run) -> Run:
-        """``in_progress`` or ``cancelling`` to ``completed``."""
-        return self._do(run, "complete")
+    def complete(self, run: Run, *, usage: dict[str, int] | None = None) -> Run:
+        """``in_progress`` or ``cancelling`` to ``completed`` (v2: with its ``usage``)."""
+        return self._do(run, "complete", usage)
 
-    def fail(self, run: Run, *, code: str = "server_error", message: str) -> Run:
-        """Any active status to ``failed``, recording ``last_error``."""
-        return self._do(run, "fail", (code, message))
+    def fail(
+        self,
+        run: Run,
+        *,
+        code: str = "server_error",
+        message: str,
+        usage: dict[str, int] | None = None,
+    ) -> Run:
+        """Any active status to ``failed``, recording ``last_error`` (v2: and ``usage``)."""
+        return self._do(run, "fail", (code, message, usage))
+
+    def incomplete(self, run: Run, *, reason: str, usage: dict[str, int] | None = None) -> Run:
+        """v2: ``in_progress`` or ``cancelling`` to ``incomplete``: the model stopped at a
+        token limit (``reason``: ``max_completion_tokens`` or ``max_prompt_tokens``)."""
+        return self._do(run, "incomplete", (reason, usage))
 
     def cancel(self, run: Run) -> Run:
         """Ask for cancellation: ``queued``, ``in_progress`` or ``requires_action`` to
@@ -196,7 +237,7 @@ class RunLifecycle:
     def expire(self, run: Run) -> Run:
         """Expire a due active run; refused for a run that is not due."""
         now = self.now()
-        _require_run(run)
+        self._require_run(run)
         # decide() refuses "expire" for a run that is not due, so it raises here.
         steps = self.expire_if_due(run, now) or self.decide(run, "expire", now)
         self._publish(run, steps)
@@ -204,7 +245,7 @@ class RunLifecycle:
 
     def check_expiry(self, run: Run) -> bool:
         """Expire ``run`` if it is active and due; True if it did."""
-        steps = self.expire_if_due(_require_run(run), self.now())
+        steps = self.expire_if_due(self._require_run(run), self.now())
         self._publish(run, steps)
         return bool(steps)
 
@@ -219,7 +260,9 @@ class RunLifecycle:
         """The events the run's status allows now, after applying due expiry."""
         self.check_expiry(run)
         return [
-            name for name, sources in SOURCES.items() if run.status in sources and name != "expire"
+            name
+            for name, sources in self.sources.items()
+            if run.status in sources and name != "expire"
         ]
 
     # --- the engine's building blocks ---------------------------------------------------------
@@ -234,21 +277,46 @@ class RunLifecycle:
         tools: Sequence[dict[str, Any]] | None = None,
         file_ids: Sequence[str] | None = None,
         metadata: dict[str, str] | None = None,
+        **settings: Any,
     ) -> tuple[Run, list[Transition]]:
         """A validated new run and its two creation events, without publishing them."""
-        run = Run(
-            id=require_string(self._new_id("run"), "id_factory()"),
-            created_at=0,
-            thread_id=require_string(thread_id, "thread_id"),
-            assistant_id=require_string(assistant_id, "assistant_id"),
-            status=S.QUEUED,
-            expires_at=None,
-            model=require_string(model, "model", allow_empty=True),
-            instructions=require_string(instructions, "instructions", allow_empty=True),
-            tools=validate_tools(tools),
-            file_ids=validate_file_ids(file_ids),
-            metadata=validate_metadata(metadata),
+        # id, created_at, thread_id, assistant_id, status, expires_at, model, instructions
+        common = (
+            require_string(self._new_id("run"), "id_factory()"),
+            0,
+            require_string(thread_id, "thread_id"),
+            require_string(assistant_id, "assistant_id"),
+            S.QUEUED,
+            None,
+            require_string(model, "model", allow_empty=True),
+            require_string(instructions, "instructions", allow_empty=True),
         )
+        if self._model is RunV2:
+            if file_ids is not None:
+                raise ValidationError(
+                    "Invalid 'file_ids': the second version of the run has none.",
+                    param="file_ids",
+                )
+            run: Run = RunV2(
+                *common,
+                metadata=validate_metadata(metadata),
+                tools=validate_tools_v2(tools),
+                **_settings(settings),
+            )
+        else:
+            if settings:
+                name = next(iter(settings))
+                raise ValidationError(
+                    f"Invalid '{name}': a parameter of the second version of the run "
+                    "(version='v2'), or unknown.",
+                    param=name,
+                )
+            run = Run(
+                *common,
+                metadata=validate_metadata(metadata),
+                tools=validate_tools(tools),
+                file_ids=validate_file_ids(file_ids),
+            )
         now = self.now()
         run.created_at = now
         run.expires_at = now + self.ttl
@@ -269,32 +337,47 @@ class RunLifecycle:
         Refusals raise before anything is changed. Due expiry is the caller's to apply
         first (``expire_if_due``): ``decide`` looks only at the status it is given.
         """
-        sources = SOURCES.get(event)
+        sources = self.sources.get(event)
         if sources is None:
             raise ValidationError(f"Unknown event {event!r}.", param="event")
         if run.status not in sources:
             raise refusal(run, event)
-        if event == "require_action":
-            calls = validate_tool_calls(arg, self._new_call_id)
-        elif event == "submit_tool_outputs":
-            _check_outputs_match(run, validate_tool_outputs(arg))
-        elif event == "fail":
-            code, message = arg
-            code = validate_error_code(code)
-            message = require_string(message, "message", allow_empty=True)
-        elif event == "expire" and not is_due(run, now):
+        # Events without an argument (the common case) skip the argument checks.
+        if arg is not None or event in _TAKES_ARGUMENT:
+            usage = None
+            if event == "require_action":
+                calls = validate_tool_calls(arg, self._new_call_id)
+            elif event == "submit_tool_outputs":
+                _check_outputs_match(run, validate_tool_outputs(arg))
+            elif event == "fail":
+                code, message, usage = arg
+                code = validate_error_code(code)
+                message = require_string(message, "message", allow_empty=True)
+                usage = None if usage is None else _usage(run, usage)
+            elif event == "complete":
+                usage = _usage(run, arg)
+            elif event == "incomplete":
+                reason, usage = arg
+                reason = validate_incomplete_reason(reason)
+                usage = _usage(run, usage)
+            steps = self._fire(run, event, now)
+            if event == "require_action":
+                run.required_action = required_action_for(calls)
+            elif event == "fail":
+                run.last_error = {"code": code, "message": message}
+            elif event == "incomplete":
+                run.incomplete_details = {"reason": reason}  # type: ignore[attr-defined]
+            if usage is not None:
+                run.usage = usage  # type: ignore[attr-defined]
+            return steps
+        if event == "expire" and not is_due(run, now):
             raise InvalidTransitionError(
                 f"Cannot expire run with status '{run.status.value}': it is not due until "
                 f"{run.expires_at}.",
                 status=run.status.value,
                 event=event,
             )
-        steps = self._fire(run, event, now)
-        if event == "require_action":
-            run.required_action = required_action_for(calls)
-        elif event == "fail":
-            run.last_error = {"code": code, "message": message}
-        return steps
+        return self._fire(run, event, now)
 
     def events_for(
         self, run: Run, steps: Sequence[Transition], seqs: Sequence[int | None] = ()
@@ -315,25 +398,25 @@ class RunLifecycle:
     def _fire(self, run: Run, event: str, now: int) -> list[Transition]:
         source = run.status
         try:
-            _EVENTS[event].trigger(run)
-        except MachineError as exc:  # only reachable if SOURCES and the machine disagree
+            self._events[event].trigger(run)
+        except MachineError as exc:  # only reachable if the sources and the machine disagree
             raise refusal(run, event) from exc
         dest = run.status
         if source is S.REQUIRES_ACTION:
             run.required_action = None
         # Stamps never go back in time, even if the system clock does.
         at = max(now, run.started_at or run.created_at)
-        stamp = _STAMPS.get(dest)
+        stamp = self._stamps.get(dest)
         if stamp is not None:
             setattr(run, stamp, at)
-        if dest in _CLEARS_EXPIRY:
+        if dest in self._ends_expiry:
             run.expires_at = None
-        return [Transition(_EVENT_NAMES[dest], source, dest, at)]
+        return [Transition(self._event_names[dest], source, dest, at)]
 
     def _do(self, run: Run, event: str, arg: Any = None) -> Run:
         # expire_if_due and _publish, inlined: this is every operation's hot path.
-        if type(run) is not Run:
-            _require_run(run)
+        if type(run) is not self._model:
+            self._require_run(run)
         now = read_clock(self._clock)
         expires_at = run.expires_at
         if expires_at is not None and now >= expires_at and run.status in ACTIVE_STATUSES:
@@ -351,13 +434,49 @@ class RunLifecycle:
         if steps and len(self._listeners):
             self._listeners.publish(self.events_for(run, steps))
 
+    def _require_run(self, run: Any) -> Run:
+        """``run`` if it is a run of this lifecycle's version, else a ValidationError."""
+        if type(run) is not self._model:
+            if not isinstance(run, Run):
+                raise ValidationError(
+                    f"Invalid 'run': expected a runstate.Run, got {type(run).__name__}.",
+                    param="run",
+                )
+            raise ValidationError(
+                f"Invalid 'run': a {run.version} run, and this lifecycle is {self.version}'s.",
+                param="run",
+            )
+        return run
 
-def _require_run(run: Any) -> Run:
-    if not isinstance(run, Run):
+
+def _usage(run: Run, usage: Any) -> dict[str, int] | None:
+    """``usage``, checked; only a run of the second version has it."""
+    if usage is not None and type(run) is not RunV2:
         raise ValidationError(
-            f"Invalid 'run': expected a runstate.Run, got {type(run).__name__}.", param="run"
+            "Invalid 'usage': a field of the second version of the run (version='v2').",
+            param="usage",
         )
-    return run
+    return validate_usage(usage)
+
+
+def _settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A v2 run's settings, checked as the public API checks them."""
+    checks: dict[str, Callable[[Any], Any]] = {
+        "temperature": lambda v: validate_number(v, "temperature", 0, 2),
+        "top_p": lambda v: validate_number(v, "top_p", 0, 1),
+        "max_prompt_tokens": lambda v: validate_token_limit(v, "max_prompt_tokens"),
+        "max_completion_tokens": lambda v: validate_token_limit(v, "max_completion_tokens"),
+        "truncation_strategy": validate_truncation_strategy,
+        "tool_choice": validate_tool_choice,
+        "parallel_tool_calls": lambda v: (
+            True if v is None else validate_bool(v, "parallel_tool_calls")
+        ),
+        "response_format": validate_response_format,
+    }
+    for name in settings:
+        if name not in checks:
+            raise ValidationError(f"Unknown parameter: '{name}'.", param=name)
+    return {name: check(settings.get(name)) for name, check in checks.items()}
 
 
 def _check_outputs_match(run: Run, outputs: list[dict[str, str]]) -> None:

@@ -12,18 +12,27 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 from ._errors import ValidationError
 from ._validate import (
     ERROR_CODES,
+    INCOMPLETE_REASONS,
     check_clean,
     require_timestamp,
+    validate_bool,
     validate_file_ids,
     validate_last_error,
     validate_metadata,
+    validate_number,
     validate_required_action,
+    validate_response_format,
+    validate_token_limit,
+    validate_tool_choice,
     validate_tools,
+    validate_tools_v2,
+    validate_truncation_strategy,
+    validate_usage,
 )
 
 __all__ = [
@@ -32,12 +41,14 @@ __all__ = [
     "TERMINAL_STATUSES",
     "Run",
     "RunStatus",
+    "RunV2",
     "new_id",
 ]
 
 
 class RunStatus(str, Enum):
-    """The eight statuses of a run; the value is the public API's spelling."""
+    """The statuses of a run, the value the public API's spelling: the seed's eight, and
+    ``incomplete``, which only the second version of the object has."""
 
     QUEUED = "queued"
     IN_PROGRESS = "in_progress"
@@ -47,6 +58,7 @@ class RunStatus(str, Enum):
     FAILED = "failed"
     COMPLETED = "completed"
     EXPIRED = "expired"
+    INCOMPLETE = "incomplete"  # v2 only
 
     def __str__(self) -> str:
         return self.value
@@ -90,7 +102,10 @@ def new_id(prefix: str) -> str:
 
 @dataclass(slots=True, eq=True)
 class Run:
-    """A ``thread.run``: one field per field of the public object (``object`` is constant)."""
+    """A ``thread.run`` as the seed has it (v1): one field per field of the public object
+    (``object`` is constant). ``RunV2`` is the second version."""
+
+    _VERSION: ClassVar[str] = "v1"
 
     id: str
     created_at: int
@@ -131,11 +146,16 @@ class Run:
         calls: list[dict[str, Any]] = self.required_action["submit_tool_outputs"]["tool_calls"]
         return calls
 
+    @property
+    def version(self) -> str:
+        """Which version of the object this is: ``"v1"`` or ``"v2"``."""
+        return self._VERSION
+
     def copy(self) -> Run:
         """A copy that can be changed without touching this run (nested values are shared
         but never changed in place by runstate)."""
-        clone = object.__new__(Run)
-        for name in _SLOTS:
+        clone = object.__new__(type(self))
+        for name in _SLOTS_OF[type(self)]:
             object.__setattr__(clone, name, getattr(self, name))
         return clone
 
@@ -170,10 +190,11 @@ class Run:
                 f"A run must be a JSON object, got {type(data).__name__}.", param="run"
             )
         keys = set(data)
-        for key in _KEYS:
+        expected = _KEYS_OF[cls]
+        for key in expected:
             if key not in keys:
                 raise ValidationError(f"Missing required field '{key}'.", param=key)
-        for key in sorted(keys - _KEY_SET, key=str):
+        for key in sorted(keys - set(expected), key=str):
             raise ValidationError(f"Unknown field '{key}'.", param=str(key))
         if data["object"] != "thread.run":
             raise ValidationError("Field 'object' must be 'thread.run'.", param="object")
@@ -181,6 +202,11 @@ class Run:
         if not run_id.startswith("run_") or len(run_id) == 4:
             raise ValidationError(f"Invalid run id {run_id!r}: must start with 'run_'.", param="id")
         status = require_status(data["status"])
+        if status is RunStatus.INCOMPLETE and cls is Run:
+            raise ValidationError(
+                "Status 'incomplete' exists only in the second version of the run.",
+                param="status",
+            )
         run = cls(
             id=run_id,
             created_at=require_timestamp(data["created_at"], "created_at", nullable=False),  # type: ignore[arg-type]
@@ -202,9 +228,8 @@ class Run:
             cancelled_at=require_timestamp(data["cancelled_at"], "cancelled_at"),
             failed_at=require_timestamp(data["failed_at"], "failed_at"),
             completed_at=require_timestamp(data["completed_at"], "completed_at"),
-            tools=validate_tools(data["tools"]),
-            file_ids=validate_file_ids(data["file_ids"]),
             metadata=validate_metadata(data["metadata"]),
+            **cls._fields_from_dict(data),
         )
         if (run.required_action is None) == (run.status is RunStatus.REQUIRES_ACTION):
             raise ValidationError(
@@ -218,16 +243,122 @@ class Run:
         return run
 
     @classmethod
+    def _fields_from_dict(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields this version has beyond the common ones, read and checked."""
+        return {
+            "tools": validate_tools(data["tools"]),
+            "file_ids": validate_file_ids(data["file_ids"]),
+        }
+
+    @classmethod
     def _trusted(cls, data: Mapping[str, Any]) -> Run:
-        """Rebuild a run that runstate itself wrote (a store row): no validation."""
-        run = object.__new__(cls)
-        for name in _SLOTS:
-            object.__setattr__(run, name, data[name])
+        """Rebuild a run that runstate itself wrote (a store row): no validation. The
+        body tells the version: only a v2 run has ``usage``."""
+        kind = RunV2 if "usage" in data else Run
+        run = object.__new__(kind)
+        for name in _SLOTS_OF[kind]:
+            object.__setattr__(run, name, data.get(name))
         run.status = _STATUS_BY_VALUE[data["status"]]
+        if kind is RunV2:
+            run.file_ids = []  # v2 has none
         return run
 
 
-_SLOTS: tuple[str, ...] = Run.__slots__
+@dataclass(slots=True, eq=True)
+class RunV2(Run):
+    """The second version of ``thread.run``: the ``incomplete`` status with
+    ``incomplete_details``, ``usage``, and the sampling and truncation settings it was
+    created with; no ``file_ids`` (the field stays empty), and tool type ``file_search``
+    instead of ``retrieval``."""
+
+    _VERSION: ClassVar[str] = "v2"
+
+    incomplete_details: dict[str, Any] | None = None
+    usage: dict[str, int] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_prompt_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    truncation_strategy: dict[str, Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool = True
+    response_format: str | dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public JSON shape of the second version."""
+        return {
+            "id": self.id,
+            "object": "thread.run",
+            "created_at": self.created_at,
+            "thread_id": self.thread_id,
+            "assistant_id": self.assistant_id,
+            "status": self.status.value,
+            "required_action": _clone(self.required_action),
+            "last_error": _clone(self.last_error),
+            "expires_at": self.expires_at,
+            "started_at": self.started_at,
+            "cancelled_at": self.cancelled_at,
+            "failed_at": self.failed_at,
+            "completed_at": self.completed_at,
+            "incomplete_details": _clone(self.incomplete_details),
+            "model": self.model,
+            "instructions": self.instructions,
+            "tools": _clone(self.tools),
+            "metadata": dict(self.metadata),
+            "usage": _clone(self.usage),
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_prompt_tokens": self.max_prompt_tokens,
+            "max_completion_tokens": self.max_completion_tokens,
+            "truncation_strategy": _clone(self.truncation_strategy),
+            "response_format": _clone(self.response_format),
+            "tool_choice": _clone(self.tool_choice),
+            "parallel_tool_calls": self.parallel_tool_calls,
+        }
+
+    @classmethod
+    def _fields_from_dict(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        details = data["incomplete_details"]
+        if details is not None and (
+            not isinstance(details, Mapping)
+            or set(details) != {"reason"}
+            or details["reason"] not in INCOMPLETE_REASONS
+        ):
+            raise ValidationError(
+                "Field 'incomplete_details' must be {'reason': 'max_completion_tokens' | "
+                "'max_prompt_tokens'} or null.",
+                param="incomplete_details",
+            )
+        if (details is None) == (data["status"] == "incomplete"):
+            raise ValidationError(
+                "Field 'incomplete_details' must be set exactly when status is 'incomplete'.",
+                param="incomplete_details",
+            )
+        return {
+            "tools": validate_tools_v2(data["tools"]),
+            "incomplete_details": None if details is None else dict(details),
+            "usage": validate_usage(data["usage"]),
+            "temperature": validate_number(data["temperature"], "temperature", 0, 2),
+            "top_p": validate_number(data["top_p"], "top_p", 0, 1),
+            "max_prompt_tokens": validate_token_limit(
+                data["max_prompt_tokens"], "max_prompt_tokens"
+            ),
+            "max_completion_tokens": validate_token_limit(
+                data["max_completion_tokens"], "max_completion_tokens"
+            ),
+            "truncation_strategy": validate_truncation_strategy(data["truncation_strategy"]),
+            "tool_choice": validate_tool_choice(data["tool_choice"]),
+            "parallel_tool_calls": validate_bool(
+                data["parallel_tool_calls"], "parallel_tool_calls"
+            ),
+            "response_format": validate_response_format(data["response_format"]),
+        }
+
+
+_SLOTS_OF: dict[type[Run], tuple[str, ...]] = {
+    Run: Run.__slots__,
+    RunV2: Run.__slots__ + RunV2.__slots__,
+}
 _KEYS: tuple[str, ...] = (
     "id",
     "object",
@@ -248,7 +379,22 @@ _KEYS: tuple[str, ...] = (
     "file_ids",
     "metadata",
 )
-_KEY_SET = frozenset(_KEYS)
+_KEYS_OF: dict[type[Run], tuple[str, ...]] = {
+    Run: _KEYS,
+    RunV2: (
+        *(key for key in _KEYS if key != "file_ids"),
+        "incomplete_details",
+        "usage",
+        "temperature",
+        "top_p",
+        "max_prompt_tokens",
+        "max_completion_tokens",
+        "truncation_strategy",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+    ),
+}
 
 
 def _clone(value: Any) -> Any:

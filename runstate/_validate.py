@@ -484,3 +484,162 @@ def validate_tool_outputs(tool_outputs: Any) -> list[dict[str, str]]:
             }
         )
     return checked
+
+
+# --- the second version of thread.run ------------------------------------------------------
+
+#: ``incomplete_details.reason`` of a v2 run.
+INCOMPLETE_REASONS: frozenset[str] = frozenset({"max_completion_tokens", "max_prompt_tokens"})
+_V2_TOOL_TYPES = ("code_interpreter", "file_search", "function")
+_TRUNCATION_TYPES = ("auto", "last_messages")
+_RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
+
+
+def validate_tools_v2(tools: Any) -> list[dict[str, Any]]:
+    """A v2 run's tools: as v1's, but ``retrieval`` is gone (it became ``file_search``)."""
+    checked = validate_tools(tools)
+    for i, tool in enumerate(checked):
+        if tool["type"] not in _V2_TOOL_TYPES:
+            raise ValidationError(
+                f"Invalid 'tools[{i}]': expected an object whose 'type' is one of "
+                f"{sorted(_V2_TOOL_TYPES)} ('retrieval' is 'file_search' in v2).",
+                param="tools",
+            )
+    return checked
+
+
+def validate_usage(value: Any, param: str = "usage") -> dict[str, int] | None:
+    """``{"prompt_tokens", "completion_tokens", "total_tokens"}``, whole and not negative,
+    the total their sum (``total_tokens`` may be left out); or None."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not {"prompt_tokens", "completion_tokens"} <= set(
+        value
+    ) <= {"prompt_tokens", "completion_tokens", "total_tokens"}:
+        raise ValidationError(
+            f"Invalid '{param}': expected {{'prompt_tokens': int, 'completion_tokens': int, "
+            "'total_tokens': int}.",
+            param=param,
+        )
+    prompt = require_int(value["prompt_tokens"], f"{param}.prompt_tokens", minimum=0)
+    completion = require_int(value["completion_tokens"], f"{param}.completion_tokens", minimum=0)
+    total = require_int(
+        value.get("total_tokens", prompt + completion), f"{param}.total_tokens", minimum=0
+    )
+    if total != prompt + completion:
+        raise ValidationError(
+            f"Invalid '{param}.total_tokens': expected prompt_tokens + completion_tokens "
+            f"({prompt + completion}), got {total}.",
+            param=param,
+        )
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
+def validate_incomplete_reason(reason: Any) -> str:
+    if not isinstance(reason, str) or reason not in INCOMPLETE_REASONS:
+        raise ValidationError(
+            f"Invalid 'reason': expected one of {sorted(INCOMPLETE_REASONS)}, got "
+            f"{_short(reason)}.",
+            param="reason",
+        )
+    return str.__str__(reason)
+
+
+def validate_number(value: Any, param: str, low: float, high: float) -> float | None:
+    """A finite number from ``low`` to ``high``, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValidationError(
+            f"Invalid '{param}': expected a number from {low:g} to {high:g}, got {_short(value)}.",
+            param=param,
+        )
+    return float(value)
+
+
+def validate_token_limit(value: Any, param: str) -> int | None:
+    """A token budget of at least 256 (the public API's floor), or None."""
+    if value is None:
+        return None
+    return require_int(value, param, minimum=256)
+
+
+def validate_truncation_strategy(value: Any) -> dict[str, Any] | None:
+    """``{"type": "auto"}`` or ``{"type": "last_messages", "last_messages": n}``, or None."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, Mapping) else None
+    if not isinstance(kind, str) or kind not in _TRUNCATION_TYPES:
+        raise ValidationError(
+            "Invalid 'truncation_strategy': expected an object whose 'type' is 'auto' or "
+            "'last_messages'.",
+            param="truncation_strategy",
+        )
+    _no_unknown_keys(value, {"type", "last_messages"}, "truncation_strategy", "truncation_strategy")
+    last = value.get("last_messages")
+    if last is not None:
+        last = require_int(last, "truncation_strategy.last_messages")
+    return {"type": str.__str__(kind), "last_messages": last}
+
+
+def validate_tool_choice(value: Any) -> str | dict[str, Any] | None:
+    """``"none"``, ``"auto"``, ``"required"``, or a named tool: ``{"type": "function",
+    "function": {"name": ...}}`` or ``{"type": "file_search"}`` / ``code_interpreter``."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value in ("none", "auto", "required"):
+        return str.__str__(value)
+    kind = value.get("type") if isinstance(value, Mapping) else None
+    if isinstance(kind, str) and kind in ("file_search", "code_interpreter") and len(value) == 1:
+        return {"type": str.__str__(kind)}
+    function = value.get("function") if isinstance(value, Mapping) else None
+    if (
+        kind == "function"
+        and set(value) == {"type", "function"}
+        and isinstance(function, Mapping)
+        and set(function) == {"name"}
+        and isinstance(function["name"], str)
+        and _FUNCTION_NAME.fullmatch(function["name"])
+    ):
+        return {"type": "function", "function": {"name": str.__str__(function["name"])}}
+    raise ValidationError(
+        "Invalid 'tool_choice': expected 'none', 'auto', 'required' or a named tool such as "
+        "{'type': 'function', 'function': {'name': ...}}.",
+        param="tool_choice",
+    )
+
+
+def validate_response_format(value: Any) -> str | dict[str, Any] | None:
+    """``"auto"``, ``{"type": "text"}``, ``{"type": "json_object"}``, or ``{"type":
+    "json_schema", "json_schema": {"name": ..., ...}}``; or None."""
+    if value is None:
+        return None
+    if value == "auto" and isinstance(value, str):
+        return "auto"
+    kind = value.get("type") if isinstance(value, Mapping) else None
+    if not isinstance(kind, str) or kind not in _RESPONSE_FORMAT_TYPES:
+        raise ValidationError(
+            "Invalid 'response_format': expected 'auto' or an object whose 'type' is one of "
+            f"{list(_RESPONSE_FORMAT_TYPES)}.",
+            param="response_format",
+        )
+    if kind != "json_schema":
+        _no_unknown_keys(value, {"type"}, "response_format", "response_format")
+        return {"type": str.__str__(kind)}
+    _no_unknown_keys(value, {"type", "json_schema"}, "response_format", "response_format")
+    schema = value.get("json_schema")
+    if not isinstance(schema, Mapping) or not isinstance(schema.get("name"), str):
+        raise ValidationError(
+            "Invalid 'response_format.json_schema': expected an object with a string 'name'.",
+            param="response_format",
+        )
+    checked: dict[str, Any] = json_value(schema, "response_format", "response_format.json_schema")
+    return {"type": "json_schema", "json_schema": checked}
+
+
+def validate_bool(value: Any, param: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(
+            f"Invalid '{param}': expected a boolean, got {type(value).__name__}.", param=param
+        )
+    return value

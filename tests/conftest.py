@@ -28,6 +28,8 @@ OUTPUTS = [{"tool_call_id": "call_A", "output": "1"}, {"tool_call_id": "call_B",
 
 S = RunStatus
 ACTIVE = [S.QUEUED, S.IN_PROGRESS, S.REQUIRES_ACTION, S.CANCELLING]
+#: The seed's eight statuses (``incomplete`` is the second version's).
+V1_STATUSES = [s for s in RunStatus if s is not S.INCOMPLETE]
 
 #: The transition table of LIFECYCLE.md, (event, from, to) row by row.
 ROWS: list[tuple[str, RunStatus, RunStatus]] = [
