@@ -26,7 +26,7 @@ from ._errors import (
 )
 from ._events import DONE_SSE, RunEvent
 from ._lifecycle import RunLifecycle
-from ._model import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus
+from ._model import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus, RunV2
 from ._validate import validate_metadata
 from .stores import MemoryStore, PostgresStore, SQLiteStore, Store
 
@@ -51,6 +51,7 @@ __all__ = [
     "RunNotFoundError",
     "RunStateError",
     "RunStatus",
+    "RunV2",
     "SQLiteStore",
     "Store",
     "StoreError",

@@ -109,11 +109,19 @@ def require_string(
     return check_clean(value, param)
 
 
-def require_int(value: Any, param: str, *, minimum: int = 1, maximum: int = INT64_MAX) -> int:
-    """A whole-number argument within bounds, or a ValidationError naming ``param``."""
+def require_int(
+    value: Any,
+    param: str,
+    *,
+    minimum: int = 1,
+    maximum: int = INT64_MAX,
+    where: str | None = None,
+) -> int:
+    """A whole-number argument within bounds, or a ValidationError naming ``param`` (and
+    ``where`` in it, for a value inside a parameter)."""
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise ValidationError(
-            f"Invalid '{param}': expected an integer from {minimum} to {maximum}, got "
+            f"Invalid '{where or param}': expected an integer from {minimum} to {maximum}, got "
             f"{_short(value)}.",
             param=param,
         )
@@ -521,10 +529,15 @@ def validate_usage(value: Any, param: str = "usage") -> dict[str, int] | None:
             "'total_tokens': int}.",
             param=param,
         )
-    prompt = require_int(value["prompt_tokens"], f"{param}.prompt_tokens", minimum=0)
-    completion = require_int(value["completion_tokens"], f"{param}.completion_tokens", minimum=0)
+    prompt, completion = (
+        require_int(value[key], param, minimum=0, where=f"{param}.{key}")
+        for key in ("prompt_tokens", "completion_tokens")
+    )
     total = require_int(
-        value.get("total_tokens", prompt + completion), f"{param}.total_tokens", minimum=0
+        value.get("total_tokens", prompt + completion),
+        param,
+        minimum=0,
+        where=f"{param}.total_tokens",
     )
     if total != prompt + completion:
         raise ValidationError(
@@ -578,7 +591,7 @@ def validate_truncation_strategy(value: Any) -> dict[str, Any] | None:
     _no_unknown_keys(value, {"type", "last_messages"}, "truncation_strategy", "truncation_strategy")
     last = value.get("last_messages")
     if last is not None:
-        last = require_int(last, "truncation_strategy.last_messages")
+        last = require_int(last, "truncation_strategy", where="truncation_strategy.last_messages")
     return {"type": str.__str__(kind), "last_messages": last}
 
 

@@ -46,8 +46,15 @@ ROWS: list[tuple[str, RunStatus, RunStatus]] = [
     ("requeue", S.IN_PROGRESS, S.QUEUED),  # ours: a stalled run back in the queue
     *[("expire", s, S.EXPIRED) for s in ACTIVE],
 ]
+#: RESPONSES.md's second version: the same table and the incomplete rows.
+ROWS_V2 = [
+    *ROWS,
+    ("incomplete", S.IN_PROGRESS, S.INCOMPLETE),
+    ("incomplete", S.CANCELLING, S.INCOMPLETE),
+]
 #: The (from, to) pairs a history may hold, as the stores spell statuses.
-LEGAL_STEPS = {(source.value, dest.value) for _, source, dest in ROWS}
+LEGAL_STEPS = {(source.value, dest.value) for _, source, dest in ROWS_V2}
+USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 
 # The shortest legal path from creation to each status, as lifecycle method names.
 PATHS: dict[RunStatus, list[str]] = {
@@ -59,6 +66,7 @@ PATHS: dict[RunStatus, list[str]] = {
     RunStatus.FAILED: ["fail"],
     RunStatus.COMPLETED: ["start", "complete"],
     RunStatus.EXPIRED: ["expire"],
+    RunStatus.INCOMPLETE: ["start", "incomplete"],  # v2 only
 }
 
 
@@ -108,14 +116,30 @@ def step(lifecycle: RunLifecycle, clock: ManualClock, run: Run, name: str) -> No
         lifecycle.require_action(run, CALLS)
     elif name == "fail":
         lifecycle.fail(run, code="server_error", message="boom")
+    elif name == "incomplete":
+        lifecycle.incomplete(run, reason="max_completion_tokens", usage=USAGE)
     else:
         getattr(lifecycle, name)(run)
 
 
 @pytest.fixture
+def lifecycle_v2(clock: ManualClock) -> RunLifecycle:
+    return RunLifecycle(clock=clock, ttl=TTL, version="v2")
+
+
+@pytest.fixture
 def run_in(lifecycle: RunLifecycle, clock: ManualClock) -> Callable[[RunStatus], Run]:
     """A new run driven to ``status`` along its path, each step one second apart."""
+    return runs_along_paths(lifecycle, clock)
 
+
+@pytest.fixture
+def run_v2_in(lifecycle_v2: RunLifecycle, clock: ManualClock) -> Callable[[RunStatus], Run]:
+    """The same for a v2 run."""
+    return runs_along_paths(lifecycle_v2, clock)
+
+
+def runs_along_paths(lifecycle: RunLifecycle, clock: ManualClock) -> Callable[[RunStatus], Run]:
     def make(status: RunStatus) -> Run:
         run = lifecycle.create(thread_id="thread_1", assistant_id="asst_1", model="gpt-4o")
         for name in PATHS[status]:

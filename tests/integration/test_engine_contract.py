@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CALLS, OUTPUTS, PG_BASE, T0
+from conftest import CALLS, OUTPUTS, PG_BASE, T0, USAGE
 
 from runstate import (
     ActiveRunError,
@@ -22,6 +22,7 @@ from runstate import (
     RunEvent,
     RunNotFoundError,
     RunStatus,
+    RunV2,
     SQLiteStore,
     Store,
     ValidationError,
@@ -882,3 +883,74 @@ def test_engine_options_are_checked() -> None:
     for kwargs in ({"lease_seconds": 0}, {"max_attempts": 0}, {"ttl": -5}, {"lease_seconds": True}):
         with pytest.raises(ValidationError):
             RunEngine(**kwargs)  # type: ignore[arg-type]
+
+
+# --- the second version of the run -------------------------------------------------------------
+
+
+def test_v2_runs_on_every_store_as_the_official_client_reads_them(
+    store: Store, clock: ManualClock
+) -> None:
+    from openai.types.beta.threads import Run as ClientRun
+
+    engine = RunEngine(store, clock=clock, ttl=TTL, lease_seconds=LEASE, version="v2")
+    returned: list[Run] = []
+
+    def keep(run: Run | None) -> Run:
+        assert run is not None
+        returned.append(run)
+        return run
+
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    run = keep(
+        engine.create(
+            thread_id="t1",
+            assistant_id="a",
+            tools=[tool, {"type": "file_search"}],
+            temperature=0.3,
+            max_completion_tokens=512,
+            truncation_strategy={"type": "auto"},
+            tool_choice="required",
+            response_format={"type": "json_object"},
+        )
+    )
+    keep(engine.claim("w1"))
+    keep(engine.require_action(run.id, CALLS, worker_id="w1"))
+    keep(engine.submit_tool_outputs(run.id, OUTPUTS))
+    keep(engine.claim("w1"))
+    done = keep(engine.complete(run.id, usage=USAGE, worker_id="w1"))
+    assert done.status is S.COMPLETED and done.usage == USAGE  # type: ignore[attr-defined]
+    assert engine.get(run.id) == done
+
+    stopped = keep(engine.create(thread_id="t2", assistant_id="a"))
+    keep(engine.claim("w2"))
+    keep(engine.incomplete(stopped.id, reason="max_completion_tokens", worker_id="w2"))
+    failed = keep(engine.create(thread_id="t3", assistant_id="a"))
+    keep(engine.fail(failed.id, code="server_error", message="down", usage=USAGE))
+    keep(engine.cancel(keep(engine.create(thread_id="t4", assistant_id="a")).id))
+    assert [e.event for e in engine.history(stopped.id)][-1] == "thread.run.incomplete"
+    assert engine.get(stopped.id).to_dict()["incomplete_details"] == {
+        "reason": "max_completion_tokens"
+    }
+    for run in returned + [engine.get(r.id) for r in returned]:
+        assert isinstance(run, RunV2)
+        ClientRun.model_validate(run.to_dict())
+    for event in engine.events(after_seq=0, limit=1000):
+        ClientRun.model_validate(event.data)
+
+    # One store, both versions: a v1 engine reads a v2 run as v2, and its own as v1.
+    plain = RunEngine(store, clock=clock, ttl=TTL)
+    assert plain.get(stopped.id).version == "v2"
+    assert plain.create(thread_id="t5", assistant_id="a").version == "v1"
+    with pytest.raises(ValidationError, match="Invalid 'usage': a field of the second"):
+        plain.complete(
+            plain.start(plain.create(thread_id="t6", assistant_id="a").id).id, usage=USAGE
+        )
+
+
+def test_connect_takes_the_version(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'runs.db'}", version="v2")
+    assert engine.create(thread_id="t", assistant_id="a").version == "v2"
+    engine.close()
+    with pytest.raises(ValidationError, match="Invalid 'version'"):
+        connect("memory://", version="v9")

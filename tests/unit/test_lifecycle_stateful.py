@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from conftest import ROWS
+from conftest import ROWS, ROWS_V2, USAGE
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
@@ -17,17 +17,26 @@ ACTIVE = {"queued", "in_progress", "requires_action", "cancelling"}
 TERMINAL_STAMP = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at"}
 # The reference model's table, (event, from) -> to, read from the spec's rows (expiry
 # is the model's own rule, below).
-TABLE = {(event, source.value): dest.value for event, source, dest in ROWS if event != "expire"}
+TABLES = {
+    version: {
+        (event, source.value): dest.value for event, source, dest in rows if event != "expire"
+    }
+    for version, rows in (("v1", ROWS), ("v2", ROWS_V2))
+}
 CALL = [{"id": "call_X", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
 
 
 class LifecycleMachine(RuleBasedStateMachine):
+    """The seed's run (v1); ``LifecycleV2Machine`` below runs the same rules on v2."""
+
+    version = "v1"
     runs = Bundle("runs")
 
     def __init__(self) -> None:
         super().__init__()
         self.clock = ManualClock(1_000)
-        self.lifecycle = RunLifecycle(clock=self.clock, ttl=TTL)
+        self.lifecycle = RunLifecycle(clock=self.clock, ttl=TTL, version=self.version)
+        self.table = TABLES[self.version]
         self.model: dict[str, dict[str, Any]] = {}
         self.objects: dict[str, Run] = {}
         self.history: dict[str, list[dict[str, Any]]] = {}
@@ -71,13 +80,14 @@ class LifecycleMachine(RuleBasedStateMachine):
                 "fail",
                 "cancel",
                 "confirm_cancel",
+                "incomplete",  # v2's: v1 does not know it
             ]
         ),
         good_outputs=st.booleans(),
     )
     def operate(self, run: Run, event: str, good_outputs: bool) -> None:
         status = self.expected_status(run.id)
-        target = TABLE.get((event, status))
+        target = self.table.get((event, status))
         outputs = [{"tool_call_id": "call_X" if good_outputs else "call_Y", "output": "o"}]
         before = run.to_dict()
         try:
@@ -87,13 +97,18 @@ class LifecycleMachine(RuleBasedStateMachine):
                 self.lifecycle.submit_tool_outputs(run, outputs)
             elif event == "fail":
                 self.lifecycle.fail(run, message="m")
+            elif event == "incomplete":
+                self.lifecycle.incomplete(run, reason="max_prompt_tokens", usage=USAGE)
             else:
                 getattr(self.lifecycle, event)(run)
         except InvalidTransitionError:
             assert target is None
-        except RunStateError:
-            assert event == "submit_tool_outputs" and not good_outputs and target is not None
-            assert run.to_dict() == before
+        except RunStateError as exc:
+            unknown = event == "incomplete" and self.version == "v1"
+            assert unknown or (event == "submit_tool_outputs" and not good_outputs)
+            assert target is None if unknown else target is not None, exc
+            if status != "expired":  # a due run is expired first, whatever comes next
+                assert run.to_dict() == before
         else:
             assert target is not None
             self.model[run.id]["status"] = target
@@ -128,7 +143,10 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert (run.last_error is not None) == (status == "failed")
             for terminal, stamp in TERMINAL_STAMP.items():
                 assert (getattr(run, stamp) is not None) == (status == terminal)
-            assert (run.expires_at is None) == (status in TERMINAL_STAMP)
+            assert (run.expires_at is None) == (status in TERMINAL_STAMP or status == "incomplete")
+            if self.version == "v2":
+                details = run.to_dict()["incomplete_details"]
+                assert (details is not None) == (status == "incomplete")
 
     @invariant()
     def terminal_is_absorbing_and_time_never_goes_back(self) -> None:
@@ -149,7 +167,15 @@ class LifecycleMachine(RuleBasedStateMachine):
                 assert all(s is None or s >= snapshot["created_at"] for s in stamps)
 
 
+class LifecycleV2Machine(LifecycleMachine):
+    version = "v2"
+
+
 LifecycleMachine.TestCase.settings = settings(
     max_examples=300, stateful_step_count=50, deadline=None
 )
+LifecycleV2Machine.TestCase.settings = settings(
+    max_examples=200, stateful_step_count=50, deadline=None
+)
 TestLifecycle = LifecycleMachine.TestCase
+TestLifecycleV2 = LifecycleV2Machine.TestCase

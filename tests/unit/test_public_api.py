@@ -26,6 +26,7 @@ PUBLIC = [
     "RunNotFoundError",
     "RunStateError",
     "RunStatus",
+    "RunV2",
     "SQLiteStore",
     "Store",
     "StoreError",
