@@ -1,6 +1,6 @@
 """The ``runstate`` command: look at a store, and sweep it.
 
-    runstate diagram                          the lifecycle as a Mermaid state diagram
+    runstate diagram [run|run-v2]             a lifecycle as a Mermaid state diagram
     runstate runs URL [--thread ID] [--status S] [--limit N] [--json]
     runstate show URL RUN_ID [--json]         the run and its history
     runstate sweep URL [--every SECONDS]      expire due runs, recover stalled ones
@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any
 
 from ._connect import open_store
+from ._definitions import DEFINITIONS
 from ._diagram import mermaid
 from ._engine import RunEngine
 from ._errors import RunStateError
@@ -38,7 +39,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="runstate", description="Inspect and sweep runstate stores."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("diagram", help="print the lifecycle as a Mermaid state diagram")
+    diagram = sub.add_parser("diagram", help="print a lifecycle as a Mermaid state diagram")
+    diagram.add_argument(
+        "lifecycle", nargs="?", default="run", choices=sorted(DEFINITIONS), help="default: run"
+    )
     runs = sub.add_parser("runs", help="a table of runs")
     runs.add_argument("url", help="store URL, e.g. sqlite:///runs.db")
     runs.add_argument("--thread", help="only this thread's runs")
@@ -63,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "diagram":
-            sys.stdout.write(mermaid())
+            sys.stdout.write(mermaid(DEFINITIONS[args.lifecycle]))
             return 0
         if args.command == "migrate":
             return _migrate(args.url)

@@ -43,6 +43,15 @@ def test_diagram_is_generated_from_the_machine() -> None:
     assert len([line for line in lines if "-->" in line]) == 1 + 18 + 4
 
 
+def test_diagram_of_each_lifecycle() -> None:
+    from runstate._definitions import RUN_V2
+
+    assert cli("diagram", "run").stdout == mermaid()
+    assert cli("diagram", "run-v2").stdout == mermaid(RUN_V2)
+    assert "    in_progress --> incomplete: incomplete" in cli("diagram", "run-v2").stdout
+    assert cli("diagram", "nope", check=False).returncode == 2
+
+
 def test_readme_embeds_the_current_diagram() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert "```mermaid\n" + mermaid() + "```" in readme

@@ -26,6 +26,14 @@ EXPECTED = {
     ],
     "expiry.py": ["Cannot complete run with status 'expired'.", "expired 4 of 5 runs"],
     "worker_pool.py": ["worker-0 exit code 1; runs recovered from it: 1"],
+    "runs_v2.py": [
+        "the run is incomplete: {'reason': 'max_completion_tokens'}",
+        '"total_tokens": 1068',
+        "the second run is completed",
+        "refused: Invalid 'temperature': expected a number from 0 to 2, got 3.",
+        "the same file holds a v1 run with file_ids=[] beside v2 runs read back as v2",
+        "thread.run.incomplete",
+    ],
 }
 
 
