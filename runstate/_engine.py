@@ -61,9 +61,17 @@ class Lease:
             return cls(stored.lease_owner, stored.lease_expires_at, stored.attempts)
         return cls(None, None, stored.attempts)
 
-    def write(self, run: Run, version: int, steps: Sequence[Transition]) -> Write:
-        """The store's write of ``run`` (decided from ``version``) with this lease."""
-        return Write(run, version, steps, self.owner, self.expires_at, self.attempts)
+    def write(self, run: Run, stored: StoredRun, steps: Sequence[Transition]) -> Write:
+        """The store's write of ``run``, decided from ``stored``, with this lease."""
+        return Write(
+            run,
+            stored.version,
+            steps,
+            self.owner,
+            self.expires_at,
+            self.attempts,
+            stored.event_count,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +214,7 @@ class RunEngine:
                 if self.get(exc.run_id).status.is_active:
                     raise
                 continue
-            self._publish(run, steps, seqs)
+            self._publish(run, steps, seqs, 0)
             return run
         raise ConcurrentUpdateError(f"Thread {thread_id} kept changing; no run was created.")
 
@@ -314,9 +322,9 @@ class RunEngine:
         claimed = self.store.claim(self.lifecycle.now, partial(self._claimed, worker_id, lease))
         if claimed is None:
             return None
-        run, steps, seqs = claimed
-        self._publish(run, steps, seqs)
-        return run
+        write, seqs = claimed
+        self._publish(write.run, write.steps, seqs, write.first_number)
+        return write.run
 
     def heartbeat(self, run_id: str, worker_id: str, *, lease_seconds: int | None = None) -> Run:
         """Extend ``worker_id``'s lease on the run (never its ``expires_at``). The run is
@@ -349,7 +357,7 @@ class RunEngine:
                 steps = lifecycle.decide(run, "fail", now, ("server_error", message, None))
             else:
                 steps = lifecycle.decide(run, "requeue", now)
-        return Lease(None, None, stored.attempts).write(run, stored.version, steps)
+        return Lease(None, None, stored.attempts).write(run, stored, steps)
 
     def expire_due(self, limit: int = 1000) -> builtins.list[Run]:
         """Expire up to ``limit`` due active runs in one batch; the runs it expired."""
@@ -362,12 +370,12 @@ class RunEngine:
         steps = self._lifecycle_of(run).expire_if_due(run, now)
         if not steps:
             return None  # not due at the time of the write after all
-        return Lease(None, None, stored.attempts).write(run, stored.version, steps)
+        return Lease(None, None, stored.attempts).write(run, stored, steps)
 
     def _published(self, written: builtins.list[Claimed]) -> builtins.list[Run]:
-        for run, steps, seqs in written:
-            self._publish(run, steps, seqs)
-        return [run for run, _, _ in written]
+        for write, seqs in written:
+            self._publish(write.run, write.steps, seqs, write.first_number)
+        return [write.run for write, _ in written]
 
     # --- history ------------------------------------------------------------------------------
 
@@ -437,7 +445,7 @@ class RunEngine:
         """The write that starts a claimed run and leases it to ``worker_id``."""
         run = stored.run.copy()
         steps = self._lifecycle_of(run).decide(run, "start", now)
-        return Lease(worker_id, now + lease, stored.attempts + 1).write(run, stored.version, steps)
+        return Lease(worker_id, now + lease, stored.attempts + 1).write(run, stored, steps)
 
     # --- the one loop ----------------------------------------------------------------------
 
@@ -467,10 +475,10 @@ class RunEngine:
                 lease = decided.lease
             elif not steps:
                 return run, False
-            seqs = self.store.write([lease.write(run, stored.version, steps)])[0]
+            seqs = self.store.write([lease.write(run, stored, steps)])[0]
             if seqs is None:
                 continue
-            self._publish(run, steps, seqs)
+            self._publish(run, steps, seqs, stored.event_count)
             if error is not None:
                 raise error
             return run, True
@@ -481,9 +489,11 @@ class RunEngine:
     def _lifecycle_of(self, run: Run) -> RunLifecycle:
         return self._lifecycles[run.version]
 
-    def _publish(self, run: Run, steps: Sequence[Transition], seqs: Sequence[int]) -> None:
+    def _publish(
+        self, run: Run, steps: Sequence[Transition], seqs: Sequence[int], first_number: int
+    ) -> None:
         if steps and len(self._listeners):
-            self._listeners.publish(self.lifecycle.events_for(run, steps, seqs))
+            self._listeners.publish(self.lifecycle.events_for(run, steps, seqs, first_number))
 
     def _lease_seconds(self, lease_seconds: int | None) -> int:
         if lease_seconds is None:

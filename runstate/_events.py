@@ -28,7 +28,8 @@ class RunEvent:
 
     ``event`` is the stream name (``thread.run.completed``), ``data`` the run's public
     dict as it was right after the transition. ``seq`` is the store's position of the
-    event in its log (``None`` for events of a bare ``RunLifecycle``).
+    event in its log, ``sequence_number`` its position among the run's own events,
+    counted from 0 with no gaps (both ``None`` for events of a bare ``RunLifecycle``).
     """
 
     event: str
@@ -38,6 +39,7 @@ class RunEvent:
     at: int
     data: dict[str, Any]
     seq: int | None = None
+    sequence_number: int | None = None
 
     def to_sse(self) -> str:
         """The Server-Sent-Events frame: ``event: <name>`` and ``data: <run JSON>``."""

@@ -73,11 +73,19 @@ class Transition(NamedTuple):
     at: int
     data: dict[str, Any] | None = None
 
-    def to_event(self, run_id: str, data: dict[str, Any], seq: int | None = None) -> RunEvent:
+    def to_event(
+        self,
+        run_id: str,
+        data: dict[str, Any],
+        seq: int | None = None,
+        number: int | None = None,
+    ) -> RunEvent:
         """The public event for this step, carrying ``data`` (the caller passes
-        ``step.data`` where the step has its own snapshot)."""
+        ``step.data`` where the step has its own snapshot), its store position ``seq``
+        and its number among the run's events."""
         from_status = None if self.from_status is None else self.from_status.value
-        return RunEvent(self.event, run_id, from_status, self.to_status.value, self.at, data, seq)
+        to_status = self.to_status.value
+        return RunEvent(self.event, run_id, from_status, to_status, self.at, data, seq, number)
 
 
 def sealed(steps: list[Transition], run: Run) -> list[Transition]:
@@ -380,14 +388,24 @@ class RunLifecycle:
         return self._fire(run, event, now)
 
     def events_for(
-        self, run: Run, steps: Sequence[Transition], seqs: Sequence[int | None] = ()
+        self,
+        run: Run,
+        steps: Sequence[Transition],
+        seqs: Sequence[int | None] = (),
+        first_number: int | None = None,
     ) -> list[RunEvent]:
-        """The public events for ``steps``, each carrying the run as it is now (and its
-        store sequence number, where ``seqs`` gives them)."""
-        numbers = seqs or [None] * len(steps)
+        """The public events for ``steps``, each carrying the run as it is now (and, as
+        stored, its place in the store's log, ``seqs``, and among the run's events,
+        counted on from ``first_number``)."""
+        places = seqs or [None] * len(steps)
         return [
-            step.to_event(run.id, run.to_dict() if step.data is None else step.data, seq)
-            for step, seq in zip(steps, numbers, strict=True)
+            step.to_event(
+                run.id,
+                run.to_dict() if step.data is None else step.data,
+                seq,
+                None if first_number is None else first_number + i,
+            )
+            for i, (step, seq) in enumerate(zip(steps, places, strict=True))
         ]
 
     # --- internals ------------------------------------------------------------------------------

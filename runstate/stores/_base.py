@@ -32,8 +32,8 @@ __all__ = [
 ]
 
 Order = Literal["asc", "desc"]
-#: What a claim or a sweep wrote: the run, its transitions and their sequence numbers.
-Claimed = tuple[Run, Sequence[Transition], list[int]]
+#: What a claim or a sweep wrote: the write, and its events' places in the store's log.
+Claimed = tuple["Write", list[int]]
 #: The sweeps a store answers: active runs whose ``expires_at`` has come ("due"), and
 #: leased runs whose lease has ended ("stalled").
 Sweep = Literal["due", "stalled"]
@@ -50,11 +50,13 @@ class StoredRun:
     lease_owner: str | None = None
     lease_expires_at: int | None = None
     attempts: int = 0
+    event_count: int = 0  # how many events the run has: the next is numbered so
 
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """Replace a stored run, only if it is still at ``expected_version``."""
+    """Replace a stored run, only if it is still at ``expected_version``; its new events
+    (one per step) are numbered from ``first_number``, the count of its events so far."""
 
     run: Run
     expected_version: int
@@ -62,6 +64,7 @@ class Write:
     lease_owner: str | None = None
     lease_expires_at: int | None = None
     attempts: int = 0
+    first_number: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ class _Row:
     lease_owner: str | None = None
     lease_expires_at: int | None = None
     attempts: int = 0
+    event_count: int = 0
 
     def stored(self) -> StoredRun:
         return StoredRun(
@@ -51,6 +52,7 @@ class _Row:
             self.lease_owner,
             self.lease_expires_at,
             self.attempts,
+            self.event_count,
         )
 
 
@@ -120,7 +122,7 @@ class MemoryStore:
                     write = decide(row.stored(), t)
                     seqs = self._write_one(write)
                     assert seqs is not None  # the lock is held: nothing moved
-                    return write.run, write.steps, seqs
+                    return write, seqs
                 return None
             finally:
                 for entry in skipped:
@@ -143,7 +145,7 @@ class MemoryStore:
                     continue
                 seqs = self._write_one(write)
                 assert seqs is not None  # the lock is held: nothing moved
-                done.append((write.run, write.steps, seqs))
+                done.append((write, seqs))
             return done
 
     # --- reads --------------------------------------------------------------------------
@@ -214,12 +216,14 @@ class MemoryStore:
 
     def _append(self, run_id: str, data: dict[str, Any], steps: Sequence[Transition]) -> list[int]:
         seqs = []
+        history = self._history[run_id]
         for step in steps:
             own = data if step.data is None else step.data
-            event = step.to_event(run_id, _clone(own), len(self._events) + 1)
+            event = step.to_event(run_id, _clone(own), len(self._events) + 1, len(history))
             self._events.append(event)
-            self._history[run_id].append(event)
+            history.append(event)
             seqs.append(len(self._events))
+        self._rows[run_id].event_count = len(history)
         return seqs
 
     def _index(self, run_id: str, row: _Row) -> None:

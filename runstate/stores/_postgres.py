@@ -192,7 +192,7 @@ class PostgresStore(SQLReads):
         for _ in range(10):
             try:
                 with self._transaction() as conn:
-                    conn.execute(SQL["insert_run"], insert_params(run, body))
+                    conn.execute(SQL["insert_run"], insert_params(run, body, 0))
                     seqs = _write(conn, [first])[0]
                     assert seqs is not None  # our own row, inserted just now
                     return seqs
@@ -220,7 +220,7 @@ class PostgresStore(SQLReads):
             write = decide(stored_from_row(row), t)
             seqs = _write(conn, [write])[0]
             assert seqs is not None  # the row is locked by us: this cannot lose
-            return write.run, write.steps, seqs
+            return write, seqs
 
     def sweep(
         self,
@@ -236,7 +236,7 @@ class PostgresStore(SQLReads):
             done: list[Claimed] = []
             for w, seqs in zip(writes, _write(conn, writes) if writes else [], strict=True):
                 assert seqs is not None  # the rows are locked by us: these cannot lose
-                done.append((w.run, w.steps, seqs))
+                done.append((w, seqs))
             return done
 
 
@@ -256,8 +256,9 @@ def _write(conn: psycopg.Connection[Any], writes: Sequence[Write]) -> list[list[
                         step.to_status.value,
                         step.at,
                         None if step.data is None else dumps(step.data),
+                        number,
                     ]
-                    for step in w.steps
+                    for number, step in enumerate(w.steps, w.first_number)
                 ],
             }
         )

@@ -68,14 +68,17 @@ def write_params(w: Write, body: str) -> dict[str, Any]:
         "lease_expires_at": w.lease_expires_at,
         "attempts": w.attempts,
         "body": body,
+        "event_count": w.first_number + len(w.steps),
         "id": run.id,
         "expected": w.expected_version,
     }
 
 
-def insert_params(run: Run, body: str) -> dict[str, Any]:
-    """The named parameters of ``insert_run``."""
+def insert_params(run: Run, body: str, event_count: int) -> dict[str, Any]:
+    """The named parameters of ``insert_run`` (``event_count``: the events inserted with
+    it, numbered from 0)."""
     return {
+        "event_count": event_count,
         "id": run.id,
         "thread_id": run.thread_id,
         "status": run.status.value,
@@ -87,15 +90,20 @@ def insert_params(run: Run, body: str) -> dict[str, Any]:
 
 
 def stored_from_row(row: Sequence[Any]) -> StoredRun:
-    body, version, lease_owner, lease_expires_at, attempts = row
+    body, version, lease_owner, lease_expires_at, attempts, event_count = row
     return StoredRun(
-        Run._trusted(json.loads(body)), version, lease_owner, lease_expires_at, attempts
+        Run._trusted(json.loads(body)),
+        version,
+        lease_owner,
+        lease_expires_at,
+        attempts,
+        event_count,
     )
 
 
 def event_from_row(row: Sequence[Any]) -> RunEvent:
-    seq, event, run_id, from_status, to_status, at, data = row
-    return RunEvent(event, run_id, from_status, to_status, at, json.loads(data), seq)
+    seq, event, run_id, from_status, to_status, at, data, number = row
+    return RunEvent(event, run_id, from_status, to_status, at, json.loads(data), seq, number)
 
 
 def decided(

@@ -242,8 +242,8 @@ class SQLiteStore(SQLReads):
             ).fetchone()
             if active is not None:
                 raise ActiveRunError(run.thread_id, active[0])
-            conn.execute(SQL["insert_run"], insert_params(run, body))
-            return _append(conn, run.id, body, steps)
+            conn.execute(SQL["insert_run"], insert_params(run, body, len(steps)))
+            return _append(conn, run.id, body, steps, 0)
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         with self._write() as conn:
@@ -258,7 +258,7 @@ class SQLiteStore(SQLReads):
             write = decide(stored_from_row(row), t)
             seqs = _write_one(conn, write)
             assert seqs is not None  # the write lock is held: nothing moved
-            return write.run, write.steps, seqs
+            return write, seqs
 
     def sweep(
         self,
@@ -274,7 +274,7 @@ class SQLiteStore(SQLReads):
             for write in decided(rows, t, decide):
                 seqs = _write_one(conn, write)
                 assert seqs is not None  # the write lock is held: nothing moved
-                done.append((write.run, write.steps, seqs))
+                done.append((write, seqs))
             return done
 
 
@@ -284,14 +284,18 @@ def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:
     cursor = conn.execute(SQL["update_run"], write_params(w, body))
     if cursor.rowcount != 1:
         return None
-    return _append(conn, run.id, body, w.steps)
+    return _append(conn, run.id, body, w.steps, w.first_number)
 
 
 def _append(
-    conn: sqlite3.Connection, run_id: str, body: str, steps: Sequence[Transition]
+    conn: sqlite3.Connection,
+    run_id: str,
+    body: str,
+    steps: Sequence[Transition],
+    first_number: int,
 ) -> list[int]:
     seqs = []
-    for step in steps:
+    for number, step in enumerate(steps, first_number):
         cursor = conn.execute(
             SQL["insert_event"],
             {
@@ -301,6 +305,7 @@ def _append(
                 "to_status": step.to_status.value,
                 "at": step.at,
                 "data": body if step.data is None else dumps(step.data),
+                "number": number,
             },
         )
         seqs.append(cursor.lastrowid or 0)

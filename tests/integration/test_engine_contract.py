@@ -78,6 +78,7 @@ def assert_history_matches(engine: RunEngine, run: Run) -> None:
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     for event in events:  # each event carries the run as it was right after its step
         assert event.data["status"] == event.to_status
+    assert [e.sequence_number for e in events] == list(range(len(events)))
     assert events[-1].data == run.to_dict()
 
 
@@ -868,6 +869,28 @@ def test_listeners_hear_stored_transitions_with_their_seq(engine: RunEngine) -> 
     ]
     assert [e.seq for e in heard] == [e.seq for e in engine.history(run.id)]
     assert heard[-1].data["status"] == "in_progress"
+
+
+def test_each_runs_events_are_numbered_from_zero_with_no_gaps(
+    engine: RunEngine, clock: ManualClock
+) -> None:
+    heard: list[RunEvent] = []
+    engine.subscribe(heard.append)
+    a = new(engine, "a")
+    b = new(engine, "b")
+    engine.claim("w")  # a
+    engine.cancel(b.id)  # two events in one write
+    engine.require_action(a.id, CALLS)
+    engine.submit_tool_outputs(a.id, OUTPUTS)
+    c = new(engine, "c")
+    clock.advance(TTL)
+    engine.expire_due()  # a sweep's writes
+    for run in (a, b, c):
+        numbers = [e.sequence_number for e in engine.history(run.id)]
+        assert numbers == list(range(len(numbers)))
+        assert [e.sequence_number for e in heard if e.run_id == run.id] == numbers
+        after = engine.events(run_id=run.id, after_seq=0)
+        assert [e.sequence_number for e in after] == numbers
 
 
 def test_connect_urls(tmp_path: Path) -> None:

@@ -69,6 +69,15 @@ def assert_fixture_reads_back(store: Store) -> None:
     engine.close()
 
 
+def assert_numbered(rows: Any) -> None:
+    """Each run's events, in log order, are numbered 0, 1, 2, ... with no gaps."""
+    seen: dict[str, int] = {}
+    for run_id, number in rows:
+        assert number == seen.get(run_id, 0), (run_id, number)
+        seen[run_id] = number + 1
+    assert seen
+
+
 # --- SQLite ------------------------------------------------------------------------------------
 
 
@@ -89,11 +98,17 @@ def v1_file(tmp_path: Path) -> Path:
 def test_a_schema_1_file_is_upgraded_in_place_keeping_everything(v1_file: Path) -> None:
     before = sqlite_rows(v1_file)
     store = SQLiteStore(v1_file, create=False)
-    assert (store.upgraded_from, store.schema_version) == (1, 2)
+    assert (store.upgraded_from, store.schema_version) == (1, 3)
     store.close()
     assert sqlite_rows(v1_file) == before  # every run and event, byte for byte
     with sqlite3.connect(v1_file) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert_numbered(conn.execute("SELECT run_id, number FROM run_events ORDER BY seq"))
+        counts = conn.execute(
+            "SELECT count(*) FROM runs WHERE event_count != "
+            "(SELECT count(*) FROM run_events WHERE run_id = runs.id)"
+        ).fetchone()
+        assert counts == (0,)
         for status, active in conn.execute("SELECT status, active FROM runs"):
             assert active == (status in ACTIVE)
         indexes = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))
@@ -141,8 +156,8 @@ def test_runstate_migrate_upgrades_and_then_says_it_is_up_to_date(v1_file: Path)
         )
         return done.stdout
 
-    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 1 -> 2\n"
-    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 2, up to date\n"
+    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 1 -> 3\n"
+    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 3, up to date\n"
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -172,12 +187,15 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
     load_v1_dump(pg_schema)
     before = pg_rows(pg_schema)
     store = PostgresStore(PG_BASE, schema=pg_schema)
-    assert (store.upgraded_from, store.schema_version) == (1, 2)
+    assert (store.upgraded_from, store.schema_version) == (1, 3)
     store.close()
     assert pg_rows(pg_schema) == before
     with psycopg.connect(PG_BASE) as conn:
         version = conn.execute(f"SELECT value FROM {pg_schema}.runstate_meta").fetchone()
-        assert version == ("2",)
+        assert version == ("3",)
+        assert_numbered(
+            conn.execute(f"SELECT run_id, number FROM {pg_schema}.run_events ORDER BY seq")
+        )
         for status, active in conn.execute(f"SELECT status, active FROM {pg_schema}.runs"):
             assert active == (status in ACTIVE)
         functions = {
@@ -188,7 +206,7 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
                 (pg_schema,),
             )
         }
-    assert functions == {"runstate_write_v2"}  # one write path; the old function is gone
+    assert functions == {"runstate_write_v3"}  # one write path; the old functions are gone
     assert_fixture_reads_back(PostgresStore(PG_BASE, schema=pg_schema))
 
 

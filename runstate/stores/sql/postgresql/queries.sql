@@ -2,11 +2,12 @@
 -- what the statement does, then the statement, with %(named)s parameters.
 
 -- insert_run --
--- A new run at version 0: its first write (runstate_write_v2, expected 0) stores its
+-- A new run at version 0: its first write (runstate_write_v3, expected 0) stores its
 -- state and numbers its creation events, on the one write path.
-INSERT INTO runs (id, thread_id, status, active, created_at, expires_at, version, body)
+INSERT INTO runs (id, thread_id, status, active, created_at, expires_at, version, body,
+    event_count)
 VALUES (%(id)s, %(thread_id)s, %(status)s, %(active)s, %(created_at)s, %(expires_at)s, 0,
-    %(body)s);
+    %(body)s, %(event_count)s);
 
 -- active_run_of_thread --
 -- The thread's active run, if any.
@@ -14,28 +15,28 @@ SELECT id FROM runs WHERE thread_id = %(thread_id)s AND active;
 
 -- get_run --
 -- One run as stored.
-SELECT body, version, lease_owner, lease_expires_at, attempts FROM runs WHERE id = %(id)s;
+SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE id = %(id)s;
 
 -- write --
--- Every write of a batch (one or many) in one round trip; see runstate_write_v2.
-SELECT runstate_write_v2(%(writes)s);
+-- Every write of a batch (one or many) in one round trip; see runstate_write_v3.
+SELECT runstate_write_v3(%(writes)s);
 
 -- claimable --
 -- The oldest queued run that is not due, locked; one another worker holds is skipped.
-SELECT body, version, lease_owner, lease_expires_at, attempts FROM runs
+SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
 WHERE status = 'queued' AND expires_at > %(now)s ORDER BY created_at, seq LIMIT 1
 FOR UPDATE SKIP LOCKED;
 
 -- due --
 -- Active runs whose expires_at has come, soonest first, locked (a row a writer holds is
 -- left for the next sweep): nothing changes a picked run before its write.
-SELECT body, version, lease_owner, lease_expires_at, attempts FROM runs
+SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
 WHERE active AND expires_at <= %(now)s ORDER BY expires_at LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
 
 -- stalled --
 -- Leased runs whose lease has ended, oldest lease first, locked likewise.
-SELECT body, version, lease_owner, lease_expires_at, attempts FROM runs
+SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
 WHERE lease_owner IS NOT NULL AND lease_expires_at <= %(now)s
 ORDER BY lease_expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED;
 
@@ -54,17 +55,17 @@ SELECT 1 FROM runs WHERE id = %(id)s;
 
 -- history --
 -- Every event of one run, oldest first.
-SELECT seq, event, run_id, from_status, to_status, at, data FROM run_events
+SELECT seq, event, run_id, from_status, to_status, at, data, number FROM run_events
 WHERE run_id = %(run_id)s ORDER BY seq;
 
 -- events --
 -- Events after %(after_seq)s, in order.
-SELECT seq, event, run_id, from_status, to_status, at, data FROM run_events
+SELECT seq, event, run_id, from_status, to_status, at, data, number FROM run_events
 WHERE seq > %(after_seq)s ORDER BY seq LIMIT %(limit)s;
 
 -- events_of_run --
 -- One run's events after %(after_seq)s, in order.
-SELECT seq, event, run_id, from_status, to_status, at, data FROM run_events
+SELECT seq, event, run_id, from_status, to_status, at, data, number FROM run_events
 WHERE run_id = %(run_id)s AND seq > %(after_seq)s ORDER BY seq LIMIT %(limit)s;
 
 -- lock_schema --

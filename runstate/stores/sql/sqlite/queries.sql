@@ -3,8 +3,9 @@
 
 -- insert_run --
 -- A new run (its creation events are inserted with it).
-INSERT INTO runs (id, thread_id, status, active, created_at, expires_at, version, body)
-VALUES (:id, :thread_id, :status, :active, :created_at, :expires_at, 1, :body);
+INSERT INTO runs (id, thread_id, status, active, created_at, expires_at, version, body,
+    event_count)
+VALUES (:id, :thread_id, :status, :active, :created_at, :expires_at, 1, :body, :event_count);
 
 -- active_run_of_thread --
 -- The thread's active run, if any.
@@ -12,33 +13,34 @@ SELECT id FROM runs WHERE thread_id = :thread_id AND active = 1;
 
 -- get_run --
 -- One run as stored.
-SELECT body, version, lease_owner, lease_expires_at, attempts FROM runs WHERE id = :id;
+SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE id = :id;
 
 -- update_run --
 -- The compare-and-set: the new state, only if the run is still at :expected.
 UPDATE runs SET status = :status, active = :active, expires_at = :expires_at,
     version = version + 1, lease_owner = :lease_owner,
-    lease_expires_at = :lease_expires_at, attempts = :attempts, body = :body
+    lease_expires_at = :lease_expires_at, attempts = :attempts, body = :body,
+    event_count = :event_count
 WHERE id = :id AND version = :expected;
 
 -- insert_event --
--- One event of a run's history.
-INSERT INTO run_events (run_id, event, from_status, to_status, at, data)
-VALUES (:run_id, :event, :from_status, :to_status, :at, :data);
+-- One event of a run's history, :number counting the run's events from 0.
+INSERT INTO run_events (run_id, event, from_status, to_status, at, data, number)
+VALUES (:run_id, :event, :from_status, :to_status, :at, :data, :number);
 
 -- claimable --
 -- The oldest queued run that is not due.
-SELECT body, version, lease_owner, lease_expires_at, attempts FROM runs
+SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
 WHERE status = 'queued' AND expires_at > :now ORDER BY created_at, seq LIMIT 1;
 
 -- due --
 -- Active runs whose expires_at has come, soonest first.
-SELECT body, version, lease_owner, lease_expires_at, attempts FROM runs
+SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
 WHERE active = 1 AND expires_at <= :now ORDER BY expires_at LIMIT :limit;
 
 -- stalled --
 -- Leased runs whose lease has ended, oldest lease first.
-SELECT body, version, lease_owner, lease_expires_at, attempts FROM runs
+SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
 WHERE lease_owner IS NOT NULL AND lease_expires_at <= :now
 ORDER BY lease_expires_at LIMIT :limit;
 
@@ -56,17 +58,17 @@ SELECT 1 FROM runs WHERE id = :id;
 
 -- history --
 -- Every event of one run, oldest first.
-SELECT seq, event, run_id, from_status, to_status, at, data FROM run_events
+SELECT seq, event, run_id, from_status, to_status, at, data, number FROM run_events
 WHERE run_id = :run_id ORDER BY seq;
 
 -- events --
 -- Events after :after_seq, in order.
-SELECT seq, event, run_id, from_status, to_status, at, data FROM run_events
+SELECT seq, event, run_id, from_status, to_status, at, data, number FROM run_events
 WHERE seq > :after_seq ORDER BY seq LIMIT :limit;
 
 -- events_of_run --
 -- One run's events after :after_seq, in order.
-SELECT seq, event, run_id, from_status, to_status, at, data FROM run_events
+SELECT seq, event, run_id, from_status, to_status, at, data, number FROM run_events
 WHERE run_id = :run_id AND seq > :after_seq ORDER BY seq LIMIT :limit;
 
 -- table_count --
