@@ -159,8 +159,8 @@ class Run:
             object.__setattr__(clone, name, getattr(self, name))
         return clone
 
-    def to_dict(self) -> dict[str, Any]:
-        """The public JSON shape: the seed's 18 keys, in the seed's order."""
+    def _head(self) -> dict[str, Any]:
+        """The keys both versions open with, in the public order: id to completed_at."""
         return {
             "id": self.id,
             "object": "thread.run",
@@ -175,6 +175,12 @@ class Run:
             "cancelled_at": self.cancelled_at,
             "failed_at": self.failed_at,
             "completed_at": self.completed_at,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public JSON shape: the seed's 18 keys, in the seed's order."""
+        return {
+            **self._head(),
             "model": self.model,
             "instructions": self.instructions,
             "tools": _clone(self.tools),
@@ -287,19 +293,7 @@ class RunV2(Run):
     def to_dict(self) -> dict[str, Any]:
         """The public JSON shape of the second version."""
         return {
-            "id": self.id,
-            "object": "thread.run",
-            "created_at": self.created_at,
-            "thread_id": self.thread_id,
-            "assistant_id": self.assistant_id,
-            "status": self.status.value,
-            "required_action": _clone(self.required_action),
-            "last_error": _clone(self.last_error),
-            "expires_at": self.expires_at,
-            "started_at": self.started_at,
-            "cancelled_at": self.cancelled_at,
-            "failed_at": self.failed_at,
-            "completed_at": self.completed_at,
+            **self._head(),
             "incomplete_details": _clone(self.incomplete_details),
             "model": self.model,
             "instructions": self.instructions,

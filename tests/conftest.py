@@ -149,3 +149,12 @@ def runs_along_paths(lifecycle: RunLifecycle, clock: ManualClock) -> Callable[[R
         return run
 
     return make
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    """The example server, live on 127.0.0.1, one per test module that asks for it."""
+    from servers import serve
+
+    with serve() as base:
+        yield base

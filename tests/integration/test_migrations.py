@@ -69,6 +69,22 @@ def assert_fixture_reads_back(store: Store) -> None:
     engine.close()
 
 
+def open_at_once(url: str, processes: int, start: str) -> list[int | None]:
+    """Open the store at ``url`` from ``processes`` processes started together (a
+    barrier); their exit codes."""
+    ctx = multiprocessing.get_context(start)
+    barrier = ctx.Barrier(processes)
+    procs = [
+        ctx.Process(target=race_workers.open_store_at_once, args=(url, barrier))
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    return [proc.exitcode for proc in procs]
+
+
 def assert_numbered(rows: Any) -> None:
     """Each run's events, in log order, are numbered 0, 1, 2, ... with no gaps."""
     seen: dict[str, int] = {}
@@ -119,17 +135,7 @@ def test_a_schema_1_file_is_upgraded_in_place_keeping_everything(v1_file: Path) 
 
 def test_many_processes_upgrade_one_file_at_once(v1_file: Path) -> None:
     before = sqlite_rows(v1_file)
-    ctx = multiprocessing.get_context("fork")
-    barrier = ctx.Barrier(8)
-    procs = [
-        ctx.Process(target=race_workers.open_store_at_once, args=(f"sqlite:///{v1_file}", barrier))
-        for _ in range(8)
-    ]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-    assert [p.exitcode for p in procs] == [0] * 8
+    assert open_at_once(f"sqlite:///{v1_file}", 8, "fork") == [0] * 8
     assert sqlite_rows(v1_file) == before
     assert_fixture_reads_back(SQLiteStore(v1_file, create=False))
 
@@ -213,16 +219,6 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
 def test_many_processes_upgrade_one_postgres_schema_at_once(pg_schema: str) -> None:
     load_v1_dump(pg_schema)
     before = pg_rows(pg_schema)
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(6)
-    procs = [
-        ctx.Process(target=race_workers.open_store_at_once, args=(pg_url(pg_schema), barrier))
-        for _ in range(6)
-    ]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-    assert [p.exitcode for p in procs] == [0] * 6
+    assert open_at_once(pg_url(pg_schema), 6, "spawn") == [0] * 6
     assert pg_rows(pg_schema) == before
     assert_fixture_reads_back(PostgresStore(PG_BASE, schema=pg_schema))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,6 @@ SEED_TYPES: dict[str, tuple[type, ...]] = {
     "metadata": (dict,),
 }
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    with serve() as base:
-        yield base
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import openai
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servers import SERVER, serve
+from servers import SERVER
 
 from runstate import ManualClock, MemoryStore, RunEngine, RunStatus, StoreError
 
@@ -24,12 +24,6 @@ import scripted_executor
 import serve as serve_module
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    with serve() as base:
-        yield base
 
 
 @pytest.fixture(scope="module")
