@@ -20,7 +20,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "examples" / "openai_server")]
 import psycopg  # noqa: E402
 from conftest import PG_BASE  # noqa: E402
 from loadgen import run_load  # noqa: E402
-from test_openai_server import serve  # noqa: E402
+from servers import serve  # noqa: E402
 
 
 def main() -> None:

@@ -75,3 +75,17 @@ def test_worker_pool_ends_every_run() -> None:
     cancelled, completed = int(match[1]), int(match[2])
     assert cancelled + completed == 30  # nothing failed, expired or was left active
     assert cancelled >= 1
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES.parent / "bench").glob("*.py")), ids=str)
+def test_bench_scripts_import(path: Path) -> None:
+    """The bench scripts are not run here (they time things), but they must load: a
+    module they import that moved would otherwise go unnoticed until someone measures."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"import runpy; runpy.run_path({str(path)!r}, run_name='bench')"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=path.parent,
+    )
+    assert done.returncode == 0, done.stderr
