@@ -1,9 +1,10 @@
 """The run lifecycle: one ``transitions.Machine`` declared once, fired on runs it never holds.
 
-The table is LIFECYCLE.md's, declared once in ``_definitions.RUN_V1``: the machine, the
+The tables are declared once in ``_definitions``: ``RUN_V1`` (LIFECYCLE.md's, the
+default) and ``RUN_V2`` (with ``incomplete``), chosen by ``version``. The machine, the
 allowed-event lookups, the refusal messages and the Mermaid diagram are all derived from
-it. The machine is built with ``model=None`` and events are fired with
-``MACHINE.events[name].trigger(run)``, so a run is a plain object that is never attached
+them. Each machine is built with ``model=None`` and events are fired with
+``machine.events[name].trigger(run)``, so a run is a plain object that is never attached
 to the machine (no Machine per run, no ``add_model``).
 
 ``RunLifecycle`` is the in-memory API: each method applies due expiry first, then the
