@@ -189,14 +189,23 @@ class RunEngine:
         tools: Sequence[dict[str, Any]] | None = None,
         file_ids: Sequence[str] | None = None,
         metadata: dict[str, str] | None = None,
+        version: str | None = None,
         **settings: Any,
     ) -> Run:
-        """A new queued run of the engine's version; refused with ``ActiveRunError`` if the
-        thread has an active one. A v2 engine also takes the v2 settings
-        (``temperature``, ``top_p``, ``max_prompt_tokens``, ``max_completion_tokens``,
-        ``truncation_strategy``, ``tool_choice``, ``parallel_tool_calls``,
-        ``response_format``), and no ``file_ids``."""
-        run, steps = self.lifecycle.new_run(
+        """A new queued run of the engine's version (or of ``version``, "v1" or "v2");
+        refused with ``ActiveRunError`` if the thread has an active one. A v2 run also
+        takes the v2 settings (``temperature``, ``top_p``, ``max_prompt_tokens``,
+        ``max_completion_tokens``, ``truncation_strategy``, ``tool_choice``,
+        ``parallel_tool_calls``, ``response_format``), and no ``file_ids``."""
+        if version is None:
+            lifecycle = self.lifecycle
+        elif isinstance(version, str) and version in self._lifecycles:
+            lifecycle = self._lifecycles[version]
+        else:
+            raise ValidationError(
+                f"Invalid 'version': expected 'v1' or 'v2', got {version!r}.", param="version"
+            )
+        run, steps = lifecycle.new_run(
             thread_id=thread_id,
             assistant_id=assistant_id,
             model=model,

@@ -6,6 +6,11 @@ request bodies are pydantic models that forbid unknown fields, their errors turn
 body, and every other HTTP error (404, 405 with its ``Allow`` header) has it too.
 Streams (``stream: true``) are Server-Sent Events read from the engine's event log, so
 they show transitions made by executors in other processes as well as in this one.
+
+A run is created in the shape the request's ``OpenAI-Beta`` header names, as the public
+API did: ``assistants=v2`` (what the official client sends on every call) makes the
+final shape, ``assistants=v1`` or no header the seed's. Each run is then served in the
+shape it was created with.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ class ThreadCreate(Body):
 
 
 class RunFields(Body):
-    """What both ways of creating a run take."""
+    """What both ways of creating a run take (the v2 settings only with a v2 header)."""
 
     assistant_id: str
     model: str | None = None
@@ -56,6 +61,48 @@ class RunFields(Body):
     tools: Any = None
     metadata: Any = None
     stream: bool | None = None
+    temperature: Any = None
+    top_p: Any = None
+    max_prompt_tokens: Any = None
+    max_completion_tokens: Any = None
+    truncation_strategy: Any = None
+    tool_choice: Any = None
+    parallel_tool_calls: Any = None
+    response_format: Any = None
+
+    def settings(self) -> dict[str, Any]:
+        """The v2 settings the request gave (none for a v1 request that gave none)."""
+        return {
+            name: getattr(self, name) for name in V2_SETTINGS if getattr(self, name) is not None
+        }
+
+
+V2_SETTINGS = (
+    "temperature",
+    "top_p",
+    "max_prompt_tokens",
+    "max_completion_tokens",
+    "truncation_strategy",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+)
+
+
+def version_of(request: Request) -> str:
+    """The run shape the ``OpenAI-Beta`` header asks for: v1 without one."""
+    header = request.headers.get("openai-beta")
+    if header is None:
+        return "v1"
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "assistants":
+            if value in ("v1", "v2"):
+                return value
+            raise HTTPException(
+                400, f"Invalid 'OpenAI-Beta' header: assistants={value} is not supported."
+            )
+    return "v1"
 
 
 class RunCreate(RunFields):
@@ -200,7 +247,7 @@ def create_app(
         return thread
 
     def start_run(
-        thread_id: str, body: RunFields, instructions: str
+        thread_id: str, body: RunFields, instructions: str, version: str
     ) -> JSONResponse | StreamingResponse:
         read_script(validate_metadata(body.metadata))  # the executor's script, checked now
         run = engine.create(
@@ -210,6 +257,8 @@ def create_app(
             instructions=instructions,
             tools=body.tools,
             metadata=body.metadata,
+            version=version,
+            **body.settings(),
         )
         return stream(run.id, 0) if body.stream else respond(run)
 
@@ -218,19 +267,24 @@ def create_app(
         return keep(new_thread(body))
 
     @app.post("/v1/threads/runs", response_model=None)
-    def create_thread_and_run(body: ThreadAndRunCreate) -> JSONResponse | StreamingResponse:
+    def create_thread_and_run(
+        request: Request, body: ThreadAndRunCreate
+    ) -> JSONResponse | StreamingResponse:
         thread = new_thread(body.thread, "thread.metadata")
-        response = start_run(thread["id"], body, body.instructions or "")
+        response = start_run(thread["id"], body, body.instructions or "", version_of(request))
         keep(thread)  # only once its run exists: a refused request leaves no thread
         return response
 
     @app.post("/v1/threads/{thread_id}/runs", response_model=None)
-    def create_run(thread_id: str, body: RunCreate) -> JSONResponse | StreamingResponse:
+    def create_run(
+        request: Request, thread_id: str, body: RunCreate
+    ) -> JSONResponse | StreamingResponse:
+        version = version_of(request)
         known_thread(thread_id)
         instructions = body.instructions or ""
         if body.additional_instructions:
             instructions = f"{instructions}\n{body.additional_instructions}".strip()
-        return start_run(thread_id, body, instructions)
+        return start_run(thread_id, body, instructions, version)
 
     @app.get("/v1/threads/{thread_id}/runs")
     def list_runs(

@@ -4,6 +4,8 @@ Each worker claims the oldest queued run through the engine's claim API and play
 
 - ``metadata.simulate == "stall"``: holds the run, heartbeating, until it expires;
 - ``metadata.simulate == "fail"``: fails it (``server_error``, or ``metadata.error_code``);
+- ``metadata.simulate == "incomplete"``: a v2 run ends ``incomplete`` at its completion
+  token budget (a v1 run, which has no such end, fails);
 - a run with a function tool that has not yet asked for it: asks, ``requires_action``
   with one ``call_`` tool call whose arguments are ``metadata.arguments`` or else
   ``{"instructions": <the run's instructions>}``; when the outputs come back the run is
@@ -35,6 +37,7 @@ from runstate import Run, RunEngine, RunStateError, RunStatus, StoreError, Valid
 log = logging.getLogger("scripted_executor")
 
 MAX_DELAY = 60.0
+USAGE = {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}
 ERROR_CODES = ("server_error", "rate_limit_exceeded", "invalid_prompt")
 
 
@@ -42,7 +45,7 @@ ERROR_CODES = ("server_error", "rate_limit_exceeded", "invalid_prompt")
 class Script:
     """What a run's metadata asks the executor to do."""
 
-    simulate: str | None = None  # "fail", "stall" or nothing
+    simulate: str | None = None  # "fail", "stall", "incomplete" or nothing
     delay: float | None = None  # seconds to think; None for the executor's default
     error_code: str = "server_error"
 
@@ -51,9 +54,10 @@ def read_script(metadata: Mapping[str, str] | None) -> Script:
     """The script in a run's metadata, or a ValidationError naming what is wrong."""
     metadata = metadata or {}
     simulate = metadata.get("simulate")
-    if simulate not in (None, "fail", "stall"):
+    if simulate not in (None, "fail", "stall", "incomplete"):
         raise ValidationError(
-            f"Invalid 'metadata.simulate': expected 'fail' or 'stall', got {simulate!r}.",
+            f"Invalid 'metadata.simulate': expected 'fail', 'stall' or 'incomplete', got "
+            f"{simulate!r}.",
             param="metadata",
         )
     delay = None
@@ -127,9 +131,15 @@ class ScriptedExecutor:
         delay = self.think_seconds if script.delay is None else script.delay
         if not self._think(run, worker, delay):
             return
-        if script.simulate == "fail":
+        if script.simulate == "fail" or (script.simulate == "incomplete" and run.version == "v1"):
             self.engine.fail(
                 run.id, code=script.error_code, message="Simulated failure.", worker_id=worker
+            )
+            return
+        usage = USAGE if run.version == "v2" else None  # the counts a model would report
+        if script.simulate == "incomplete":
+            self.engine.incomplete(
+                run.id, reason="max_completion_tokens", usage=usage, worker_id=worker
             )
             return
         functions = [t["function"]["name"] for t in run.tools if t.get("type") == "function"]
@@ -141,7 +151,7 @@ class ScriptedExecutor:
             call = {"type": "function", "function": {"name": functions[0], "arguments": arguments}}
             self.engine.require_action(run.id, [call], worker_id=worker)
             return
-        self.engine.complete(run.id, worker_id=worker)
+        self.engine.complete(run.id, usage=usage, worker_id=worker)
 
     def _think(self, run: Run, worker: str, seconds: float) -> bool:
         """Wait ``seconds``, heartbeating; False if a cancel came (it is then confirmed)."""

@@ -43,13 +43,16 @@ def client(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=url, api_key="test-key", max_retries=0)
 
 
-def assert_seed_shape(run: ClientRun) -> None:
-    """Every field of the seed's object, with its type, as the client parsed it."""
-    data = run.model_dump()
+def assert_run_shape(run: ClientRun) -> None:
+    """The official client sends ``OpenAI-Beta: assistants=v2``: every run it gets is the
+    final shape, which the client's own model validates strictly, with the seed's fields
+    and their types, and no ``file_ids``."""
+    data = run.model_dump(mode="json")
+    ClientRun.model_validate(data)
     for key, types in SEED_TYPES.items():
         assert isinstance(data[key], types), (key, data[key])
     assert data["object"] == "thread.run"
-    assert run.model_extra is not None and run.model_extra["file_ids"] == []
+    assert not run.model_extra  # nothing the client does not know: file_ids is v1's
     assert (run.required_action is None) == (run.status != "requires_action")
     assert (run.last_error is None) == (run.status != "failed")
 
@@ -63,7 +66,7 @@ def test_create_and_poll_completes(client: openai.OpenAI) -> None:
     assert run.status == "completed"
     assert run.started_at is not None and run.completed_at is not None and run.expires_at is None
     assert (run.instructions, run.model, run.metadata) == ("say hi", "gpt-4o", {"k": "v"})
-    assert_seed_shape(run)
+    assert_run_shape(run)
 
 
 def test_a_function_tool_round_trip(client: openai.OpenAI) -> None:
@@ -75,7 +78,7 @@ def test_a_function_tool_round_trip(client: openai.OpenAI) -> None:
         metadata={"arguments": '{"city": "Paris"}'},
     )
     assert run.status == "requires_action"
-    assert_seed_shape(run)
+    assert_run_shape(run)
     assert run.required_action is not None
     (call,) = run.required_action.submit_tool_outputs.tool_calls
     assert call.id.startswith("call_") and call.type == "function"
@@ -94,7 +97,7 @@ def test_a_function_tool_round_trip(client: openai.OpenAI) -> None:
         and run.started_at is not None
         and done.started_at >= run.started_at
     )
-    assert_seed_shape(done)
+    assert_run_shape(done)
 
 
 def test_cancel_ends_cancelled(client: openai.OpenAI) -> None:
@@ -106,7 +109,7 @@ def test_cancel_ends_cancelled(client: openai.OpenAI) -> None:
     assert cancelled.status in ("cancelling", "cancelled")
     final = client.beta.threads.runs.poll(thread_id=thread.id, run_id=run.id)
     assert final.status == "cancelled" and final.cancelled_at is not None
-    assert_seed_shape(final)
+    assert_run_shape(final)
 
 
 def test_a_cancel_reaches_a_running_executor(client: openai.OpenAI) -> None:
@@ -137,7 +140,7 @@ def test_a_simulated_failure(client: openai.OpenAI) -> None:
         "rate_limit_exceeded",
         "Simulated failure.",
     )
-    assert_seed_shape(run)
+    assert_run_shape(run)
 
 
 def test_runs_list_pages(client: openai.OpenAI) -> None:
@@ -156,7 +159,7 @@ def test_runs_list_pages(client: openai.OpenAI) -> None:
     before = client.beta.threads.runs.list(thread_id=thread.id, order="asc", before=ids[3], limit=2)
     assert [r.id for r in before.data] == ids[1:3]
     for run in page.data:
-        assert_seed_shape(run)
+        assert_run_shape(run)
 
 
 def test_runs_update_metadata(client: openai.OpenAI) -> None:
@@ -325,7 +328,7 @@ def test_streaming_with_an_event_handler(client: openai.OpenAI) -> None:
         final = stream.current_run
     assert resumed.names == ["thread.run.queued", "thread.run.in_progress", "thread.run.completed"]
     assert final is not None and final.status == "completed"
-    assert_seed_shape(final)
+    assert_run_shape(final)
 
 
 def test_raw_stream_frames(url: str) -> None:
@@ -359,7 +362,7 @@ def test_expiry_under_a_short_ttl() -> None:
         assert run.status == "expired"
         assert run.expires_at == run.created_at + 2
         assert run.completed_at is None and run.failed_at is None and run.cancelled_at is None
-        assert_seed_shape(run)
+        assert_run_shape(run)
         with pytest.raises(openai.BadRequestError) as caught:
             client.beta.threads.runs.cancel(thread_id=thread.id, run_id=run.id)
         assert caught.value.body["message"] == "Cannot cancel run with status 'expired'."  # type: ignore[index]
@@ -384,3 +387,75 @@ def test_an_executor_in_another_process(
         assert handler.names[-1] == "thread.run.completed"
         run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="asst_1")
         assert run.status == "completed"
+
+
+# --- the two shapes of a run -------------------------------------------------------------------
+
+
+def test_a_request_without_the_beta_header_gets_the_seeds_shape(url: str) -> None:
+    with httpx.Client(base_url=url) as http:
+        for headers in ({}, {"OpenAI-Beta": "assistants=v1"}):
+            thread = http.post("/threads").json()["id"]
+            run = http.post(
+                f"/threads/{thread}/runs", json={"assistant_id": "a"}, headers=headers
+            ).json()
+            assert list(run) == [
+                "id",
+                "object",
+                "created_at",
+                "thread_id",
+                "assistant_id",
+                "status",
+                "required_action",
+                "last_error",
+                "expires_at",
+                "started_at",
+                "cancelled_at",
+                "failed_at",
+                "completed_at",
+                "model",
+                "instructions",
+                "tools",
+                "file_ids",
+                "metadata",
+            ]
+        thread = http.post("/threads").json()["id"]
+        refused = http.post(f"/threads/{thread}/runs", json={"assistant_id": "a", "temperature": 1})
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == "temperature"
+        wrong = http.post(
+            f"/threads/{thread}/runs",
+            json={"assistant_id": "a"},
+            headers={"OpenAI-Beta": "assistants=v3"},
+        )
+        assert wrong.status_code == 400
+        assert "assistants=v3 is not supported" in wrong.json()["error"]["message"]
+
+
+def test_the_official_client_gets_v2_runs_with_their_settings_and_usage(
+    client: openai.OpenAI,
+) -> None:
+    thread = client.beta.threads.create()
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id,
+        assistant_id="asst_1",
+        temperature=0.4,
+        max_completion_tokens=300,
+        truncation_strategy={"type": "last_messages", "last_messages": 3},
+        tool_choice="auto",
+        response_format={"type": "json_object"},
+    )
+    assert_run_shape(run)
+    assert run.status == "completed" and run.temperature == 0.4
+    assert run.usage is not None and run.usage.total_tokens == 20
+    assert run.truncation_strategy is not None and run.truncation_strategy.last_messages == 3
+    stopped = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id="asst_1", metadata={"simulate": "incomplete"}
+    )
+    assert_run_shape(stopped)
+    assert stopped.status == "incomplete"
+    assert stopped.incomplete_details is not None
+    assert stopped.incomplete_details.reason == "max_completion_tokens"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.beta.threads.runs.create(thread_id=thread.id, assistant_id="a", temperature=7)
+    assert caught.value.body["param"] == "temperature"  # type: ignore[index]
