@@ -26,6 +26,28 @@ CALLS = [
 ]
 OUTPUTS = [{"tool_call_id": "call_A", "output": "1"}, {"tool_call_id": "call_B", "output": "2"}]
 
+#: The seed's run object (RunObject.md), its 18 keys in its order.
+SEED_KEYS = [
+    "id",
+    "object",
+    "created_at",
+    "thread_id",
+    "assistant_id",
+    "status",
+    "required_action",
+    "last_error",
+    "expires_at",
+    "started_at",
+    "cancelled_at",
+    "failed_at",
+    "completed_at",
+    "model",
+    "instructions",
+    "tools",
+    "file_ids",
+    "metadata",
+]
+
 S = RunStatus
 ACTIVE = [S.QUEUED, S.IN_PROGRESS, S.REQUIRES_ACTION, S.CANCELLING]
 #: The seed's eight statuses (``incomplete`` is the second version's).

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import pg_url
+from conftest import SEED_KEYS, pg_url
 from openai import AssistantEventHandler
 from openai.types.beta.threads import Run as ClientRun
 from servers import serve
@@ -399,26 +399,7 @@ def test_a_request_without_the_beta_header_gets_the_seeds_shape(url: str) -> Non
             run = http.post(
                 f"/threads/{thread}/runs", json={"assistant_id": "a"}, headers=headers
             ).json()
-            assert list(run) == [
-                "id",
-                "object",
-                "created_at",
-                "thread_id",
-                "assistant_id",
-                "status",
-                "required_action",
-                "last_error",
-                "expires_at",
-                "started_at",
-                "cancelled_at",
-                "failed_at",
-                "completed_at",
-                "model",
-                "instructions",
-                "tools",
-                "file_ids",
-                "metadata",
-            ]
+            assert list(run) == SEED_KEYS
         thread = http.post("/threads").json()["id"]
         refused = http.post(f"/threads/{thread}/runs", json={"assistant_id": "a", "temperature": 1})
         assert refused.status_code == 400

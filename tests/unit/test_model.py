@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import V1_STATUSES
+from conftest import SEED_KEYS, V1_STATUSES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,26 +21,6 @@ from runstate import (
     ValidationError,
 )
 
-SEED_KEYS = [
-    "id",
-    "object",
-    "created_at",
-    "thread_id",
-    "assistant_id",
-    "status",
-    "required_action",
-    "last_error",
-    "expires_at",
-    "started_at",
-    "cancelled_at",
-    "failed_at",
-    "completed_at",
-    "model",
-    "instructions",
-    "tools",
-    "file_ids",
-    "metadata",
-]
 TIMESTAMPS = ["created_at", "expires_at", "started_at", "cancelled_at", "failed_at", "completed_at"]
 
 
