@@ -74,6 +74,17 @@ ROWS_V2 = [
     ("incomplete", S.IN_PROGRESS, S.INCOMPLETE),
     ("incomplete", S.CANCELLING, S.INCOMPLETE),
 ]
+
+
+def refused_pairs(
+    rows: list[tuple[str, RunStatus, RunStatus]], statuses: list[RunStatus]
+) -> list[tuple[str, RunStatus]]:
+    """Every (event, status) pair the table ``rows`` has no row for."""
+    allowed = {(event, source) for event, source, _ in rows}
+    events = sorted({event for event, _, _ in rows})
+    return [(e, s) for e in events for s in statuses if (e, s) not in allowed]
+
+
 #: The (from, to) pairs a history may hold, as the stores spell statuses.
 LEGAL_STEPS = {(source.value, dest.value) for _, source, dest in ROWS_V2}
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
@@ -140,6 +151,8 @@ def step(lifecycle: RunLifecycle, clock: ManualClock, run: Run, name: str) -> No
         lifecycle.fail(run, code="server_error", message="boom")
     elif name == "incomplete":
         lifecycle.incomplete(run, reason="max_completion_tokens", usage=USAGE)
+    elif name == "submit_tool_outputs":
+        lifecycle.submit_tool_outputs(run, OUTPUTS)
     else:
         getattr(lifecycle, name)(run)
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import ACTIVE, CALLS, OUTPUTS, ROWS, TTL, V1_STATUSES, step
+from conftest import ACTIVE, CALLS, OUTPUTS, ROWS, TTL, V1_STATUSES, refused_pairs, step
 
 from runstate import (
     InvalidTransitionError,
@@ -19,16 +19,7 @@ from runstate import (
 
 S = RunStatus
 
-EVENTS = sorted({event for event, _, _ in ROWS})
-ALLOWED = {(event, source) for event, source, _ in ROWS}
-REFUSED = [(e, s) for e in EVENTS for s in V1_STATUSES if (e, s) not in ALLOWED]
-
-
-def fire(lifecycle: RunLifecycle, clock: ManualClock, run: Run, event: str) -> None:
-    if event == "submit_tool_outputs":
-        lifecycle.submit_tool_outputs(run, OUTPUTS)
-    else:
-        step(lifecycle, clock, run, event)
+REFUSED = refused_pairs(ROWS, V1_STATUSES)
 
 
 def expected_after(before: dict[str, Any], event: str, dest: RunStatus, now: int) -> dict[str, Any]:
@@ -70,7 +61,7 @@ def test_every_row_of_the_table(
     before = run.to_dict()
     now = run.expires_at if event == "expire" else int(clock())
     assert now is not None
-    fire(lifecycle, clock, run, event)
+    step(lifecycle, clock, run, event)
     assert run.status is dest
     assert run.to_dict() == expected_after(before, event, dest, now)
 
@@ -89,7 +80,7 @@ def test_every_refused_pair_changes_nothing(
         if event == "expire":
             lifecycle.expire(run)
         else:
-            fire(lifecycle, clock, run, event)
+            step(lifecycle, clock, run, event)
     error = caught.value
     assert run.to_dict() == before
     assert error.status == status.value
@@ -205,7 +196,7 @@ def test_a_due_run_is_expired_before_any_operation(
     events: list[str] = []
     lifecycle.subscribe(lambda e: events.append(e.event))
     with pytest.raises(InvalidTransitionError) as caught:
-        fire(lifecycle, clock, run, operation)
+        step(lifecycle, clock, run, operation)
     assert run.status is S.EXPIRED
     assert run.expires_at == expires  # kept: it tells when the run expired
     assert run.required_action is None
@@ -242,7 +233,7 @@ def test_allowed_events_follow_the_table_and_expiry(
 ) -> None:
     for status in V1_STATUSES:
         run = run_in(status)
-        expected = sorted(e for e, s in ALLOWED if s is status and e != "expire")
+        expected = sorted({e for e, s, _ in ROWS if s is status and e != "expire"})
         assert sorted(lifecycle.allowed_events(run)) == expected
     run = run_in(S.QUEUED)
     clock.advance(TTL)

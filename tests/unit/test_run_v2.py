@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CALLS, OUTPUTS, ROWS_V2, TTL, USAGE, step
+from conftest import CALLS, ROWS_V2, TTL, USAGE, refused_pairs, step
 from openai.types.beta.threads import Run as ClientRun
 
 from runstate import (
@@ -27,17 +27,8 @@ from runstate import (
 from runstate._definitions import RUN_V2
 
 S = RunStatus
-EVENTS = sorted({event for event, _, _ in ROWS_V2})
-ALLOWED = {(event, source) for event, source, _ in ROWS_V2}
-REFUSED = [(e, s) for e in EVENTS for s in RunStatus if (e, s) not in ALLOWED]
+REFUSED = refused_pairs(ROWS_V2, list(RunStatus))
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "schema_v1.db"
-
-
-def fire(lifecycle: RunLifecycle, clock: ManualClock, run: Run, event: str) -> None:
-    if event == "submit_tool_outputs":
-        lifecycle.submit_tool_outputs(run, OUTPUTS)
-    else:
-        step(lifecycle, clock, run, event)
 
 
 @pytest.mark.parametrize(
@@ -53,7 +44,7 @@ def test_every_row_of_the_v2_table(
 ) -> None:
     run = run_v2_in(source)
     clock.advance(1)
-    fire(lifecycle_v2, clock, run, event)
+    step(lifecycle_v2, clock, run, event)
     assert run.status is dest
     ClientRun.model_validate(run.to_dict())
 
@@ -72,7 +63,7 @@ def test_every_refused_v2_pair_changes_nothing(
         if event == "expire":
             lifecycle_v2.expire(run)  # not due yet, or ended
         else:
-            fire(lifecycle_v2, clock, run, event)
+            step(lifecycle_v2, clock, run, event)
     assert run.to_dict() == before
 
 
