@@ -501,7 +501,7 @@ class RunEngine:
     def _publish(
         self, run: Run, steps: Sequence[Transition], seqs: Sequence[int], first_number: int
     ) -> None:
-        if steps and len(self._listeners):
+        if steps and self._listeners.listening:
             self._listeners.publish(self.lifecycle.events_for(run, steps, seqs, first_number))
 
     def _lease_seconds(self, lease_seconds: int | None) -> int:

@@ -53,28 +53,30 @@ class Listeners:
     """Subscribers to events. A listener that raises is logged and skipped: it cannot
     undo a transition that has happened, nor keep the others from hearing of it."""
 
-    __slots__ = ("_listeners",)
+    __slots__ = ("listening",)
 
     def __init__(self) -> None:
-        self._listeners: tuple[Listener, ...] = ()
+        # The subscribers, a tuple replaced (never changed) on each (un)subscribe: read
+        # it as "is anyone listening?" on the hot path without a call.
+        self.listening: tuple[Listener, ...] = ()
 
     def __len__(self) -> int:
-        return len(self._listeners)
+        return len(self.listening)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event)`` on every event; returns a function that unsubscribes."""
         if not callable(listener):
             raise ValidationError("A listener must be callable.", param="listener")
-        self._listeners = (*self._listeners, listener)
+        self.listening = (*self.listening, listener)
 
         def unsubscribe() -> None:
-            self._listeners = tuple(x for x in self._listeners if x is not listener)
+            self.listening = tuple(x for x in self.listening if x is not listener)
 
         return unsubscribe
 
     def publish(self, events: Iterable[RunEvent]) -> None:
         for event in events:
-            for listener in self._listeners:
+            for listener in self.listening:
                 try:
                     listener(event)
                 except Exception:

@@ -424,7 +424,8 @@ class RunLifecycle:
         if source is S.REQUIRES_ACTION:
             run.required_action = None
         # Stamps never go back in time, even if the system clock does.
-        at = max(now, run.started_at or run.created_at)
+        floor = run.started_at or run.created_at
+        at = now if now >= floor else floor
         stamp = self._stamps.get(dest)
         if stamp is not None:
             setattr(run, stamp, at)
@@ -445,12 +446,12 @@ class RunLifecycle:
         try:
             steps += self.decide(run, event, now, arg)
         finally:
-            if steps and len(self._listeners):
+            if steps and self._listeners.listening:
                 self._listeners.publish(self.events_for(run, steps))
         return run
 
     def _publish(self, run: Run, steps: Sequence[Transition]) -> None:
-        if steps and len(self._listeners):
+        if steps and self._listeners.listening:
             self._listeners.publish(self.events_for(run, steps))
 
     def _require_run(self, run: Any) -> Run:
