@@ -4,7 +4,7 @@ The tables and the rules are the SQLite store's: a transition is a compare-and-s
 the run's version with its history rows in the same transaction, one active run per
 thread is a partial unique index, and the sweeps read partial indexes. What differs:
 
-- Every write goes one way: ``runstate_write_v2`` (``sql/postgresql/migrations``) takes
+- Every write goes one way: ``runstate_write_v3`` (``sql/postgresql/migrations``) takes
   a batch of writes, one or many, and does every compare-and-set and numbers every
   event in one statement, one round trip.
 - Many writers run at once (READ COMMITTED). A claim locks the oldest claimable row with
@@ -26,22 +26,20 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ActiveRunError, StoreError, ValidationError
 from .._lifecycle import Transition
 from .._model import Run
 from .._validate import require_int, require_string
-from ._base import Claimed, Now, StoredRun, Sweep, Write
+from ._base import Write
 from ._sql import (
-    SQLReads,
-    decided,
+    SQLStore,
     dumps,
     insert_params,
     load_migrations,
     load_queries,
-    stored_from_row,
     write_params,
 )
 
@@ -59,7 +57,7 @@ MIGRATIONS = load_migrations("postgresql")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-class PostgresStore(SQLReads):
+class PostgresStore(SQLStore):
     """Runs in the PostgreSQL database ``conninfo`` names (a ``postgresql://`` URL or
     ``key=value`` pairs), in the schema ``schema``; a pool of up to ``max_size``
     connections serves the threads of this process."""
@@ -211,38 +209,15 @@ class PostgresStore(SQLReads):
         with self._translate(), self._pool.connection() as conn:
             return _write(conn, writes)
 
-    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
-        with self._transaction() as conn:
-            t = now()  # the connection is ours: this is the time the write happens
-            row = conn.execute(SQL["claimable"], {"now": t}).fetchone()
-            if row is None:
-                return None
-            write = decide(stored_from_row(row), t)
-            seqs = _write(conn, [write])[0]
-            assert seqs is not None  # the row is locked by us: this cannot lose
-            return write, seqs
-
-    def sweep(
-        self,
-        kind: Sweep,
-        now: Now,
-        decide: Callable[[StoredRun, int], Write | None],
-        limit: int,
-    ) -> list[Claimed]:
-        with self._transaction() as conn:
-            t = now()
-            rows = conn.execute(SQL[kind], {"now": t, "limit": limit}).fetchall()
-            writes = decided(rows, t, decide)
-            done: list[Claimed] = []
-            for w, seqs in zip(writes, _write(conn, writes) if writes else [], strict=True):
-                assert seqs is not None  # the rows are locked by us: these cannot lose
-                done.append((w, seqs))
-            return done
+    def _write_batch(
+        self, conn: psycopg.Connection[Any], writes: Sequence[Write]
+    ) -> list[list[int] | None]:
+        return _write(conn, writes) if writes else []
 
 
 def _write(conn: psycopg.Connection[Any], writes: Sequence[Write]) -> list[list[int] | None]:
     """The one write path: every compare-and-set and its events in one statement
-    (``runstate_write_v2``). Per write, its events' numbers, or None if it lost."""
+    (``runstate_write_v3``). Per write, its events' places in the log, or None if it lost."""
     batch = []
     for w in writes:
         body = dumps(w.run.to_dict())

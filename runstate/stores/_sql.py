@@ -14,13 +14,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from importlib.resources import files
 from typing import Any, ClassVar
 
 from .._errors import RunNotFoundError
 from .._events import RunEvent
 from .._model import ACTIVE_STATUSES, Run, RunStatus
-from ._base import Order, Page, StoredRun, Write, check_page_args, cursor_error
+from ._base import (
+    Claimed,
+    Now,
+    Order,
+    Page,
+    StoredRun,
+    Sweep,
+    Write,
+    check_page_args,
+    cursor_error,
+)
 
 _BLOCK = re.compile(r"^-- (\w+) --\n(.*?)(?=^-- \w+ --\n|\Z)", re.MULTILINE | re.DOTALL)
 
@@ -118,10 +129,11 @@ def decided(
     return writes
 
 
-class SQLReads:
-    """The store protocol's reads, shared by the SQL backends. A backend sets ``SQL`` (its
-    named statements) and ``param`` (how its statements spell a named parameter), and
-    implements ``_read``."""
+class SQLStore:
+    """What the SQL backends share: the reads, and the claims and sweeps (pick rows under
+    the write lock, decide, write them). A backend sets ``SQL`` (its named statements) and
+    ``param`` (how its statements spell a named parameter), and implements ``_read``,
+    ``_transaction`` (a connection in a write transaction) and ``_write_batch``."""
 
     SQL: ClassVar[Mapping[str, str]]
 
@@ -131,6 +143,45 @@ class SQLReads:
 
     def _read(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
         raise NotImplementedError
+
+    def _transaction(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _write_batch(self, conn: Any, writes: Sequence[Write]) -> list[list[int] | None]:
+        raise NotImplementedError
+
+    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
+        picked = self._pick_and_write("claimable", now, decide, 1)
+        return picked[0] if picked else None
+
+    def sweep(
+        self,
+        kind: Sweep,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write | None],
+        limit: int,
+    ) -> list[Claimed]:
+        return self._pick_and_write(kind, now, decide, limit)
+
+    def _pick_and_write(
+        self,
+        query: str,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write | None],
+        limit: int,
+    ) -> list[Claimed]:
+        """In one write transaction: read the clock (the lock or connection is ours, so
+        this is the time the writes happen), pick the rows ``query`` names, decide each,
+        and write them. The picked rows are locked by us: no write can lose."""
+        with self._transaction() as conn:
+            t = now()
+            rows = conn.execute(self.SQL[query], {"now": t, "limit": limit}).fetchall()
+            writes = decided(rows, t, decide)
+            done: list[Claimed] = []
+            for write, seqs in zip(writes, self._write_batch(conn, writes), strict=True):
+                assert seqs is not None  # locked by us: nothing moved
+                done.append((write, seqs))
+            return done
 
     def get(self, run_id: str) -> StoredRun:
         rows = self._read(self.SQL["get_run"], {"id": run_id})

@@ -22,22 +22,20 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import ActiveRunError, StoreError
 from .._lifecycle import Transition
 from .._model import Run
 from .._validate import require_int, require_seconds, require_string
-from ._base import Claimed, Now, StoredRun, Sweep, Write
+from ._base import Write
 from ._sql import (
-    SQLReads,
-    decided,
+    SQLStore,
     dumps,
     insert_params,
     load_migrations,
     load_queries,
-    stored_from_row,
     write_params,
 )
 
@@ -50,7 +48,7 @@ MIGRATIONS = load_migrations("sqlite")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-class SQLiteStore(SQLReads):
+class SQLiteStore(SQLStore):
     """Runs in the SQLite file at ``path``; creates it (and the schema) unless
     ``create=False``, which refuses a file that is missing, empty or not runstate's.
     ``busy_timeout`` is how long a writer waits for the lock; ``max_connections`` bounds
@@ -144,7 +142,7 @@ class SQLiteStore(SQLReads):
         return conn
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error."""
         with self._connection() as conn, _translate(self.path):
             conn.execute("BEGIN IMMEDIATE")
@@ -182,7 +180,7 @@ class SQLiteStore(SQLReads):
         with self._connection() as conn, _translate(self.path):
             found = self._check_schema(conn, create)
             if found < SCHEMA_VERSION:
-                with self._write() as conn:
+                with self._transaction() as conn:
                     # Under the write lock: another process may have just upgraded it.
                     self._upgrade(conn, self._check_schema(conn, create))
             self.upgraded_from = found
@@ -234,7 +232,7 @@ class SQLiteStore(SQLReads):
 
     def insert(self, run: Run, steps: Sequence[Transition]) -> list[int]:
         body = dumps(run.to_dict())
-        with self._write() as conn:
+        with self._transaction() as conn:
             # The write lock is held: this check and the insert are one atomic step (the
             # partial unique index is the backstop).
             active = conn.execute(
@@ -246,36 +244,13 @@ class SQLiteStore(SQLReads):
             return _append(conn, run.id, body, steps, 0)
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
-        with self._write() as conn:
-            return [_write_one(conn, w) for w in writes]
+        with self._transaction() as conn:
+            return self._write_batch(conn, writes)
 
-    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
-        with self._write() as conn:
-            t = now()  # the write lock is ours: this is the time the write happens
-            row = conn.execute(SQL["claimable"], {"now": t}).fetchone()
-            if row is None:
-                return None
-            write = decide(stored_from_row(row), t)
-            seqs = _write_one(conn, write)
-            assert seqs is not None  # the write lock is held: nothing moved
-            return write, seqs
-
-    def sweep(
-        self,
-        kind: Sweep,
-        now: Now,
-        decide: Callable[[StoredRun, int], Write | None],
-        limit: int,
-    ) -> list[Claimed]:
-        with self._write() as conn:
-            t = now()
-            done: list[Claimed] = []
-            rows = conn.execute(SQL[kind], {"now": t, "limit": limit}).fetchall()
-            for write in decided(rows, t, decide):
-                seqs = _write_one(conn, write)
-                assert seqs is not None  # the write lock is held: nothing moved
-                done.append((write, seqs))
-            return done
+    def _write_batch(
+        self, conn: sqlite3.Connection, writes: Sequence[Write]
+    ) -> list[list[int] | None]:
+        return [_write_one(conn, w) for w in writes]
 
 
 def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:
