@@ -33,7 +33,7 @@ from ._errors import (
     ValidationError,
 )
 from ._events import Listener, Listeners, RunEvent
-from ._lifecycle import RunLifecycle, Transition, is_due, refusal, sealed
+from ._lifecycle import RunLifecycle, Transition, is_due, refusal, require_version, sealed
 from ._model import Run, RunStatus, require_status
 from ._validate import MAX_DURATION, require_int, require_string, validate_metadata
 from .stores import Claimed, MemoryStore, Order, Store, StoredRun, Write
@@ -197,14 +197,9 @@ class RunEngine:
         takes the v2 settings (``temperature``, ``top_p``, ``max_prompt_tokens``,
         ``max_completion_tokens``, ``truncation_strategy``, ``tool_choice``,
         ``parallel_tool_calls``, ``response_format``), and no ``file_ids``."""
-        if version is None:
-            lifecycle = self.lifecycle
-        elif isinstance(version, str) and version in self._lifecycles:
-            lifecycle = self._lifecycles[version]
-        else:
-            raise ValidationError(
-                f"Invalid 'version': expected 'v1' or 'v2', got {version!r}.", param="version"
-            )
+        lifecycle = (
+            self.lifecycle if version is None else self._lifecycles[require_version(version)]
+        )
         run, steps = lifecycle.new_run(
             thread_id=thread_id,
             assistant_id=assistant_id,

@@ -27,23 +27,18 @@ from ._events import Listener, Listeners, RunEvent
 from ._model import ACTIVE_STATUSES, Run, RunStatus, RunV2, new_id
 from ._validate import (
     MAX_DURATION,
+    V2_SETTINGS,
     require_int,
     require_string,
     required_action_for,
-    validate_bool,
     validate_error_code,
     validate_file_ids,
     validate_incomplete_reason,
     validate_metadata,
-    validate_number,
-    validate_response_format,
-    validate_token_limit,
     validate_tool_calls,
-    validate_tool_choice,
     validate_tool_outputs,
     validate_tools,
     validate_tools_v2,
-    validate_truncation_strategy,
     validate_usage,
 )
 
@@ -132,11 +127,7 @@ class RunLifecycle:
         id_factory: Callable[[str], str] | None = None,
         version: str = "v1",
     ) -> None:
-        if not isinstance(version, str) or version not in VERSIONS:
-            raise ValidationError(
-                f"Invalid 'version': expected 'v1' or 'v2', got {version!r}.", param="version"
-            )
-        self.version = version
+        self.version = require_version(version)
         self.definition, self._model = VERSIONS[version]
         self.machine = self.definition.machine
         # The definition's tables, bound once: every operation reads them.
@@ -362,7 +353,7 @@ class RunLifecycle:
                 code, message, usage = arg
                 code = validate_error_code(code)
                 message = require_string(message, "message", allow_empty=True)
-                usage = None if usage is None else _usage(run, usage)
+                usage = _usage(run, usage)
             elif event == "complete":
                 usage = _usage(run, arg)
             elif event == "incomplete":
@@ -480,23 +471,22 @@ def _usage(run: Run, usage: Any) -> dict[str, int] | None:
 
 
 def _settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """A v2 run's settings, checked as the public API checks them."""
-    checks: dict[str, Callable[[Any], Any]] = {
-        "temperature": lambda v: validate_number(v, "temperature", 0, 2),
-        "top_p": lambda v: validate_number(v, "top_p", 0, 1),
-        "max_prompt_tokens": lambda v: validate_token_limit(v, "max_prompt_tokens"),
-        "max_completion_tokens": lambda v: validate_token_limit(v, "max_completion_tokens"),
-        "truncation_strategy": validate_truncation_strategy,
-        "tool_choice": validate_tool_choice,
-        "parallel_tool_calls": lambda v: (
-            True if v is None else validate_bool(v, "parallel_tool_calls")
-        ),
-        "response_format": validate_response_format,
-    }
+    """A v2 run's settings, checked as the public API checks them (``parallel_tool_calls``
+    is true unless given)."""
     for name in settings:
-        if name not in checks:
+        if name not in V2_SETTINGS:
             raise ValidationError(f"Unknown parameter: '{name}'.", param=name)
-    return {name: check(settings.get(name)) for name, check in checks.items()}
+    given = {"parallel_tool_calls": True, **{k: v for k, v in settings.items() if v is not None}}
+    return {name: check(given.get(name)) for name, check in V2_SETTINGS.items()}
+
+
+def require_version(version: Any) -> str:
+    """``"v1"`` or ``"v2"``, or a ValidationError."""
+    if not isinstance(version, str) or version not in VERSIONS:
+        raise ValidationError(
+            f"Invalid 'version': expected 'v1' or 'v2', got {version!r}.", param="version"
+        )
+    return version
 
 
 def _check_outputs_match(run: Run, outputs: list[dict[str, str]]) -> None:

@@ -18,20 +18,15 @@ from ._errors import ValidationError
 from ._validate import (
     ERROR_CODES,
     INCOMPLETE_REASONS,
+    V2_SETTINGS,
     check_clean,
     require_timestamp,
-    validate_bool,
     validate_file_ids,
     validate_last_error,
     validate_metadata,
-    validate_number,
     validate_required_action,
-    validate_response_format,
-    validate_token_limit,
-    validate_tool_choice,
     validate_tools,
     validate_tools_v2,
-    validate_truncation_strategy,
     validate_usage,
 )
 
@@ -332,20 +327,7 @@ class RunV2(Run):
             "tools": validate_tools_v2(data["tools"]),
             "incomplete_details": None if details is None else dict(details),
             "usage": validate_usage(data["usage"]),
-            "temperature": validate_number(data["temperature"], "temperature", 0, 2),
-            "top_p": validate_number(data["top_p"], "top_p", 0, 1),
-            "max_prompt_tokens": validate_token_limit(
-                data["max_prompt_tokens"], "max_prompt_tokens"
-            ),
-            "max_completion_tokens": validate_token_limit(
-                data["max_completion_tokens"], "max_completion_tokens"
-            ),
-            "truncation_strategy": validate_truncation_strategy(data["truncation_strategy"]),
-            "tool_choice": validate_tool_choice(data["tool_choice"]),
-            "parallel_tool_calls": validate_bool(
-                data["parallel_tool_calls"], "parallel_tool_calls"
-            ),
-            "response_format": validate_response_format(data["response_format"]),
+            **{name: check(data[name]) for name, check in V2_SETTINGS.items()},
         }
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "MAX_DURATION",
     "MAX_TIME",
     "MAX_TOOLS",
+    "V2_SETTINGS",
     "check_clean",
     "json_value",
     "require_int",
@@ -656,3 +657,16 @@ def validate_bool(value: Any, param: str) -> bool:
             f"Invalid '{param}': expected a boolean, got {type(value).__name__}.", param=param
         )
     return value
+
+
+#: The create parameters of a v2 run, each with its check, in the public API's order.
+V2_SETTINGS: dict[str, Callable[[Any], Any]] = {
+    "temperature": lambda v: validate_number(v, "temperature", 0, 2),
+    "top_p": lambda v: validate_number(v, "top_p", 0, 1),
+    "max_prompt_tokens": lambda v: validate_token_limit(v, "max_prompt_tokens"),
+    "max_completion_tokens": lambda v: validate_token_limit(v, "max_completion_tokens"),
+    "truncation_strategy": validate_truncation_strategy,
+    "tool_choice": validate_tool_choice,
+    "parallel_tool_calls": lambda v: validate_bool(v, "parallel_tool_calls"),
+    "response_format": validate_response_format,
+}

@@ -52,15 +52,9 @@ class ThreadCreate(Body):
     tool_resources: Any = None
 
 
-class RunFields(Body):
-    """What both ways of creating a run take (the v2 settings only with a v2 header)."""
+class V2Settings(Body):
+    """The create parameters only a v2 run takes; the engine checks their values."""
 
-    assistant_id: str
-    model: str | None = None
-    instructions: str | None = None
-    tools: Any = None
-    metadata: Any = None
-    stream: bool | None = None
     temperature: Any = None
     top_p: Any = None
     max_prompt_tokens: Any = None
@@ -72,21 +66,19 @@ class RunFields(Body):
 
     def settings(self) -> dict[str, Any]:
         """The v2 settings the request gave (none for a v1 request that gave none)."""
-        return {
-            name: getattr(self, name) for name in V2_SETTINGS if getattr(self, name) is not None
-        }
+        given = {name: getattr(self, name) for name in V2Settings.model_fields}
+        return {name: value for name, value in given.items() if value is not None}
 
 
-V2_SETTINGS = (
-    "temperature",
-    "top_p",
-    "max_prompt_tokens",
-    "max_completion_tokens",
-    "truncation_strategy",
-    "tool_choice",
-    "parallel_tool_calls",
-    "response_format",
-)
+class RunFields(V2Settings):
+    """What both ways of creating a run take (the v2 settings only with a v2 header)."""
+
+    assistant_id: str
+    model: str | None = None
+    instructions: str | None = None
+    tools: Any = None
+    metadata: Any = None
+    stream: bool | None = None
 
 
 def version_of(request: Request) -> str:
