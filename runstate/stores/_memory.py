@@ -13,7 +13,7 @@ import itertools
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import ActiveRunError, RunNotFoundError
@@ -43,7 +43,7 @@ class _Row:
     lease_owner: str | None = None
     lease_expires_at: int | None = None
     attempts: int = 0
-    event_count: int = 0
+    history: list[RunEvent] = field(default_factory=list)  # its events, oldest first
 
     def stored(self) -> StoredRun:
         return StoredRun(
@@ -52,7 +52,7 @@ class _Row:
             self.lease_owner,
             self.lease_expires_at,
             self.attempts,
-            self.event_count,
+            len(self.history),
         )
 
 
@@ -64,7 +64,6 @@ class MemoryStore:
         self._rows: dict[str, _Row] = {}
         self._active: dict[str, str] = {}  # thread id -> its active run's id
         self._threads: defaultdict[str, list[str]] = defaultdict(list)
-        self._history: defaultdict[str, list[RunEvent]] = defaultdict(list)
         self._events: list[RunEvent] = []
         self._orders = itertools.count()
         # Heaps of (key..., version, run id); see _valid().
@@ -195,9 +194,10 @@ class MemoryStore:
 
     def history(self, run_id: str) -> list[RunEvent]:
         with self._lock:
-            if run_id not in self._rows:
+            row = self._rows.get(run_id)
+            if row is None:
                 raise RunNotFoundError(run_id)
-            return list(self._history[run_id])
+            return list(row.history)
 
     def events(
         self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
@@ -206,7 +206,8 @@ class MemoryStore:
             if run_id is None:  # seq n is self._events[n - 1]: slice, don't scan
                 start = max(after_seq, 0)
                 return self._events[start : start + limit]
-            history = self._history.get(run_id, [])
+            row = self._rows.get(run_id)
+            history = [] if row is None else row.history
             return [e for e in history if e.seq is not None and e.seq > after_seq][:limit]
 
     def close(self) -> None:
@@ -216,14 +217,13 @@ class MemoryStore:
 
     def _append(self, run_id: str, data: dict[str, Any], steps: Sequence[Transition]) -> list[int]:
         seqs = []
-        history = self._history[run_id]
+        history = self._rows[run_id].history
         for step in steps:
             own = data if step.data is None else step.data
             event = step.to_event(run_id, _clone(own), len(self._events) + 1, len(history))
             self._events.append(event)
             history.append(event)
             seqs.append(len(self._events))
-        self._rows[run_id].event_count = len(history)
         return seqs
 
     def _index(self, run_id: str, row: _Row) -> None:
