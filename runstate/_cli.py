@@ -149,7 +149,14 @@ def _show(engine: RunEngine, run_id: str, as_json: bool) -> int:
     history = engine.history(run_id)
     if as_json:
         events = [
-            {"seq": e.seq, "event": e.event, "from": e.from_status, "to": e.to_status, "at": e.at}
+            {
+                "seq": e.seq,
+                "sequence_number": e.sequence_number,
+                "event": e.event,
+                "from": e.from_status,
+                "to": e.to_status,
+                "at": e.at,
+            }
             for e in history
         ]
         _print_json({"run": run.to_dict(), "history": events})

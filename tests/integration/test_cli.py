@@ -120,6 +120,7 @@ def test_show_json_is_the_public_run_and_its_history(db: tuple[str, list[str]]) 
     assert shown["run"]["id"] == ids[0] and shown["run"]["object"] == "thread.run"
     assert [e["event"] for e in shown["history"]][-1] == "thread.run.completed"
     assert all(isinstance(e["at"], int) for e in shown["history"])
+    assert [e["sequence_number"] for e in shown["history"]] == list(range(len(shown["history"])))
 
 
 def test_show_prints_the_run_and_its_history(db: tuple[str, list[str]]) -> None:
