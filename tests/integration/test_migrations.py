@@ -23,6 +23,7 @@ import race_workers
 from conftest import PG_BASE, pg_url
 
 from runstate import (
+    ActiveRunError,
     ManualClock,
     PostgresStore,
     RunEngine,
@@ -62,7 +63,7 @@ def assert_fixture_reads_back(store: Store) -> None:
         "thread.run.cancelled",
     ]
     # The upgraded schema still enforces one active run per thread, and writes.
-    with pytest.raises(Exception, match="already has an active run"):
+    with pytest.raises(ActiveRunError, match="already has an active run"):
         engine.create(thread_id="thread_in_progress", assistant_id="a")
     engine.complete(runs["thread_in_progress"].id)
     engine.create(thread_id="thread_in_progress", assistant_id="a")
