@@ -13,7 +13,6 @@
 from ._clock import ManualClock, system_clock
 from ._connect import connect, open_store
 from ._diagram import mermaid
-from ._engine import RunEngine, RunList
 from ._errors import (
     ActiveRunError,
     ConcurrentUpdateError,
@@ -27,6 +26,7 @@ from ._errors import (
 from ._events import DONE_SSE, RunEvent
 from ._lifecycle import RunLifecycle
 from ._model import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus, RunV2
+from ._runs import RunEngine, RunList
 from ._validate import validate_metadata
 from .stores import MemoryStore, PostgresStore, SQLiteStore, Store
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ._engine import RunEngine
+from ._runs import RunEngine
 from ._errors import ValidationError
 from ._validate import require_string
 from .stores import MemoryStore, PostgresStore, SQLiteStore, Store

@@ -1,29 +1,47 @@
 """Lifecycles as declarations: each is one ``Definition``, the only copy of its table.
 
-A definition names its statuses (which are active), its transition table, what entering
-each status stamps, which statuses end the expiry clock, and the event each status is
-announced with. From it come, once, the shared ``transitions.Machine`` (``model=None``,
-``auto_transitions=False``; runs are never attached to it), the sources each event may
-leave, the refusals, the allowed events and the Mermaid diagram (``_diagram.py``).
+A definition names its object model and how a store files it (``kind``), its statuses
+(which are active, which a worker holds under a lease), its transition table, what
+entering each status stamps, which statuses end the expiry clock, what happens when an
+active object's time runs out, how a cancel works (two-phase through ``cancelling``, or
+immediate), whether one object per group may be active, and how its events are named
+and framed. From it come, once, the shared ``transitions.Machine`` (``model=None``,
+``auto_transitions=False``; objects are never attached to it), the sources each event
+may leave, the refusals, the allowed events and the Mermaid diagram (``_diagram.py``).
+The engine and the stores read nothing else: a new lifecycle is a new declaration here
+and its object model.
 
 ``RUN_V1`` is LIFECYCLE.md's table for the seed's ``thread.run``; ``RUN_V2`` is the same
-with the second version's ``incomplete`` status (RESPONSES.md).
+with the second version's ``incomplete`` status; ``RESPONSE`` is the Responses API's
+background response (both in RESPONSES.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from transitions import Machine
 
-from ._model import ACTIVE_STATUSES, RunStatus
+from ._model import ACTIVE_STATUSES, Run, RunStatus, RunV2, Status
+from ._response import Response, ResponseStatus
 
-__all__ = ["DEFINITIONS", "RUN_V1", "RUN_V2", "Definition", "Row"]
+__all__ = [
+    "ACTIVE_OF",
+    "DEFINITIONS",
+    "KINDS",
+    "RESPONSE",
+    "RUN_V1",
+    "RUN_V2",
+    "Definition",
+    "Row",
+]
 
 S = RunStatus
+R = ResponseStatus
 #: One row of a table: an event, the statuses it may leave, and where it goes.
-Row = tuple[str, tuple[RunStatus, ...], RunStatus]
+Row = tuple[str, tuple[Status, ...], Status]
 
 
 @dataclass(frozen=True)
@@ -32,15 +50,24 @@ class Definition:
 
     name: str  # how the command line names it: ``runstate diagram run``
     object: str  # the public object: "thread.run"
-    statuses: tuple[RunStatus, ...]  # every status, in the public API's order
-    initial: RunStatus  # where create puts a new object
-    active: frozenset[RunStatus]
+    model: type[Any]  # the object's class: to_dict, from_dict, copy, _trusted, KIND
+    prefix: str  # its ids: "run_...", "resp_..."
+    statuses: tuple[Status, ...]  # every status, in the public API's order
+    initial: Status  # where create puts a new object
+    active: frozenset[Status]
+    leased: frozenset[Status]  # active statuses in which a worker holds the object
     transitions: tuple[Row, ...]
-    stamps: Mapping[RunStatus, str]  # entering a status stamps this field with the time
-    ends_expiry: frozenset[RunStatus]  # entering one of these sets expires_at to null
+    stamps: Mapping[Status, str]  # entering a status stamps this field with the time
+    ends_expiry: frozenset[Status]  # entering one of these sets expires_at to null
+    on_due: tuple[str, Any]  # the event (and its argument) fired when time runs out
+    cancel: Literal["two_phase", "immediate"]  # through "cancelling", or at once
+    grouped: bool  # at most one active object per group (a run's thread)
+    envelope: str | None = (
+        None  # a stream event's data: the object, or {type, ..., <envelope>: object}
+    )
     machine: Machine = field(init=False, repr=False, compare=False)
-    sources: Mapping[str, frozenset[RunStatus]] = field(init=False, repr=False, compare=False)
-    event_names: Mapping[RunStatus, str] = field(init=False, repr=False, compare=False)
+    sources: Mapping[str, frozenset[Status]] = field(init=False, repr=False, compare=False)
+    event_names: Mapping[Status, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         states = [status.value for status in self.statuses]
@@ -58,21 +85,26 @@ class Definition:
             model_attribute="_fsm_state",
         )
         object.__setattr__(self, "machine", machine)
+        by_value = {status.value: status for status in self.statuses}
         object.__setattr__(
             self,
             "sources",
             {
-                name: frozenset(RunStatus(state) for state in event.transitions)
+                name: frozenset(by_value[state] for state in event.transitions)
                 for name, event in machine.events.items()
             },
         )
-        object.__setattr__(
-            self, "event_names", {RunStatus(s): f"{self.object}.{s}" for s in states}
-        )
+        object.__setattr__(self, "event_names", {by_value[s]: f"{self.object}.{s}" for s in states})
 
     @property
-    def terminal(self) -> frozenset[RunStatus]:
+    def terminal(self) -> frozenset[Status]:
         return frozenset(self.statuses) - self.active
+
+    @property
+    def kind(self) -> str:
+        """How a store files this lifecycle's objects (both run versions are "run")."""
+        kind: str = self.model.KIND
+        return kind
 
 
 _ACTIVE = tuple(s for s in RunStatus if s in ACTIVE_STATUSES)
@@ -80,9 +112,12 @@ _ACTIVE = tuple(s for s in RunStatus if s in ACTIVE_STATUSES)
 RUN_V1 = Definition(
     name="run",
     object="thread.run",
+    model=Run,
+    prefix="run",
     statuses=tuple(s for s in RunStatus if s is not S.INCOMPLETE),
     initial=S.QUEUED,
-    active=ACTIVE_STATUSES,
+    active=ACTIVE_STATUSES,  # type: ignore[arg-type]
+    leased=frozenset({S.IN_PROGRESS, S.CANCELLING}),
     transitions=(
         ("start", (S.QUEUED,), S.IN_PROGRESS),
         ("require_action", (S.IN_PROGRESS,), S.REQUIRES_ACTION),
@@ -102,14 +137,20 @@ RUN_V1 = Definition(
         S.CANCELLED: "cancelled_at",
     },
     ends_expiry=frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}),
+    on_due=("expire", None),
+    cancel="two_phase",
+    grouped=True,
 )
 
 RUN_V2 = Definition(
     name="run-v2",
     object="thread.run",
+    model=RunV2,
+    prefix="run",
     statuses=tuple(RunStatus),
     initial=S.QUEUED,
-    active=ACTIVE_STATUSES,
+    active=RUN_V1.active,
+    leased=RUN_V1.leased,
     transitions=(
         *RUN_V1.transitions[:-1],
         # The model stopped at a token limit: an end of its own, with no *_at stamp.
@@ -118,7 +159,47 @@ RUN_V2 = Definition(
     ),
     stamps=RUN_V1.stamps,
     ends_expiry=RUN_V1.ends_expiry | {S.INCOMPLETE},
+    on_due=RUN_V1.on_due,
+    cancel=RUN_V1.cancel,
+    grouped=True,
+)
+
+RESPONSE = Definition(
+    name="response",
+    object="response",
+    model=Response,
+    prefix="resp",
+    statuses=tuple(ResponseStatus),
+    initial=R.QUEUED,
+    active=frozenset({R.QUEUED, R.IN_PROGRESS}),
+    leased=frozenset({R.IN_PROGRESS}),
+    transitions=(
+        ("start", (R.QUEUED,), R.IN_PROGRESS),
+        ("complete", (R.IN_PROGRESS,), R.COMPLETED),
+        ("incomplete", (R.IN_PROGRESS,), R.INCOMPLETE),
+        ("fail", (R.QUEUED, R.IN_PROGRESS), R.FAILED),
+        # Immediate: no "cancelling"; a worker's late complete finds it cancelled.
+        ("cancel", (R.QUEUED, R.IN_PROGRESS), R.CANCELLED),
+        # Ours, as for runs: a worker's lease ran out; the response goes back to the queue.
+        ("requeue", (R.IN_PROGRESS,), R.QUEUED),
+    ),
+    stamps={R.COMPLETED: "completed_at"},
+    ends_expiry=frozenset({R.COMPLETED, R.FAILED, R.CANCELLED, R.INCOMPLETE}),
+    # Ours: an active response past its deadline fails (RESPONSES.md).
+    on_due=("fail", ("server_error", "The response timed out.")),
+    cancel="immediate",
+    grouped=False,
+    envelope="response",
 )
 
 #: Every lifecycle runstate declares, by the name the command line uses.
-DEFINITIONS: Mapping[str, Definition] = {d.name: d for d in (RUN_V1, RUN_V2)}
+DEFINITIONS: Mapping[str, Definition] = {d.name: d for d in (RUN_V1, RUN_V2, RESPONSE)}
+#: How a store rebuilds an object of each kind from the body it wrote.
+KINDS: Mapping[str, type[Any]] = {d.kind: d.model for d in DEFINITIONS.values()}
+#: Each kind's active statuses (a store keeps the ``active`` flag from them).
+ACTIVE_OF: Mapping[str, frozenset[Status]] = {
+    kind: frozenset().union(*(d.active for d in DEFINITIONS.values() if d.kind == kind))
+    for kind in KINDS
+}
+#: How a stream frames each object's events (None: the event's data is the object).
+ENVELOPES: Mapping[str, str | None] = {d.object: d.envelope for d in DEFINITIONS.values()}

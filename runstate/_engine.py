@@ -1,70 +1,81 @@
-"""RunEngine: the service-facing API, runs kept in a store and driven by many workers.
+"""The engine: objects of one lifecycle kept in a store and driven by many workers.
 
-Every operation follows one loop, ``_apply``: read the stored run and its version, let
-the lifecycle decide on a copy (due expiry first, then the event), and write the result
-with one compare-and-set on that version. If another writer got there first, the write
-changes nothing and the loop re-reads and decides again, so a late ``complete`` after a
-``cancel`` gets the answer LIFECYCLE.md gives for a ``cancelling`` run, never a blind
-overwrite. Listeners hear of a transition only after it is stored.
+``Engine`` serves any ``Definition``; ``RunEngine`` (``_runs.py``) and ``ResponseEngine``
+(``_responses.py``) are its faces, each adding its object's operations by name. Every
+operation follows one loop, ``_apply``: read the stored object and its version, let the
+lifecycle decide on a copy (due expiry or time-out first, then the change), and write
+the result with one compare-and-set on that version. If another writer got there first,
+the write changes nothing and the loop re-reads and decides again, so a late
+``complete`` after a ``cancel`` gets the answer the lifecycle gives for the status the
+cancel left, never a blind overwrite. Listeners hear of a step only after it is stored.
 
-Workers ``claim`` the oldest queued run with a lease, keep it alive with ``heartbeat``,
-and ``recover_stalled`` puts runs of vanished workers back in the queue. ``expire_due``
-expires every due run in batches whose cost follows the number due. These three pick
-their runs and write them in one atomic step of the store, with the clock read once the
-store can write (after any wait for a lock or a connection): a claim that waited never
-starts a run that is due by then, and no heartbeat can slip between a recovery's look
-at a lease and its write.
+Workers ``claim`` the oldest queued object with a lease, keep it alive with
+``heartbeat``, and ``recover_stalled`` puts objects of vanished workers back in the
+queue. ``expire_due`` applies the lifecycle's time-out to every due object in batches
+whose cost follows the number due. These three pick their objects and write them in one
+atomic step of the store, with the clock read once the store can write (after any wait
+for a lock or a connection): a claim that waited never starts an object that is due by
+then, and no heartbeat can slip between a recovery's look at a lease and its write.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from ._clock import Clock
 from ._errors import (
-    ActiveRunError,
     ConcurrentUpdateError,
     LeaseError,
+    RunNotFoundError,
     RunStateError,
     ValidationError,
 )
 from ._events import Listener, Listeners, RunEvent
-from ._lifecycle import RunLifecycle, Transition, is_due, refusal, require_version, sealed
-from ._model import Run, RunStatus, require_status
-from ._validate import MAX_DURATION, require_int, require_string, validate_metadata
+from ._lifecycle import Lifecycle, Transition, refusal, sealed
+from ._model import Status
+from ._validate import MAX_DURATION, require_int, require_string
 from .stores import Claimed, MemoryStore, Order, Store, StoredRun, Write
 
-__all__ = ["RunEngine", "RunList"]
+__all__ = ["Change", "Decision", "Engine", "Lease"]
 
-_STORE_METHODS = ("insert", "get", "write", "claim", "sweep", "list_runs", "history", "events")
-_LEASED = frozenset({RunStatus.IN_PROGRESS, RunStatus.CANCELLING})
-_UNATTENDED = frozenset({RunStatus.QUEUED, RunStatus.REQUIRES_ACTION})
+_STORE_METHODS = (
+    "insert",
+    "get",
+    "write",
+    "claim",
+    "sweep",
+    "list_runs",
+    "history",
+    "events",
+    "input_of",
+    "delete",
+)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """Which worker holds a run, until when, and how many claims the run has had."""
+    """Which worker holds an object, until when, and how many claims it has had."""
 
     owner: str | None
     expires_at: int | None
     attempts: int
 
     @classmethod
-    def after(cls, stored: StoredRun, run: Run) -> Lease:
-        """The stored lease, kept while the run is in_progress or cancelling; any other
-        status ends it (the claim count stays)."""
-        if run.status in _LEASED:
+    def after(cls, stored: StoredRun, obj: Any, leased: frozenset[Status]) -> Lease:
+        """The stored lease, kept while the object is in a ``leased`` status (a worker
+        holds it); any other status ends it (the claim count stays)."""
+        if obj.status in leased:
             return cls(stored.lease_owner, stored.lease_expires_at, stored.attempts)
         return cls(None, None, stored.attempts)
 
-    def write(self, run: Run, stored: StoredRun, steps: Sequence[Transition]) -> Write:
-        """The store's write of ``run``, decided from ``stored``, with this lease."""
+    def write(self, obj: Any, stored: StoredRun, steps: Sequence[Transition]) -> Write:
+        """The store's write of ``obj``, decided from ``stored``, with this lease."""
         return Write(
-            run,
+            obj,
             stored.version,
             steps,
             self.owner,
@@ -76,66 +87,40 @@ class Lease:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What a change decided for one run: the steps it made (none for a change that is
-    not a transition, such as new metadata) and the lease to store with it."""
+    """What a change decided for one object: the steps it made (none for a change that
+    is not a step, such as new metadata) and the lease to store with it."""
 
     steps: list[Transition]
     lease: Lease
 
 
 class Change(Protocol):
-    """A change decides on a copy of a stored run (``expired``: due expiry was just
+    """A change decides on a copy of a stored object (``expired``: its time-out was just
     applied to it): a ``Decision``, None for "nothing to write", or a ``RunStateError``
     raised to refuse."""
 
-    def __call__(self, run: Run, stored: StoredRun, now: int, expired: bool) -> Decision | None: ...
+    def __call__(self, obj: Any, stored: StoredRun, now: int, expired: bool) -> Decision | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RunList:
-    """A page of runs in the public list shape (``object: "list"``)."""
+class Engine(Generic[T]):
+    """Objects of ``lifecycle``'s kind in ``store`` (default: a new ``MemoryStore``).
 
-    data: list[Run]
-    has_more: bool
-    object: str = field(default="list", init=False)
-
-    @property
-    def first_id(self) -> str | None:
-        return self.data[0].id if self.data else None
-
-    @property
-    def last_id(self) -> str | None:
-        return self.data[-1].id if self.data else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [run.to_dict() for run in self.data],
-            "first_id": self.first_id,
-            "last_id": self.last_id,
-            "has_more": self.has_more,
-        }
-
-
-class RunEngine:
-    """Runs in ``store`` (default: a new ``MemoryStore``), timed by ``clock``.
-
-    ``lease_seconds`` is how long a claim lasts without a heartbeat; a run whose worker
-    vanished is put back in the queue by ``recover_stalled`` and failed with
-    ``server_error`` once it has been claimed ``max_attempts`` times. Times are whole
-    seconds, so a lease of n seconds lasts between n-1 and n: heartbeat well within it.
+    ``lifecycles`` decides each stored object by its ``version`` (a store may hold runs
+    of both versions). ``lease_seconds`` is how long a claim lasts without a heartbeat;
+    an object whose worker vanished is put back in the queue by ``recover_stalled`` and
+    failed with ``server_error`` once it has been claimed ``max_attempts`` times. Times
+    are whole seconds, so a lease of n seconds lasts between n-1 and n: heartbeat well
+    within it.
     """
 
     def __init__(
         self,
-        store: Store | None = None,
-        clock: Clock | None = None,
-        ttl: int = 600,
+        store: Store | None,
+        lifecycle: Lifecycle,
+        lifecycles: Mapping[str, Lifecycle],
         *,
-        lease_seconds: int = 60,
-        max_attempts: int = 3,
-        id_factory: Callable[[str], str] | None = None,
-        version: str = "v1",
+        lease_seconds: int,
+        max_attempts: int,
     ) -> None:
         require_int(lease_seconds, "lease_seconds", maximum=MAX_DURATION)
         require_int(max_attempts, "max_attempts", maximum=1_000_000)
@@ -148,256 +133,173 @@ class RunEngine:
                 param="store",
             )
         self.store: Store = store if store is not None else MemoryStore()
-        self.lifecycle = RunLifecycle(clock, ttl, id_factory=id_factory, version=version)
-        # A store may hold runs of both versions: each is decided by its own lifecycle.
-        self._lifecycles = {
-            v: self.lifecycle
-            if v == version
-            else RunLifecycle(clock, ttl, id_factory=id_factory, version=v)
-            for v in ("v1", "v2")
-        }
+        self.lifecycle = lifecycle
+        self.definition = lifecycle.definition
+        self.kind = self.definition.kind
+        self._noun = self.definition.object.rsplit(".", 1)[-1]  # "run", "response"
+        self._lifecycles = lifecycles
+        self._leased = self.definition.leased
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self._listeners = Listeners()
         self._retries = 100
 
     def __repr__(self) -> str:
-        return f"RunEngine({self.store!r})"
+        return f"{type(self).__name__}({self.store!r})"
 
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> RunEngine:
+    def __enter__(self: Any) -> Any:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Hear every transition this engine stores; returns the unsubscribe function."""
+        """Hear every step this engine stores; returns the unsubscribe function."""
         return self._listeners.subscribe(listener)
 
-    # --- caller-side operations -------------------------------------------------------------
+    # --- reads ---------------------------------------------------------------------------------
 
-    def create(
+    def _get(self, object_id: str) -> T:
+        """The object (timed out first, and stored so, if it is due)."""
+        obj: T = self._apply(object_id)[0]
+        return obj
+
+    def _history(self, object_id: str) -> builtins.list[RunEvent]:
+        """Every event of the object, oldest first."""
+        self._stored(require_string(object_id, f"{self._noun}_id"))
+        return self.store.history(object_id)
+
+    def _stored(self, object_id: str) -> StoredRun:
+        """The stored object of this engine's kind, or ``RunNotFoundError``."""
+        try:
+            stored = self.store.get(object_id)
+        except RunNotFoundError:
+            raise RunNotFoundError(object_id, self._noun) from None
+        if self.kind != stored.run.KIND:
+            raise RunNotFoundError(object_id, self._noun)
+        return stored
+
+    def _list(
         self,
-        *,
-        thread_id: str,
-        assistant_id: str,
-        model: str = "",
-        instructions: str = "",
-        tools: Sequence[dict[str, Any]] | None = None,
-        file_ids: Sequence[str] | None = None,
-        metadata: dict[str, str] | None = None,
-        version: str | None = None,
-        **settings: Any,
-    ) -> Run:
-        """A new queued run of the engine's version (or of ``version``, "v1" or "v2");
-        refused with ``ActiveRunError`` if the thread has an active one. A v2 run also
-        takes the v2 settings (``temperature``, ``top_p``, ``max_prompt_tokens``,
-        ``max_completion_tokens``, ``truncation_strategy``, ``tool_choice``,
-        ``parallel_tool_calls``, ``response_format``), and no ``file_ids``."""
-        lifecycle = (
-            self.lifecycle if version is None else self._lifecycles[require_version(version)]
-        )
-        run, steps = lifecycle.new_run(
-            thread_id=thread_id,
-            assistant_id=assistant_id,
-            model=model,
-            instructions=instructions,
-            tools=tools,
-            file_ids=file_ids,
-            metadata=metadata,
-            **settings,
-        )
-        for _ in range(self._retries):
-            try:
-                seqs = self.store.insert(run, steps)
-            except ActiveRunError as exc:
-                # A due run is active until something expires it; reading it does.
-                if self.get(exc.run_id).status.is_active:
-                    raise
-                continue
-            self._publish(run, steps, seqs, 0)
-            return run
-        raise ConcurrentUpdateError(f"Thread {thread_id} kept changing; no run was created.")
-
-    def get(self, run_id: str) -> Run:
-        """The run (expired first, and stored so, if it is due)."""
-        return self._apply(run_id)[0]
-
-    def list(
-        self,
-        thread_id: str | None,
-        *,
-        status: RunStatus | str | None = None,
-        limit: int = 20,
-        order: Order = "desc",
-        after: str | None = None,
-        before: str | None = None,
-    ) -> RunList:
-        """A thread's runs (every thread's for ``None``) by ``created_at``, in the public
-        list shape, optionally only those with one status."""
-        if thread_id is not None:
-            require_string(thread_id, "thread_id")
-        wanted = None if status is None else require_status(status)
+        group_id: str | None,
+        status: Status | None,
+        limit: int,
+        order: Order,
+        after: str | None,
+        before: str | None,
+    ) -> tuple[builtins.list[Any], bool]:
+        """A page of this kind's objects (of one group, unless None), due ones timed out
+        first; a page is read again when that moved objects out of the status asked for."""
         for param, cursor in (("after", after), ("before", before)):
             if cursor is not None:
                 require_string(cursor, param)
         for _ in range(self._retries):
             page = self.store.list_runs(
-                thread_id, status=wanted, limit=limit, order=order, after=after, before=before
+                group_id,
+                kind=self.kind,
+                status=status,
+                limit=limit,
+                order=order,
+                after=after,
+                before=before,
             )
             now = self.lifecycle.now()
-            if not any(is_due(run, now) for run in page.runs):
-                return RunList(page.runs, page.has_more)
-            runs = [self.get(run.id) if is_due(run, now) else run for run in page.runs]
-            if wanted is None or all(run.status is wanted for run in runs):
-                return RunList(runs, page.has_more)
-            # Expiry moved runs out of the status asked for: the page is read again.
+            due = [obj for obj in page.runs if self.lifecycle.is_due(obj, now)]
+            if not due:
+                return page.runs, page.has_more
+            objs = [self._get(obj.id) if obj in due else obj for obj in page.runs]
+            if status is None or all(obj.status is status for obj in objs):
+                return objs, page.has_more
         raise ConcurrentUpdateError("The listing kept changing; gave up.")
 
-    def update_metadata(self, run_id: str, metadata: dict[str, str]) -> Run:
-        """Replace the run's metadata, in any status."""
-        return self._apply(run_id, partial(self._new_metadata, validate_metadata(metadata)))[0]
+    # --- the worker's side ---------------------------------------------------------------------
 
-    def submit_tool_outputs(self, run_id: str, tool_outputs: Sequence[dict[str, Any]]) -> Run:
-        return self._apply(run_id, self._event("submit_tool_outputs", tool_outputs))[0]
-
-    def cancel(self, run_id: str) -> Run:
-        """Ask for cancellation. A run that no worker is executing (``queued`` or
-        ``requires_action``) has nobody to confirm it, so the engine confirms it in the
-        same write: ``cancelling`` then ``cancelled``, both events stored (ours). An
-        ``in_progress`` run stays ``cancelling`` until its worker confirms or finishes."""
-        return self._apply(run_id, self._cancelled)[0]
-
-    # --- worker-side operations ----------------------------------------------------------
-    # With ``worker_id``, the step is refused (LeaseError) unless that worker holds the lease.
-
-    def start(self, run_id: str, *, worker_id: str | None = None) -> Run:
-        return self._apply(run_id, self._event("start", worker_id=worker_id))[0]
-
-    def require_action(
-        self, run_id: str, tool_calls: Sequence[dict[str, Any]], *, worker_id: str | None = None
-    ) -> Run:
-        return self._apply(run_id, self._event("require_action", tool_calls, worker_id))[0]
-
-    def complete(
-        self, run_id: str, *, usage: dict[str, int] | None = None, worker_id: str | None = None
-    ) -> Run:
-        """The run is done (a v2 run with its ``usage``, if given)."""
-        return self._apply(run_id, self._event("complete", usage, worker_id))[0]
-
-    def fail(
-        self,
-        run_id: str,
-        *,
-        code: str = "server_error",
-        message: str,
-        usage: dict[str, int] | None = None,
-        worker_id: str | None = None,
-    ) -> Run:
-        return self._apply(run_id, self._event("fail", (code, message, usage), worker_id))[0]
-
-    def incomplete(
-        self,
-        run_id: str,
-        *,
-        reason: str,
-        usage: dict[str, int] | None = None,
-        worker_id: str | None = None,
-    ) -> Run:
-        """A v2 run stopped at a token limit (``max_completion_tokens`` or
-        ``max_prompt_tokens``): ``in_progress`` or ``cancelling`` to ``incomplete``."""
-        return self._apply(run_id, self._event("incomplete", (reason, usage), worker_id))[0]
-
-    def confirm_cancel(self, run_id: str, *, worker_id: str | None = None) -> Run:
-        return self._apply(run_id, self._event("confirm_cancel", worker_id=worker_id))[0]
-
-    def expire(self, run_id: str) -> Run:
-        """Expire a due run now; refused if it is not due."""
-        return self._apply(run_id, self._event("expire"))[0]
-
-    def claim(self, worker_id: str, *, lease_seconds: int | None = None) -> Run | None:
-        """Take the oldest queued run that is not due, start it and lease it to
+    def claim(self, worker_id: str, *, lease_seconds: int | None = None) -> T | None:
+        """Take the oldest queued object that is not due, start it and lease it to
         ``worker_id``; None when there is none."""
         worker_id = require_string(worker_id, "worker_id")
         lease = self._lease_seconds(lease_seconds)
-        claimed = self.store.claim(self.lifecycle.now, partial(self._claimed, worker_id, lease))
+        claimed = self.store.claim(
+            self.lifecycle.now, partial(self._claimed, worker_id, lease), kind=self.kind
+        )
         if claimed is None:
             return None
         write, seqs = claimed
         self._publish(write.run, write.steps, seqs, write.first_number)
-        return write.run
+        obj: T = write.run
+        return obj
 
-    def heartbeat(self, run_id: str, worker_id: str, *, lease_seconds: int | None = None) -> Run:
-        """Extend ``worker_id``'s lease on the run (never its ``expires_at``). The run is
-        returned so the worker sees a ``cancelling`` status and can stop."""
+    def _heartbeat_of(
+        self, object_id: str, worker_id: str, lease_seconds: int | None = None
+    ) -> T:
+        """Extend ``worker_id``'s lease on the object (never its deadline). The object is
+        returned so the worker sees a cancel and can stop."""
         worker_id = require_string(worker_id, "worker_id")
         lease = self._lease_seconds(lease_seconds)
-        return self._apply(run_id, partial(self._heartbeat, worker_id, lease))[0]
+        obj: T = self._apply(object_id, partial(self._heartbeat, worker_id, lease))[0]
+        return obj
 
-    def recover_stalled(self, limit: int = 100) -> builtins.list[Run]:
-        """Runs whose lease ran out: back to ``queued``, or ``failed`` after
-        ``max_attempts`` claims; a ``cancelling`` one is ``cancelled``. A run whose lease
-        is alive is never touched. A stalled run that is also due is expired instead, and
-        is not among the runs returned (it was not recovered)."""
+    def recover_stalled(self, limit: int = 100) -> builtins.list[T]:
+        """Objects whose lease ran out: back to ``queued``, or ``failed`` after
+        ``max_attempts`` claims; a run that was ``cancelling`` is ``cancelled``. An object
+        whose lease is alive is never touched. A stalled object that is also due is timed
+        out instead, and is not among those returned (it was not recovered)."""
         limit = require_int(limit, "limit", maximum=1000)
-        written = self.store.sweep("stalled", self.lifecycle.now, self._recover, limit)
-        return [run for run in self._published(written) if run.status is not RunStatus.EXPIRED]
+        timed_out: set[str] = set()
+        recover = partial(self._recover, timed_out)
+        written = self.store.sweep("stalled", self.lifecycle.now, recover, limit, kind=self.kind)
+        return [write.run for write in self._published(written) if write.run.id not in timed_out]
 
-    def _recover(self, stored: StoredRun, now: int) -> Write | None:
-        """The decision for one stalled run, on the row the store holds for the write."""
-        run = stored.run.copy()
-        lifecycle = self._lifecycle_of(run)
-        steps = lifecycle.expire_if_due(run, now)
-        if not steps:
+    def expire_due(self, limit: int = 1000) -> builtins.list[T]:
+        """Apply the time-out to up to ``limit`` due active objects in one batch (a run
+        expires, a response fails); the objects it changed."""
+        limit = require_int(limit, "limit", maximum=100_000)
+        written = self.store.sweep("due", self.lifecycle.now, self._expire, limit, kind=self.kind)
+        return [write.run for write in self._published(written)]
+
+    def _recover(self, timed_out: set[str], stored: StoredRun, now: int) -> Write | None:
+        """The decision for one stalled object, on the row the store holds for the write
+        (one that is due is timed out instead, and its id put in ``timed_out``)."""
+        obj = stored.run.copy()
+        lifecycle = self._lifecycle_of(obj)
+        steps = lifecycle.expire_if_due(obj, now)
+        if steps:
+            timed_out.add(obj.id)
+        else:
             if stored.lease_owner is None or (stored.lease_expires_at or 0) > now:
                 return None  # the lease is alive (a heartbeat came in): never touch it
-            if run.status is RunStatus.CANCELLING:
-                steps = lifecycle.decide(run, "confirm_cancel", now)
+            if obj.status in lifecycle.sources.get("confirm_cancel", ()):
+                steps = lifecycle.decide(obj, "confirm_cancel", now)
             elif stored.attempts >= self.max_attempts:
-                message = f"The run's worker stopped responding {stored.attempts} times."
-                steps = lifecycle.decide(run, "fail", now, ("server_error", message, None))
+                message = f"The {self._noun}'s worker stopped responding {stored.attempts} times."
+                steps = lifecycle.decide(
+                    obj, "fail", now, self._fail_argument("server_error", message)
+                )
             else:
-                steps = lifecycle.decide(run, "requeue", now)
-        return Lease(None, None, stored.attempts).write(run, stored, steps)
-
-    def expire_due(self, limit: int = 1000) -> builtins.list[Run]:
-        """Expire up to ``limit`` due active runs in one batch; the runs it expired."""
-        limit = require_int(limit, "limit", maximum=100_000)
-        return self._published(self.store.sweep("due", self.lifecycle.now, self._expire, limit))
+                steps = lifecycle.decide(obj, "requeue", now)
+        return Lease(None, None, stored.attempts).write(obj, stored, steps)
 
     def _expire(self, stored: StoredRun, now: int) -> Write | None:
-        """The decision for one due run, on the row the store holds for the write."""
-        run = stored.run.copy()
-        steps = self._lifecycle_of(run).expire_if_due(run, now)
+        """The decision for one due object, on the row the store holds for the write."""
+        obj = stored.run.copy()
+        steps = self._lifecycle_of(obj).expire_if_due(obj, now)
         if not steps:
             return None  # not due at the time of the write after all
-        return Lease(None, None, stored.attempts).write(run, stored, steps)
+        return Lease(None, None, stored.attempts).write(obj, stored, steps)
 
-    def _published(self, written: builtins.list[Claimed]) -> builtins.list[Run]:
+    def _published(self, written: builtins.list[Claimed]) -> builtins.list[Write]:
         for write, seqs in written:
             self._publish(write.run, write.steps, seqs, write.first_number)
-        return [write.run for write, _ in written]
+        return [write for write, _ in written]
 
-    # --- history ------------------------------------------------------------------------------
+    # --- the changes: each decides on a copy of the stored object --------------------------------
 
-    def history(self, run_id: str) -> builtins.list[RunEvent]:
-        """Every transition of the run, oldest first."""
-        return self.store.history(require_string(run_id, "run_id"))
-
-    def events(
-        self, *, after_seq: int = 0, run_id: str | None = None, limit: int = 100
-    ) -> builtins.list[RunEvent]:
-        """Stored events with ``seq > after_seq``, oldest first: how another process
-        follows transitions made elsewhere."""
-        require_int(after_seq, "after_seq", minimum=0)
-        if run_id is not None:
-            require_string(run_id, "run_id")
-        return self.store.events(after_seq, run_id, require_int(limit, "limit", maximum=10_000))
-
-    # --- the changes: each decides on a copy of the stored run ----------------------------------
+    def _fail_argument(self, code: str, message: str) -> Any:
+        """The argument the lifecycle's ``fail`` takes for this code and message."""
+        return (code, message)
 
     def _event(self, event: str, arg: Any = None, worker_id: str | None = None) -> Change:
         """The change that fires ``event`` (with its argument), by ``worker_id`` if given."""
@@ -410,94 +312,88 @@ class RunEngine:
         event: str,
         arg: Any,
         worker_id: str | None,
-        run: Run,
+        obj: Any,
         stored: StoredRun,
         now: int,
         expired: bool,
     ) -> Decision | None:
         if expired and event == "expire":
             return None
-        lifecycle = self._lifecycle_of(run)
-        if worker_id is not None and run.status in lifecycle.sources.get(event, ()):
+        lifecycle = self._lifecycle_of(obj)
+        if worker_id is not None and obj.status in lifecycle.sources.get(event, ()):
             _check_lease(stored, worker_id)
-        steps = lifecycle.decide(run, event, now, arg)
-        return Decision(steps, Lease.after(stored, run))
-
-    def _cancelled(self, run: Run, stored: StoredRun, now: int, expired: bool) -> Decision:
-        unattended = run.status in _UNATTENDED
-        lifecycle = self._lifecycle_of(run)
-        steps = lifecycle.decide(run, "cancel", now)
-        if unattended:  # the cancelling event carries the run as it was then
-            steps = sealed(steps, run) + lifecycle.decide(run, "confirm_cancel", now)
-        return Decision(steps, Lease.after(stored, run))
+        steps = lifecycle.decide(obj, event, now, arg)
+        return Decision(steps, Lease.after(stored, obj, self._leased))
 
     def _new_metadata(
-        self, metadata: dict[str, str], run: Run, stored: StoredRun, now: int, expired: bool
+        self, metadata: dict[str, str], obj: Any, stored: StoredRun, now: int, expired: bool
     ) -> Decision:
-        run.metadata = metadata
-        return Decision([], Lease.after(stored, run))
+        obj.metadata = metadata
+        return Decision([], Lease.after(stored, obj, self._leased))
 
     def _heartbeat(
-        self, worker_id: str, lease: int, run: Run, stored: StoredRun, now: int, expired: bool
+        self, worker_id: str, lease: int, obj: Any, stored: StoredRun, now: int, expired: bool
     ) -> Decision:
-        if run.status not in _LEASED:
-            raise refusal(run, "heartbeat")
+        if obj.status not in self._leased:
+            raise refusal(obj, "heartbeat")
         _check_lease(stored, worker_id)
         return Decision([], Lease(worker_id, now + lease, stored.attempts))
 
     def _claimed(self, worker_id: str, lease: int, stored: StoredRun, now: int) -> Write:
-        """The write that starts a claimed run and leases it to ``worker_id``."""
-        run = stored.run.copy()
-        steps = self._lifecycle_of(run).decide(run, "start", now)
-        return Lease(worker_id, now + lease, stored.attempts + 1).write(run, stored, steps)
+        """The write that starts a claimed object and leases it to ``worker_id``."""
+        obj = stored.run.copy()
+        steps = self._lifecycle_of(obj).decide(obj, "start", now)
+        return Lease(worker_id, now + lease, stored.attempts + 1).write(obj, stored, steps)
 
     # --- the one loop ----------------------------------------------------------------------
 
-    def _apply(self, run_id: str, change: Change | None = None) -> tuple[Run, bool]:
+    def _apply(self, object_id: str, change: Change | None = None) -> tuple[Any, bool]:
         """Read, decide on a copy, compare-and-set; again if another writer won.
-        Returns the run and whether this call stored a change."""
-        require_string(run_id, "run_id")
+        Returns the object and whether this call stored a change."""
+        require_string(object_id, f"{self._noun}_id")
         for _ in range(self._retries):
-            stored = self.store.get(run_id)
-            run = stored.run.copy()
+            stored = self._stored(object_id)
+            obj = stored.run.copy()
             now = self.lifecycle.now()
-            steps = self._lifecycle_of(run).expire_if_due(run, now)
-            lease = Lease.after(stored, run)
+            lifecycle = self._lifecycle_of(obj)
+            steps = lifecycle.expire_if_due(obj, now)
+            lease = Lease.after(stored, obj, self._leased)
             error: RunStateError | None = None
             decided = None
             if change is not None:
-                if steps:  # the expired event carries the run as expiry left it
-                    steps = sealed(steps, run)
+                if steps:  # the time-out's event carries the object as it left it
+                    steps = sealed(steps, obj)
                 try:
-                    decided = change(run, stored, now, bool(steps))
+                    decided = change(obj, stored, now, bool(steps))
                 except RunStateError as exc:
                     if not steps:
                         raise
-                    error = exc  # the expiry still has to be stored
+                    error = exc  # the time-out still has to be stored
             if decided is not None:
                 steps += decided.steps
                 lease = decided.lease
             elif not steps:
-                return run, False
-            seqs = self.store.write([lease.write(run, stored, steps)])[0]
+                return obj, False
+            seqs = self.store.write([lease.write(obj, stored, steps)])[0]
             if seqs is None:
                 continue
-            self._publish(run, steps, seqs, stored.event_count)
+            self._publish(obj, steps, seqs, stored.event_count)
             if error is not None:
                 raise error
-            return run, True
+            return obj, True
         raise ConcurrentUpdateError(
-            f"Run {run_id} kept changing; gave up after {self._retries} tries."
+            f"{self._noun.capitalize()} {object_id} kept changing; gave up after "
+            f"{self._retries} tries."
         )
 
-    def _lifecycle_of(self, run: Run) -> RunLifecycle:
-        return self._lifecycles[run.version]
+    def _lifecycle_of(self, obj: Any) -> Lifecycle:
+        return self._lifecycles[obj.version]
 
     def _publish(
-        self, run: Run, steps: Sequence[Transition], seqs: Sequence[int], first_number: int
+        self, obj: Any, steps: Sequence[Transition], seqs: Sequence[int], first_number: int
     ) -> None:
         if steps and self._listeners.listening:
-            self._listeners.publish(self.lifecycle.events_for(run, steps, seqs, first_number))
+            self._listeners.publish(self.lifecycle.events_for(obj, steps, seqs, first_number))
 
     def _lease_seconds(self, lease_seconds: int | None) -> int:
         if lease_seconds is None:
@@ -508,4 +404,5 @@ class RunEngine:
 def _check_lease(stored: StoredRun, worker_id: str) -> None:
     if stored.lease_owner != worker_id:
         holder = "no worker" if stored.lease_owner is None else f"worker {stored.lease_owner!r}"
-        raise LeaseError(f"Run {stored.run.id} is leased to {holder}, not to {worker_id!r}.")
+        noun = stored.run.object.rsplit(".", 1)[-1].capitalize()
+        raise LeaseError(f"{noun} {stored.run.id} is leased to {holder}, not to {worker_id!r}.")

@@ -81,12 +81,12 @@ class LeaseError(RunStateError):
 
 
 class RunNotFoundError(RunStateError):
-    """No run has the given id."""
+    """No run (or response: ``noun``) has the given id."""
 
     http_status = 404
 
-    def __init__(self, run_id: str):
-        super().__init__(f"No run found with id '{run_id}'.")
+    def __init__(self, run_id: str, noun: str = "run"):
+        super().__init__(f"No {noun} found with id '{run_id}'.")
         self.run_id = run_id
 
 

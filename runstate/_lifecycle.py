@@ -21,20 +21,30 @@ from typing import Any, NamedTuple
 from transitions import MachineError
 
 from ._clock import Clock, read_clock, system_clock
-from ._definitions import RUN_V1, RUN_V2, Definition
+from ._definitions import RESPONSE, RUN_V1, RUN_V2, Definition
 from ._errors import InvalidTransitionError, ValidationError
 from ._events import Listener, Listeners, RunEvent
 from ._model import ACTIVE_STATUSES, Run, RunStatus, RunV2, new_id
+from ._response import Response, ResponseStatus
 from ._validate import (
     MAX_DURATION,
+    RESPONSE_ERROR_CODES,
+    RESPONSE_INCOMPLETE_REASONS,
+    RESPONSE_SETTINGS,
     V2_SETTINGS,
     require_int,
     require_string,
     required_action_for,
+    validate_bool,
     validate_error_code,
     validate_file_ids,
     validate_incomplete_reason,
     validate_metadata,
+    validate_one_of,
+    validate_output,
+    validate_response_id,
+    validate_response_input,
+    validate_response_usage,
     validate_tool_calls,
     validate_tool_outputs,
     validate_tools,
@@ -42,7 +52,16 @@ from ._validate import (
     validate_usage,
 )
 
-__all__ = ["MACHINE", "SOURCES", "TRANSITIONS", "RunLifecycle", "Transition", "sealed"]
+__all__ = [
+    "MACHINE",
+    "SOURCES",
+    "TRANSITIONS",
+    "Lifecycle",
+    "ResponseLifecycle",
+    "RunLifecycle",
+    "Transition",
+    "sealed",
+]
 
 S = RunStatus
 
@@ -92,23 +111,181 @@ def sealed(steps: list[Transition], run: Run) -> list[Transition]:
     return [step if step.data is not None else step._replace(data=data) for step in steps]
 
 
-def refusal(run: Run, event: str) -> InvalidTransitionError:
-    """The error for an event the run's status does not allow, worded as the API words it."""
-    status = run.status.value
+def refusal(obj: Any, event: str) -> InvalidTransitionError:
+    """The error for an event the object's status does not allow, worded as the API words it."""
+    status = obj.status.value
+    noun = obj.object.rsplit(".", 1)[-1]  # "run", "response"
     if event == "cancel":
-        message, http = f"Cannot cancel run with status '{status}'.", 400
+        message, http = f"Cannot cancel {noun} with status '{status}'.", 400
     elif event == "submit_tool_outputs":
         message, http = f'Runs in status "{status}" do not accept tool outputs.', 400
     else:
-        message, http = f"Cannot {event} run with status '{status}'.", 409
+        message, http = f"Cannot {event} {noun} with status '{status}'.", 409
     return InvalidTransitionError(message, status=status, event=event, http_status=http)
 
 
-def is_due(run: Run, now: int) -> bool:
-    return run.status in ACTIVE_STATUSES and run.expires_at is not None and now >= run.expires_at
+def is_due(run: Any, now: int, active: frozenset[Any] = ACTIVE_STATUSES) -> bool:  # type: ignore[assignment]
+    """Whether an object with these ``active`` statuses has run out of time at ``now``."""
+    return run.status in active and run.expires_at is not None and now >= run.expires_at
 
 
-class RunLifecycle:
+class Lifecycle:
+    """What every lifecycle's API shares, driven by its ``Definition``: the clock, the
+    listeners, firing an event on the shared machine (stamps, the end of the expiry
+    clock), expiry or time-out, the refusals and the events. A subclass adds the object's
+    own operations and checks the events' arguments (``_with_argument``)."""
+
+    definition: Definition
+
+    def __init__(
+        self,
+        definition: Definition,
+        clock: Clock | None,
+        ttl: int,
+        id_factory: Callable[[str], str] | None,
+    ) -> None:
+        self.definition = definition
+        self._model = definition.model
+        self.machine = definition.machine
+        # The definition's tables, bound once: every operation reads them.
+        self.sources = definition.sources
+        self._events = self.machine.events
+        self._stamps = definition.stamps
+        self._ends_expiry = definition.ends_expiry
+        self._event_names = definition.event_names
+        self._active = definition.active
+        require_int(ttl, "ttl", maximum=MAX_DURATION)
+        if clock is not None and not callable(clock):
+            raise ValidationError("clock must be a zero-argument callable.", param="clock")
+        self._clock: Clock = clock if clock is not None else system_clock
+        self.ttl = ttl
+        if id_factory is not None and not callable(id_factory):
+            raise ValidationError(
+                "id_factory must be a callable taking a prefix.", param="id_factory"
+            )
+        self._new_id = id_factory if id_factory is not None else new_id
+        self._listeners = Listeners()
+
+    def now(self) -> int:
+        """The clock's time, floored to whole seconds."""
+        return read_clock(self._clock)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(RunEvent)`` on every transition; returns the unsubscribe function."""
+        return self._listeners.subscribe(listener)
+
+    def is_due(self, obj: Any, now: int) -> bool:
+        return is_due(obj, now, self._active)
+
+    def expire_if_due(self, obj: Any, now: int) -> list[Transition]:
+        """Apply the definition's time-out to ``obj`` in place if it is active and due (a
+        run expires; a response fails); the transition, or ``[]``."""
+        if not is_due(obj, now, self._active):
+            return []
+        event, arg = self.definition.on_due
+        return self.decide(obj, event, now, arg)
+
+    def decide(self, obj: Any, event: str, now: int, arg: Any = None) -> list[Transition]:
+        """Apply ``event`` to ``obj`` in place and return what happened.
+
+        Refusals raise before anything is changed. Due expiry is the caller's to apply
+        first (``expire_if_due``): ``decide`` looks only at the status it is given.
+        """
+        sources = self.sources.get(event)
+        if sources is None:
+            raise ValidationError(f"Unknown event {event!r}.", param="event")
+        if obj.status not in sources:
+            raise refusal(obj, event)
+        # Events without an argument (the common case) skip the argument checks.
+        if arg is not None or event in self._takes_argument:
+            return self._with_argument(obj, event, now, arg)
+        if event == "expire" and not is_due(obj, now, self._active):
+            raise InvalidTransitionError(
+                f"Cannot expire run with status '{obj.status.value}': it is not due until "
+                f"{obj.expires_at}.",
+                status=obj.status.value,
+                event=event,
+            )
+        return self._fire(obj, event, now)
+
+    def note(self, obj: Any, event_type: str, data: dict[str, Any], now: int) -> list[Transition]:
+        """A worker's own event (a text delta, say) for ``obj``, which it holds: a step that
+        leaves the status as it is and carries ``data``. Refused unless the status is one a
+        worker holds (``in_progress``): a cancelled response takes no more deltas."""
+        if obj.status not in self.definition.leased:
+            raise InvalidTransitionError(
+                f"Cannot append to {obj.object} with status '{obj.status.value}'.",
+                status=obj.status.value,
+                event="append",
+            )
+        return [Transition(event_type, obj.status, obj.status, now, data)]
+
+    def events_for(
+        self,
+        run: Any,
+        steps: Sequence[Transition],
+        seqs: Sequence[int | None] = (),
+        first_number: int | None = None,
+    ) -> list[RunEvent]:
+        """The public events for ``steps``, each carrying the object as it is now (and, as
+        stored, its place in the store's log, ``seqs``, and among the object's events,
+        counted on from ``first_number``)."""
+        places = seqs or [None] * len(steps)
+        return [
+            step.to_event(
+                run.id,
+                run.to_dict() if step.data is None else step.data,
+                seq,
+                None if first_number is None else first_number + i,
+            )
+            for i, (step, seq) in enumerate(zip(steps, places, strict=True))
+        ]
+
+    # --- internals ------------------------------------------------------------------------------
+
+    _takes_argument: frozenset[str] = frozenset()
+
+    def _with_argument(self, obj: Any, event: str, now: int, arg: Any) -> list[Transition]:
+        raise NotImplementedError
+
+    def _left(self, obj: Any, source: Any) -> None:
+        """What leaving ``source`` clears on the object (nothing, unless a subclass says)."""
+
+    def _fire(self, run: Any, event: str, now: int) -> list[Transition]:
+        source = run.status
+        try:
+            self._events[event].trigger(run)
+        except MachineError as exc:  # only reachable if the sources and the machine disagree
+            raise refusal(run, event) from exc
+        dest = run.status
+        self._left(run, source)
+        # Stamps never go back in time, even if the system clock does.
+        floor = getattr(run, "started_at", None) or run.created_at
+        at = now if now >= floor else floor
+        stamp = self._stamps.get(dest)
+        if stamp is not None:
+            setattr(run, stamp, at)
+        if dest in self._ends_expiry:
+            run.expires_at = None
+        return [Transition(self._event_names[dest], source, dest, at)]
+
+    def _publish(self, run: Any, steps: Sequence[Transition]) -> None:
+        if steps and self._listeners.listening:
+            self._listeners.publish(self.events_for(run, steps))
+
+    def _require(self, obj: Any) -> Any:
+        """``obj`` if it is this lifecycle's object, else a ValidationError."""
+        if type(obj) is not self._model:
+            noun = self.definition.object
+            raise ValidationError(
+                f"Invalid '{noun}': expected a runstate.{self._model.__name__}, got "
+                f"{type(obj).__name__}.",
+                param=noun,
+            )
+        return obj
+
+
+class RunLifecycle(Lifecycle):
     """Moves runs through the lifecycle, stamping times from ``clock``.
 
     ``clock`` is any zero-argument callable returning Unix seconds (default: the system
@@ -128,35 +305,7 @@ class RunLifecycle:
         version: str = "v1",
     ) -> None:
         self.version = require_version(version)
-        self.definition, self._model = VERSIONS[version]
-        self.machine = self.definition.machine
-        # The definition's tables, bound once: every operation reads them.
-        self.sources = self.definition.sources
-        self._events = self.machine.events
-        self._stamps = self.definition.stamps
-        self._ends_expiry = self.definition.ends_expiry
-        self._event_names = self.definition.event_names
-        require_int(ttl, "ttl", maximum=MAX_DURATION)
-        if clock is not None and not callable(clock):
-            raise ValidationError("clock must be a zero-argument callable.", param="clock")
-        self._clock: Clock = clock if clock is not None else system_clock
-        self.ttl = ttl
-        if id_factory is not None and not callable(id_factory):
-            raise ValidationError(
-                "id_factory must be a callable taking a prefix.", param="id_factory"
-            )
-        self._new_id = id_factory if id_factory is not None else new_id
-        self._listeners = Listeners()
-
-    # --- time and listeners -------------------------------------------------------------
-
-    def now(self) -> int:
-        """The clock's time, floored to whole seconds."""
-        return read_clock(self._clock)
-
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(RunEvent)`` on every transition; returns the unsubscribe function."""
-        return self._listeners.subscribe(listener)
+        super().__init__(VERSIONS[version][0], clock, ttl, id_factory)
 
     # --- the operations -------------------------------------------------------------------
 
@@ -325,104 +474,44 @@ class RunLifecycle:
             Transition("thread.run.queued", None, S.QUEUED, now),
         ]
 
-    def expire_if_due(self, run: Run, now: int) -> list[Transition]:
-        """Expire ``run`` in place if it is active and due; the transition, or ``[]``."""
-        if not is_due(run, now):
-            return []
-        return self._fire(run, "expire", now)
-
-    def decide(self, run: Run, event: str, now: int, arg: Any = None) -> list[Transition]:
-        """Apply ``event`` to ``run`` in place and return what happened.
-
-        Refusals raise before anything is changed. Due expiry is the caller's to apply
-        first (``expire_if_due``): ``decide`` looks only at the status it is given.
-        """
-        sources = self.sources.get(event)
-        if sources is None:
-            raise ValidationError(f"Unknown event {event!r}.", param="event")
-        if run.status not in sources:
-            raise refusal(run, event)
-        # Events without an argument (the common case) skip the argument checks.
-        if arg is not None or event in _TAKES_ARGUMENT:
-            usage = None
-            if event == "require_action":
-                calls = validate_tool_calls(arg, self._new_call_id)
-            elif event == "submit_tool_outputs":
-                _check_outputs_match(run, validate_tool_outputs(arg))
-            elif event == "fail":
-                code, message, usage = arg
-                code = validate_error_code(code)
-                message = require_string(message, "message", allow_empty=True)
-                usage = _usage(run, usage)
-            elif event == "complete":
-                usage = _usage(run, arg)
-            elif event == "incomplete":
-                reason, usage = arg
-                reason = validate_incomplete_reason(reason)
-                usage = _usage(run, usage)
-            steps = self._fire(run, event, now)
-            if event == "require_action":
-                run.required_action = required_action_for(calls)
-            elif event == "fail":
-                run.last_error = {"code": code, "message": message}
-            elif event == "incomplete":
-                run.incomplete_details = {"reason": reason}  # type: ignore[attr-defined]
-            if usage is not None:
-                run.usage = usage  # type: ignore[attr-defined]
-            return steps
-        if event == "expire" and not is_due(run, now):
-            raise InvalidTransitionError(
-                f"Cannot expire run with status '{run.status.value}': it is not due until "
-                f"{run.expires_at}.",
-                status=run.status.value,
-                event=event,
-            )
-        return self._fire(run, event, now)
-
-    def events_for(
-        self,
-        run: Run,
-        steps: Sequence[Transition],
-        seqs: Sequence[int | None] = (),
-        first_number: int | None = None,
-    ) -> list[RunEvent]:
-        """The public events for ``steps``, each carrying the run as it is now (and, as
-        stored, its place in the store's log, ``seqs``, and among the run's events,
-        counted on from ``first_number``)."""
-        places = seqs or [None] * len(steps)
-        return [
-            step.to_event(
-                run.id,
-                run.to_dict() if step.data is None else step.data,
-                seq,
-                None if first_number is None else first_number + i,
-            )
-            for i, (step, seq) in enumerate(zip(steps, places, strict=True))
-        ]
-
     # --- internals ------------------------------------------------------------------------------
+
+    _takes_argument = _TAKES_ARGUMENT
+
+    def _with_argument(self, run: Run, event: str, now: int, arg: Any) -> list[Transition]:
+        usage = None
+        if event == "require_action":
+            calls = validate_tool_calls(arg, self._new_call_id)
+        elif event == "submit_tool_outputs":
+            _check_outputs_match(run, validate_tool_outputs(arg))
+        elif event == "fail":
+            code, message, usage = arg
+            code = validate_error_code(code)
+            message = require_string(message, "message", allow_empty=True)
+            usage = _usage(run, usage)
+        elif event == "complete":
+            usage = _usage(run, arg)
+        elif event == "incomplete":
+            reason, usage = arg
+            reason = validate_incomplete_reason(reason)
+            usage = _usage(run, usage)
+        steps = self._fire(run, event, now)
+        if event == "require_action":
+            run.required_action = required_action_for(calls)
+        elif event == "fail":
+            run.last_error = {"code": code, "message": message}
+        elif event == "incomplete":
+            run.incomplete_details = {"reason": reason}  # type: ignore[attr-defined]
+        if usage is not None:
+            run.usage = usage  # type: ignore[attr-defined]
+        return steps
+
+    def _left(self, run: Run, source: RunStatus) -> None:
+        if source is S.REQUIRES_ACTION:
+            run.required_action = None
 
     def _new_call_id(self) -> str:
         return require_string(self._new_id("call"), "id_factory()")
-
-    def _fire(self, run: Run, event: str, now: int) -> list[Transition]:
-        source = run.status
-        try:
-            self._events[event].trigger(run)
-        except MachineError as exc:  # only reachable if the sources and the machine disagree
-            raise refusal(run, event) from exc
-        dest = run.status
-        if source is S.REQUIRES_ACTION:
-            run.required_action = None
-        # Stamps never go back in time, even if the system clock does.
-        floor = run.started_at or run.created_at
-        at = now if now >= floor else floor
-        stamp = self._stamps.get(dest)
-        if stamp is not None:
-            setattr(run, stamp, at)
-        if dest in self._ends_expiry:
-            run.expires_at = None
-        return [Transition(self._event_names[dest], source, dest, at)]
 
     def _do(self, run: Run, event: str, arg: Any = None) -> Run:
         # expire_if_due and _publish, inlined: this is every operation's hot path.
@@ -440,10 +529,6 @@ class RunLifecycle:
             if steps and self._listeners.listening:
                 self._listeners.publish(self.events_for(run, steps))
         return run
-
-    def _publish(self, run: Run, steps: Sequence[Transition]) -> None:
-        if steps and self._listeners.listening:
-            self._listeners.publish(self.events_for(run, steps))
 
     def _require_run(self, run: Any) -> Run:
         """``run`` if it is a run of this lifecycle's version, else a ValidationError."""
@@ -496,3 +581,109 @@ def _check_outputs_match(run: Run, outputs: list[dict[str, str]]) -> None:
         raise ValidationError(
             f"Expected tool outputs for call_ids {expected}, got {got}", param="tool_outputs"
         )
+
+
+class ResponseLifecycle(Lifecycle):
+    """The background response's lifecycle (``RESPONSE``): the steps the engine builds
+    on. ``timeout`` is the seconds from creation to the deadline past which an active
+    response fails."""
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        timeout: int = 3600,
+        *,
+        id_factory: Callable[[str], str] | None = None,
+    ) -> None:
+        super().__init__(RESPONSE, clock, timeout, id_factory)
+
+    def new_response(
+        self,
+        *,
+        model: str,
+        input: Any,
+        instructions: str | None = None,
+        background: bool = True,
+        metadata: dict[str, str] | None = None,
+        previous_response_id: str | None = None,
+        **settings: Any,
+    ) -> tuple[Response, Any, list[Transition]]:
+        """A validated new response, its checked ``input``, and its creation events:
+        ``response.created`` then ``response.queued`` (background) or
+        ``response.in_progress`` (foreground: the caller generates it itself, ours)."""
+        checked = {name: check(settings.get(name)) for name, check in RESPONSE_SETTINGS.items()}
+        background = validate_bool(background, "background")
+        status = ResponseStatus.QUEUED if background else ResponseStatus.IN_PROGRESS
+        response = Response(
+            id=require_string(self._new_id("resp"), "id_factory()"),
+            created_at=0,
+            status=status,
+            model=require_string(model, "model"),
+            background=background,
+            instructions=(
+                None
+                if instructions is None
+                else require_string(instructions, "instructions", allow_empty=True)
+            ),
+            metadata=validate_metadata(metadata),
+            previous_response_id=(
+                None
+                if previous_response_id is None
+                else validate_response_id(previous_response_id, "previous_response_id")
+            ),
+            **checked,
+        )
+        given = validate_response_input(input)
+        now = self.now()
+        response.created_at = now
+        response.expires_at = now + self.ttl
+        return (
+            response,
+            given,
+            [
+                Transition("response.created", None, status, now),
+                Transition(self._event_names[status], None, status, now),
+            ],
+        )
+
+    _takes_argument = frozenset({"complete", "incomplete", "fail"})
+
+    def _with_argument(self, response: Any, event: str, now: int, arg: Any) -> list[Transition]:
+        """``complete``: (output, usage); ``incomplete``: (reason, output, usage);
+        ``fail``: (code, message). Checked before anything changes."""
+        output = usage = error = details = None
+        if event == "complete":
+            output, usage = arg
+        elif event == "incomplete":
+            reason, output, usage = arg
+            details = {"reason": validate_one_of(reason, RESPONSE_INCOMPLETE_REASONS, "reason")}
+        elif event == "fail":
+            code, message = arg
+            error = {
+                "code": validate_one_of(code, RESPONSE_ERROR_CODES, "code"),
+                "message": require_string(message, "message", allow_empty=True),
+            }
+        if output is not None:
+            output = validate_output(output)
+        usage = validate_response_usage(usage)
+        steps = self._fire(response, event, now)
+        if output is not None:
+            response.output = output
+        if usage is not None:
+            response.usage = usage
+        if error is not None:
+            response.error = error
+        if details is not None:
+            response.incomplete_details = details
+        return steps
+
+    def decide(self, obj: Any, event: str, now: int, arg: Any = None) -> list[Transition]:
+        if event == "cancel" and not obj.background:
+            # Only a background response can be cancelled (RESPONSES.md): a 400.
+            raise InvalidTransitionError(
+                "Only responses created with background=true can be cancelled.",
+                status=obj.status.value,
+                event=event,
+                http_status=400,
+            )
+        return super().decide(obj, event, now, arg)

@@ -37,11 +37,23 @@ __all__ = [
     "Run",
     "RunStatus",
     "RunV2",
+    "Status",
     "new_id",
 ]
 
 
-class RunStatus(str, Enum):
+class Status(str, Enum):
+    """What every lifecycle's statuses share: each is its public spelling, and prints
+    and hashes as that string (Enum's own ``__hash__`` is Python code, and statuses are
+    looked up in sets and dicts on every transition)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __hash__ = str.__hash__
+
+
+class RunStatus(Status):
     """The statuses of a run, the value the public API's spelling: the seed's eight, and
     ``incomplete``, which only the second version of the object has."""
 
@@ -54,13 +66,6 @@ class RunStatus(str, Enum):
     COMPLETED = "completed"
     EXPIRED = "expired"
     INCOMPLETE = "incomplete"  # v2 only
-
-    def __str__(self) -> str:
-        return self.value
-
-    # Hash as the plain string does: Enum's own __hash__ is Python code, and statuses are
-    # looked up in sets and dicts on every transition.
-    __hash__ = str.__hash__
 
     @property
     def is_terminal(self) -> bool:
@@ -101,6 +106,7 @@ class Run:
     (``object`` is constant). ``RunV2`` is the second version."""
 
     _VERSION: ClassVar[str] = "v1"
+    KIND: ClassVar[str] = "run"  # how a store files it (both versions alike)
 
     id: str
     created_at: int
@@ -123,6 +129,11 @@ class Run:
     @property
     def object(self) -> str:
         return "thread.run"
+
+    @property
+    def group_id(self) -> str:
+        """The group a run belongs to, of which one run at a time may be active: its thread."""
+        return self.thread_id
 
     @property
     def _fsm_state(self) -> str:

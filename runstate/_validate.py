@@ -670,3 +670,234 @@ V2_SETTINGS: dict[str, Callable[[Any], Any]] = {
     "parallel_tool_calls": lambda v: validate_bool(v, "parallel_tool_calls"),
     "response_format": validate_response_format,
 }
+
+
+# --- the background response's parts (RESPONSES.md) ------------------------------------------
+
+#: ``error.code`` values of a response, as the SDK's ``ResponseError`` lists the ones a
+#: worker can meet (the image codes are the hosted service's own).
+RESPONSE_ERROR_CODES: frozenset[str] = frozenset(
+    {"server_error", "rate_limit_exceeded", "invalid_prompt", "vector_store_timeout"}
+)
+#: ``incomplete_details.reason`` values of a response, as the SDK lists them.
+RESPONSE_INCOMPLETE_REASONS: frozenset[str] = frozenset(
+    {"max_output_tokens", "max_messages", "content_filter", "steered"}
+)
+#: The most items a response's ``input`` or ``output`` may hold.
+MAX_ITEMS = 10_000
+_RESPONSE_TOOL_TYPES = frozenset(
+    {"function", "file_search", "web_search", "web_search_preview", "code_interpreter"}
+)
+_RESPONSE_FUNCTION_KEYS = frozenset({"type", "name", "description", "parameters", "strict"})
+
+
+def _items(value: Any, param: str) -> list[dict[str, Any]]:
+    """An array of at most ``MAX_ITEMS`` JSON objects, each with a string ``type``."""
+    if not isinstance(value, (list, tuple)):
+        raise ValidationError(
+            f"Invalid '{param}': expected an array, got {type(value).__name__}.", param=param
+        )
+    if len(value) > MAX_ITEMS:
+        raise ValidationError(
+            f"Invalid '{param}': array too long. Expected an array with maximum length "
+            f"{MAX_ITEMS}, but got an array with length {len(value)} instead.",
+            param=param,
+        )
+    items: list[dict[str, Any]] = json_value(value, param)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            raise ValidationError(
+                f"Invalid '{param}[{i}]': expected an object with a string 'type'.", param=param
+            )
+    return items
+
+
+def validate_response_input(value: Any) -> str | list[dict[str, Any]]:
+    """A response's ``input``: a non-empty string, or an array of input items."""
+    if isinstance(value, str):
+        return require_string(value, "input")
+    return _items(value, "input")
+
+
+def validate_output(value: Any) -> list[dict[str, Any]]:
+    """A response's ``output``: an array of output items (messages, function calls...)."""
+    return _items(value, "output")
+
+
+def validate_response_tools(tools: Any) -> list[dict[str, Any]]:
+    """A response's tools: at most 128; a ``function`` is flat (``name``, optional
+    ``description``, ``parameters`` object, ``strict`` boolean); hosted tools by type."""
+    if tools is None:
+        return []
+    if not isinstance(tools, (list, tuple)):
+        raise ValidationError(
+            f"Invalid 'tools': expected an array, got {type(tools).__name__}.", param="tools"
+        )
+    if len(tools) > MAX_TOOLS:
+        raise ValidationError(
+            f"Invalid 'tools': array too long. Expected an array with maximum length "
+            f"{MAX_TOOLS}, but got an array with length {len(tools)} instead.",
+            param="tools",
+        )
+    checked = []
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        kind = tool.get("type") if isinstance(tool, Mapping) else None
+        if not isinstance(kind, str) or kind not in _RESPONSE_TOOL_TYPES:
+            raise ValidationError(
+                f"Invalid '{where}': expected an object whose 'type' is one of "
+                f"{sorted(_RESPONSE_TOOL_TYPES)}.",
+                param="tools",
+            )
+        if kind != "function":
+            checked.append(json_value(tool, "tools", where))
+            continue
+        _no_unknown_keys(tool, _RESPONSE_FUNCTION_KEYS, where, "tools")
+        name = tool.get("name")
+        if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
+            raise ValidationError(
+                f"Invalid '{where}.name': expected 1 to 64 letters, digits, '_' or '-'.",
+                param="tools",
+            )
+        out: dict[str, Any] = {"type": "function", "name": str.__str__(name)}
+        description = tool.get("description")
+        if description is not None:
+            if not isinstance(description, str):
+                raise ValidationError(
+                    f"Invalid '{where}.description': expected a string.", param="tools"
+                )
+            out["description"] = check_clean(str.__str__(description), "tools", where)
+        parameters = tool.get("parameters")
+        if parameters is not None and not isinstance(parameters, Mapping):
+            raise ValidationError(
+                f"Invalid '{where}.parameters': expected an object or null.", param="tools"
+            )
+        out["parameters"] = json_value(parameters, "tools", f"{where}.parameters")
+        strict = tool.get("strict", True)
+        if strict is not None and not isinstance(strict, bool):
+            raise ValidationError(
+                f"Invalid '{where}.strict': expected a boolean or null.", param="tools"
+            )
+        out["strict"] = strict
+        checked.append(out)
+    return checked
+
+
+def validate_response_tool_choice(value: Any) -> str | dict[str, Any]:
+    """``"none"``, ``"auto"``, ``"required"``, ``{"type": "function", "name": ...}`` or a
+    hosted tool ``{"type": ...}``."""
+    if isinstance(value, str) and value in ("none", "auto", "required"):
+        return str.__str__(value)
+    kind = value.get("type") if isinstance(value, Mapping) else None
+    if kind == "function" and isinstance(value, Mapping) and set(value) == {"type", "name"}:
+        name = value["name"]
+        if isinstance(name, str) and _FUNCTION_NAME.fullmatch(name):
+            return {"type": "function", "name": str.__str__(name)}
+    elif (
+        isinstance(kind, str)
+        and kind in _RESPONSE_TOOL_TYPES
+        and isinstance(value, Mapping)
+        and len(value) == 1
+    ):
+        return {"type": str.__str__(kind)}
+    raise ValidationError(
+        "Invalid 'tool_choice': expected 'none', 'auto', 'required', "
+        "{'type': 'function', 'name': ...} or a hosted tool {'type': ...}.",
+        param="tool_choice",
+    )
+
+
+def validate_response_usage(value: Any, param: str = "usage") -> dict[str, Any] | None:
+    """``{"input_tokens", "output_tokens", "total_tokens"}`` (the total may be left out and
+    must be their sum), with the optional ``input_tokens_details`` (``cached_tokens``,
+    ``cache_write_tokens``) and ``output_tokens_details`` (``reasoning_tokens``); the
+    details are filled with zeros where not given. Or None."""
+    if value is None:
+        return None
+    allowed = {
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "input_tokens_details",
+        "output_tokens_details",
+    }
+    if not isinstance(value, Mapping) or not (
+        {"input_tokens", "output_tokens"} <= set(value) <= allowed
+    ):
+        raise ValidationError(
+            f"Invalid '{param}': expected {{'input_tokens': int, 'output_tokens': int, "
+            "'total_tokens': int}, optionally with 'input_tokens_details' and "
+            "'output_tokens_details'.",
+            param=param,
+        )
+
+    def count(mapping: Mapping[str, Any], key: str, where: str) -> int:
+        return require_int(mapping.get(key, 0), param, minimum=0, where=f"{where}.{key}")
+
+    def details(key: str, fields: tuple[str, ...]) -> dict[str, int]:
+        given = value.get(key) or {}
+        if not isinstance(given, Mapping) or not set(given) <= set(fields):
+            raise ValidationError(
+                f"Invalid '{param}.{key}': expected an object with {list(fields)}.", param=param
+            )
+        return {name: count(given, name, f"{param}.{key}") for name in fields}
+
+    tokens_in = count(value, "input_tokens", param)
+    tokens_out = count(value, "output_tokens", param)
+    total = require_int(
+        value.get("total_tokens", tokens_in + tokens_out),
+        param,
+        minimum=0,
+        where=f"{param}.total_tokens",
+    )
+    if total != tokens_in + tokens_out:
+        raise ValidationError(
+            f"Invalid '{param}.total_tokens': expected input_tokens + output_tokens "
+            f"({tokens_in + tokens_out}), got {total}.",
+            param=param,
+        )
+    return {
+        "input_tokens": tokens_in,
+        "input_tokens_details": details(
+            "input_tokens_details", ("cached_tokens", "cache_write_tokens")
+        ),
+        "output_tokens": tokens_out,
+        "output_tokens_details": details("output_tokens_details", ("reasoning_tokens",)),
+        "total_tokens": total,
+    }
+
+
+def validate_one_of(value: Any, allowed: frozenset[str], param: str) -> str:
+    """One of ``allowed`` (a code or a reason), or a ValidationError listing them."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValidationError(
+            f"Invalid '{param}': expected one of {sorted(allowed)}, got {_short(value)}.",
+            param=param,
+        )
+    return str.__str__(value)
+
+
+def validate_response_id(value: Any, param: str) -> str:
+    """A response id: ``resp_`` and more."""
+    value = require_string(value, param)
+    if not value.startswith("resp_") or len(value) == 5:
+        raise ValidationError(
+            f"Invalid '{param}': expected a response id starting with 'resp_', got "
+            f"{_short(value)}.",
+            param=param,
+        )
+    return value
+
+
+#: The create parameters of a response beyond model, input and instructions, each with
+#: its check and its default, in the public API's order.
+RESPONSE_SETTINGS: dict[str, Callable[[Any], Any]] = {
+    "max_output_tokens": lambda v: (
+        None if v is None else require_int(v, "max_output_tokens", minimum=16)
+    ),
+    "parallel_tool_calls": lambda v: validate_bool(v, "parallel_tool_calls"),
+    "temperature": lambda v: validate_number(v, "temperature", 0, 2),
+    "tool_choice": validate_response_tool_choice,
+    "tools": validate_response_tools,
+    "top_p": lambda v: validate_number(v, "top_p", 0, 1),
+}

@@ -1,23 +1,28 @@
-"""The store protocol: the few things the engine asks of a place that keeps runs.
+"""The store protocol: the few things the engine asks of a place that keeps objects.
 
-A store never decides a transition; the lifecycle does. A store keeps runs with a
-version, writes a new state only if the version it was computed from is still the
-stored one (compare-and-set), appends each transition to the run's history in the same
-atomic write, and answers the indexed questions the engine's sweeps ask (which runs
-are due, whose lease ran out, which queued run is oldest). Every backend passes the
-same contract suite, ``tests/test_engine_contract.py``.
+A store never decides a transition; the lifecycle does. A store keeps objects of every
+lifecycle (runs, responses: each row says its ``kind``) with a version, writes a new
+state only if the version it was computed from is still the stored one
+(compare-and-set), appends each step to the object's history in the same atomic write,
+and answers the indexed questions the engine's sweeps ask of one kind (which objects are
+due, whose lease ran out, which queued one is oldest). What it knows of an object is
+what every object model has: ``KIND``, ``id``, ``status``, ``group_id`` (at most one
+active object per group; None: not grouped), ``created_at``, ``expires_at``, ``to_dict()``
+and ``_trusted()``; and which statuses are active (``ACTIVE_OF``). Every backend passes
+the same contract suite, ``tests/integration/test_engine_contract.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from .._definitions import ACTIVE_OF, KINDS
 from .._errors import ValidationError
 from .._events import RunEvent
 from .._lifecycle import Transition
-from .._model import Run, RunStatus
+from .._model import Status
 
 __all__ = [
     "Claimed",
@@ -43,9 +48,10 @@ Now = Callable[[], int]
 
 @dataclass(frozen=True, slots=True)
 class StoredRun:
-    """A run as stored: its state, the version that state has, and the worker lease."""
+    """An object (a run, a response) as stored: its state, the version that state has,
+    and the worker lease."""
 
-    run: Run
+    run: Any
     version: int
     lease_owner: str | None = None
     lease_expires_at: int | None = None
@@ -58,7 +64,7 @@ class Write:
     """Replace a stored run, only if it is still at ``expected_version``; its new events
     (one per step) are numbered from ``first_number``, the count of its events so far."""
 
-    run: Run
+    run: Any
     expected_version: int
     steps: Sequence[Transition]
     lease_owner: str | None = None
@@ -71,62 +77,76 @@ class Write:
 class Page:
     """One page of a listing, in the order asked for, and whether more lie beyond it."""
 
-    runs: list[Run]
+    runs: list[Any]
     has_more: bool
 
 
 class Store(Protocol):
     """What a backend implements. Methods raise ``RunStateError``s only."""
 
-    def insert(self, run: Run, steps: Sequence[Transition]) -> list[int]:
-        """Store a new run and its creation events; the events' sequence numbers.
-        Raises ``ActiveRunError`` if the run's thread already has an active run."""
+    def insert(self, run: Any, steps: Sequence[Transition], input: Any = None) -> list[int]:
+        """Store a new object, its creation events, and ``input`` (JSON kept for its
+        worker, not part of the object); the events' places in the log. Raises
+        ``ActiveRunError`` if the object's group already has an active object."""
 
     def get(self, run_id: str) -> StoredRun:
-        """The stored run, or ``RunNotFoundError``."""
+        """The stored object, whatever its kind, or ``RunNotFoundError``."""
+
+    def input_of(self, run_id: str) -> Any:
+        """The ``input`` stored with the object (None if none), or ``RunNotFoundError``."""
+
+    def delete(self, run_id: str) -> bool:
+        """Delete the object and its events; False if there was no such object."""
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         """Apply each write whose version still matches, each with its events, in one
         atomic step. Per write: the new events' sequence numbers, or None if it lost."""
 
-    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
+    def claim(
+        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+    ) -> Claimed | None:
         """Once the write can happen (the lock or connection held), read ``now()``, pick
-        the oldest queued run that is not due then, write ``decide(it, now)`` and return
-        what was written; None when nothing is claimable."""
+        the oldest ``queued`` object of ``kind`` that is not due then, write ``decide(it,
+        now)`` and return what was written; None when nothing is claimable."""
 
     def sweep(
         self,
-        kind: Sweep,
+        which: Sweep,
         now: Now,
         decide: Callable[[StoredRun, int], Write | None],
         limit: int,
+        *,
+        kind: str,
     ) -> list[Claimed]:
         """Once the write can happen, read ``now()``; then, atomically and with no other
-        writer between the read and the writes, pick up to ``limit`` runs of ``kind`` at
-        that time (``due``: active, ``expires_at <= now``, soonest first; ``stalled``:
-        leased, lease ended at or before now, oldest lease first), write ``decide(run,
-        now)`` for each where it gives a write, and return what was written."""
+        writer between the read and the writes, pick up to ``limit`` objects of ``kind``
+        that ``which`` names at that time (``due``: active, ``expires_at <= now``,
+        soonest first; ``stalled``: leased, lease ended at or before now, oldest lease
+        first), write ``decide(it, now)`` for each where it gives a write, and return
+        what was written."""
 
     def list_runs(
         self,
-        thread_id: str | None,
+        group_id: str | None,
         *,
-        status: RunStatus | None = None,
+        kind: str,
+        status: Status | None = None,
         limit: int = 20,
         order: Order = "desc",
         after: str | None = None,
         before: str | None = None,
     ) -> Page:
-        """Runs by ``created_at``, ties in creation order; ``after``/``before`` are run
-        ids bounding the page (``before`` gives the page nearest to it)."""
+        """Objects of ``kind`` (of one group, unless None) by ``created_at``, ties in
+        creation order; ``after``/``before`` are ids bounding the page (``before`` gives
+        the page nearest to it)."""
 
     def history(self, run_id: str) -> list[RunEvent]:
-        """Every event of one run, oldest first (``RunNotFoundError`` if no such run)."""
+        """Every event of one object, oldest first (``RunNotFoundError`` if none)."""
 
     def events(
         self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
     ) -> list[RunEvent]:
-        """Events with ``seq > after_seq`` in sequence order, optionally of one run."""
+        """Events with ``seq > after_seq`` in sequence order, optionally of one object."""
 
     def close(self) -> None:
         """Release connections; the store is not used afterwards."""
@@ -146,5 +166,19 @@ def check_page_args(limit: object, order: object) -> None:
 
 def cursor_error(param: str, run_id: str) -> ValidationError:
     return ValidationError(
-        f"Invalid '{param}': no run with id {run_id!r} in this list.", param=param
+        f"Invalid '{param}': no object with id {run_id!r} in this list.", param=param
     )
+
+
+def restore(kind: str, data: dict[str, Any], expires_at: int | None) -> Any:
+    """The object a store wrote, rebuilt from its body by its kind's model (no checks:
+    runstate wrote it); ``expires_at`` comes from the row, where an object that does not
+    show it (a response's deadline) keeps it."""
+    obj = KINDS[kind]._trusted(data)
+    obj.expires_at = expires_at
+    return obj
+
+
+def is_active(obj: Any) -> bool:
+    """What the stores keep in the ``active`` column (the partial indexes read it)."""
+    return obj.status in ACTIVE_OF[obj.KIND]

@@ -1,9 +1,9 @@
 """MemoryStore: the embedded default, a real thread-safe backend kept in one process.
 
-One lock guards everything, so each method is atomic. Heaps keyed by expiry, lease end
-and queue position answer the sweeps in time proportional to what they return; their
-entries carry the version they were pushed for, and an entry whose run has moved on
-since is dropped when it surfaces.
+One lock guards everything, so each method is atomic. Heaps per kind, keyed by expiry,
+lease end and queue position, answer the sweeps in time proportional to what they
+return; their entries carry the version they were pushed for, and an entry whose object
+has moved on since (or is gone) is dropped when it surfaces.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from .._errors import ActiveRunError, RunNotFoundError
 from .._events import RunEvent
 from .._lifecycle import Transition
-from .._model import ACTIVE_STATUSES, Run, RunStatus, _clone
+from .._model import Status, _clone
 from ._base import (
     Claimed,
     Now,
@@ -30,6 +30,8 @@ from ._base import (
     Write,
     check_page_args,
     cursor_error,
+    is_active,
+    restore,
 )
 
 __all__ = ["MemoryStore"]
@@ -37,9 +39,13 @@ __all__ = ["MemoryStore"]
 
 @dataclass(slots=True)
 class _Row:
-    data: dict[str, Any]  # the run's public dict, owned by the store
+    kind: str
+    group_id: str | None
+    data: dict[str, Any]  # the object's public dict, owned by the store
+    expires_at: int | None
     version: int
-    order: int  # creation order, the tie-break among runs created in the same second
+    order: int  # creation order, the tie-break among objects created in the same second
+    input: Any = None
     lease_owner: str | None = None
     lease_expires_at: int | None = None
     attempts: int = 0
@@ -47,7 +53,7 @@ class _Row:
 
     def stored(self) -> StoredRun:
         return StoredRun(
-            Run._trusted(_clone(self.data)),
+            restore(self.kind, _clone(self.data), self.expires_at),
             self.version,
             self.lease_owner,
             self.lease_expires_at,
@@ -57,35 +63,52 @@ class _Row:
 
 
 class MemoryStore:
-    """Runs in a dict, guarded by one lock. Nothing survives the process."""
+    """Objects in a dict, guarded by one lock. Nothing survives the process."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._rows: dict[str, _Row] = {}
-        self._active: dict[str, str] = {}  # thread id -> its active run's id
-        self._threads: defaultdict[str, list[str]] = defaultdict(list)
-        self._events: list[RunEvent] = []
+        self._active: dict[str, str] = {}  # group id -> its active object's id
+        self._groups: defaultdict[str, list[str]] = defaultdict(list)
+        self._events: list[RunEvent | None] = []  # None: the event of a deleted object
         self._orders = itertools.count()
-        # Heaps of (key..., version, run id); see _valid().
-        self._due: list[tuple[int, int, str]] = []
-        self._leases: list[tuple[int, int, str]] = []
-        self._queue: list[tuple[int, int, int, str]] = []
+        # Heaps per kind of (key..., version, id); see _valid().
+        self._due: defaultdict[str, list[tuple[int, int, str]]] = defaultdict(list)
+        self._leases: defaultdict[str, list[tuple[int, int, str]]] = defaultdict(list)
+        self._queue: defaultdict[str, list[tuple[int, int, int, str]]] = defaultdict(list)
 
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._rows)} runs)"
 
     # --- writes -------------------------------------------------------------------------
 
-    def insert(self, run: Run, steps: Sequence[Transition]) -> list[int]:
+    def insert(self, run: Any, steps: Sequence[Transition], input: Any = None) -> list[int]:
         with self._lock:
-            active = self._active.get(run.thread_id)
-            if active is not None:
-                raise ActiveRunError(run.thread_id, active)
-            row = _Row(run.to_dict(), 1, next(self._orders))
+            group = run.group_id
+            if group is not None and group in self._active:
+                raise ActiveRunError(group, self._active[group])
+            row = _Row(
+                run.KIND, group, run.to_dict(), run.expires_at, 1, next(self._orders), _clone(input)
+            )
             self._rows[run.id] = row
-            self._threads[run.thread_id].append(run.id)
-            self._index(run.id, row)
+            if group is not None:
+                self._groups[group].append(run.id)
+            self._index(run.id, row, run)
             return self._append(run.id, row.data, steps)
+
+    def delete(self, run_id: str) -> bool:
+        with self._lock:
+            row = self._rows.pop(run_id, None)
+            if row is None:
+                return False
+            if row.group_id is not None:
+                self._groups[row.group_id].remove(run_id)
+                if self._active.get(row.group_id) == run_id:
+                    del self._active[row.group_id]
+            for event in row.history:
+                assert event.seq is not None
+                self._events[event.seq - 1] = None
+            return True
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         with self._lock:
@@ -96,26 +119,30 @@ class MemoryStore:
         if row is None or row.version != w.expected_version:
             return None
         row.data = w.run.to_dict()
+        row.expires_at = w.run.expires_at
         row.version += 1
         row.lease_owner, row.lease_expires_at, row.attempts = (
             w.lease_owner,
             w.lease_expires_at,
             w.attempts,
         )
-        self._index(w.run.id, row)
+        self._index(w.run.id, row, w.run)
         return self._append(w.run.id, row.data, w.steps)
 
-    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
+    def claim(
+        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+    ) -> Claimed | None:
         with self._lock:
             t = now()  # read under the lock: the write happens at this time
-            skipped = []  # due runs stay queued until a sweep expires them
+            skipped = []  # due objects stay queued until a sweep expires them
+            queue = self._queue[kind]
             try:
-                while self._queue:
-                    entry = heapq.heappop(self._queue)
+                while queue:
+                    entry = heapq.heappop(queue)
                     row = self._valid(entry)
                     if row is None:
                         continue
-                    if row.data["expires_at"] is not None and row.data["expires_at"] <= t:
+                    if row.expires_at is not None and row.expires_at <= t:
                         skipped.append(entry)
                         continue
                     write = decide(row.stored(), t)
@@ -125,18 +152,20 @@ class MemoryStore:
                 return None
             finally:
                 for entry in skipped:
-                    heapq.heappush(self._queue, entry)
+                    heapq.heappush(queue, entry)
 
     def sweep(
         self,
-        kind: Sweep,
+        which: Sweep,
         now: Now,
         decide: Callable[[StoredRun, int], Write | None],
         limit: int,
+        *,
+        kind: str,
     ) -> list[Claimed]:
         with self._lock:
             t = now()
-            heap = self._due if kind == "due" else self._leases
+            heap = (self._due if which == "due" else self._leases)[kind]
             done: list[Claimed] = []
             for row in list(self._peek(heap, t, limit)):
                 write = decide(row.stored(), t)
@@ -156,11 +185,19 @@ class MemoryStore:
                 raise RunNotFoundError(run_id)
             return row.stored()
 
+    def input_of(self, run_id: str) -> Any:
+        with self._lock:
+            row = self._rows.get(run_id)
+            if row is None:
+                raise RunNotFoundError(run_id)
+            return _clone(row.input)
+
     def list_runs(
         self,
-        thread_id: str | None,
+        group_id: str | None,
         *,
-        status: RunStatus | None = None,
+        kind: str,
+        status: Status | None = None,
         limit: int = 20,
         order: Order = "desc",
         after: str | None = None,
@@ -168,8 +205,8 @@ class MemoryStore:
     ) -> Page:
         check_page_args(limit, order)
         with self._lock:
-            ids = self._threads.get(thread_id, []) if thread_id is not None else list(self._rows)
-            rows = [(self._rows[i], i) for i in ids]
+            ids = self._groups.get(group_id, []) if group_id is not None else list(self._rows)
+            rows = [(self._rows[i], i) for i in ids if self._rows[i].kind == kind]
             if status is not None:
                 rows = [(r, i) for r, i in rows if r.data["status"] == status.value]
             rows.sort(
@@ -190,7 +227,7 @@ class MemoryStore:
             else:
                 page = listed[lo : min(hi, lo + limit)]
                 has_more = lo + limit < hi
-            return Page([Run._trusted(_clone(self._rows[i].data)) for i in page], has_more)
+            return Page([self._rows[i].stored().run for i in page], has_more)
 
     def history(self, run_id: str) -> list[RunEvent]:
         with self._lock:
@@ -203,9 +240,14 @@ class MemoryStore:
         self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
     ) -> list[RunEvent]:
         with self._lock:
-            if run_id is None:  # seq n is self._events[n - 1]: slice, don't scan
-                start = max(after_seq, 0)
-                return self._events[start : start + limit]
+            if run_id is None:  # seq n is self._events[n - 1]: read on from there
+                found: list[RunEvent] = []
+                for event in itertools.islice(self._events, max(after_seq, 0), None):
+                    if event is not None:
+                        found.append(event)
+                        if len(found) == limit:
+                            break
+                return found
             row = self._rows.get(run_id)
             history = [] if row is None else row.history
             return [e for e in history if e.seq is not None and e.seq > after_seq][:limit]
@@ -226,20 +268,20 @@ class MemoryStore:
             seqs.append(len(self._events))
         return seqs
 
-    def _index(self, run_id: str, row: _Row) -> None:
-        status = RunStatus(row.data["status"])
-        active = self._active.get(row.data["thread_id"])
-        if status in ACTIVE_STATUSES:
-            self._active[row.data["thread_id"]] = run_id
-            if row.data["expires_at"] is not None:
-                heapq.heappush(self._due, (row.data["expires_at"], row.version, run_id))
-        elif active == run_id:
-            del self._active[row.data["thread_id"]]
-        if status is RunStatus.QUEUED:
-            entry = (row.data["created_at"], row.order, row.version, run_id)
-            heapq.heappush(self._queue, entry)
+    def _index(self, run_id: str, row: _Row, obj: Any) -> None:
+        group = row.group_id
+        if is_active(obj):
+            if group is not None:
+                self._active[group] = run_id
+            if row.expires_at is not None:
+                heapq.heappush(self._due[row.kind], (row.expires_at, row.version, run_id))
+        elif group is not None and self._active.get(group) == run_id:
+            del self._active[group]
+        if obj.status == "queued":
+            entry = (obj.created_at, row.order, row.version, run_id)
+            heapq.heappush(self._queue[row.kind], entry)
         if row.lease_owner is not None and row.lease_expires_at is not None:
-            heapq.heappush(self._leases, (row.lease_expires_at, row.version, run_id))
+            heapq.heappush(self._leases[row.kind], (row.lease_expires_at, row.version, run_id))
 
     def _valid(self, entry: tuple[Any, ...]) -> _Row | None:
         row = self._rows.get(entry[-1])

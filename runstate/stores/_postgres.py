@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ActiveRunError, StoreError, ValidationError
 from .._lifecycle import Transition
-from .._model import Run
 from .._validate import require_int, require_string
 from ._base import Write
 from ._sql import (
@@ -182,7 +181,7 @@ class PostgresStore(SQLStore):
 
     # --- writes -------------------------------------------------------------------------
 
-    def insert(self, run: Run, steps: Sequence[Transition]) -> list[int]:
+    def insert(self, run: Any, steps: Sequence[Transition], input: Any = None) -> list[int]:
         """The run at version 0, then its first write (to version 1, with its events),
         in one transaction: events are numbered on the one write path."""
         body = dumps(run.to_dict())
@@ -190,19 +189,19 @@ class PostgresStore(SQLStore):
         for _ in range(10):
             try:
                 with self._transaction() as conn:
-                    conn.execute(SQL["insert_run"], insert_params(run, body, 0))
+                    conn.execute(SQL["insert_run"], insert_params(run, body, 0, input))
                     seqs = _write(conn, [first])[0]
                     assert seqs is not None  # our own row, inserted just now
                     return seqs
             except StoreError as exc:
-                # The thread has an active run: the partial unique index refused ours.
+                # The group has an active object: the partial unique index refused ours.
                 # Name the winner, or try again if it has finished meanwhile.
                 if not isinstance(exc.__cause__, self._psycopg.errors.UniqueViolation):
                     raise
-                winner = self._read(SQL["active_run_of_thread"], {"thread_id": run.thread_id})
+                winner = self._read(SQL["active_of_group"], {"group_id": run.group_id})
                 if winner:
-                    raise ActiveRunError(run.thread_id, winner[0][0]) from exc.__cause__
-        raise StoreError(f"Thread {run.thread_id} kept changing; no run was inserted.")
+                    raise ActiveRunError(run.group_id, winner[0][0]) from exc.__cause__
+        raise StoreError(f"Thread {run.group_id} kept changing; no run was inserted.")
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         # One statement, its own transaction (the connection is in autocommit).

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from .._errors import RunNotFoundError
 from .._events import RunEvent
-from .._model import ACTIVE_STATUSES, Run, RunStatus
+from .._model import Status
 from ._base import (
     Claimed,
     Now,
@@ -31,6 +31,8 @@ from ._base import (
     Write,
     check_page_args,
     cursor_error,
+    is_active,
+    restore,
 )
 
 _BLOCK = re.compile(r"^-- (\w+) --\n(.*?)(?=^-- \w+ --\n|\Z)", re.MULTILINE | re.DOTALL)
@@ -62,11 +64,6 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def is_active(run: Run) -> bool:
-    """What the stores keep in the ``active`` column (its partial indexes read it)."""
-    return run.status in ACTIVE_STATUSES
-
-
 def write_params(w: Write, body: str) -> dict[str, Any]:
     """The named parameters of a compare-and-set: the new state, then the condition
     (the run's id and the version the write was decided from)."""
@@ -85,13 +82,15 @@ def write_params(w: Write, body: str) -> dict[str, Any]:
     }
 
 
-def insert_params(run: Run, body: str, event_count: int) -> dict[str, Any]:
+def insert_params(run: Any, body: str, event_count: int, input: Any) -> dict[str, Any]:
     """The named parameters of ``insert_run`` (``event_count``: the events inserted with
-    it, numbered from 0)."""
+    it, numbered from 0; ``input``: kept for its worker, as JSON, or None)."""
     return {
         "event_count": event_count,
         "id": run.id,
-        "thread_id": run.thread_id,
+        "kind": run.KIND,
+        "group_id": run.group_id,
+        "input": None if input is None else dumps(input),
         "status": run.status.value,
         "active": is_active(run),
         "created_at": run.created_at,
@@ -101,9 +100,9 @@ def insert_params(run: Run, body: str, event_count: int) -> dict[str, Any]:
 
 
 def stored_from_row(row: Sequence[Any]) -> StoredRun:
-    body, version, lease_owner, lease_expires_at, attempts, event_count = row
+    kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count = row
     return StoredRun(
-        Run._trusted(json.loads(body)),
+        restore(kind, json.loads(body), expires_at),
         version,
         lease_owner,
         lease_expires_at,
@@ -150,18 +149,22 @@ class SQLStore:
     def _write_batch(self, conn: Any, writes: Sequence[Write]) -> list[list[int] | None]:
         raise NotImplementedError
 
-    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
-        picked = self._pick_and_write("claimable", now, decide, 1)
+    def claim(
+        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+    ) -> Claimed | None:
+        picked = self._pick_and_write("claimable", now, decide, 1, kind)
         return picked[0] if picked else None
 
     def sweep(
         self,
-        kind: Sweep,
+        which: Sweep,
         now: Now,
         decide: Callable[[StoredRun, int], Write | None],
         limit: int,
+        *,
+        kind: str,
     ) -> list[Claimed]:
-        return self._pick_and_write(kind, now, decide, limit)
+        return self._pick_and_write(which, now, decide, limit, kind)
 
     def _pick_and_write(
         self,
@@ -169,13 +172,15 @@ class SQLStore:
         now: Now,
         decide: Callable[[StoredRun, int], Write | None],
         limit: int,
+        kind: str,
     ) -> list[Claimed]:
         """In one write transaction: read the clock (the lock or connection is ours, so
         this is the time the writes happen), pick the rows ``query`` names, decide each,
         and write them. The picked rows are locked by us: no write can lose."""
         with self._transaction() as conn:
             t = now()
-            rows = conn.execute(self.SQL[query], {"now": t, "limit": limit}).fetchall()
+            params = {"now": t, "limit": limit, "kind": kind}
+            rows = conn.execute(self.SQL[query], params).fetchall()
             writes = decided(rows, t, decide)
             done: list[Claimed] = []
             for write, seqs in zip(writes, self._write_batch(conn, writes), strict=True):
@@ -189,11 +194,24 @@ class SQLStore:
             raise RunNotFoundError(run_id)
         return stored_from_row(rows[0])
 
+    def delete(self, run_id: str) -> bool:
+        with self._transaction() as conn:
+            conn.execute(self.SQL["delete_events"], {"id": run_id})
+            deleted: bool = conn.execute(self.SQL["delete_run"], {"id": run_id}).rowcount == 1
+            return deleted
+
+    def input_of(self, run_id: str) -> Any:
+        rows = self._read(self.SQL["input_of"], {"id": run_id})
+        if not rows:
+            raise RunNotFoundError(run_id)
+        return None if rows[0][0] is None else json.loads(rows[0][0])
+
     def list_runs(
         self,
-        thread_id: str | None,
+        group_id: str | None,
         *,
-        status: RunStatus | None = None,
+        kind: str,
+        status: Status | None = None,
         limit: int = 20,
         order: Order = "desc",
         after: str | None = None,
@@ -204,10 +222,10 @@ class SQLStore:
         check_page_args(limit, order)
         p = self.param
         where: list[str] = []
-        params: dict[str, Any] = {"limit": limit + 1}
-        if thread_id is not None:
-            where.append(f"thread_id = {p('thread_id')}")
-            params["thread_id"] = thread_id
+        params: dict[str, Any] = {"limit": limit + 1, "kind": kind}
+        if group_id is not None:
+            where.append(f"group_id = {p('group_id')}")
+            params["group_id"] = group_id
         if status is not None:
             where.append(f"status = {p('status')}")
             params["status"] = status.value
@@ -217,7 +235,7 @@ class SQLStore:
             if cursor is None:
                 continue
             key = self._read(self.SQL["cursor"], {"id": cursor})
-            if not key or (thread_id is not None and key[0][2] != thread_id):
+            if not key or key[0][3] != kind or (group_id is not None and key[0][2] != group_id):
                 raise cursor_error(name, cursor)
             where.append(f"(created_at, seq) {op} ({p(name + '_at')}, {p(name + '_seq')})")
             params[name + "_at"], params[name + "_seq"] = key[0][:2]
@@ -225,10 +243,10 @@ class SQLStore:
         reverse = before is not None and after is None
         direction = "DESC" if (order == "desc") != reverse else "ASC"
         sql = self.SQL["list_runs"].format(
-            where="WHERE " + " AND ".join(where) if where else "", direction=direction
+            where="".join(" AND " + condition for condition in where), direction=direction
         )
         rows = self._read(sql, params)
-        runs = [Run._trusted(json.loads(body)) for (body,) in rows[:limit]]
+        runs = [stored_from_row(row).run for row in rows[:limit]]
         if reverse:
             runs.reverse()
         return Page(runs, len(rows) > limit)

@@ -27,7 +27,6 @@ from typing import Any
 
 from .._errors import ActiveRunError, StoreError
 from .._lifecycle import Transition
-from .._model import Run
 from .._validate import require_int, require_seconds, require_string
 from ._base import Write
 from ._sql import (
@@ -230,17 +229,17 @@ class SQLiteStore(SQLStore):
 
     # --- writes -------------------------------------------------------------------------
 
-    def insert(self, run: Run, steps: Sequence[Transition]) -> list[int]:
+    def insert(self, run: Any, steps: Sequence[Transition], input: Any = None) -> list[int]:
         body = dumps(run.to_dict())
         with self._transaction() as conn:
             # The write lock is held: this check and the insert are one atomic step (the
             # partial unique index is the backstop).
-            active = conn.execute(
-                SQL["active_run_of_thread"], {"thread_id": run.thread_id}
-            ).fetchone()
-            if active is not None:
-                raise ActiveRunError(run.thread_id, active[0])
-            conn.execute(SQL["insert_run"], insert_params(run, body, len(steps)))
+            group = run.group_id
+            if group is not None:
+                active = conn.execute(SQL["active_of_group"], {"group_id": group}).fetchone()
+                if active is not None:
+                    raise ActiveRunError(group, active[0])
+            conn.execute(SQL["insert_run"], insert_params(run, body, len(steps), input))
             return _append(conn, run.id, body, steps, 0)
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:

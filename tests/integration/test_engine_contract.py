@@ -480,15 +480,23 @@ class Meddler(StoreProxy):
         self._maybe_meddle()
         return self._store.write(writes)
 
-    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
+    def claim(
+        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+    ) -> Claimed | None:
         self._maybe_meddle()
-        return self._store.claim(now, decide)
+        return self._store.claim(now, decide, kind=kind)
 
     def sweep(
-        self, kind: Sweep, now: Now, decide: Callable[[StoredRun, int], Write | None], limit: int
+        self,
+        which: Sweep,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write | None],
+        limit: int,
+        *,
+        kind: str,
     ) -> list[Claimed]:
         self._maybe_meddle()
-        return self._store.sweep(kind, now, decide, limit)
+        return self._store.sweep(which, now, decide, limit, kind=kind)
 
 
 class StaleView(StoreProxy):
@@ -501,10 +509,20 @@ class StaleView(StoreProxy):
         self._ahead = ahead
 
     def sweep(
-        self, kind: Sweep, now: Now, decide: Callable[[StoredRun, int], Write | None], limit: int
+        self,
+        which: Sweep,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write | None],
+        limit: int,
+        *,
+        kind: str,
     ) -> list[Claimed]:
         return self._store.sweep(
-            kind, lambda: now() + self._ahead, lambda stored, _: decide(stored, now()), limit
+            which,
+            lambda: now() + self._ahead,
+            lambda stored, _: decide(stored, now()),
+            limit,
+            kind=kind,
         )
 
 
@@ -596,7 +614,7 @@ class StalePages(StoreProxy):
 def test_a_listing_that_keeps_changing_gives_up_cleanly(store: Store, clock: ManualClock) -> None:
     plain = RunEngine(store, clock=clock, ttl=TTL)
     new(plain)
-    page = store.list_runs(None, status=S.QUEUED)
+    page = store.list_runs(None, kind="run", status=S.QUEUED)
     clock.advance(TTL)
     stale = RunEngine(StalePages(store, page), clock=clock)  # type: ignore[arg-type]
     with pytest.raises(ConcurrentUpdateError, match="The listing kept changing; gave up."):
@@ -793,15 +811,23 @@ class WaitsForTheLock(StoreProxy):
         self._clock = clock
         self._seconds = seconds
 
-    def claim(self, now: Now, decide: Callable[[StoredRun, int], Write]) -> Claimed | None:
+    def claim(
+        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+    ) -> Claimed | None:
         self._clock.advance(self._seconds)
-        return self._store.claim(now, decide)
+        return self._store.claim(now, decide, kind=kind)
 
     def sweep(
-        self, kind: Sweep, now: Now, decide: Callable[[StoredRun, int], Write | None], limit: int
+        self,
+        which: Sweep,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write | None],
+        limit: int,
+        *,
+        kind: str,
     ) -> list[Claimed]:
         self._clock.advance(self._seconds)
-        return self._store.sweep(kind, now, decide, limit)
+        return self._store.sweep(which, now, decide, limit, kind=kind)
 
 
 def test_a_claim_that_waited_for_the_lock_never_starts_a_due_run(

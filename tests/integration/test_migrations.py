@@ -34,8 +34,13 @@ from runstate import (
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 ACTIVE = {"queued", "in_progress", "requires_action", "cancelling"}
-RUN_COLUMNS = "id, thread_id, status, created_at, expires_at, version, lease_owner, "
+# A run's thread is its group since schema 4: the same value, read from either column.
+RUN_COLUMNS = "id, {group}, status, created_at, expires_at, version, lease_owner, "
 RUN_COLUMNS += "lease_expires_at, attempts, body"
+
+
+def run_columns(columns: set[str]) -> str:
+    return RUN_COLUMNS.format(group="group_id" if "group_id" in columns else "thread_id")
 EVENT_COLUMNS = "seq, run_id, event, from_status, to_status, at, data"
 
 
@@ -100,7 +105,8 @@ def assert_numbered(rows: Any) -> None:
 
 def sqlite_rows(path: Path) -> tuple[list[Any], list[Any]]:
     with sqlite3.connect(path) as conn:
-        runs = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY seq").fetchall()
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        runs = conn.execute(f"SELECT {run_columns(columns)} FROM runs ORDER BY seq").fetchall()
         events = conn.execute(f"SELECT {EVENT_COLUMNS} FROM run_events ORDER BY seq").fetchall()
     return runs, events
 
@@ -115,11 +121,11 @@ def v1_file(tmp_path: Path) -> Path:
 def test_a_schema_1_file_is_upgraded_in_place_keeping_everything(v1_file: Path) -> None:
     before = sqlite_rows(v1_file)
     store = SQLiteStore(v1_file, create=False)
-    assert (store.upgraded_from, store.schema_version) == (1, 3)
+    assert (store.upgraded_from, store.schema_version) == (1, 4)
     store.close()
     assert sqlite_rows(v1_file) == before  # every run and event, byte for byte
     with sqlite3.connect(v1_file) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
         assert_numbered(conn.execute("SELECT run_id, number FROM run_events ORDER BY seq"))
         counts = conn.execute(
             "SELECT count(*) FROM runs WHERE event_count != "
@@ -128,8 +134,9 @@ def test_a_schema_1_file_is_upgraded_in_place_keeping_everything(v1_file: Path) 
         assert counts == (0,)
         for status, active in conn.execute("SELECT status, active FROM runs"):
             assert active == (status in ACTIVE)
+        assert conn.execute("SELECT DISTINCT kind, input FROM runs").fetchall() == [("run", None)]
         indexes = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))
-    assert "WHERE active = 1" in indexes["runs_one_active_per_thread"]
+    assert "WHERE active = 1" in indexes["runs_one_active_per_group"]
     assert "WHERE active = 1" in indexes["runs_due"]
     assert_fixture_reads_back(SQLiteStore(v1_file, create=False))
 
@@ -163,8 +170,8 @@ def test_runstate_migrate_upgrades_and_then_says_it_is_up_to_date(v1_file: Path)
         )
         return done.stdout
 
-    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 1 -> 3\n"
-    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 3, up to date\n"
+    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 1 -> 4\n"
+    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 4, up to date\n"
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -183,7 +190,17 @@ def load_v1_dump(schema: str) -> None:
 
 def pg_rows(schema: str) -> tuple[list[Any], list[Any]]:
     with psycopg.connect(PG_BASE) as conn:
-        runs = conn.execute(f"SELECT {RUN_COLUMNS} FROM {schema}.runs ORDER BY seq").fetchall()
+        columns = {
+            row[0]
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = 'runs'",
+                (schema,),
+            )
+        }
+        runs = conn.execute(
+            f"SELECT {run_columns(columns)} FROM {schema}.runs ORDER BY seq"
+        ).fetchall()
         events = conn.execute(
             f"SELECT {EVENT_COLUMNS} FROM {schema}.run_events ORDER BY seq"
         ).fetchall()
@@ -194,7 +211,7 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
     load_v1_dump(pg_schema)
     before = pg_rows(pg_schema)
     store = PostgresStore(PG_BASE, schema=pg_schema)
-    assert (store.upgraded_from, store.schema_version) == (1, 3)
+    assert (store.upgraded_from, store.schema_version) == (1, 4)
     store.close()
     assert pg_rows(pg_schema) == before
     with psycopg.connect(PG_BASE) as conn:

@@ -225,11 +225,11 @@ class FailsOnce:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def sweep(self, *args: Any) -> Any:
+    def sweep(self, *args: Any, **kwargs: Any) -> Any:
         if not self.failed.is_set():
             self.failed.set()
             raise StoreError("the store is away")
-        return self._store.sweep(*args)
+        return self._store.sweep(*args, **kwargs)
 
 
 def test_the_sweeper_logs_a_store_error_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:

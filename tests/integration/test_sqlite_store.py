@@ -37,25 +37,27 @@ def test_the_file_is_in_wal_mode_with_our_marks(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA application_id").fetchone()[0] == 0x52554E53
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     indexes = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
     }
-    assert {"runs_one_active_per_thread", "runs_due", "runs_queue", "runs_leases"} <= indexes
+    assert {"runs_one_active_per_group", "runs_due", "runs_queue", "runs_leases"} <= indexes
 
 
 def test_the_sweeps_and_claims_read_their_indexes(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "runs.db")
 
-    def plan(sql: str, args: tuple[object, ...]) -> str:
+    def plan(sql: str, args: dict[str, object]) -> str:
         with store._connection() as conn:
             rows = conn.execute("EXPLAIN QUERY PLAN " + sql, args)
             return " ".join(str(row[-1]) for row in rows)
 
-    assert "USING INDEX runs_due" in plan(SQL["due"], (0, 10))
-    assert "USING INDEX runs_queue" in plan(SQL["claimable"], (0,))
-    assert "USING INDEX runs_leases" in plan(SQL["stalled"], (0, 10))
-    assert "SCAN runs" not in plan(SQL["due"], (0, 10))
+    for kind in ("run", "response"):
+        args = {"kind": kind, "now": 0, "limit": 10}
+        assert "USING INDEX runs_due" in plan(SQL["due"], args)
+        assert "USING INDEX runs_queue" in plan(SQL["claimable"], args)
+        assert "USING INDEX runs_leases" in plan(SQL["stalled"], args)
+        assert "SCAN runs" not in plan(SQL["due"], args)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +99,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 7")
     conn.close()
-    with pytest.raises(StoreError, match="schema version 7; this runstate reads versions up to 3"):
+    with pytest.raises(StoreError, match="schema version 7; this runstate reads versions up to 4"):
         SQLiteStore(path)
 
 

@@ -99,9 +99,11 @@ STORES_PUBLIC = [
 STORE_METHODS = [
     "claim",
     "close",
+    "delete",
     "events",
     "get",
     "history",
+    "input_of",
     "insert",
     "list_runs",
     "sweep",

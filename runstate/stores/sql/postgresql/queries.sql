@@ -4,18 +4,18 @@
 -- insert_run --
 -- A new run at version 0: its first write (runstate_write_v3, expected 0) stores its
 -- state and numbers its creation events, on the one write path.
-INSERT INTO runs (id, thread_id, status, active, created_at, expires_at, version, body,
-    event_count)
-VALUES (%(id)s, %(thread_id)s, %(status)s, %(active)s, %(created_at)s, %(expires_at)s, 0,
-    %(body)s, %(event_count)s);
+INSERT INTO runs (id, kind, group_id, status, active, created_at, expires_at, version, body,
+    event_count, input)
+VALUES (%(id)s, %(kind)s, %(group_id)s, %(status)s, %(active)s, %(created_at)s, %(expires_at)s, 0,
+    %(body)s, %(event_count)s, %(input)s);
 
--- active_run_of_thread --
--- The thread's active run, if any.
-SELECT id FROM runs WHERE thread_id = %(thread_id)s AND active;
+-- active_of_group --
+-- The group's active object (a thread's active run), if any.
+SELECT id FROM runs WHERE group_id = %(group_id)s AND active;
 
 -- get_run --
 -- One run as stored.
-SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE id = %(id)s;
+SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE id = %(id)s;
 
 -- write --
 -- Every write of a batch (one or many) in one round trip; see runstate_write_v3.
@@ -23,30 +23,30 @@ SELECT runstate_write_v3(%(writes)s);
 
 -- claimable --
 -- The oldest queued run that is not due, locked; one another worker holds is skipped.
-SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
-WHERE status = 'queued' AND expires_at > %(now)s ORDER BY created_at, seq LIMIT 1
+SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
+WHERE kind = %(kind)s AND status = 'queued' AND expires_at > %(now)s ORDER BY created_at, seq LIMIT 1
 FOR UPDATE SKIP LOCKED;
 
 -- due --
 -- Active runs whose expires_at has come, soonest first, locked (a row a writer holds is
 -- left for the next sweep): nothing changes a picked run before its write.
-SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
-WHERE active AND expires_at <= %(now)s ORDER BY expires_at LIMIT %(limit)s
+SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
+WHERE kind = %(kind)s AND active AND expires_at <= %(now)s ORDER BY expires_at LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
 
 -- stalled --
 -- Leased runs whose lease has ended, oldest lease first, locked likewise.
-SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
-WHERE lease_owner IS NOT NULL AND lease_expires_at <= %(now)s
+SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
+WHERE kind = %(kind)s AND lease_owner IS NOT NULL AND lease_expires_at <= %(now)s
 ORDER BY lease_expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED;
 
 -- cursor --
 -- Where a listing cursor (a run id) stands.
-SELECT created_at, seq, thread_id FROM runs WHERE id = %(id)s;
+SELECT created_at, seq, group_id, kind FROM runs WHERE id = %(id)s;
 
 -- list_runs --
--- A page of runs; {where} and {direction} are filled from fixed fragments, never input.
-SELECT body FROM runs {where} ORDER BY created_at {direction}, seq {direction}
+-- A page of one kind's objects; {where} and {direction} are filled from fixed fragments, never input.
+SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE kind = %(kind)s {where} ORDER BY created_at {direction}, seq {direction}
 LIMIT %(limit)s;
 
 -- run_exists --
@@ -79,3 +79,15 @@ SELECT to_regclass(%(name)s) IS NOT NULL;
 -- schema_version --
 -- The schema's version, as runstate wrote it.
 SELECT value FROM runstate_meta WHERE key = 'schema_version';
+
+-- input_of --
+-- What an object keeps for its worker beside the public object (a response's input).
+SELECT input FROM runs WHERE id = %(id)s;
+
+-- delete_events --
+-- Every event of one object.
+DELETE FROM run_events WHERE run_id = %(id)s;
+
+-- delete_run --
+-- One object (its events first, in the same transaction).
+DELETE FROM runs WHERE id = %(id)s;

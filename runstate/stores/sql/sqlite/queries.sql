@@ -3,17 +3,17 @@
 
 -- insert_run --
 -- A new run (its creation events are inserted with it).
-INSERT INTO runs (id, thread_id, status, active, created_at, expires_at, version, body,
-    event_count)
-VALUES (:id, :thread_id, :status, :active, :created_at, :expires_at, 1, :body, :event_count);
+INSERT INTO runs (id, kind, group_id, status, active, created_at, expires_at, version, body,
+    event_count, input)
+VALUES (:id, :kind, :group_id, :status, :active, :created_at, :expires_at, 1, :body, :event_count, :input);
 
--- active_run_of_thread --
--- The thread's active run, if any.
-SELECT id FROM runs WHERE thread_id = :thread_id AND active = 1;
+-- active_of_group --
+-- The group's active object (a thread's active run), if any.
+SELECT id FROM runs WHERE group_id = :group_id AND active = 1;
 
 -- get_run --
 -- One run as stored.
-SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE id = :id;
+SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE id = :id;
 
 -- update_run --
 -- The compare-and-set: the new state, only if the run is still at :expected.
@@ -30,27 +30,27 @@ VALUES (:run_id, :event, :from_status, :to_status, :at, :data, :number);
 
 -- claimable --
 -- The oldest queued run that is not due.
-SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
-WHERE status = 'queued' AND expires_at > :now ORDER BY created_at, seq LIMIT 1;
+SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
+WHERE kind = :kind AND status = 'queued' AND expires_at > :now ORDER BY created_at, seq LIMIT 1;
 
 -- due --
 -- Active runs whose expires_at has come, soonest first.
-SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
-WHERE active = 1 AND expires_at <= :now ORDER BY expires_at LIMIT :limit;
+SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
+WHERE kind = :kind AND active = 1 AND expires_at <= :now ORDER BY expires_at LIMIT :limit;
 
 -- stalled --
 -- Leased runs whose lease has ended, oldest lease first.
-SELECT body, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
-WHERE lease_owner IS NOT NULL AND lease_expires_at <= :now
+SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
+WHERE kind = :kind AND lease_owner IS NOT NULL AND lease_expires_at <= :now
 ORDER BY lease_expires_at LIMIT :limit;
 
 -- cursor --
 -- Where a listing cursor (a run id) stands.
-SELECT created_at, seq, thread_id FROM runs WHERE id = :id;
+SELECT created_at, seq, group_id, kind FROM runs WHERE id = :id;
 
 -- list_runs --
--- A page of runs; {where} and {direction} are filled from fixed fragments, never input.
-SELECT body FROM runs {where} ORDER BY created_at {direction}, seq {direction} LIMIT :limit;
+-- A page of one kind's objects; {where} and {direction} are filled from fixed fragments, never input.
+SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE kind = :kind {where} ORDER BY created_at {direction}, seq {direction} LIMIT :limit;
 
 -- run_exists --
 -- Whether a run exists.
@@ -74,3 +74,15 @@ WHERE run_id = :run_id AND seq > :after_seq ORDER BY seq LIMIT :limit;
 -- table_count --
 -- How many tables and indexes the file holds (a new file holds none).
 SELECT count(*) FROM sqlite_master;
+
+-- input_of --
+-- What an object keeps for its worker beside the public object (a response's input).
+SELECT input FROM runs WHERE id = :id;
+
+-- delete_events --
+-- Every event of one object.
+DELETE FROM run_events WHERE run_id = :id;
+
+-- delete_run --
+-- One object (its events first, in the same transaction).
+DELETE FROM runs WHERE id = :id;
