@@ -1,4 +1,5 @@
-"""runstate: the lifecycle engine for OpenAI-Assistants-style runs (``thread.run``).
+"""runstate: the lifecycle engine for OpenAI-style runs (``thread.run``) and background
+responses (``response``).
 
     from runstate import RunEngine
     engine = RunEngine()                      # or runstate.connect("sqlite:///runs.db")
@@ -7,7 +8,8 @@
     engine.complete(run.id)
 
 ``RunLifecycle`` is the machine alone, on runs held in memory by the caller;
-``RunEngine`` keeps runs in a store and is safe for many workers.
+``RunEngine`` keeps runs in a store and is safe for many workers; ``ResponseEngine``
+does the same for the Responses API's background responses, in the same store.
 """
 
 from ._clock import ManualClock, system_clock
@@ -26,6 +28,8 @@ from ._errors import (
 from ._events import DONE_SSE, RunEvent
 from ._lifecycle import RunLifecycle
 from ._model import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus, RunV2
+from ._response import Response, ResponseStatus
+from ._responses import ResponseEngine, ResponseList
 from ._runs import RunEngine, RunList
 from ._validate import validate_metadata
 from .stores import MemoryStore, PostgresStore, SQLiteStore, Store
@@ -43,6 +47,10 @@ __all__ = [
     "ManualClock",
     "MemoryStore",
     "PostgresStore",
+    "Response",
+    "ResponseEngine",
+    "ResponseList",
+    "ResponseStatus",
     "Run",
     "RunEngine",
     "RunEvent",

@@ -28,9 +28,9 @@ from typing import Any
 from ._connect import open_store
 from ._definitions import DEFINITIONS
 from ._diagram import mermaid
-from ._runs import RunEngine
 from ._errors import RunStateError
 from ._model import RunStatus
+from ._runs import RunEngine
 from ._validate import require_seconds
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ._runs import RunEngine
 from ._errors import ValidationError
+from ._runs import RunEngine
 from ._validate import require_string
 from .stores import MemoryStore, PostgresStore, SQLiteStore, Store
 

@@ -116,7 +116,7 @@ RUN_V1 = Definition(
     prefix="run",
     statuses=tuple(s for s in RunStatus if s is not S.INCOMPLETE),
     initial=S.QUEUED,
-    active=ACTIVE_STATUSES,  # type: ignore[arg-type]
+    active=ACTIVE_STATUSES,
     leased=frozenset({S.IN_PROGRESS, S.CANCELLING}),
     transitions=(
         ("start", (S.QUEUED,), S.IN_PROGRESS),

@@ -99,7 +99,9 @@ class Change(Protocol):
     applied to it): a ``Decision``, None for "nothing to write", or a ``RunStateError``
     raised to refuse."""
 
-    def __call__(self, obj: Any, stored: StoredRun, now: int, expired: bool) -> Decision | None: ...
+    def __call__(
+        self, obj: Any, stored: StoredRun, now: int, expired: bool, /
+    ) -> Decision | None: ...
 
 
 class Engine(Generic[T]):
@@ -164,8 +166,7 @@ class Engine(Generic[T]):
 
     def _get(self, object_id: str) -> T:
         """The object (timed out first, and stored so, if it is due)."""
-        obj: T = self._apply(object_id)[0]
-        return obj
+        return self._apply(object_id)[0]
 
     def _history(self, object_id: str) -> builtins.list[RunEvent]:
         """Every event of the object, oldest first."""
@@ -210,7 +211,9 @@ class Engine(Generic[T]):
             due = [obj for obj in page.runs if self.lifecycle.is_due(obj, now)]
             if not due:
                 return page.runs, page.has_more
-            objs = [self._get(obj.id) if obj in due else obj for obj in page.runs]
+            objs: builtins.list[Any] = [
+                self._get(obj.id) if obj in due else obj for obj in page.runs
+            ]
             if status is None or all(obj.status is status for obj in objs):
                 return objs, page.has_more
         raise ConcurrentUpdateError("The listing kept changing; gave up.")
@@ -232,15 +235,12 @@ class Engine(Generic[T]):
         obj: T = write.run
         return obj
 
-    def _heartbeat_of(
-        self, object_id: str, worker_id: str, lease_seconds: int | None = None
-    ) -> T:
+    def _heartbeat_of(self, object_id: str, worker_id: str, lease_seconds: int | None = None) -> T:
         """Extend ``worker_id``'s lease on the object (never its deadline). The object is
         returned so the worker sees a cancel and can stop."""
         worker_id = require_string(worker_id, "worker_id")
         lease = self._lease_seconds(lease_seconds)
-        obj: T = self._apply(object_id, partial(self._heartbeat, worker_id, lease))[0]
-        return obj
+        return self._apply(object_id, partial(self._heartbeat, worker_id, lease))[0]
 
     def recover_stalled(self, limit: int = 100) -> builtins.list[T]:
         """Objects whose lease ran out: back to ``queued``, or ``failed`` after
@@ -321,7 +321,7 @@ class Engine(Generic[T]):
             return None
         lifecycle = self._lifecycle_of(obj)
         if worker_id is not None and obj.status in lifecycle.sources.get(event, ()):
-            _check_lease(stored, worker_id)
+            check_lease(stored, worker_id)
         steps = lifecycle.decide(obj, event, now, arg)
         return Decision(steps, Lease.after(stored, obj, self._leased))
 
@@ -336,7 +336,7 @@ class Engine(Generic[T]):
     ) -> Decision:
         if obj.status not in self._leased:
             raise refusal(obj, "heartbeat")
-        _check_lease(stored, worker_id)
+        check_lease(stored, worker_id)
         return Decision([], Lease(worker_id, now + lease, stored.attempts))
 
     def _claimed(self, worker_id: str, lease: int, stored: StoredRun, now: int) -> Write:
@@ -347,9 +347,12 @@ class Engine(Generic[T]):
 
     # --- the one loop ----------------------------------------------------------------------
 
-    def _apply(self, object_id: str, change: Change | None = None) -> tuple[Any, bool]:
+    def _apply(
+        self, object_id: str, change: Change | None = None
+    ) -> tuple[T, builtins.list[int] | None]:
         """Read, decide on a copy, compare-and-set; again if another writer won.
-        Returns the object and whether this call stored a change."""
+        Returns the object and, if this call stored a change, its events' places in the
+        store's log (None if it stored nothing)."""
         require_string(object_id, f"{self._noun}_id")
         for _ in range(self._retries):
             stored = self._stored(object_id)
@@ -373,14 +376,14 @@ class Engine(Generic[T]):
                 steps += decided.steps
                 lease = decided.lease
             elif not steps:
-                return obj, False
+                return obj, None
             seqs = self.store.write([lease.write(obj, stored, steps)])[0]
             if seqs is None:
                 continue
             self._publish(obj, steps, seqs, stored.event_count)
             if error is not None:
                 raise error
-            return obj, True
+            return obj, seqs
         raise ConcurrentUpdateError(
             f"{self._noun.capitalize()} {object_id} kept changing; gave up after "
             f"{self._retries} tries."
@@ -401,7 +404,7 @@ class Engine(Generic[T]):
         return require_int(lease_seconds, "lease_seconds", maximum=MAX_DURATION)
 
 
-def _check_lease(stored: StoredRun, worker_id: str) -> None:
+def check_lease(stored: StoredRun, worker_id: str) -> None:
     if stored.lease_owner != worker_id:
         holder = "no worker" if stored.lease_owner is None else f"worker {stored.lease_owner!r}"
         noun = stored.run.object.rsplit(".", 1)[-1].capitalize()

@@ -24,12 +24,13 @@ DONE_SSE = "event: done\ndata: [DONE]\n\n"
 
 @dataclass(frozen=True, slots=True)
 class RunEvent:
-    """One transition of one run.
+    """One event of one object (a run, a response): a transition, or a worker's own event.
 
-    ``event`` is the stream name (``thread.run.completed``), ``data`` the run's public
-    dict as it was right after the transition. ``seq`` is the store's position of the
-    event in its log, ``sequence_number`` its position among the run's own events,
-    counted from 0 with no gaps (both ``None`` for events of a bare ``RunLifecycle``).
+    ``event`` is the stream name (``thread.run.completed``), ``data`` the object's public
+    dict as it was right after the transition (for a worker's own event, its data).
+    ``seq`` is the store's position of the event in its log, ``sequence_number`` its
+    position among the object's own events, counted from 0 with no gaps (both ``None``
+    for events of a bare ``RunLifecycle``).
     """
 
     event: str
@@ -41,9 +42,30 @@ class RunEvent:
     seq: int | None = None
     sequence_number: int | None = None
 
+    @property
+    def appended(self) -> bool:
+        """Whether this is a worker's own event (a delta), not a transition: a step that
+        left the status as it was."""
+        return self.from_status is not None and self.from_status == self.to_status
+
+    def payload(self) -> dict[str, Any]:
+        """What a stream sends as this event's data. A run's stream sends the run itself
+        (the Assistants API); a response's sends ``{"type", "sequence_number",
+        "response"}`` for a transition and ``{"type", "sequence_number", **data}`` for a
+        worker's own event (the Responses API): the definition's ``envelope`` says which."""
+        from ._definitions import ENVELOPES
+
+        if self.appended:
+            return {"type": self.event, "sequence_number": self.sequence_number, **self.data}
+        envelope = ENVELOPES.get(self.data.get("object", ""))
+        if envelope is None:
+            return self.data
+        return {"type": self.event, "sequence_number": self.sequence_number, envelope: self.data}
+
     def to_sse(self) -> str:
-        """The Server-Sent-Events frame: ``event: <name>`` and ``data: <run JSON>``."""
-        return f"event: {self.event}\ndata: {json.dumps(self.data, separators=(',', ':'))}\n\n"
+        """The Server-Sent-Events frame: ``event: <name>`` and ``data: <payload JSON>``."""
+        data = json.dumps(self.payload(), separators=(",", ":"))
+        return f"event: {self.event}\ndata: {data}\n\n"
 
 
 Listener = Callable[[RunEvent], object]

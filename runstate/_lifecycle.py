@@ -24,7 +24,7 @@ from ._clock import Clock, read_clock, system_clock
 from ._definitions import RESPONSE, RUN_V1, RUN_V2, Definition
 from ._errors import InvalidTransitionError, ValidationError
 from ._events import Listener, Listeners, RunEvent
-from ._model import ACTIVE_STATUSES, Run, RunStatus, RunV2, new_id
+from ._model import ACTIVE_STATUSES, Run, RunStatus, RunV2, Status, new_id
 from ._response import Response, ResponseStatus
 from ._validate import (
     MAX_DURATION,
@@ -83,8 +83,8 @@ class Transition(NamedTuple):
     is the run after this step."""
 
     event: str
-    from_status: RunStatus | None
-    to_status: RunStatus
+    from_status: Status | None
+    to_status: Status
     at: int
     data: dict[str, Any] | None = None
 
@@ -124,7 +124,7 @@ def refusal(obj: Any, event: str) -> InvalidTransitionError:
     return InvalidTransitionError(message, status=status, event=event, http_status=http)
 
 
-def is_due(run: Any, now: int, active: frozenset[Any] = ACTIVE_STATUSES) -> bool:  # type: ignore[assignment]
+def is_due(run: Any, now: int, active: frozenset[Any] = ACTIVE_STATUSES) -> bool:
     """Whether an object with these ``active`` statuses has run out of time at ``now``."""
     return run.status in active and run.expires_at is not None and now >= run.expires_at
 
@@ -532,7 +532,7 @@ class RunLifecycle(Lifecycle):
 
     def _require_run(self, run: Any) -> Run:
         """``run`` if it is a run of this lifecycle's version, else a ValidationError."""
-        if type(run) is not self._model:
+        if type(run) is not self._model or not isinstance(run, Run):
             if not isinstance(run, Run):
                 raise ValidationError(
                     f"Invalid 'run': expected a runstate.Run, got {type(run).__name__}.",

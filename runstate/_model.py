@@ -48,7 +48,7 @@ class Status(str, Enum):
     looked up in sets and dicts on every transition)."""
 
     def __str__(self) -> str:
-        return self.value
+        return str.__str__(self)
 
     __hash__ = str.__hash__
 

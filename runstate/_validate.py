@@ -879,14 +879,14 @@ def validate_one_of(value: Any, allowed: frozenset[str], param: str) -> str:
 
 def validate_response_id(value: Any, param: str) -> str:
     """A response id: ``resp_`` and more."""
-    value = require_string(value, param)
-    if not value.startswith("resp_") or len(value) == 5:
+    checked = require_string(value, param)
+    if not checked.startswith("resp_") or len(checked) == 5:
         raise ValidationError(
             f"Invalid '{param}': expected a response id starting with 'resp_', got "
-            f"{_short(value)}.",
+            f"{_short(checked)}.",
             param=param,
         )
-    return value
+    return checked
 
 
 #: The create parameters of a response beyond model, input and instructions, each with

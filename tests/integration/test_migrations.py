@@ -216,7 +216,7 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
     assert pg_rows(pg_schema) == before
     with psycopg.connect(PG_BASE) as conn:
         version = conn.execute(f"SELECT value FROM {pg_schema}.runstate_meta").fetchone()
-        assert version == ("3",)
+        assert version == ("4",)
         assert_numbered(
             conn.execute(f"SELECT run_id, number FROM {pg_schema}.run_events ORDER BY seq")
         )
