@@ -1,16 +1,17 @@
 """The ``runstate`` command: look at a store, and sweep it.
 
-    runstate diagram [run|run-v2]             a lifecycle as a Mermaid state diagram
+    runstate diagram [run|run-v2|response]    a lifecycle as a Mermaid state diagram
     runstate runs URL [--thread ID] [--status S] [--limit N] [--json]
-    runstate show URL RUN_ID [--json]         the run and its history
-    runstate sweep URL [--every SECONDS]      expire due runs, recover stalled ones
+    runstate responses URL [--status S] [--limit N] [--json]
+    runstate show URL ID [--json]             a run or a response, and its history
+    runstate sweep URL [--every SECONDS]      time out due objects, recover stalled ones
     runstate migrate URL                      upgrade the store's schema in place
 
-On a terminal, ``runs`` and ``show`` print tables (the ``cli`` extra: rich) with times in
-ISO-8601 UTC; piped, they print the same rows as tab-separated lines with a header and
-every value whole, for scripts; ``--json`` prints the public JSON (times as integers).
-Errors are one line on stderr and a non-zero exit: 1 for a refusal from runstate, 2 for
-a command line that does not parse.
+On a terminal, ``runs``, ``responses`` and ``show`` print tables (the ``cli`` extra:
+rich) with times in ISO-8601 UTC; piped, they print the same rows as tab-separated lines
+with a header and every value whole, for scripts; ``--json`` prints the public JSON
+(times as integers). Errors are one line on stderr and a non-zero exit: 1 for a refusal
+from runstate, 2 for a command line that does not parse.
 """
 
 from __future__ import annotations
@@ -28,10 +29,20 @@ from typing import Any
 from ._connect import open_store
 from ._definitions import DEFINITIONS
 from ._diagram import mermaid
-from ._errors import RunStateError
+from ._engine import Engine
+from ._errors import RunNotFoundError, RunStateError
 from ._model import RunStatus
+from ._response import ResponseStatus
+from ._responses import ResponseEngine
 from ._runs import RunEngine
 from ._validate import require_seconds
+from .stores import Store
+
+#: The engine of each kind of object a store holds, by the kind's name.
+ENGINES: dict[str, Callable[[Store], Engine[Any]]] = {
+    "run": RunEngine,
+    "response": ResponseEngine,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,11 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     runs.add_argument("--limit", type=int, default=50, help="at most this many (1-100, default 50)")
     runs.add_argument("--json", action="store_true", help="print the public list JSON")
-    show = sub.add_parser("show", help="one run and its history")
+    responses = sub.add_parser("responses", help="a table of background responses")
+    responses.add_argument("url", help="store URL, e.g. sqlite:///runs.db")
+    responses.add_argument(
+        "--status", choices=[s.value for s in ResponseStatus], help="only those in this status"
+    )
+    responses.add_argument(
+        "--limit", type=int, default=50, help="at most this many (1-100, default 50)"
+    )
+    responses.add_argument("--json", action="store_true", help="print the public list JSON")
+    show = sub.add_parser("show", help="one run or response and its history")
     show.add_argument("url")
-    show.add_argument("run_id")
-    show.add_argument("--json", action="store_true", help="print the run and history as JSON")
-    sweep = sub.add_parser("sweep", help="expire due runs and recover stalled ones")
+    show.add_argument("run_id", metavar="id")
+    show.add_argument("--json", action="store_true", help="print the object and history as JSON")
+    sweep = sub.add_parser("sweep", help="time out due objects and recover stalled ones")
     sweep.add_argument("url")
     sweep.add_argument("--every", type=float, help="repeat every SECONDS until SIGINT/SIGTERM")
     migrate = sub.add_parser("migrate", help="upgrade a store's schema in place")
@@ -71,12 +91,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "migrate":
             return _migrate(args.url)
-        with RunEngine(open_store(args.url, create=False)) as engine:
+        store = open_store(args.url, create=False)
+        try:
             if args.command == "runs":
-                return _runs(engine, args)
+                return _runs(RunEngine(store), args)
+            if args.command == "responses":
+                return _responses(ResponseEngine(store), args)
             if args.command == "show":
-                return _show(engine, args.run_id, args.json)
-            return _sweep(engine, args.every)
+                return _show(store, args.run_id, args.json)
+            return _sweep([make(store) for make in ENGINES.values()], args.every)
+        finally:
+            store.close()
     except RunStateError as exc:
         print(f"runstate: error: {exc.message}", file=sys.stderr)
         return 1
@@ -144,9 +169,38 @@ def _runs(engine: RunEngine, args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(engine: RunEngine, run_id: str, as_json: bool) -> int:
-    run = engine.get(run_id)
-    history = engine.history(run_id)
+def _responses(engine: ResponseEngine, args: argparse.Namespace) -> int:
+    page = engine.list(status=args.status, limit=args.limit)
+    if args.json:
+        _print_json(page.to_dict())
+        return 0
+    columns = ("id", "status", "model", "created_at", "completed_at", "error")
+    rows = [
+        (
+            response.id,
+            response.status.value,
+            response.model,
+            _iso(response.created_at),
+            _iso(response.completed_at),
+            "" if response.error is None else response.error["code"],
+        )
+        for response in page.data
+    ]
+    more = " (more not shown)" if page.has_more else ""
+    _print_table(f"{len(rows)} responses{more}", columns, rows)
+    return 0
+
+
+def _show(store: Store, object_id: str, as_json: bool) -> int:
+    """The object, whatever its kind, through its own engine (which times it out first
+    if it is due), and its history."""
+    try:
+        kind = store.get(object_id).run.KIND
+    except RunNotFoundError:
+        raise RunNotFoundError(object_id, "run or response") from None
+    engine = ENGINES[kind](store)
+    run = engine._get(object_id)
+    history = engine._history(object_id)
     if as_json:
         events = [
             {
@@ -159,7 +213,7 @@ def _show(engine: RunEngine, run_id: str, as_json: bool) -> int:
             }
             for e in history
         ]
-        _print_json({"run": run.to_dict(), "history": events})
+        _print_json({run.object.rsplit(".", 1)[-1]: run.to_dict(), "history": events})
         return 0
     _print_json(run.to_dict())
     rows = [(e.seq, e.event, e.from_status, e.to_status, _iso(e.at)) for e in history]
@@ -185,7 +239,7 @@ def _migrate(url: str) -> int:
     return 0
 
 
-def _sweep(engine: RunEngine, every: float | None) -> int:
+def _sweep(engines: Sequence[Engine[Any]], every: float | None) -> int:
     if every is not None:  # finite and positive: inf would not wait, nan would spin
         require_seconds(every, "--every", maximum=365 * 86_400)
     stop = threading.Event()
@@ -196,9 +250,14 @@ def _sweep(engine: RunEngine, every: float | None) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while True:
-            expired = _drain(engine.expire_due, 1000)
-            recovered = _drain(engine.recover_stalled, 100)
-            print(f"expired {expired} runs, recovered {recovered} stalled runs", flush=True)
+            done = []
+            for engine in engines:
+                noun = engine.definition.object.rsplit(".", 1)[-1]
+                due = _drain(engine.expire_due, 1000)
+                recovered = _drain(engine.recover_stalled, 100)
+                what = "expired" if engine.definition.on_due[0] == "expire" else "timed out"
+                done.append(f"{what} {due} {noun}s, recovered {recovered} stalled {noun}s")
+            print("; ".join(done), flush=True)
             if every is None or stop.wait(every):
                 return 0
     finally:

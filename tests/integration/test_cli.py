@@ -171,7 +171,7 @@ def test_sweep_every_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signa
         (["runs", "postgres//x"], "Not a store URL"),
         (["runs", "mysql://x"], "Unknown store scheme 'mysql'"),
         (["runs", "sqlite:///does/not/exist.db"], "No SQLite database at does/not/exist.db"),
-        (["show", "memory://", "run_nope"], "No run found with id 'run_nope'."),
+        (["show", "memory://", "run_nope"], "No run or response found with id 'run_nope'."),
         (["sweep", "memory://", "--every", "0"], "Invalid '--every': expected a finite number"),
         (["sweep", "memory://", "--every", "inf"], "Invalid '--every': expected a finite number"),
         (["sweep", "memory://", "--every", "nan"], "Invalid '--every': expected a finite number"),
