@@ -795,7 +795,7 @@ def validate_response_tool_choice(value: Any) -> str | dict[str, Any]:
             return {"type": "function", "name": str.__str__(name)}
     elif (
         isinstance(kind, str)
-        and kind in _RESPONSE_TOOL_TYPES
+        and kind in _RESPONSE_TOOL_TYPES - {"function"}
         and isinstance(value, Mapping)
         and len(value) == 1
     ):

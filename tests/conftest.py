@@ -12,11 +12,22 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from runstate import ManualClock, Run, RunLifecycle, RunStatus
+from runstate import (
+    ManualClock,
+    MemoryStore,
+    PostgresStore,
+    ResponseStatus,
+    Run,
+    RunLifecycle,
+    RunStatus,
+    SQLiteStore,
+    Store,
+)
 
 T0 = 1_700_000_000
 TTL = 600
@@ -103,6 +114,33 @@ PATHS: dict[RunStatus, list[str]] = {
 }
 
 
+R = ResponseStatus
+#: RESPONSES.md's table for the background response, (event, from, to) row by row.
+RESPONSE_ROWS: list[tuple[str, ResponseStatus, ResponseStatus]] = [
+    ("start", R.QUEUED, R.IN_PROGRESS),
+    ("complete", R.IN_PROGRESS, R.COMPLETED),
+    ("incomplete", R.IN_PROGRESS, R.INCOMPLETE),
+    ("fail", R.QUEUED, R.FAILED),
+    ("fail", R.IN_PROGRESS, R.FAILED),
+    ("cancel", R.QUEUED, R.CANCELLED),
+    ("cancel", R.IN_PROGRESS, R.CANCELLED),
+    ("requeue", R.IN_PROGRESS, R.QUEUED),  # ours: a stalled response back in the queue
+]
+#: A message output item and a usage, as a worker hands them over.
+OUTPUT = [
+    {
+        "type": "message",
+        "id": "msg_1",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": "Hello", "annotations": []}],
+    }
+]
+RESPONSE_USAGE = {"input_tokens": 3, "output_tokens": 2}
+#: The text delta a worker appends, as the public stream shapes it.
+DELTA = {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "Hel", "logprobs": []}
+
+
 # The machine's PostgreSQL server (make test starts it if it is down). Each test that
 # needs it gets a schema of its own, dropped afterwards.
 PG_BASE = os.environ.get("RUNSTATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -127,6 +165,24 @@ def pg_schema() -> Iterator[str]:
     yield name
     with psycopg.connect(PG_BASE, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+def make_store(kind: str, request: pytest.FixtureRequest, path: Path) -> Store:
+    """A new store of ``kind``: memory, a SQLite file at ``path``, or a PostgreSQL schema
+    of the test's own."""
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        return SQLiteStore(path)
+    return PostgresStore(PG_BASE, schema=request.getfixturevalue("pg_schema"))
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each store in turn: a test that takes it is part of the contract every store passes."""
+    store = make_store(request.param, request, tmp_path / "runs.db")
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CALLS, OUTPUTS, PG_BASE, T0, USAGE
+from conftest import CALLS, OUTPUTS, T0, USAGE
 
 from runstate import (
     ActiveRunError,
@@ -16,7 +16,6 @@ from runstate import (
     LeaseError,
     ManualClock,
     MemoryStore,
-    PostgresStore,
     Run,
     RunEngine,
     RunEvent,
@@ -33,22 +32,6 @@ from runstate.stores import Claimed, Now, StoredRun, Sweep, Write
 S = RunStatus
 TTL = 600
 LEASE = 30
-
-
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    kind = request.param
-    if kind == "memory":
-        return MemoryStore()
-    if kind == "sqlite":
-        return SQLiteStore(tmp_path / "runs.db")
-    return PostgresStore(PG_BASE, schema=request.getfixturevalue("pg_schema"))
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    store = make_store(request, tmp_path)
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -41,6 +41,8 @@ RUN_COLUMNS += "lease_expires_at, attempts, body"
 
 def run_columns(columns: set[str]) -> str:
     return RUN_COLUMNS.format(group="group_id" if "group_id" in columns else "thread_id")
+
+
 EVENT_COLUMNS = "seq, run_id, event, from_status, to_status, at, data"
 
 

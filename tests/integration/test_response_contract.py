@@ -1,0 +1,561 @@
+"""The background response's contract (RESPONSES.md), run on every store: every object
+the engine returns is checked by the official ``openai`` package's own model, and every
+stream payload by its stream-event models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import DELTA, OUTPUT, RESPONSE_ROWS, RESPONSE_USAGE, T0
+from openai.types.responses import Response as OpenAIResponse
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
+
+from runstate import (
+    InvalidTransitionError,
+    LeaseError,
+    ManualClock,
+    Response,
+    ResponseEngine,
+    ResponseStatus,
+    RunEngine,
+    RunEvent,
+    RunNotFoundError,
+    RunStateError,
+    Store,
+    ValidationError,
+)
+
+R = ResponseStatus
+TIMEOUT = 3600
+LEASE = 30
+STREAM_EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+
+
+@pytest.fixture
+def engine(store: Store, clock: ManualClock) -> ResponseEngine:
+    return ResponseEngine(store, clock, timeout=TIMEOUT, lease_seconds=LEASE, max_attempts=2)
+
+
+def checked(response: Response) -> Response:
+    """``response``, once the openai package's model has accepted its JSON."""
+    OpenAIResponse.model_validate(response.to_dict())
+    return response
+
+
+def assert_stream_is_whole(engine: ResponseEngine, response_id: str) -> list[RunEvent]:
+    """The response's events are numbered 0, 1, 2... with no gaps; each payload is what
+    the public stream sends, accepted by the openai package where it has a model (it has
+    none for ``response.cancelled``, ours)."""
+    events = engine.events(response_id)
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    for event in events:
+        payload = event.payload()
+        assert payload["type"] == event.event
+        assert payload["sequence_number"] == event.sequence_number
+        if not event.appended:
+            assert payload["response"]["status"] == event.to_status
+            checked(Response.from_dict(payload["response"]))
+        if event.event != "response.cancelled":
+            STREAM_EVENTS.validate_python(payload)
+    return events
+
+
+def new(engine: ResponseEngine, **kwargs: Any) -> Response:
+    return checked(engine.create(model="gpt-4o", input="Say hello", **kwargs))
+
+
+def claimed(engine: ResponseEngine, worker: str = "w1") -> Response:
+    response = engine.claim(worker)
+    assert response is not None
+    return checked(response)
+
+
+# --- create, read, list ------------------------------------------------------------------------
+
+
+def test_create_queues_a_background_response(engine: ResponseEngine) -> None:
+    response = new(engine, metadata={"k": "v"}, instructions="Be brief", temperature=0.5)
+    assert response.id.startswith("resp_")
+    assert (response.status, response.created_at, response.background) == (R.QUEUED, T0, True)
+    assert response.output == [] and response.usage is None and response.completed_at is None
+    assert checked(engine.get(response.id)) == response
+    assert engine.input_of(response.id) == "Say hello"
+    events = assert_stream_is_whole(engine, response.id)
+    assert [e.event for e in events] == ["response.created", "response.queued"]
+
+
+def test_a_foreground_response_starts_in_progress(engine: ResponseEngine) -> None:
+    response = new(engine, background=False)
+    assert response.status is R.IN_PROGRESS
+    assert engine.claim("w1") is None  # nobody claims what its caller generates
+    done = checked(engine.complete(response.id, output=OUTPUT, usage=RESPONSE_USAGE))
+    assert (done.status, done.output_text) == (R.COMPLETED, "Hello")
+    events = assert_stream_is_whole(engine, response.id)
+    assert [e.event for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.completed",
+    ]
+
+
+def test_input_items_are_kept_for_the_worker(engine: ResponseEngine) -> None:
+    items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}]
+    response = checked(engine.create(model="m", input=items))
+    assert engine.input_of(response.id) == items
+    assert "input" not in response.to_dict()
+
+
+def test_previous_response_id_must_name_a_stored_response(engine: ResponseEngine) -> None:
+    first = new(engine)
+    second = new(engine, previous_response_id=first.id)
+    assert second.previous_response_id == first.id
+    with pytest.raises(ValidationError, match="Previous response with id 'resp_nope' not found"):
+        new(engine, previous_response_id="resp_nope")
+
+
+def test_list_is_newest_first_in_cursor_pages(engine: ResponseEngine, clock: ManualClock) -> None:
+    ids = []
+    for _ in range(5):
+        ids.append(new(engine).id)
+        clock.advance(1)
+    page = engine.list(limit=2)
+    assert [r.id for r in page.data] == ids[::-1][:2] and page.has_more
+    rest = engine.list(limit=10, after=page.last_id)
+    assert [r.id for r in rest.data] == ids[::-1][2:] and not rest.has_more
+    assert [r.id for r in engine.list(order="asc", before=ids[3]).data] == ids[:3]
+    engine.cancel(ids[0])
+    assert [r.id for r in engine.list(status="cancelled").data] == [ids[0]]
+    assert engine.list().to_dict()["object"] == "list"
+
+
+def test_runs_and_responses_share_one_store_apart(engine: ResponseEngine, store: Store) -> None:
+    runs = RunEngine(store, engine.lifecycle._clock)
+    run = runs.create(thread_id="t", assistant_id="a")
+    response = new(engine)
+    assert [r.id for r in engine.list().data] == [response.id]
+    assert [r.id for r in runs.list(None).data] == [run.id]
+    assert claimed(engine).id == response.id and engine.claim("w1") is None
+    claimed_run = runs.claim("w2")
+    assert claimed_run is not None and claimed_run.id == run.id
+    with pytest.raises(RunNotFoundError, match=f"No run found with id '{response.id}'"):
+        runs.get(response.id)
+    with pytest.raises(RunNotFoundError, match=f"No response found with id '{run.id}'"):
+        engine.get(run.id)
+    with pytest.raises(ValidationError):  # a run's id is not a cursor among responses
+        engine.list(after=run.id)
+
+
+# --- the worker: claim, append, complete --------------------------------------------------------
+
+
+def test_a_worker_streams_deltas_and_completes(engine: ResponseEngine, clock: ManualClock) -> None:
+    response = new(engine)
+    clock.advance(1)
+    running = claimed(engine)
+    assert running.status is R.IN_PROGRESS
+    noted = [engine.append(response.id, "response.output_text.delta", DELTA, worker_id="w1")]
+    noted.append(engine.append(response.id, "response.output_text.delta", {**DELTA, "delta": "lo"}))
+    assert [e.sequence_number for e in noted] == [3, 4]
+    assert noted[0].payload() == {
+        "type": "response.output_text.delta",
+        "sequence_number": 3,
+        **DELTA,
+    }
+    clock.advance(2)
+    done = checked(
+        engine.complete(response.id, output=OUTPUT, usage=RESPONSE_USAGE, worker_id="w1")
+    )
+    assert (done.status, done.completed_at, done.output_text) == (R.COMPLETED, T0 + 3, "Hello")
+    assert done.usage is not None and done.usage["total_tokens"] == 5
+    events = assert_stream_is_whole(engine, response.id)
+    assert [e.event for e in events] == [
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.completed",
+    ]
+    assert events[3] == noted[0] and events[4] == noted[1]
+    resumed = engine.events(response.id, starting_after=3)
+    assert [e.sequence_number for e in resumed] == [4, 5]
+    assert engine.events(response.id, starting_after=5) == []
+
+
+def test_incomplete_and_fail_record_their_details(engine: ResponseEngine) -> None:
+    first, second = new(engine), new(engine)
+    claimed(engine)
+    ended = checked(engine.incomplete(first.id, reason="max_output_tokens", output=OUTPUT))
+    assert (ended.status, ended.incomplete_details) == (
+        R.INCOMPLETE,
+        {"reason": "max_output_tokens"},
+    )
+    failed = checked(engine.fail(second.id, code="rate_limit_exceeded", message="slow down"))
+    assert failed.error == {"code": "rate_limit_exceeded", "message": "slow down"}
+    for response in (first, second):
+        assert_stream_is_whole(engine, response.id)
+
+
+def test_another_workers_steps_are_refused(engine: ResponseEngine) -> None:
+    response = new(engine)
+    claimed(engine, "w1")
+    before = engine.events(response.id)
+    with pytest.raises(LeaseError, match="Response .* is leased to worker 'w1', not to 'w2'"):
+        engine.append(response.id, "response.output_text.delta", DELTA, worker_id="w2")
+    with pytest.raises(LeaseError):
+        engine.complete(response.id, output=OUTPUT, worker_id="w2")
+    with pytest.raises(LeaseError):
+        engine.heartbeat(response.id, "w2")
+    assert engine.events(response.id) == before
+
+
+# --- cancel -------------------------------------------------------------------------------------
+
+
+def test_cancel_is_immediate_and_a_late_complete_is_refused(engine: ResponseEngine) -> None:
+    response = new(engine)
+    claimed(engine)
+    cancelled = checked(engine.cancel(response.id))
+    assert cancelled.status is R.CANCELLED
+    with pytest.raises(
+        InvalidTransitionError, match="Cannot complete response with status 'cancelled'"
+    ):
+        engine.complete(response.id, output=OUTPUT, worker_id="w1")
+    with pytest.raises(
+        InvalidTransitionError, match="Cannot append to response with status 'cancelled'"
+    ):
+        engine.append(response.id, "response.output_text.delta", DELTA, worker_id="w1")
+    with pytest.raises(InvalidTransitionError, match="Cannot heartbeat response"):
+        engine.heartbeat(response.id, "w1")  # the worker learns of the cancel here too
+    assert engine.get(response.id) == cancelled
+    events = assert_stream_is_whole(engine, response.id)
+    assert events[-1].event == "response.cancelled"
+
+
+@pytest.mark.parametrize("ending", ["complete", "fail", "cancel", "incomplete"])
+def test_cancelling_an_ended_background_response_is_idempotent(
+    engine: ResponseEngine, ending: str
+) -> None:
+    response = new(engine)
+    claimed(engine)
+    if ending == "complete":
+        engine.complete(response.id, output=OUTPUT)
+    elif ending == "fail":
+        engine.fail(response.id, message="boom")
+    elif ending == "incomplete":
+        engine.incomplete(response.id, reason="content_filter")
+    else:
+        engine.cancel(response.id)
+    before = (engine.get(response.id), engine.events(response.id), engine.store.get(response.id))
+    for _ in range(2):
+        assert checked(engine.cancel(response.id)) == before[0]
+    assert (engine.get(response.id), engine.events(response.id)) == before[:2]
+    assert engine.store.get(response.id).version == before[2].version  # nothing written
+
+
+def test_a_foreground_response_cannot_be_cancelled(engine: ResponseEngine) -> None:
+    response = new(engine, background=False)
+    with pytest.raises(InvalidTransitionError) as info:
+        engine.cancel(response.id)
+    assert info.value.http_status == 400
+    assert info.value.message == "Only responses created with background=true can be cancelled."
+    engine.complete(response.id, output=[])
+    with pytest.raises(InvalidTransitionError):  # nor once it has ended
+        engine.cancel(response.id)
+
+
+# --- time-outs, stalled workers, delete ---------------------------------------------------------
+
+
+def test_an_active_response_past_its_deadline_fails(
+    engine: ResponseEngine, clock: ManualClock
+) -> None:
+    waiting, running = new(engine), new(engine)
+    claimed(engine)  # the older one: waiting
+    clock.advance(TIMEOUT - 1)
+    assert engine.expire_due() == []
+    clock.advance(1)
+    timed_out = engine.expire_due()
+    assert {r.id for r in timed_out} == {waiting.id, running.id}
+    for response in timed_out:
+        assert checked(response).status is R.FAILED
+        assert response.error == {"code": "server_error", "message": "The response timed out."}
+        assert engine.events(response.id)[-1].event == "response.failed"
+    assert engine.expire_due() == []
+
+
+def test_reading_a_due_response_times_it_out(engine: ResponseEngine, clock: ManualClock) -> None:
+    response = new(engine)
+    clock.advance(TIMEOUT)
+    assert checked(engine.get(response.id)).status is R.FAILED
+    assert engine.claim("w1") is None
+
+
+def test_a_stalled_response_is_requeued_then_failed(
+    engine: ResponseEngine, clock: ManualClock
+) -> None:
+    response = new(engine)
+    claimed(engine, "w1")
+    clock.advance(LEASE)
+    recovered = engine.recover_stalled()
+    assert [(r.id, r.status) for r in recovered] == [(response.id, R.QUEUED)]
+    claimed(engine, "w2")
+    engine.heartbeat(response.id, "w2")
+    clock.advance(LEASE - 1)
+    assert engine.recover_stalled() == []  # the heartbeat kept it
+    clock.advance(1)
+    (failed,) = engine.recover_stalled()
+    assert checked(failed).status is R.FAILED
+    assert failed.error == {
+        "code": "server_error",
+        "message": "The response's worker stopped responding 2 times.",
+    }
+    assert_stream_is_whole(engine, response.id)
+
+
+def test_delete_removes_the_response_and_its_events(engine: ResponseEngine, store: Store) -> None:
+    kept, gone = new(engine), new(engine)
+    assert engine.delete(gone.id) is True
+    assert engine.delete(gone.id) is False
+    with pytest.raises(RunNotFoundError, match=f"No response found with id '{gone.id}'"):
+        engine.get(gone.id)
+    with pytest.raises(RunNotFoundError):
+        engine.events(gone.id)
+    with pytest.raises(RunNotFoundError):
+        engine.input_of(gone.id)
+    assert [r.id for r in engine.list().data] == [kept.id]
+    assert all(e.run_id != gone.id for e in store.events(0, limit=1000))
+    assert engine.delete("resp_never") is False
+
+
+def test_a_deleted_response_ends_its_workers_steps(engine: ResponseEngine) -> None:
+    response = new(engine)
+    claimed(engine)
+    engine.delete(response.id)
+    with pytest.raises(RunNotFoundError):
+        engine.append(response.id, "response.output_text.delta", DELTA)
+    with pytest.raises(RunNotFoundError):
+        engine.complete(response.id, output=OUTPUT)
+
+
+# --- every row of the table, and every refused pair ---------------------------------------------
+
+
+def response_in(engine: ResponseEngine, status: ResponseStatus) -> Response:
+    """A new response driven to ``status`` along the shortest legal path."""
+    response = new(engine)
+    if status is R.QUEUED:
+        return response
+    assert claimed(engine).id == response.id
+    if status is R.COMPLETED:
+        engine.complete(response.id, output=OUTPUT)
+    elif status is R.INCOMPLETE:
+        engine.incomplete(response.id, reason="max_output_tokens")
+    elif status is R.FAILED:
+        engine.fail(response.id, message="boom")
+    elif status is R.CANCELLED:
+        engine.cancel(response.id)
+    return engine.get(response.id)
+
+
+def fire(engine: ResponseEngine, response_id: str, event: str) -> Response:
+    """One event of the table, through the engine (``requeue`` as a stalled lease)."""
+    if event == "start":
+        return claimed(engine)
+    if event == "complete":
+        return engine.complete(response_id, output=OUTPUT, usage=RESPONSE_USAGE)
+    if event == "incomplete":
+        return engine.incomplete(response_id, reason="max_output_tokens")
+    if event == "fail":
+        return engine.fail(response_id, message="boom")
+    if event == "cancel":
+        return engine.cancel(response_id)
+    assert event == "requeue"
+    store = engine.store
+    clock: ManualClock = engine.lifecycle._clock  # type: ignore[assignment]
+    clock.advance(LEASE)
+    (recovered,) = engine.recover_stalled()
+    assert store.get(response_id).lease_owner is None
+    return recovered
+
+
+@pytest.mark.parametrize(("event", "source", "dest"), RESPONSE_ROWS)
+def test_every_row_of_the_table(
+    engine: ResponseEngine, event: str, source: ResponseStatus, dest: ResponseStatus
+) -> None:
+    response = response_in(engine, source)
+    after = checked(fire(engine, response.id, event))
+    assert after.status is dest
+    events = assert_stream_is_whole(engine, response.id)
+    assert (events[-1].from_status, events[-1].to_status) == (source.value, dest.value)
+    assert events[-1].event == f"response.{dest.value}"
+
+
+REFUSED = [
+    (event, status)
+    for event in sorted({e for e, _, _ in RESPONSE_ROWS} - {"requeue", "start"})
+    for status in R
+    if (event, status) not in {(e, s) for e, s, _ in RESPONSE_ROWS}
+    and not (event == "cancel" and status not in (R.QUEUED, R.IN_PROGRESS))  # idempotent
+]
+
+
+@pytest.mark.parametrize(("event", "status"), REFUSED)
+def test_every_refused_pair_changes_nothing(
+    engine: ResponseEngine, event: str, status: ResponseStatus
+) -> None:
+    response = response_in(engine, status)
+    before = (engine.store.get(response.id), engine.events(response.id))
+    with pytest.raises(InvalidTransitionError) as info:
+        fire(engine, response.id, event)
+    assert info.value.message == f"Cannot {event} response with status '{status.value}'."
+    assert info.value.http_status == 409
+    assert (engine.store.get(response.id), engine.events(response.id)) == before
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+BAD_CREATES: list[tuple[dict[str, Any], str]] = [
+    ({"model": ""}, "model"),
+    ({"model": 5}, "model"),
+    ({"input": ""}, "input"),
+    ({"input": 3}, "input"),
+    ({"input": [{"role": "user"}]}, "input"),
+    ({"input": ["text"]}, "input"),
+    ({"input": "a\x00b"}, "input"),
+    ({"instructions": 1}, "instructions"),
+    ({"background": "yes"}, "background"),
+    ({"metadata": {"k": 1}}, "metadata"),
+    ({"metadata": {str(i): "v" for i in range(17)}}, "metadata"),
+    ({"tools": [{"type": "function"}]}, "tools"),
+    ({"tools": [{"type": "function", "name": "bad name"}]}, "tools"),
+    ({"tools": [{"type": "function", "name": "f", "extra": 1}]}, "tools"),
+    ({"tools": [{"type": "function", "name": "f", "parameters": []}]}, "tools"),
+    ({"tools": [{"type": "teleport"}]}, "tools"),
+    ({"tools": [{"type": "function", "name": "f"}] * 129}, "tools"),
+    ({"tool_choice": "sometimes"}, "tool_choice"),
+    ({"tool_choice": {"type": "function"}}, "tool_choice"),
+    ({"parallel_tool_calls": None}, "parallel_tool_calls"),
+    ({"temperature": 2.5}, "temperature"),
+    ({"temperature": float("nan")}, "temperature"),
+    ({"top_p": -0.1}, "top_p"),
+    ({"max_output_tokens": 15}, "max_output_tokens"),
+    ({"max_output_tokens": 2**63}, "max_output_tokens"),
+    ({"previous_response_id": "run_1"}, "previous_response_id"),
+    ({"previous_response_id": "resp_"}, "previous_response_id"),
+]
+
+
+@pytest.mark.parametrize(("change", "param"), BAD_CREATES)
+def test_bad_create_parameters_are_refused_and_store_nothing(
+    engine: ResponseEngine, change: dict[str, Any], param: str
+) -> None:
+    kwargs = {"model": "gpt-4o", "input": "hi", **change}
+    with pytest.raises(ValidationError) as info:
+        engine.create(**kwargs)
+    assert info.value.param == param
+    assert engine.list().data == []
+
+
+BAD_STEPS: list[tuple[str, dict[str, Any], str]] = [
+    ("complete", {"output": "text"}, "output"),
+    ("complete", {"output": [{"text": "no type"}]}, "output"),
+    ("complete", {"output": [], "usage": {"input_tokens": 1}}, "usage"),
+    ("complete", {"output": [], "usage": {"input_tokens": -1, "output_tokens": 0}}, "usage"),
+    (
+        "complete",
+        {"output": [], "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 3}},
+        "usage",
+    ),
+    (
+        "complete",
+        {
+            "output": [],
+            "usage": {"input_tokens": 1, "output_tokens": 1, "input_tokens_details": {"x": 1}},
+        },
+        "usage",
+    ),
+    ("incomplete", {"reason": "max_completion_tokens"}, "reason"),
+    ("incomplete", {"reason": None}, "reason"),
+    ("fail", {"code": "oops", "message": "m"}, "code"),
+    ("fail", {"message": 5}, "message"),
+    ("append", {"event_type": "response.completed", "data": {}}, "event_type"),
+    ("append", {"event_type": "thread.run.step.delta", "data": {}}, "event_type"),
+    ("append", {"event_type": "response.output_text.delta", "data": []}, "data"),
+    ("append", {"event_type": "response.output_text.delta", "data": {"type": "x"}}, "data"),
+    (
+        "append",
+        {"event_type": "response.output_text.delta", "data": {"sequence_number": 1}},
+        "data",
+    ),
+    ("append", {"event_type": "response.output_text.delta", "data": {"d": float("inf")}}, "data"),
+    ("append", {"event_type": "response.output_text.delta", "data": {"d": {1, 2}}}, "data"),
+    ("events", {"starting_after": -1}, "starting_after"),
+    ("events", {"starting_after": "3"}, "starting_after"),
+    ("heartbeat", {"worker_id": ""}, "worker_id"),
+    ("heartbeat", {"worker_id": "w1", "lease_seconds": 0}, "lease_seconds"),
+    ("update_metadata", {"metadata": {"k": "v" * 513}}, "metadata"),
+]
+
+
+@pytest.mark.parametrize(("method", "kwargs", "param"), BAD_STEPS)
+def test_bad_step_arguments_are_refused_and_change_nothing(
+    engine: ResponseEngine, method: str, kwargs: dict[str, Any], param: str
+) -> None:
+    response = new(engine)
+    claimed(engine)
+    before = (engine.store.get(response.id), engine.events(response.id))
+    with pytest.raises(ValidationError) as info:
+        getattr(engine, method)(response.id, **kwargs)
+    assert info.value.param == param
+    assert (engine.store.get(response.id), engine.events(response.id)) == before
+
+
+@pytest.mark.parametrize(
+    ("bad_id", "error"),
+    [
+        ("", ValidationError),
+        ("resp_\ud800", ValidationError),
+        (5, ValidationError),
+        (None, ValidationError),
+        ("resp_" + "x" * 10_000, RunNotFoundError),
+    ],
+)
+def test_bad_ids_are_refused_cleanly(
+    engine: ResponseEngine, bad_id: Any, error: type[RunStateError]
+) -> None:
+    kept = new(engine)
+    calls = [
+        lambda: engine.get(bad_id),
+        lambda: engine.cancel(bad_id),
+        lambda: engine.events(bad_id),
+        lambda: engine.input_of(bad_id),
+        lambda: engine.complete(bad_id, output=[]),
+        lambda: engine.append(bad_id, "response.output_text.delta", DELTA),
+    ]
+    for call in calls:
+        with pytest.raises(error):
+            call()
+    if error is RunNotFoundError:
+        assert engine.delete(bad_id) is False
+    else:
+        with pytest.raises(error):
+            engine.delete(bad_id)
+    assert [r.id for r in engine.list().data] == [kept.id]
+
+
+def test_the_response_reads_back_from_its_public_json(engine: ResponseEngine) -> None:
+    response = response_in(engine, R.COMPLETED)
+    assert Response.from_dict(response.to_dict()) == response
+    data = response.to_dict()
+    for key, value in [("status", "done"), ("object", "thread.run"), ("id", "run_1")]:
+        with pytest.raises(ValidationError):
+            Response.from_dict({**data, key: value})
+    with pytest.raises(ValidationError, match="Field 'completed_at' must be set exactly"):
+        Response.from_dict({**data, "completed_at": None})
+    with pytest.raises(ValidationError, match="Unknown field 'input'"):
+        Response.from_dict({**data, "input": "hi"})
+    with pytest.raises(ValidationError, match="Missing required field 'usage'"):
+        Response.from_dict({k: v for k, v in data.items() if k != "usage"})
