@@ -30,12 +30,14 @@ from ._response import Response, ResponseStatus
 __all__ = [
     "ACTIVE_OF",
     "DEFINITIONS",
+    "ENVELOPES",
     "KINDS",
     "RESPONSE",
     "RUN_V1",
     "RUN_V2",
     "Definition",
     "Row",
+    "declare",
 ]
 
 S = RunStatus
@@ -192,14 +194,27 @@ RESPONSE = Definition(
     envelope="response",
 )
 
-#: Every lifecycle runstate declares, by the name the command line uses.
-DEFINITIONS: Mapping[str, Definition] = {d.name: d for d in (RUN_V1, RUN_V2, RESPONSE)}
+#: Every lifecycle declared, by the name the command line uses.
+DEFINITIONS: dict[str, Definition] = {}
 #: How a store rebuilds an object of each kind from the body it wrote.
-KINDS: Mapping[str, type[Any]] = {d.kind: d.model for d in DEFINITIONS.values()}
+KINDS: dict[str, type[Any]] = {}
 #: Each kind's active statuses (a store keeps the ``active`` flag from them).
-ACTIVE_OF: Mapping[str, frozenset[Status]] = {
-    kind: frozenset().union(*(d.active for d in DEFINITIONS.values() if d.kind == kind))
-    for kind in KINDS
-}
+ACTIVE_OF: dict[str, frozenset[Status]] = {}
 #: How a stream frames each object's events (None: the event's data is the object).
-ENVELOPES: Mapping[str, str | None] = {d.object: d.envelope for d in DEFINITIONS.values()}
+ENVELOPES: dict[str, str | None] = {}
+
+
+def declare(definition: Definition) -> Definition:
+    """Make a lifecycle known to the stores, the events and the command line: the one
+    step a new lifecycle takes besides its declaration and its object model."""
+    if definition.name in DEFINITIONS:
+        raise ValueError(f"A lifecycle named {definition.name!r} is already declared.")
+    DEFINITIONS[definition.name] = definition
+    KINDS[definition.kind] = definition.model
+    ACTIVE_OF[definition.kind] = ACTIVE_OF.get(definition.kind, frozenset()) | definition.active
+    ENVELOPES[definition.object] = definition.envelope
+    return definition
+
+
+for _definition in (RUN_V1, RUN_V2, RESPONSE):
+    declare(_definition)

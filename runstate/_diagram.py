@@ -6,13 +6,22 @@ copy current.
 
 from __future__ import annotations
 
-from ._definitions import RUN_V1, Definition
+from ._definitions import DEFINITIONS, RUN_V1, Definition
+from ._errors import ValidationError
 
 __all__ = ["mermaid"]
 
 
-def mermaid(definition: Definition = RUN_V1) -> str:
-    """The lifecycle's states and transitions, as ``stateDiagram-v2``."""
+def mermaid(definition: Definition | str = RUN_V1) -> str:
+    """The lifecycle's states and transitions, as ``stateDiagram-v2``; ``definition`` is
+    a declared lifecycle or its name (``"run"``, ``"run-v2"``, ``"response"``)."""
+    if isinstance(definition, str):
+        if definition not in DEFINITIONS:
+            raise ValidationError(
+                f"Unknown lifecycle {definition!r}; expected one of {sorted(DEFINITIONS)}.",
+                param="definition",
+            )
+        definition = DEFINITIONS[definition]
     lines = ["stateDiagram-v2", f"    [*] --> {definition.initial.value}: create"]
     for name, event in definition.machine.events.items():
         for source, transitions in event.transitions.items():
