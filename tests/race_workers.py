@@ -13,6 +13,7 @@ from runstate import (
     ActiveRunError,
     InvalidTransitionError,
     ManualClock,
+    ResponseEngine,
     RunEngine,
     open_store,
 )
@@ -161,3 +162,42 @@ def open_store_at_once(url: str, barrier: Barrier) -> None:
     except RunStateError as exc:
         print(f"{exc.message}", file=sys.stderr)
         sys.exit(1)
+
+
+# --- background responses ------------------------------------------------------------------
+
+
+def responses_at(url: str, now: float) -> ResponseEngine:
+    return ResponseEngine(open_store(url), ManualClock(now))
+
+
+def stream_and_complete(url: str, now: float, ids: list[str], barrier: Barrier, seed: int) -> None:
+    """As the worker "w" that holds every response: two deltas, then complete; a response
+    that was cancelled (or completed by the other) refuses the rest."""
+    engine = responses_at(url, now)
+    random.Random(seed).shuffle(ids)
+    barrier.wait()
+    delta = {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "x"}
+    for response_id in ids:
+        with contextlib.suppress(InvalidTransitionError):
+            for _ in range(2):
+                engine.append(response_id, "response.output_text.delta", delta, worker_id="w")
+            engine.complete(response_id, output=[], worker_id="w")
+
+
+def cancel_responses(url: str, now: float, ids: list[str], barrier: Barrier, seed: int) -> None:
+    engine = responses_at(url, now)
+    random.Random(seed).shuffle(ids)
+    barrier.wait()
+    for response_id in ids:
+        engine.cancel(response_id)  # never refused: idempotent once ended
+
+
+def claim_responses(url: str, now: float, worker: str, barrier: Barrier, results: Any) -> None:
+    engine = responses_at(url, now)
+    claimed = []
+    barrier.wait()
+    while (response := engine.claim(worker)) is not None:
+        claimed.append(response.id)
+        engine.complete(response.id, output=[], worker_id=worker)
+    results.put((worker, claimed))

@@ -19,12 +19,13 @@ import pytest
 import race_workers as workers
 from conftest import pg_url
 
-from runstate import Run, RunEngine, RunStatus, open_store
+from runstate import ResponseEngine, Run, RunEngine, RunStatus, open_store
 
 T0 = 1_700_000_000
 CALLS = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
 OUTPUTS = [{"tool_call_id": "call_1", "output": "x"}]
 TERMINAL_STAMPS = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at"}
+RESPONSE_ENDS = {"completed", "failed", "cancelled", "incomplete"}
 ctx = multiprocessing.get_context("spawn")
 pytestmark = pytest.mark.timeout(240)
 
@@ -165,6 +166,60 @@ def test_claims_never_overlap(url: str) -> None:
         starts = [e for e in engine.history(run_id) if e.event == "thread.run.in_progress"]
         assert len(starts) == 1
     assert sum(1 for _, got in claims if got) >= 2  # the work really was shared
+
+
+def check_response_stream(engine: ResponseEngine, response_id: str) -> list[str]:
+    """Numbered 0, 1, 2... without gaps; exactly one terminal event, and nothing after it."""
+    events = engine.events(response_id)
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    names = [e.event for e in events]
+    ends = [i for i, e in enumerate(events) if e.to_status in RESPONSE_ENDS and not e.appended]
+    assert ends == [len(events) - 1], names
+    return names
+
+
+def test_a_cancel_races_a_streaming_worker(url: str) -> None:
+    """Two processes stream deltas and complete as the worker; two cancel. Each response
+    ends once: completed, with every delta before it, or cancelled, with no delta and no
+    complete after the cancel."""
+    engine = ResponseEngine(open_store(url), lambda: T0)
+    ids = [engine.create(model="m", input="hi").id for _ in range(120)]
+    while engine.claim("w") is not None:
+        pass
+    barrier = ctx.Barrier(4)
+    run_all(
+        [
+            (workers.stream_and_complete, (url, T0, ids, barrier, 1)),
+            (workers.stream_and_complete, (url, T0, ids, barrier, 2)),
+            (workers.cancel_responses, (url, T0, ids, barrier, 3)),
+            (workers.cancel_responses, (url, T0, ids, barrier, 4)),
+        ]
+    )
+    outcomes = Counter()
+    for response_id in ids:
+        response = engine.get(response_id)
+        names = check_response_stream(engine, response_id)
+        outcomes[response.status.value] += 1
+        assert names[-1] == f"response.{response.status.value}"
+        assert (response.completed_at is not None) == (response.status.value == "completed")
+    assert set(outcomes) <= {"completed", "cancelled"} and sum(outcomes.values()) == len(ids)
+
+
+def test_response_claims_never_overlap_and_never_take_a_run(url: str) -> None:
+    responses = ResponseEngine(open_store(url), lambda: T0)
+    runs = engine_on(url, lambda: T0)
+    ids = {responses.create(model="m", input="hi").id for _ in range(200)}
+    run_ids = [runs.create(thread_id=f"t{i}", assistant_id="a").id for i in range(20)]
+    barrier = ctx.Barrier(4)
+    results = ctx.Queue()
+    run_all([(workers.claim_responses, (url, T0, f"w{i}", barrier, results)) for i in range(4)])
+    claims = [results.get(timeout=10) for _ in range(4)]
+    claimed = [i for _, got in claims for i in got]
+    assert len(claimed) == len(set(claimed)) and set(claimed) == ids
+    for response_id in ids:
+        names = check_response_stream(responses, response_id)
+        assert names.count("response.in_progress") == 1 and names[-1] == "response.completed"
+    assert all(runs.get(run_id).status is RunStatus.QUEUED for run_id in run_ids)
 
 
 def test_one_active_run_per_thread_across_processes(url: str) -> None:
