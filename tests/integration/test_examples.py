@@ -26,6 +26,17 @@ EXPECTED = {
     ],
     "expiry.py": ["Cannot complete run with status 'expired'.", "expired 4 of 5 runs"],
     "worker_pool.py": ["worker-0 exit code 1; runs recovered from it: 1"],
+    "background_responses.py": [
+        "completed: 'Hello!', usage total 6",
+        "the late complete was refused: Cannot complete response with status 'cancelled'.",
+        "a repeated cancel returns it cancelled, events 5 -> 5",
+        "foreground cancel: 400 Only responses created with background=true can be cancelled.",
+        "the sweep timed out 1: {'code': 'server_error', 'message': 'The response timed out.'}",
+        "resuming resp_",
+        'data: {"type":"response.output_text.delta","sequence_number":3,',
+        'data: {"type":"response.completed","sequence_number":6,"response":{',
+        "input kept for the worker: 'Say hello'",
+    ],
     "runs_v2.py": [
         "the run is incomplete: {'reason': 'max_completion_tokens'}",
         '"total_tokens": 1068',
