@@ -159,8 +159,8 @@ def populated(
 
     conn.execute("BEGIN")
     conn.executemany(
-        "INSERT INTO runs (id, thread_id, status, active, created_at, expires_at, version, "
-        "body) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+        "INSERT INTO runs (id, kind, group_id, status, active, created_at, expires_at, "
+        "version, body) VALUES (?, 'run', ?, ?, ?, ?, ?, 1, ?)",
         rows(),  # type: ignore[arg-type]
     )
     conn.execute("COMMIT")

@@ -60,6 +60,7 @@ class Definition:
     leased: frozenset[Status]  # active statuses in which a worker holds the object
     transitions: tuple[Row, ...]
     stamps: Mapping[Status, str]  # entering a status stamps this field with the time
+    clears: Mapping[Status, str]  # leaving a status sets this field to null
     ends_expiry: frozenset[Status]  # entering one of these sets expires_at to null
     on_due: tuple[str, Any]  # the event (and its argument) fired when time runs out
     cancel: Literal["two_phase", "immediate"]  # through "cancelling", or at once
@@ -138,6 +139,7 @@ RUN_V1 = Definition(
         S.FAILED: "failed_at",
         S.CANCELLED: "cancelled_at",
     },
+    clears={S.REQUIRES_ACTION: "required_action"},  # the tool calls were answered
     ends_expiry=frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}),
     on_due=("expire", None),
     cancel="two_phase",
@@ -160,6 +162,7 @@ RUN_V2 = Definition(
         RUN_V1.transitions[-1],
     ),
     stamps=RUN_V1.stamps,
+    clears=RUN_V1.clears,
     ends_expiry=RUN_V1.ends_expiry | {S.INCOMPLETE},
     on_due=RUN_V1.on_due,
     cancel=RUN_V1.cancel,
@@ -186,6 +189,7 @@ RESPONSE = Definition(
         ("requeue", (R.IN_PROGRESS,), R.QUEUED),
     ),
     stamps={R.COMPLETED: "completed_at"},
+    clears={},
     ends_expiry=frozenset({R.COMPLETED, R.FAILED, R.CANCELLED, R.INCOMPLETE}),
     # Ours: an active response past its deadline fails (RESPONSES.md).
     on_due=("fail", ("server_error", "The response timed out.")),

@@ -154,6 +154,12 @@ class Lifecycle:
         self._ends_expiry = definition.ends_expiry
         self._event_names = definition.event_names
         self._active = definition.active
+        self._clears = definition.clears
+        # The times a stamp may not precede: creation, and what entering an active
+        # status stamps (a run's started_at).
+        self._floors = ("created_at",) + tuple(
+            field for status, field in definition.stamps.items() if status in definition.active
+        )
         require_int(ttl, "ttl", maximum=MAX_DURATION)
         if clock is not None and not callable(clock):
             raise ValidationError("clock must be a zero-argument callable.", param="clock")
@@ -248,9 +254,6 @@ class Lifecycle:
     def _with_argument(self, obj: Any, event: str, now: int, arg: Any) -> list[Transition]:
         raise NotImplementedError
 
-    def _left(self, obj: Any, source: Any) -> None:
-        """What leaving ``source`` clears on the object (nothing, unless a subclass says)."""
-
     def _fire(self, run: Any, event: str, now: int) -> list[Transition]:
         source = run.status
         try:
@@ -258,10 +261,15 @@ class Lifecycle:
         except MachineError as exc:  # only reachable if the sources and the machine disagree
             raise refusal(run, event) from exc
         dest = run.status
-        self._left(run, source)
+        cleared = self._clears.get(source)
+        if cleared is not None:
+            setattr(run, cleared, None)
         # Stamps never go back in time, even if the system clock does.
-        floor = getattr(run, "started_at", None) or run.created_at
-        at = now if now >= floor else floor
+        at = now
+        for name in self._floors:
+            floor = getattr(run, name)
+            if floor is not None and floor > at:
+                at = floor
         stamp = self._stamps.get(dest)
         if stamp is not None:
             setattr(run, stamp, at)
@@ -505,10 +513,6 @@ class RunLifecycle(Lifecycle):
         if usage is not None:
             run.usage = usage  # type: ignore[attr-defined]
         return steps
-
-    def _left(self, run: Run, source: RunStatus) -> None:
-        if source is S.REQUIRES_ACTION:
-            run.required_action = None
 
     def _new_call_id(self) -> str:
         return require_string(self._new_id("call"), "id_factory()")

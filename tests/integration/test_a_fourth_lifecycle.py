@@ -90,6 +90,7 @@ JOB = Definition(
         ("requeue", (J.RUNNING,), J.QUEUED),
     ),
     stamps={J.DONE: "done_at"},
+    clears={},
     ends_expiry=frozenset({J.DONE, J.FAILED, J.CANCELLED}),
     on_due=("fail", None),
     cancel="immediate",

@@ -94,6 +94,7 @@ def test_the_response_lifecycle_is_declared_as_the_spec_says() -> None:
     assert RESPONSE.on_due == ("fail", ("server_error", "The response timed out."))
     assert RESPONSE.stamps == {R.COMPLETED: "completed_at"}
     assert RESPONSE.ends_expiry == RESPONSE.terminal
+    assert RESPONSE.clears == {} and RUN_V1.clears == {S.REQUIRES_ACTION: "required_action"}
 
 
 def test_an_unknown_lifecycle_name_is_refused() -> None:
