@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runstate import RunEngine, RunStatus, SQLiteStore, mermaid
+from runstate import ResponseEngine, RunEngine, RunStatus, SQLiteStore, mermaid
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -44,17 +44,31 @@ def test_diagram_is_generated_from_the_machine() -> None:
 
 
 def test_diagram_of_each_lifecycle() -> None:
-    from runstate._definitions import RUN_V2
-
     assert cli("diagram", "run").stdout == mermaid()
-    assert cli("diagram", "run-v2").stdout == mermaid(RUN_V2)
+    assert cli("diagram", "run-v2").stdout == mermaid("run-v2")
+    assert cli("diagram", "response").stdout == mermaid("response")
     assert "    in_progress --> incomplete: incomplete" in cli("diagram", "run-v2").stdout
     assert cli("diagram", "nope", check=False).returncode == 2
 
 
-def test_readme_embeds_the_current_diagram() -> None:
+def test_readme_embeds_the_current_diagrams() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert "```mermaid\n" + mermaid() + "```" in readme
+    for name in ("run", "response"):
+        assert "```mermaid\n" + mermaid(name) + "```" in readme
+
+
+def test_readme_python_examples_run(tmp_path: Path) -> None:
+    """Each README snippet that uses runstate alone runs as written (in a fresh folder:
+    they open sqlite:///runs.db)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = [b for b in readme.split("```python\n")[1:] if "from runstate import" in b]
+    assert len(blocks) == 2
+    for block in blocks:
+        code = block.split("```")[0]
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture
@@ -140,10 +154,54 @@ def test_sweep_once(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     engine = RunEngine(SQLiteStore(path), clock=lambda: 1_000, ttl=5)
     run = engine.create(thread_id="t", assistant_id="a")
+    responses = ResponseEngine(engine.store, lambda: 1_000, timeout=5)
+    response = responses.create(model="m", input="hi")
     engine.close()
     out = cli("sweep", f"sqlite:///{path}").stdout  # the real clock is far past 1_005
-    assert "expired 1 runs, recovered 0 stalled runs" in out
-    assert RunEngine(SQLiteStore(path)).store.get(run.id).run.status is RunStatus.EXPIRED
+    assert out == (
+        "expired 1 runs, recovered 0 stalled runs; "
+        "timed out 1 responses, recovered 0 stalled responses\n"
+    )
+    store = SQLiteStore(path)
+    assert store.get(run.id).run.status is RunStatus.EXPIRED
+    assert store.get(response.id).run.error["message"] == "The response timed out."
+
+
+@pytest.fixture
+def responses_db(tmp_path: Path) -> tuple[str, list[str]]:
+    path = tmp_path / "runs.db"
+    engine = ResponseEngine(SQLiteStore(path))
+    ids = [engine.create(model="gpt-4o", input=f"q{i}").id for i in range(3)]
+    RunEngine(engine.store).create(thread_id="t", assistant_id="a")  # not listed with them
+    engine.claim("w")
+    engine.fail(ids[0], code="rate_limit_exceeded", message="slow")
+    engine.close()
+    return f"sqlite:///{path}", ids
+
+
+def test_responses_are_listed_and_shown(responses_db: tuple[str, list[str]]) -> None:
+    url, ids = responses_db
+    listed = rows(cli("responses", url).stdout)
+    assert sorted(row[0] for row in listed) == sorted(ids)
+    assert {(row[1], row[5]) for row in listed} == {
+        ("failed", "rate_limit_exceeded"),
+        ("queued", ""),
+    }
+    queued = rows(cli("responses", url, "--status", "queued").stdout)
+    assert [row[0] for row in queued] == [ids[2], ids[1]]
+    page = json.loads(cli("responses", url, "--json", "--limit", "1").stdout)
+    assert page["object"] == "list" and page["has_more"] is True and len(page["data"]) == 1
+    shown = json.loads(cli("show", url, ids[0], "--json").stdout)
+    assert shown["response"]["error"]["code"] == "rate_limit_exceeded"
+    assert [e["event"] for e in shown["history"]] == [
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+        "response.failed",
+    ]
+    assert "response.failed" in cli("show", url, ids[0]).stdout
+    bad = cli("responses", url, "--status", "requires_action", check=False)
+    assert bad.returncode == 2
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
