@@ -157,8 +157,9 @@ class Lifecycle:
         self._clears = definition.clears
         # The times a stamp may not precede: creation, and what entering an active
         # status stamps (a run's started_at).
-        self._floors = ("created_at",) + tuple(
-            field for status, field in definition.stamps.items() if status in definition.active
+        self._floors = (
+            "created_at",
+            *(field for status, field in definition.stamps.items() if status in definition.active),
         )
         require_int(ttl, "ttl", maximum=MAX_DURATION)
         if clock is not None and not callable(clock):
@@ -280,17 +281,6 @@ class Lifecycle:
     def _publish(self, run: Any, steps: Sequence[Transition]) -> None:
         if steps and self._listeners.listening:
             self._listeners.publish(self.events_for(run, steps))
-
-    def _require(self, obj: Any) -> Any:
-        """``obj`` if it is this lifecycle's object, else a ValidationError."""
-        if type(obj) is not self._model:
-            noun = self.definition.object
-            raise ValidationError(
-                f"Invalid '{noun}': expected a runstate.{self._model.__name__}, got "
-                f"{type(obj).__name__}.",
-                param=noun,
-            )
-        return obj
 
 
 class RunLifecycle(Lifecycle):

@@ -835,7 +835,9 @@ def validate_response_usage(value: Any, param: str = "usage") -> dict[str, Any] 
         return require_int(mapping.get(key, 0), param, minimum=0, where=f"{where}.{key}")
 
     def details(key: str, fields: tuple[str, ...]) -> dict[str, int]:
-        given = value.get(key) or {}
+        given = value.get(key)
+        if given is None:
+            given = {}
         if not isinstance(given, Mapping) or not set(given) <= set(fields):
             raise ValidationError(
                 f"Invalid '{param}.{key}': expected an object with {list(fields)}.", param=param

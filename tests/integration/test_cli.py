@@ -258,3 +258,10 @@ def test_a_foreign_file_is_refused(tmp_path: Path) -> None:
 def test_bad_usage_exits_2() -> None:
     assert cli("frobnicate", check=False).returncode == 2
     assert cli("runs", check=False).returncode == 2
+
+
+def test_migrate_on_memory_says_there_is_no_schema() -> None:
+    assert (
+        cli("migrate", "memory://").stdout
+        == "MemoryStore(0 runs) keeps no schema: nothing to migrate\n"
+    )

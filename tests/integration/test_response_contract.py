@@ -559,3 +559,52 @@ def test_the_response_reads_back_from_its_public_json(engine: ResponseEngine) ->
         Response.from_dict({**data, "input": "hi"})
     with pytest.raises(ValidationError, match="Missing required field 'usage'"):
         Response.from_dict({k: v for k, v in data.items() if k != "usage"})
+
+
+# --- the store's own answers, for any kind ------------------------------------------------------
+
+
+def test_a_store_answers_for_missing_objects_and_deletes_a_run(store: Store) -> None:
+    for call in (store.get, store.history, store.input_of):
+        with pytest.raises(RunNotFoundError):
+            call("run_missing")
+    assert store.delete("run_missing") is False
+    runs = RunEngine(store)
+    run = runs.create(thread_id="t", assistant_id="a")
+    assert store.input_of(run.id) is None  # a run keeps nothing beside itself
+    assert store.delete(run.id) is True
+    assert runs.list("t").data == []
+    again = runs.create(thread_id="t", assistant_id="a")  # the thread is free again
+    assert [r.id for r in runs.list("t").data] == [again.id]
+    assert all(e.run_id != run.id for e in store.events(0, limit=100))
+
+
+def test_an_engine_is_a_context_manager_and_names_its_store(store: Store) -> None:
+    with ResponseEngine(store) as engine:
+        assert repr(engine) == f"ResponseEngine({store!r})"
+        with pytest.raises(ValidationError, match="Unknown status 'requires_action'"):
+            engine.list(status="requires_action")
+        with pytest.raises(ValidationError, match="Unknown status 5"):
+            engine.list(status=5)  # type: ignore[arg-type]
+
+
+class ForgetsInputs:
+    """A store proxy on which a response is deleted between the engine's look at it and
+    its read of the input (another process deleted it)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def input_of(self, response_id: str) -> Any:
+        self._store.delete(response_id)
+        return self._store.input_of(response_id)
+
+
+def test_an_input_deleted_meanwhile_is_not_found(store: Store, clock: ManualClock) -> None:
+    engine = ResponseEngine(ForgetsInputs(store), clock)  # type: ignore[arg-type]
+    response = new(engine)
+    with pytest.raises(RunNotFoundError, match=f"No response found with id '{response.id}'"):
+        engine.input_of(response.id)

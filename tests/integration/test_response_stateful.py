@@ -73,6 +73,7 @@ class ResponseMachine(RuleBasedStateMachine):
             id_factory=lambda prefix: f"{prefix}_{next(numbers):04d}",  # the same every run
         )
         self.models: dict[str, Model] = {}
+        self.orders = itertools.count()  # creation order, the queue's
 
     def teardown(self) -> None:
         self.engine.close()
@@ -128,7 +129,7 @@ class ResponseMachine(RuleBasedStateMachine):
     def create(self, background: bool) -> None:
         response = self.engine.create(model="m", input="hi", background=background)
         self.models[response.id] = Model(
-            order=len(self.models),
+            order=next(self.orders),
             background=background,
             deadline=self.now() + TIMEOUT,
             status="queued" if background else "in_progress",

@@ -1,0 +1,216 @@
+"""The response object and its parts, checked as the public API checks them: what is
+accepted comes out in the shape the ``openai`` package's model reads, and what is not is
+a ``ValidationError`` naming the parameter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import OUTPUT
+from openai.types.responses import Response as OpenAIResponse
+
+from runstate import Response, ResponseEngine, ResponseStatus, ValidationError
+from runstate._validate import (
+    MAX_ITEMS,
+    validate_output,
+    validate_response_input,
+    validate_response_tool_choice,
+    validate_response_tools,
+    validate_response_usage,
+)
+
+FUNCTION = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    "strict": False,
+}
+
+
+def test_every_kind_of_tool_and_choice_reads_back_in_the_sdks_shape() -> None:
+    engine = ResponseEngine()
+    tools = [
+        FUNCTION,
+        {"type": "function", "name": "ping", "parameters": None},
+        {"type": "file_search", "vector_store_ids": ["vs_1"]},
+        {"type": "web_search_preview"},
+    ]
+    for choice in (
+        "none",
+        "required",
+        {"type": "function", "name": "ping"},
+        {"type": "file_search"},
+    ):
+        response = engine.create(model="gpt-4o", input="hi", tools=tools, tool_choice=choice)
+        OpenAIResponse.model_validate(response.to_dict())
+        assert Response.from_dict(response.to_dict()) == response
+    assert response.tools[1] == {
+        "type": "function",
+        "name": "ping",
+        "parameters": None,
+        "strict": True,
+    }
+    assert response.tools[0] == FUNCTION
+
+
+@pytest.mark.parametrize(
+    ("tools", "message"),
+    [
+        ("f", "Invalid 'tools': expected an array, got str."),
+        ([{"type": "function", "name": "f", "description": 3}], "tools[0].description"),
+        ([{"type": "function", "name": "f", "parameters": "{}"}], "tools[0].parameters"),
+        ([{"type": "function", "name": "f", "strict": "yes"}], "tools[0].strict"),
+        (
+            [{"type": "function", "name": "f", "parameters": {"a": float("nan")}}],
+            "tools[0].parameters.a",
+        ),
+        ([{"type": "file_search", "x": {1, 2}}], "tools[0].x"),
+    ],
+)
+def test_bad_tools_name_where(tools: Any, message: str) -> None:
+    with pytest.raises(ValidationError, match="Invalid") as info:
+        validate_response_tools(tools)
+    assert message in info.value.message and info.value.param == "tools"
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        {"type": "function", "name": "bad name"},
+        {"type": "function", "name": "f", "extra": 1},
+        {"type": "file_search", "extra": 1},
+        {"type": "teleport"},
+        "sometimes",
+        None,
+        3,
+    ],
+)
+def test_bad_tool_choices(choice: Any) -> None:
+    with pytest.raises(ValidationError) as info:
+        validate_response_tool_choice(choice)
+    assert info.value.param == "tool_choice"
+
+
+def test_input_and_output_items_are_bounded_objects_with_a_type() -> None:
+    assert validate_response_input("hi") == "hi"
+    assert validate_output(()) == []
+    for param, check in (("input", validate_response_input), ("output", validate_output)):
+        with pytest.raises(ValidationError, match="array too long") as info:
+            check([{"type": "message"}] * (MAX_ITEMS + 1))
+        assert info.value.param == param
+        with pytest.raises(ValidationError, match=rf"Invalid '{param}\[1\]'"):
+            check([{"type": "message"}, {"type": 3}])
+    with pytest.raises(ValidationError, match="Invalid 'output': expected an array, got dict"):
+        validate_output({"type": "message"})
+
+
+def test_usage_fills_its_details_and_checks_its_sum() -> None:
+    usage = validate_response_usage({"input_tokens": 3, "output_tokens": 2})
+    assert usage == {
+        "input_tokens": 3,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": 2,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 5,
+    }
+    given = {
+        "input_tokens": 3,
+        "output_tokens": 2,
+        "total_tokens": 5,
+        "input_tokens_details": {"cached_tokens": 1},
+        "output_tokens_details": {"reasoning_tokens": 2},
+    }
+    assert validate_response_usage(given)["input_tokens_details"]["cached_tokens"] == 1  # type: ignore[index]
+    for bad in (
+        {"input_tokens": 3},
+        {"input_tokens": 3, "output_tokens": 2, "total_tokens": 6},
+        {"input_tokens": 3, "output_tokens": 2, "output_tokens_details": []},
+        {"input_tokens": 3, "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": -1}},
+        {"input_tokens": True, "output_tokens": 2},
+        [3, 2],
+    ):
+        with pytest.raises(ValidationError) as info:
+            validate_response_usage(bad)
+        assert info.value.param == "usage"
+
+
+def ended(status: str) -> dict[str, Any]:
+    """A stored response's public dict in ``status``, with the fields that go with it."""
+    engine = ResponseEngine()
+    response = engine.create(model="gpt-4o", input="hi")
+    engine.claim("w")
+    if status == "completed":
+        engine.complete(response.id, output=OUTPUT)
+    elif status == "failed":
+        engine.fail(response.id, message="boom")
+    elif status == "incomplete":
+        engine.incomplete(response.id, reason="max_output_tokens")
+    return engine.get(response.id).to_dict()
+
+
+@pytest.mark.parametrize(
+    ("status", "change", "param"),
+    [
+        ("completed", {"error": {"code": "server_error"}}, "error"),
+        ("failed", {"error": {"code": "nope", "message": "m"}}, "error"),
+        ("failed", {"error": None}, "error"),
+        ("incomplete", {"incomplete_details": {"reason": "tired"}}, "incomplete_details"),
+        ("incomplete", {"incomplete_details": "max_output_tokens"}, "incomplete_details"),
+        ("in_progress", {"incomplete_details": {"reason": "content_filter"}}, "incomplete_details"),
+        ("in_progress", {"background": "yes"}, "background"),
+        ("in_progress", {"instructions": 5}, "instructions"),
+        ("in_progress", {"created_at": -1}, "created_at"),
+        ("in_progress", {"previous_response_id": "run_1"}, "previous_response_id"),
+        ("in_progress", {"output": [{"no": "type"}]}, "output"),
+        ("in_progress", {"metadata": {"k": 1}}, "metadata"),
+        ("in_progress", {"model": ""}, "model"),
+        ("in_progress", {"status": "expired"}, "status"),
+        ("in_progress", {"temperature": 9}, "temperature"),
+    ],
+)
+def test_from_dict_refuses_a_malformed_response(
+    status: str, change: dict[str, Any], param: str
+) -> None:
+    data = ended(status)
+    assert data["status"] == status
+    Response.from_dict(data)
+    with pytest.raises(ValidationError) as info:
+        Response.from_dict({**data, **change})
+    assert info.value.param == param
+
+
+@pytest.mark.parametrize("data", [None, [], "response", 3])
+def test_from_dict_needs_an_object(data: Any) -> None:
+    with pytest.raises(ValidationError, match="A response must be a JSON object"):
+        Response.from_dict(data)
+
+
+def test_the_response_object_is_the_sdks() -> None:
+    data = ended("completed")
+    assert list(data) == [
+        "id",
+        "object",
+        "created_at",
+        "status",
+        "background",
+        "completed_at",
+        "error",
+        "incomplete_details",
+        "instructions",
+        "max_output_tokens",
+        "model",
+        "output",
+        "parallel_tool_calls",
+        "previous_response_id",
+        "temperature",
+        "tool_choice",
+        "tools",
+        "top_p",
+        "usage",
+        "metadata",
+    ]
+    parsed = OpenAIResponse.model_validate(data)
+    assert parsed.output_text == Response.from_dict(data).output_text == "Hello"
+    assert parsed.status == "completed" and str(ResponseStatus.COMPLETED) == "completed"
