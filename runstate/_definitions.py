@@ -64,6 +64,7 @@ class Definition:
     ends_expiry: frozenset[Status]  # entering one of these sets expires_at to null
     on_due: tuple[str, Any]  # the event (and its argument) fired when time runs out
     cancel: Literal["two_phase", "immediate"]  # through "cancelling", or at once
+    cancel_ended: Literal["refused", "unchanged"]  # a cancel of an ended object: 400, or as is
     grouped: bool  # at most one active object per group (a run's thread)
     envelope: str | None = (
         None  # a stream event's data: the object, or {type, ..., <envelope>: object}
@@ -143,6 +144,7 @@ RUN_V1 = Definition(
     ends_expiry=frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}),
     on_due=("expire", None),
     cancel="two_phase",
+    cancel_ended="refused",
     grouped=True,
 )
 
@@ -166,6 +168,7 @@ RUN_V2 = Definition(
     ends_expiry=RUN_V1.ends_expiry | {S.INCOMPLETE},
     on_due=RUN_V1.on_due,
     cancel=RUN_V1.cancel,
+    cancel_ended=RUN_V1.cancel_ended,
     grouped=True,
 )
 
@@ -194,6 +197,8 @@ RESPONSE = Definition(
     # Ours: an active response past its deadline fails (RESPONSES.md).
     on_due=("fail", ("server_error", "The response timed out.")),
     cancel="immediate",
+    # The public API's documented answer: an ended background response, unchanged.
+    cancel_ended="unchanged",
     grouped=False,
     envelope="response",
 )

@@ -325,6 +325,23 @@ class Engine(Generic[T]):
         steps = lifecycle.decide(obj, event, now, arg)
         return Decision(steps, Lease.after(stored, obj, self._leased))
 
+    def _cancelled(self, obj: Any, stored: StoredRun, now: int, expired: bool) -> Decision | None:
+        """A cancel as the definition declares it. Immediate: one step. Two-phase: to
+        ``cancelling``, and, for an object no worker holds (nobody to confirm it), on to
+        ``cancelled`` in the same write, both events stored (ours). An object that has
+        ended is refused, or returned unchanged with no event, as the definition says."""
+        definition = self.definition
+        lifecycle = self._lifecycle_of(obj)
+        if obj.status in definition.terminal and definition.cancel_ended == "unchanged":
+            lifecycle.check_cancellable(obj)
+            return None
+        held = obj.status in self._leased
+        steps = lifecycle.decide(obj, "cancel", now)
+        if definition.cancel == "two_phase" and not held:
+            # The cancelling event carries the object as it was then.
+            steps = sealed(steps, obj) + lifecycle.decide(obj, "confirm_cancel", now)
+        return Decision(steps, Lease.after(stored, obj, self._leased))
+
     def _new_metadata(
         self, metadata: dict[str, str], obj: Any, stored: StoredRun, now: int, expired: bool
     ) -> Decision:

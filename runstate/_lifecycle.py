@@ -215,6 +215,10 @@ class Lifecycle:
             )
         return self._fire(obj, event, now)
 
+    def check_cancellable(self, obj: Any) -> None:
+        """Refuse an object that no cancel may ever touch, whatever its status (none,
+        unless the lifecycle says so: a foreground response)."""
+
     def note(self, obj: Any, event_type: str, data: dict[str, Any], now: int) -> list[Transition]:
         """A worker's own event (a text delta, say) for ``obj``, which it holds: a step that
         leaves the status as it is and carries ``data``. Refused unless the status is one a
@@ -671,13 +675,17 @@ class ResponseLifecycle(Lifecycle):
             response.incomplete_details = details
         return steps
 
-    def decide(self, obj: Any, event: str, now: int, arg: Any = None) -> list[Transition]:
-        if event == "cancel" and not obj.background:
-            # Only a background response can be cancelled (RESPONSES.md): a 400.
+    def check_cancellable(self, obj: Any) -> None:
+        """Only a background response can be cancelled (RESPONSES.md): a 400 otherwise."""
+        if not obj.background:
             raise InvalidTransitionError(
                 "Only responses created with background=true can be cancelled.",
                 status=obj.status.value,
-                event=event,
+                event="cancel",
                 http_status=400,
             )
+
+    def decide(self, obj: Any, event: str, now: int, arg: Any = None) -> list[Transition]:
+        if event == "cancel":
+            self.check_cancellable(obj)
         return super().decide(obj, event, now, arg)

@@ -309,14 +309,6 @@ class ResponseEngine(Engine[Response]):
     def _step(self, response_id: str, event: str, arg: Any, worker_id: str | None) -> Response:
         return self._apply(response_id, self._event(event, arg, worker_id))[0]
 
-    def _cancelled(
-        self, response: Response, stored: StoredRun, now: int, expired: bool
-    ) -> Decision | None:
-        if response.background and response.status not in self.definition.active:
-            return None  # idempotent: the response as it is, and no event
-        steps = self.lifecycle.decide(response, "cancel", now)
-        return Decision(steps, Lease.after(stored, response, self._leased))
-
     def _noted(
         self,
         event_type: str,

@@ -15,13 +15,13 @@ from functools import partial
 from typing import Any
 
 from ._clock import Clock
-from ._engine import Decision, Engine, Lease
+from ._engine import Engine
 from ._errors import ActiveRunError, ConcurrentUpdateError
 from ._events import RunEvent
-from ._lifecycle import RunLifecycle, require_version, sealed
+from ._lifecycle import RunLifecycle, require_version
 from ._model import Run, RunStatus, require_status
 from ._validate import require_int, require_string, validate_metadata
-from .stores import Order, Store, StoredRun
+from .stores import Order, Store
 
 __all__ = ["RunEngine", "RunList"]
 
@@ -239,11 +239,3 @@ class RunEngine(Engine[Run]):
 
     def _fail_argument(self, code: str, message: str) -> Any:
         return (code, message, None)
-
-    def _cancelled(self, run: Run, stored: StoredRun, now: int, expired: bool) -> Decision:
-        unattended = run.status not in self._leased  # no worker holds it to confirm
-        lifecycle = self._lifecycle_of(run)
-        steps = lifecycle.decide(run, "cancel", now)
-        if unattended:  # the cancelling event carries the run as it was then
-            steps = sealed(steps, run) + lifecycle.decide(run, "confirm_cancel", now)
-        return Decision(steps, Lease.after(stored, run, self._leased))

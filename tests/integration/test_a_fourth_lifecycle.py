@@ -94,6 +94,7 @@ JOB = Definition(
     ends_expiry=frozenset({J.DONE, J.FAILED, J.CANCELLED}),
     on_due=("fail", None),
     cancel="immediate",
+    cancel_ended="refused",
     grouped=False,
 )
 
@@ -120,7 +121,7 @@ class JobEngine(Engine[Job]):
         return self._apply(job_id, self._event("finish", worker_id=worker_id))[0]
 
     def cancel(self, job_id: str) -> Job:
-        return self._apply(job_id, self._event("cancel"))[0]
+        return self._apply(job_id, self._cancelled)[0]
 
     def _fail_argument(self, code: str, message: str) -> Any:
         return None  # a job's fail takes no argument
@@ -149,6 +150,8 @@ def test_the_engine_and_every_store_serve_a_new_lifecycle(
     assert jobs.cancel(second.id).status is J.CANCELLED
     with pytest.raises(InvalidTransitionError, match="Cannot finish job with status 'cancelled'"):
         jobs.finish(second.id, "w1")
+    with pytest.raises(InvalidTransitionError, match="Cannot cancel job with status 'done'"):
+        jobs.cancel(first.id)  # declared: a cancel of an ended job is refused
     assert jobs.claim("w2") is not None  # the third
     clock.advance(LEASE)
     (requeued,) = jobs.recover_stalled()
