@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -39,7 +39,7 @@ from ._model import Status
 from ._validate import MAX_DURATION, require_int, require_string
 from .stores import Claimed, MemoryStore, Order, Store, StoredRun, Write
 
-__all__ = ["Change", "Decision", "Engine", "Lease"]
+__all__ = ["Change", "Decision", "Engine", "Lease", "ListPage"]
 
 _STORE_METHODS = (
     "insert",
@@ -102,6 +102,44 @@ class Change(Protocol):
     def __call__(
         self, obj: Any, stored: StoredRun, now: int, expired: bool, /
     ) -> Decision | None: ...
+
+
+class Listed(Protocol):
+    """What a listed object has: an id, and its public dict."""
+
+    @property
+    def id(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+L = TypeVar("L", bound=Listed)
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage(Generic[L]):
+    """A page of objects in the public list shape (``object: "list"``)."""
+
+    data: builtins.list[L]
+    has_more: bool
+    object: str = field(default="list", init=False)
+
+    @property
+    def first_id(self) -> str | None:
+        return self.data[0].id if self.data else None
+
+    @property
+    def last_id(self) -> str | None:
+        return self.data[-1].id if self.data else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [obj.to_dict() for obj in self.data],
+            "first_id": self.first_id,
+            "last_id": self.last_id,
+            "has_more": self.has_more,
+        }
 
 
 class Engine(Generic[T]):

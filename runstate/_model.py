@@ -20,6 +20,7 @@ from ._validate import (
     INCOMPLETE_REASONS,
     V2_SETTINGS,
     check_clean,
+    require_fields,
     require_timestamp,
     validate_file_ids,
     validate_last_error,
@@ -34,6 +35,7 @@ __all__ = [
     "ACTIVE_STATUSES",
     "ERROR_CODES",
     "TERMINAL_STATUSES",
+    "OnMachine",
     "Run",
     "RunStatus",
     "RunV2",
@@ -83,7 +85,6 @@ TERMINAL_STATUSES: frozenset[RunStatus] = frozenset(RunStatus) - ACTIVE_STATUSES
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 _STATUS_BY_VALUE = {status.value: status for status in RunStatus}
-_FSM_NAMES = {status: str.__str__(status) for status in RunStatus}
 
 
 # Random bytes map onto the 62 alphanumerics through one translate table; bytes of 248
@@ -100,13 +101,32 @@ def new_id(prefix: str) -> str:
     return prefix + "_" + chars[:24].decode("ascii")
 
 
+class OnMachine:
+    """What an object the shared machines fire on has: its status as the machine names
+    it (the machines' states are the statuses' plain strings, faster than Enum members)
+    through ``_fsm_state``, from its class's ``_STATUSES`` (value to status)."""
+
+    __slots__ = ()
+    _STATUSES: ClassVar[Mapping[str, Any]]
+    status: Any
+
+    @property
+    def _fsm_state(self) -> str:
+        return self.status._value_  # type: ignore[no-any-return]
+
+    @_fsm_state.setter
+    def _fsm_state(self, value: str) -> None:
+        self.status = self._STATUSES[value]
+
+
 @dataclass(slots=True, eq=True)
-class Run:
+class Run(OnMachine):
     """A ``thread.run`` as the seed has it (v1): one field per field of the public object
     (``object`` is constant). ``RunV2`` is the second version."""
 
     _VERSION: ClassVar[str] = "v1"
     KIND: ClassVar[str] = "run"  # how a store files it (both versions alike)
+    _STATUSES: ClassVar[Mapping[str, RunStatus]] = {s.value: s for s in RunStatus}
 
     id: str
     created_at: int
@@ -134,15 +154,6 @@ class Run:
     def group_id(self) -> str:
         """The group a run belongs to, of which one run at a time may be active: its thread."""
         return self.thread_id
-
-    @property
-    def _fsm_state(self) -> str:
-        """The status as the lifecycle machine names it (its states are plain strings)."""
-        return _FSM_NAMES[self.status]
-
-    @_fsm_state.setter
-    def _fsm_state(self, value: str) -> None:
-        self.status = _STATUS_BY_VALUE[value]
 
     @property
     def pending_tool_calls(self) -> list[dict[str, Any]]:
@@ -197,17 +208,7 @@ class Run:
     @classmethod
     def from_dict(cls, data: Any) -> Run:
         """Read a run from its public JSON shape, refusing anything malformed."""
-        if not isinstance(data, Mapping):
-            raise ValidationError(
-                f"A run must be a JSON object, got {type(data).__name__}.", param="run"
-            )
-        keys = set(data)
-        expected = _KEYS_OF[cls]
-        for key in expected:
-            if key not in keys:
-                raise ValidationError(f"Missing required field '{key}'.", param=key)
-        for key in sorted(keys - set(expected), key=str):
-            raise ValidationError(f"Unknown field '{key}'.", param=str(key))
+        data = require_fields(data, _KEYS_OF[cls], "run")
         if data["object"] != "thread.run":
             raise ValidationError("Field 'object' must be 'thread.run'.", param="object")
         run_id = _string(data, "id")

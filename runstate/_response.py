@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ._errors import ValidationError
-from ._model import Status, _clone, _string
+from ._model import OnMachine, Status, _clone, _string
 from ._validate import (
     RESPONSE_ERROR_CODES,
     RESPONSE_INCOMPLETE_REASONS,
     RESPONSE_SETTINGS,
+    require_fields,
     require_timestamp,
     validate_bool,
     validate_metadata,
@@ -44,14 +45,14 @@ class ResponseStatus(Status):
 
 
 _STATUS_BY_VALUE = {status.value: status for status in ResponseStatus}
-_FSM_NAMES = {status: status.value for status in ResponseStatus}
 
 
 @dataclass(slots=True, eq=True)
-class Response:
+class Response(OnMachine):
     """A ``response`` of the Responses API, as a background response's lifecycle keeps it."""
 
     KIND: ClassVar[str] = "response"
+    _STATUSES: ClassVar[Mapping[str, ResponseStatus]] = _STATUS_BY_VALUE
 
     id: str
     created_at: int
@@ -87,14 +88,6 @@ class Response:
     @property
     def version(self) -> str:
         return "response"
-
-    @property
-    def _fsm_state(self) -> str:
-        return _FSM_NAMES[self.status]
-
-    @_fsm_state.setter
-    def _fsm_state(self, value: str) -> None:
-        self.status = _STATUS_BY_VALUE[value]
 
     @property
     def output_text(self) -> str:
@@ -144,15 +137,7 @@ class Response:
     @classmethod
     def from_dict(cls, data: Any) -> Response:
         """Read a response from its public JSON shape, refusing anything malformed."""
-        if not isinstance(data, Mapping):
-            raise ValidationError(
-                f"A response must be a JSON object, got {type(data).__name__}.", param="response"
-            )
-        for key in _KEYS:
-            if key not in data:
-                raise ValidationError(f"Missing required field '{key}'.", param=key)
-        for key in sorted(set(data) - set(_KEYS), key=str):
-            raise ValidationError(f"Unknown field '{key}'.", param=str(key))
+        data = require_fields(data, _KEYS, "response")
         if data["object"] != "response":
             raise ValidationError("Field 'object' must be 'response'.", param="object")
         status = data["status"]

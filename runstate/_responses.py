@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from ._clock import Clock
-from ._engine import Decision, Engine, Lease, check_lease
+from ._engine import Decision, Engine, Lease, ListPage, check_lease
 from ._errors import RunNotFoundError, ValidationError
 from ._events import RunEvent
 from ._lifecycle import ResponseLifecycle
@@ -33,29 +33,8 @@ _RESERVED = frozenset({"type", "sequence_number"})
 
 
 @dataclass(frozen=True, slots=True)
-class ResponseList:
+class ResponseList(ListPage[Response]):
     """A page of responses in the public list shape (``object: "list"``)."""
-
-    data: list[Response]
-    has_more: bool
-    object: str = field(default="list", init=False)
-
-    @property
-    def first_id(self) -> str | None:
-        return self.data[0].id if self.data else None
-
-    @property
-    def last_id(self) -> str | None:
-        return self.data[-1].id if self.data else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [response.to_dict() for response in self.data],
-            "first_id": self.first_id,
-            "last_id": self.last_id,
-            "has_more": self.has_more,
-        }
 
 
 class ResponseEngine(Engine[Response]):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from ._clock import Clock
-from ._engine import Engine
+from ._engine import Engine, ListPage
 from ._errors import ActiveRunError, ConcurrentUpdateError
 from ._events import RunEvent
 from ._lifecycle import RunLifecycle, require_version
@@ -27,29 +27,8 @@ __all__ = ["RunEngine", "RunList"]
 
 
 @dataclass(frozen=True, slots=True)
-class RunList:
+class RunList(ListPage[Run]):
     """A page of runs in the public list shape (``object: "list"``)."""
-
-    data: list[Run]
-    has_more: bool
-    object: str = field(default="list", init=False)
-
-    @property
-    def first_id(self) -> str | None:
-        return self.data[0].id if self.data else None
-
-    @property
-    def last_id(self) -> str | None:
-        return self.data[-1].id if self.data else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [run.to_dict() for run in self.data],
-            "first_id": self.first_id,
-            "last_id": self.last_id,
-            "has_more": self.has_more,
-        }
 
 
 class RunEngine(Engine[Run]):

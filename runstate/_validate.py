@@ -165,6 +165,36 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def require_array(value: Any, param: str, maximum: int) -> None:
+    """A list or tuple of at most ``maximum`` elements, or a ValidationError worded as the
+    public API words it."""
+    if not isinstance(value, (list, tuple)):
+        raise ValidationError(
+            f"Invalid '{param}': expected an array, got {type(value).__name__}.", param=param
+        )
+    if len(value) > maximum:
+        raise ValidationError(
+            f"Invalid '{param}': array too long. Expected an array with maximum length "
+            f"{maximum}, but got an array with length {len(value)} instead.",
+            param=param,
+        )
+
+
+def require_fields(data: Any, keys: tuple[str, ...], noun: str) -> Mapping[str, Any]:
+    """``data`` if it is a JSON object with exactly the fields ``keys`` (an object read
+    back with ``from_dict``), or a ValidationError naming the first missing or unknown."""
+    if not isinstance(data, Mapping):
+        raise ValidationError(
+            f"A {noun} must be a JSON object, got {type(data).__name__}.", param=noun
+        )
+    for key in keys:
+        if key not in data:
+            raise ValidationError(f"Missing required field '{key}'.", param=key)
+    for key in sorted(set(data) - set(keys), key=str):
+        raise ValidationError(f"Unknown field '{key}'.", param=str(key))
+    return data
+
+
 # --- JSON values ----------------------------------------------------------------------------
 
 
@@ -268,16 +298,7 @@ def validate_tools(tools: Any) -> list[dict[str, Any]]:
     ``description``, an optional object ``parameters`` and an optional boolean ``strict``."""
     if tools is None:
         return []
-    if not isinstance(tools, (list, tuple)):
-        raise ValidationError(
-            f"Invalid 'tools': expected an array, got {type(tools).__name__}.", param="tools"
-        )
-    if len(tools) > MAX_TOOLS:
-        raise ValidationError(
-            f"Invalid 'tools': array too long. Expected an array with maximum length "
-            f"{MAX_TOOLS}, but got an array with length {len(tools)} instead.",
-            param="tools",
-        )
+    require_array(tools, "tools", MAX_TOOLS)
     return [_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
 
 
@@ -534,19 +555,24 @@ def validate_usage(value: Any, param: str = "usage") -> dict[str, int] | None:
         require_int(value[key], param, minimum=0, where=f"{param}.{key}")
         for key in ("prompt_tokens", "completion_tokens")
     )
+    total = _total(value, param, ("prompt_tokens", prompt), ("completion_tokens", completion))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
+def _total(value: Mapping[str, Any], param: str, *parts: tuple[str, int]) -> int:
+    """A usage's ``total_tokens``: the sum of its ``parts`` (named counts), which it may
+    leave out, or a ValidationError if it says otherwise."""
+    expected = sum(count for _, count in parts)
     total = require_int(
-        value.get("total_tokens", prompt + completion),
-        param,
-        minimum=0,
-        where=f"{param}.total_tokens",
+        value.get("total_tokens", expected), param, minimum=0, where=f"{param}.total_tokens"
     )
-    if total != prompt + completion:
+    if total != expected:
         raise ValidationError(
-            f"Invalid '{param}.total_tokens': expected prompt_tokens + completion_tokens "
-            f"({prompt + completion}), got {total}.",
+            f"Invalid '{param}.total_tokens': expected {' + '.join(n for n, _ in parts)} "
+            f"({expected}), got {total}.",
             param=param,
         )
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+    return total
 
 
 def validate_incomplete_reason(reason: Any) -> str:
@@ -693,16 +719,7 @@ _RESPONSE_FUNCTION_KEYS = frozenset({"type", "name", "description", "parameters"
 
 def _items(value: Any, param: str) -> list[dict[str, Any]]:
     """An array of at most ``MAX_ITEMS`` JSON objects, each with a string ``type``."""
-    if not isinstance(value, (list, tuple)):
-        raise ValidationError(
-            f"Invalid '{param}': expected an array, got {type(value).__name__}.", param=param
-        )
-    if len(value) > MAX_ITEMS:
-        raise ValidationError(
-            f"Invalid '{param}': array too long. Expected an array with maximum length "
-            f"{MAX_ITEMS}, but got an array with length {len(value)} instead.",
-            param=param,
-        )
+    require_array(value, param, MAX_ITEMS)
     items: list[dict[str, Any]] = json_value(value, param)
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
@@ -729,16 +746,7 @@ def validate_response_tools(tools: Any) -> list[dict[str, Any]]:
     ``description``, ``parameters`` object, ``strict`` boolean); hosted tools by type."""
     if tools is None:
         return []
-    if not isinstance(tools, (list, tuple)):
-        raise ValidationError(
-            f"Invalid 'tools': expected an array, got {type(tools).__name__}.", param="tools"
-        )
-    if len(tools) > MAX_TOOLS:
-        raise ValidationError(
-            f"Invalid 'tools': array too long. Expected an array with maximum length "
-            f"{MAX_TOOLS}, but got an array with length {len(tools)} instead.",
-            param="tools",
-        )
+    require_array(tools, "tools", MAX_TOOLS)
     checked = []
     for i, tool in enumerate(tools):
         where = f"tools[{i}]"
@@ -846,18 +854,7 @@ def validate_response_usage(value: Any, param: str = "usage") -> dict[str, Any] 
 
     tokens_in = count(value, "input_tokens", param)
     tokens_out = count(value, "output_tokens", param)
-    total = require_int(
-        value.get("total_tokens", tokens_in + tokens_out),
-        param,
-        minimum=0,
-        where=f"{param}.total_tokens",
-    )
-    if total != tokens_in + tokens_out:
-        raise ValidationError(
-            f"Invalid '{param}.total_tokens': expected input_tokens + output_tokens "
-            f"({tokens_in + tokens_out}), got {total}.",
-            param=param,
-        )
+    total = _total(value, param, ("input_tokens", tokens_in), ("output_tokens", tokens_out))
     return {
         "input_tokens": tokens_in,
         "input_tokens_details": details(

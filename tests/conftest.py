@@ -21,6 +21,8 @@ from runstate import (
     ManualClock,
     MemoryStore,
     PostgresStore,
+    Response,
+    ResponseEngine,
     ResponseStatus,
     Run,
     RunLifecycle,
@@ -139,6 +141,25 @@ OUTPUT = [
 RESPONSE_USAGE = {"input_tokens": 3, "output_tokens": 2}
 #: The text delta a worker appends, as the public stream shapes it.
 DELTA = {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "Hel", "logprobs": []}
+
+
+def response_in(engine: ResponseEngine, status: ResponseStatus) -> Response:
+    """A new background response driven to ``status`` along the shortest legal path (a
+    worker "w" claims it first unless it is to stay queued)."""
+    response = engine.create(model="gpt-4o", input="Say hello")
+    if status is R.QUEUED:
+        return response
+    claimed = engine.claim("w")
+    assert claimed is not None and claimed.id == response.id
+    if status is R.COMPLETED:
+        engine.complete(response.id, output=OUTPUT)
+    elif status is R.INCOMPLETE:
+        engine.incomplete(response.id, reason="max_output_tokens")
+    elif status is R.FAILED:
+        engine.fail(response.id, message="boom")
+    elif status is R.CANCELLED:
+        engine.cancel(response.id)
+    return engine.get(response.id)
 
 
 # The machine's PostgreSQL server (make test starts it if it is down). Each test that

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import DELTA, OUTPUT, RESPONSE_ROWS, RESPONSE_USAGE, T0
+from conftest import DELTA, OUTPUT, RESPONSE_ROWS, RESPONSE_USAGE, T0, response_in
 from openai.types.responses import Response as OpenAIResponse
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
@@ -234,20 +234,11 @@ def test_cancel_is_immediate_and_a_late_complete_is_refused(engine: ResponseEngi
     assert events[-1].event == "response.cancelled"
 
 
-@pytest.mark.parametrize("ending", ["complete", "fail", "cancel", "incomplete"])
+@pytest.mark.parametrize("ending", [R.COMPLETED, R.FAILED, R.CANCELLED, R.INCOMPLETE])
 def test_cancelling_an_ended_background_response_is_idempotent(
-    engine: ResponseEngine, ending: str
+    engine: ResponseEngine, ending: ResponseStatus
 ) -> None:
-    response = new(engine)
-    claimed(engine)
-    if ending == "complete":
-        engine.complete(response.id, output=OUTPUT)
-    elif ending == "fail":
-        engine.fail(response.id, message="boom")
-    elif ending == "incomplete":
-        engine.incomplete(response.id, reason="content_filter")
-    else:
-        engine.cancel(response.id)
+    response = checked(response_in(engine, ending))
     before = (engine.get(response.id), engine.events(response.id), engine.store.get(response.id))
     for _ in range(2):
         assert checked(engine.cancel(response.id)) == before[0]
@@ -341,23 +332,6 @@ def test_a_deleted_response_ends_its_workers_steps(engine: ResponseEngine) -> No
 
 
 # --- every row of the table, and every refused pair ---------------------------------------------
-
-
-def response_in(engine: ResponseEngine, status: ResponseStatus) -> Response:
-    """A new response driven to ``status`` along the shortest legal path."""
-    response = new(engine)
-    if status is R.QUEUED:
-        return response
-    assert claimed(engine).id == response.id
-    if status is R.COMPLETED:
-        engine.complete(response.id, output=OUTPUT)
-    elif status is R.INCOMPLETE:
-        engine.incomplete(response.id, reason="max_output_tokens")
-    elif status is R.FAILED:
-        engine.fail(response.id, message="boom")
-    elif status is R.CANCELLED:
-        engine.cancel(response.id)
-    return engine.get(response.id)
 
 
 def fire(engine: ResponseEngine, response_id: str, event: str) -> Response:

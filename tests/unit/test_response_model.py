@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import OUTPUT
+from conftest import response_in
 from openai.types.responses import Response as OpenAIResponse
 
 from runstate import Response, ResponseEngine, ResponseStatus, ValidationError
@@ -138,16 +138,7 @@ def test_usage_fills_its_details_and_checks_its_sum() -> None:
 
 def ended(status: str) -> dict[str, Any]:
     """A stored response's public dict in ``status``, with the fields that go with it."""
-    engine = ResponseEngine()
-    response = engine.create(model="gpt-4o", input="hi")
-    engine.claim("w")
-    if status == "completed":
-        engine.complete(response.id, output=OUTPUT)
-    elif status == "failed":
-        engine.fail(response.id, message="boom")
-    elif status == "incomplete":
-        engine.incomplete(response.id, reason="max_output_tokens")
-    return engine.get(response.id).to_dict()
+    return response_in(ResponseEngine(), ResponseStatus(status)).to_dict()
 
 
 @pytest.mark.parametrize(
