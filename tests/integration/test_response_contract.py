@@ -582,3 +582,11 @@ def test_an_input_deleted_meanwhile_is_not_found(store: Store, clock: ManualCloc
     response = new(engine)
     with pytest.raises(RunNotFoundError, match=f"No response found with id '{response.id}'"):
         engine.input_of(response.id)
+
+
+def test_metadata_is_replaced_in_any_status_without_an_event(engine: ResponseEngine) -> None:
+    response = response_in(engine, R.COMPLETED)
+    events = engine.events(response.id)
+    updated = checked(engine.update_metadata(response.id, {"topic": "greeting"}))
+    assert updated.metadata == {"topic": "greeting"} and updated.status is R.COMPLETED
+    assert engine.get(response.id) == updated and engine.events(response.id) == events
