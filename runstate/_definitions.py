@@ -31,6 +31,7 @@ __all__ = [
     "ACTIVE_OF",
     "DEFINITIONS",
     "ENVELOPES",
+    "GROUP_BY",
     "KINDS",
     "RESPONSE",
     "RUN_V1",
@@ -65,7 +66,7 @@ class Definition:
     on_due: tuple[str, Any]  # the event (and its argument) fired when time runs out
     cancel: Literal["two_phase", "immediate"]  # through "cancelling", or at once
     cancel_ended: Literal["refused", "unchanged"]  # a cancel of an ended object: 400, or as is
-    grouped: bool  # at most one active object per group (a run's thread)
+    group_by: str | None  # the field naming its group, of which one may be active; None: no groups
     envelope: str | None = (
         None  # a stream event's data: the object, or {type, ..., <envelope>: object}
     )
@@ -145,7 +146,7 @@ RUN_V1 = Definition(
     on_due=("expire", None),
     cancel="two_phase",
     cancel_ended="refused",
-    grouped=True,
+    group_by="thread_id",  # one active run per thread
 )
 
 RUN_V2 = Definition(
@@ -169,7 +170,7 @@ RUN_V2 = Definition(
     on_due=RUN_V1.on_due,
     cancel=RUN_V1.cancel,
     cancel_ended=RUN_V1.cancel_ended,
-    grouped=True,
+    group_by=RUN_V1.group_by,
 )
 
 RESPONSE = Definition(
@@ -199,7 +200,7 @@ RESPONSE = Definition(
     cancel="immediate",
     # The public API's documented answer: an ended background response, unchanged.
     cancel_ended="unchanged",
-    grouped=False,
+    group_by=None,  # any number may be active at once
     envelope="response",
 )
 
@@ -211,6 +212,8 @@ KINDS: dict[str, type[Any]] = {}
 ACTIVE_OF: dict[str, frozenset[Status]] = {}
 #: How a stream frames each object's events (None: the event's data is the object).
 ENVELOPES: dict[str, str | None] = {}
+#: The field that names each kind's group (None: its objects are not grouped).
+GROUP_BY: dict[str, str | None] = {}
 
 
 def declare(definition: Definition) -> Definition:
@@ -222,6 +225,7 @@ def declare(definition: Definition) -> Definition:
     KINDS[definition.kind] = definition.model
     ACTIVE_OF[definition.kind] = ACTIVE_OF.get(definition.kind, frozenset()) | definition.active
     ENVELOPES[definition.object] = definition.envelope
+    GROUP_BY[definition.kind] = definition.group_by
     return definition
 
 

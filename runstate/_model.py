@@ -151,11 +151,6 @@ class Run(OnMachine):
         return "thread.run"
 
     @property
-    def group_id(self) -> str:
-        """The group a run belongs to, of which one run at a time may be active: its thread."""
-        return self.thread_id
-
-    @property
     def pending_tool_calls(self) -> list[dict[str, Any]]:
         """The tool calls the run waits for, or ``[]`` when it waits for none."""
         if self.required_action is None:

@@ -81,11 +81,6 @@ class Response(OnMachine):
         return "response"
 
     @property
-    def group_id(self) -> None:
-        """Responses are not grouped: any number may be active at once."""
-        return None
-
-    @property
     def version(self) -> str:
         return "response"
 

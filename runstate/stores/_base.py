@@ -6,10 +6,11 @@ state only if the version it was computed from is still the stored one
 (compare-and-set), appends each step to the object's history in the same atomic write,
 and answers the indexed questions the engine's sweeps ask of one kind (which objects are
 due, whose lease ran out, which queued one is oldest). What it knows of an object is
-what every object model has: ``KIND``, ``id``, ``status``, ``group_id`` (at most one
-active object per group; None: not grouped), ``created_at``, ``expires_at``, ``to_dict()``
-and ``_trusted()``; and which statuses are active (``ACTIVE_OF``). Every backend passes
-the same contract suite, ``tests/integration/test_engine_contract.py``.
+what every object model has: ``KIND``, ``id``, ``status``, ``created_at``, ``expires_at``,
+``to_dict()`` and ``_trusted()``; and what its kind's declaration says: which statuses
+are active (``ACTIVE_OF``) and which field names its group (``GROUP_BY``: at most one
+active object per group, a run's thread; None for objects that are not grouped). Every
+backend passes the same contract suites (``tests/integration/test_*_contract.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .._definitions import ACTIVE_OF, KINDS
+from .._definitions import ACTIVE_OF, GROUP_BY, KINDS
 from .._errors import ValidationError
 from .._events import RunEvent
 from .._lifecycle import Transition
@@ -177,6 +178,13 @@ def restore(kind: str, data: dict[str, Any], expires_at: int | None) -> Any:
     obj = KINDS[kind]._trusted(data)
     obj.expires_at = expires_at
     return obj
+
+
+def group_of(obj: Any) -> str | None:
+    """The object's group, by its kind's declared field; None if its kind has none."""
+    field = GROUP_BY[obj.KIND]
+    group: str | None = None if field is None else getattr(obj, field)
+    return group
 
 
 def is_active(obj: Any) -> bool:

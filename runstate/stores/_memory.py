@@ -30,6 +30,7 @@ from ._base import (
     Write,
     check_page_args,
     cursor_error,
+    group_of,
     is_active,
     restore,
 )
@@ -84,7 +85,7 @@ class MemoryStore:
 
     def insert(self, run: Any, steps: Sequence[Transition], input: Any = None) -> list[int]:
         with self._lock:
-            group = run.group_id
+            group = group_of(run)
             if group is not None and group in self._active:
                 raise ActiveRunError(group, self._active[group])
             row = _Row(

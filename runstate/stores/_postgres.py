@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ActiveRunError, StoreError, ValidationError
 from .._lifecycle import Transition
 from .._validate import require_int, require_string
-from ._base import Write
+from ._base import Write, group_of
 from ._sql import (
     SQLStore,
     dumps,
@@ -198,10 +198,11 @@ class PostgresStore(SQLStore):
                 # Name the winner, or try again if it has finished meanwhile.
                 if not isinstance(exc.__cause__, self._psycopg.errors.UniqueViolation):
                     raise
-                winner = self._read(SQL["active_of_group"], {"group_id": run.group_id})
+                group = group_of(run)
+                winner = self._read(SQL["active_of_group"], {"group_id": group})
                 if winner:
-                    raise ActiveRunError(run.group_id, winner[0][0]) from exc.__cause__
-        raise StoreError(f"Thread {run.group_id} kept changing; no run was inserted.")
+                    raise ActiveRunError(str(group), winner[0][0]) from exc.__cause__
+        raise StoreError(f"Thread {group_of(run)} kept changing; no run was inserted.")
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         # One statement, its own transaction (the connection is in autocommit).

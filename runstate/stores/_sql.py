@@ -31,6 +31,7 @@ from ._base import (
     Write,
     check_page_args,
     cursor_error,
+    group_of,
     is_active,
     restore,
 )
@@ -89,7 +90,7 @@ def insert_params(run: Any, body: str, event_count: int, input: Any) -> dict[str
         "event_count": event_count,
         "id": run.id,
         "kind": run.KIND,
-        "group_id": run.group_id,
+        "group_id": group_of(run),
         "input": None if input is None else dumps(input),
         "status": run.status.value,
         "active": is_active(run),

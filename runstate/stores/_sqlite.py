@@ -28,7 +28,7 @@ from typing import Any
 from .._errors import ActiveRunError, StoreError
 from .._lifecycle import Transition
 from .._validate import require_int, require_seconds, require_string
-from ._base import Write
+from ._base import Write, group_of
 from ._sql import (
     SQLStore,
     dumps,
@@ -234,7 +234,7 @@ class SQLiteStore(SQLStore):
         with self._transaction() as conn:
             # The write lock is held: this check and the insert are one atomic step (the
             # partial unique index is the backstop).
-            group = run.group_id
+            group = group_of(run)
             if group is not None:
                 active = conn.execute(SQL["active_of_group"], {"group_id": group}).fetchone()
                 if active is not None:

@@ -12,7 +12,15 @@ from typing import Any, ClassVar
 import pytest
 
 from runstate import InvalidTransitionError, ManualClock, RunEngine, Store
-from runstate._definitions import ACTIVE_OF, DEFINITIONS, ENVELOPES, KINDS, Definition, declare
+from runstate._definitions import (
+    ACTIVE_OF,
+    DEFINITIONS,
+    ENVELOPES,
+    GROUP_BY,
+    KINDS,
+    Definition,
+    declare,
+)
 from runstate._engine import Engine
 from runstate._lifecycle import Lifecycle, Transition
 from runstate._model import Status
@@ -45,7 +53,6 @@ class Job:
 
     object = "job"
     version = "job"
-    group_id = None
 
     @property
     def _fsm_state(self) -> str:
@@ -95,7 +102,7 @@ JOB = Definition(
     on_due=("fail", None),
     cancel="immediate",
     cancel_ended="refused",
-    grouped=False,
+    group_by=None,
 )
 
 
@@ -133,7 +140,7 @@ def jobs(store: Store, clock: ManualClock) -> Iterator[JobEngine]:
     try:
         yield JobEngine(store, clock)
     finally:
-        del DEFINITIONS["job"], KINDS["job"], ACTIVE_OF["job"], ENVELOPES["job"]
+        del DEFINITIONS["job"], KINDS["job"], ACTIVE_OF["job"], ENVELOPES["job"], GROUP_BY["job"]
 
 
 def test_the_engine_and_every_store_serve_a_new_lifecycle(

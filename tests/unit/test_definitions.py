@@ -90,7 +90,7 @@ def test_each_diagram_draws_every_row(name: str) -> None:
 def test_the_response_lifecycle_is_declared_as_the_spec_says() -> None:
     assert RESPONSE.cancel == "immediate" and RUN_V1.cancel == "two_phase"
     assert RESPONSE.cancel_ended == "unchanged" and RUN_V1.cancel_ended == "refused"
-    assert RESPONSE.grouped is False and RUN_V1.grouped is True
+    assert RESPONSE.group_by is None and RUN_V1.group_by == "thread_id"
     assert RESPONSE.leased == {R.IN_PROGRESS}
     assert RESPONSE.on_due == ("fail", ("server_error", "The response timed out."))
     assert RESPONSE.stamps == {R.COMPLETED: "completed_at"}
