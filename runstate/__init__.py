@@ -13,7 +13,7 @@ does the same for the Responses API's background responses, in the same store.
 """
 
 from ._clock import ManualClock, system_clock
-from ._connect import connect, open_store
+from ._connect import connect, connect_async, open_store, open_store_async
 from ._diagram import mermaid
 from ._errors import (
     ActiveRunError,
@@ -29,10 +29,17 @@ from ._events import DONE_SSE, RunEvent
 from ._lifecycle import RunLifecycle
 from ._model import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus, RunV2
 from ._response import Response, ResponseStatus
-from ._responses import ResponseEngine, ResponseList
-from ._runs import RunEngine, RunList
+from ._responses import AsyncResponseEngine, ResponseEngine, ResponseList
+from ._runs import AsyncRunEngine, RunEngine, RunList
 from ._validate import validate_metadata
-from .stores import MemoryStore, PostgresStore, SQLiteStore, Store
+from .stores import (
+    AsyncPostgresStore,
+    AsyncStore,
+    MemoryStore,
+    PostgresStore,
+    SQLiteStore,
+    Store,
+)
 
 __version__ = "0.1.0"
 
@@ -41,6 +48,10 @@ __all__ = [
     "DONE_SSE",
     "TERMINAL_STATUSES",
     "ActiveRunError",
+    "AsyncPostgresStore",
+    "AsyncResponseEngine",
+    "AsyncRunEngine",
+    "AsyncStore",
     "ConcurrentUpdateError",
     "InvalidTransitionError",
     "LeaseError",
@@ -65,8 +76,10 @@ __all__ = [
     "StoreError",
     "ValidationError",
     "connect",
+    "connect_async",
     "mermaid",
     "open_store",
+    "open_store_async",
     "system_clock",
     "validate_metadata",
 ]

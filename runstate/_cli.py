@@ -29,7 +29,7 @@ from typing import Any
 from ._connect import open_store
 from ._definitions import DEFINITIONS
 from ._diagram import mermaid
-from ._engine import Engine
+from ._engine import SyncFace
 from ._errors import RunNotFoundError, RunStateError
 from ._model import RunStatus
 from ._response import ResponseStatus
@@ -39,7 +39,7 @@ from ._validate import require_seconds
 from .stores import Store
 
 #: The engine of each kind of object a store holds, by the kind's name.
-ENGINES: dict[str, Callable[[Store], Engine[Any]]] = {
+ENGINES: dict[str, Callable[[Store], SyncFace[Any]]] = {
     "run": RunEngine,
     "response": ResponseEngine,
 }
@@ -199,8 +199,8 @@ def _show(store: Store, object_id: str, as_json: bool) -> int:
     except RunNotFoundError:
         raise RunNotFoundError(object_id, "run or response") from None
     engine = ENGINES[kind](store)
-    run = engine._get(object_id)
-    history = engine._history(object_id)
+    run = engine._run(engine._p_get(object_id))
+    history = engine._run(engine._p_history(object_id))
     if as_json:
         events = [
             {
@@ -239,7 +239,7 @@ def _migrate(url: str) -> int:
     return 0
 
 
-def _sweep(engines: Sequence[Engine[Any]], every: float | None) -> int:
+def _sweep(engines: Sequence[SyncFace[Any]], every: float | None) -> int:
     if every is not None:  # finite and positive: inf would not wait, nan would spin
         require_seconds(every, "--every", maximum=365 * 86_400)
     stop = threading.Event()

@@ -1,4 +1,4 @@
-"""``connect(url)``: an engine on the store a URL names.
+"""``connect(url)``: an engine on the store a URL names (``connect_async``: the async twin).
 
 memory://                      a new MemoryStore
 sqlite:///relative/runs.db     a SQLiteStore (four slashes for an absolute path:
@@ -7,18 +7,25 @@ sqlite:////var/lib/runs.db      sqlite:////var/lib/runs.db)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._errors import ValidationError
-from ._runs import RunEngine
+from ._runs import AsyncRunEngine, RunEngine
 from ._validate import require_string
-from .stores import MemoryStore, PostgresStore, SQLiteStore, Store
+from .stores import AsyncPostgresStore, AsyncStore, MemoryStore, PostgresStore, SQLiteStore
 
-__all__ = ["connect", "open_store"]
+__all__ = ["connect", "connect_async", "open_store", "open_store_async"]
 
 
-def open_store(url: str, *, create: bool = True) -> Store:
+class _PostgresURL(NamedTuple):
+    """A checked PostgreSQL URL, split into the connection string and the schema."""
+
+    conninfo: str
+    schema: str
+
+
+def open_store(url: str, *, create: bool = True, _lazy: bool = False) -> Any:
     """The store a URL names; ``create=False`` refuses a SQLite file that does not exist."""
     if not isinstance(url, str):
         raise ValidationError(
@@ -56,12 +63,36 @@ def open_store(url: str, *, create: bool = True) -> Store:
             ) from None
         query = dict(parse_qsl(parts.query))
         schema = query.pop("schema", "runstate")
-        return PostgresStore(urlunsplit(parts._replace(query=urlencode(query))), schema=schema)
+        conninfo = urlunsplit(parts._replace(query=urlencode(query)))
+        if _lazy:  # for the async store, which opens its own pool
+            return _PostgresURL(conninfo, schema)
+        return PostgresStore(conninfo, schema=schema)
     raise ValidationError(
         f"Unknown store scheme {scheme!r} in {url!r}; runstate knows memory://, sqlite:/// "
         "and postgresql://.",
         param="url",
     )
+
+
+async def open_store_async(url: str, *, create: bool = True) -> Any:
+    """The async store a URL names: PostgreSQL on psycopg's async pool; SQLite through
+    worker threads; memory called in the event loop (see ``AsyncStore``)."""
+    if isinstance(url, str) and url.partition("://")[0] in ("postgresql", "postgres"):
+        store = open_store(url, create=create, _lazy=True)
+        assert isinstance(store, _PostgresURL)
+        return await AsyncPostgresStore.open(store.conninfo, schema=store.schema)
+    sync = open_store(url, create=create)
+    return AsyncStore(sync, offload=not isinstance(sync, MemoryStore))
+
+
+async def connect_async(url: str = "memory://", **engine_options: Any) -> AsyncRunEngine:
+    """An ``AsyncRunEngine`` on the async store ``url`` names; options go to the engine."""
+    store = await open_store_async(url)
+    try:
+        return AsyncRunEngine(store, **engine_options)
+    except BaseException:
+        await store.close()
+        raise
 
 
 def connect(url: str = "memory://", **engine_options: Any) -> RunEngine:

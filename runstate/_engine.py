@@ -21,7 +21,7 @@ then, and no heartbeat can slip between a recovery's look at a lease and its wri
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
@@ -37,9 +37,20 @@ from ._events import Listener, Listeners, RunEvent
 from ._lifecycle import Lifecycle, Transition, refusal, sealed
 from ._model import Status
 from ._validate import MAX_DURATION, require_int, require_string
-from .stores import Claimed, MemoryStore, Order, Store, StoredRun, Write
+from .stores import Claimed, MemoryStore, Order, StoredRun, Write
 
-__all__ = ["Change", "Decision", "Engine", "Lease", "ListPage"]
+__all__ = [
+    "AsyncFace",
+    "Call",
+    "Change",
+    "Decision",
+    "Engine",
+    "Lease",
+    "ListPage",
+    "Plan",
+    "SyncFace",
+    "call",
+]
 
 _STORE_METHODS = (
     "insert",
@@ -142,8 +153,27 @@ class ListPage(Generic[L]):
         }
 
 
+#: One call the engine needs of its store: the method's name and its arguments. A plan
+#: (below) yields these; a driver makes each call, on a store or an async store, and
+#: sends the result back.
+Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+R = TypeVar("R")
+#: An operation written once: a generator of store calls that returns the result.
+Plan = Generator[Call, Any, R]
+
+
+def call(method: str, *args: Any, **kwargs: Any) -> Call:
+    return (method, args, kwargs)
+
+
 class Engine(Generic[T]):
     """Objects of ``lifecycle``'s kind in ``store`` (default: a new ``MemoryStore``).
+
+    Every operation is written once, as a plan: a generator that yields the store calls
+    it needs (``call("get", id)``) and decides between them. ``_run`` drives a plan on a
+    store; ``_arun`` drives the same plan on an async store, awaiting each call. So the
+    lifecycle's decisions and the compare-and-set loop exist once, for ``RunEngine`` and
+    ``AsyncRunEngine`` alike.
 
     ``lifecycles`` decides each stored object by its ``version`` (a store may hold runs
     of both versions). ``lease_seconds`` is how long a claim lasts without a heartbeat;
@@ -153,9 +183,11 @@ class Engine(Generic[T]):
     within it.
     """
 
+    store: Any  # a Store, or an AsyncStore for the async engines
+
     def __init__(
         self,
-        store: Store | None,
+        store: Any,
         lifecycle: Lifecycle,
         lifecycles: Mapping[str, Lifecycle],
         *,
@@ -172,7 +204,7 @@ class Engine(Generic[T]):
                 f"{type(store).__name__}.",
                 param="store",
             )
-        self.store: Store = store if store is not None else MemoryStore()
+        self.store = store if store is not None else self._default_store()
         self.lifecycle = lifecycle
         self.definition = lifecycle.definition
         self.kind = self.definition.kind
@@ -184,44 +216,74 @@ class Engine(Generic[T]):
         self._listeners = Listeners()
         self._retries = 100
 
+    def _default_store(self) -> Any:
+        return MemoryStore()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r})"
-
-    def close(self) -> None:
-        self.store.close()
-
-    def __enter__(self: Any) -> Any:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Hear every step this engine stores; returns the unsubscribe function."""
         return self._listeners.subscribe(listener)
 
+    # --- the drivers -----------------------------------------------------------------------------
+
+    def _run(self, plan: Plan[R]) -> R:
+        """Carry out ``plan`` on the (sync) store: each call made, its result sent back,
+        its error thrown in."""
+        store = self.store
+        try:
+            step = next(plan)
+            while True:
+                method, args, kwargs = step
+                try:
+                    result = getattr(store, method)(*args, **kwargs)
+                except Exception as exc:
+                    step = plan.throw(exc)
+                else:
+                    step = plan.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def _arun(self, plan: Plan[R]) -> R:
+        """The same on an async store: each call awaited."""
+        store = self.store
+        try:
+            step = next(plan)
+            while True:
+                method, args, kwargs = step
+                try:
+                    result = await getattr(store, method)(*args, **kwargs)
+                except Exception as exc:
+                    step = plan.throw(exc)
+                else:
+                    step = plan.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
     # --- reads ---------------------------------------------------------------------------------
 
-    def _get(self, object_id: str) -> T:
+    def _p_get(self, object_id: str) -> Plan[T]:
         """The object (timed out first, and stored so, if it is due)."""
-        return self._apply(object_id)[0]
+        return (yield from self._p_apply(object_id))[0]
 
-    def _history(self, object_id: str) -> builtins.list[RunEvent]:
+    def _p_history(self, object_id: str) -> Plan[builtins.list[RunEvent]]:
         """Every event of the object, oldest first."""
-        self._stored(require_string(object_id, f"{self._noun}_id"))
-        return self.store.history(object_id)
+        yield from self._p_stored(require_string(object_id, f"{self._noun}_id"))
+        events: builtins.list[RunEvent] = yield call("history", object_id)
+        return events
 
-    def _stored(self, object_id: str) -> StoredRun:
+    def _p_stored(self, object_id: str) -> Plan[StoredRun]:
         """The stored object of this engine's kind, or ``RunNotFoundError``."""
         try:
-            stored = self.store.get(object_id)
+            stored: StoredRun = yield call("get", object_id)
         except RunNotFoundError:
             raise RunNotFoundError(object_id, self._noun) from None
         if self.kind != stored.run.KIND:
             raise RunNotFoundError(object_id, self._noun)
         return stored
 
-    def _list(
+    def _p_list(
         self,
         group_id: str | None,
         status: Status | None,
@@ -229,14 +291,15 @@ class Engine(Generic[T]):
         order: Order,
         after: str | None,
         before: str | None,
-    ) -> tuple[builtins.list[Any], bool]:
+    ) -> Plan[tuple[builtins.list[Any], bool]]:
         """A page of this kind's objects (of one group, unless None), due ones timed out
         first; a page is read again when that moved objects out of the status asked for."""
         for param, cursor in (("after", after), ("before", before)):
             if cursor is not None:
                 require_string(cursor, param)
         for _ in range(self._retries):
-            page = self.store.list_runs(
+            page = yield call(
+                "list_runs",
                 group_id,
                 kind=self.kind,
                 status=status,
@@ -246,26 +309,26 @@ class Engine(Generic[T]):
                 before=before,
             )
             now = self.lifecycle.now()
-            due = [obj for obj in page.runs if self.lifecycle.is_due(obj, now)]
-            if not due:
+            if not any(self.lifecycle.is_due(obj, now) for obj in page.runs):
                 return page.runs, page.has_more
-            objs: builtins.list[Any] = [
-                self._get(obj.id) if obj in due else obj for obj in page.runs
-            ]
+            objs: builtins.list[Any] = []
+            for obj in page.runs:
+                objs.append(
+                    (yield from self._p_get(obj.id)) if self.lifecycle.is_due(obj, now) else obj
+                )
             if status is None or all(obj.status is status for obj in objs):
                 return objs, page.has_more
         raise ConcurrentUpdateError("The listing kept changing; gave up.")
 
     # --- the worker's side ---------------------------------------------------------------------
 
-    def claim(self, worker_id: str, *, lease_seconds: int | None = None) -> T | None:
+    def _p_claim(self, worker_id: str, lease_seconds: int | None) -> Plan[T | None]:
         """Take the oldest queued object that is not due, start it and lease it to
         ``worker_id``; None when there is none."""
         worker_id = require_string(worker_id, "worker_id")
         lease = self._lease_seconds(lease_seconds)
-        claimed = self.store.claim(
-            self.lifecycle.now, partial(self._claimed, worker_id, lease), kind=self.kind
-        )
+        decide = partial(self._claimed, worker_id, lease)
+        claimed = yield call("claim", self.lifecycle.now, decide, kind=self.kind)
         if claimed is None:
             return None
         write, seqs = claimed
@@ -273,14 +336,14 @@ class Engine(Generic[T]):
         obj: T = write.run
         return obj
 
-    def _heartbeat_of(self, object_id: str, worker_id: str, lease_seconds: int | None = None) -> T:
+    def _p_heartbeat(self, object_id: str, worker_id: str, lease_seconds: int | None) -> Plan[T]:
         """Extend ``worker_id``'s lease on the object (never its deadline). The object is
         returned so the worker sees a cancel and can stop."""
         worker_id = require_string(worker_id, "worker_id")
         lease = self._lease_seconds(lease_seconds)
-        return self._apply(object_id, partial(self._heartbeat, worker_id, lease))[0]
+        return (yield from self._p_apply(object_id, partial(self._heartbeat, worker_id, lease)))[0]
 
-    def recover_stalled(self, limit: int = 100) -> builtins.list[T]:
+    def _p_recover_stalled(self, limit: int) -> Plan[builtins.list[T]]:
         """Objects whose lease ran out: back to ``queued``, or ``failed`` after
         ``max_attempts`` claims; a run that was ``cancelling`` is ``cancelled``. An object
         whose lease is alive is never touched. A stalled object that is also due is timed
@@ -288,14 +351,16 @@ class Engine(Generic[T]):
         limit = require_int(limit, "limit", maximum=1000)
         timed_out: set[str] = set()
         recover = partial(self._recover, timed_out)
-        written = self.store.sweep("stalled", self.lifecycle.now, recover, limit, kind=self.kind)
+        written = yield call("sweep", "stalled", self.lifecycle.now, recover, limit, kind=self.kind)
         return [write.run for write in self._published(written) if write.run.id not in timed_out]
 
-    def expire_due(self, limit: int = 1000) -> builtins.list[T]:
+    def _p_expire_due(self, limit: int) -> Plan[builtins.list[T]]:
         """Apply the time-out to up to ``limit`` due active objects in one batch (a run
         expires, a response fails); the objects it changed."""
         limit = require_int(limit, "limit", maximum=100_000)
-        written = self.store.sweep("due", self.lifecycle.now, self._expire, limit, kind=self.kind)
+        written = yield call(
+            "sweep", "due", self.lifecycle.now, self._expire, limit, kind=self.kind
+        )
         return [write.run for write in self._published(written)]
 
     def _recover(self, timed_out: set[str], stored: StoredRun, now: int) -> Write | None:
@@ -402,15 +467,15 @@ class Engine(Generic[T]):
 
     # --- the one loop ----------------------------------------------------------------------
 
-    def _apply(
+    def _p_apply(
         self, object_id: str, change: Change | None = None
-    ) -> tuple[T, builtins.list[int] | None]:
+    ) -> Plan[tuple[T, builtins.list[int] | None]]:
         """Read, decide on a copy, compare-and-set; again if another writer won.
         Returns the object and, if this call stored a change, its events' places in the
         store's log (None if it stored nothing)."""
         require_string(object_id, f"{self._noun}_id")
         for _ in range(self._retries):
-            stored = self._stored(object_id)
+            stored = yield from self._p_stored(object_id)
             obj = stored.run.copy()
             now = self.lifecycle.now()
             lifecycle = self._lifecycle_of(obj)
@@ -432,7 +497,7 @@ class Engine(Generic[T]):
                 lease = decided.lease
             elif not steps:
                 return obj, None
-            seqs = self.store.write([lease.write(obj, stored, steps)])[0]
+            seqs = (yield call("write", [lease.write(obj, stored, steps)]))[0]
             if seqs is None:
                 continue
             self._publish(obj, steps, seqs, stored.event_count)
@@ -464,3 +529,62 @@ def check_lease(stored: StoredRun, worker_id: str) -> None:
         holder = "no worker" if stored.lease_owner is None else f"worker {stored.lease_owner!r}"
         noun = stored.run.object.rsplit(".", 1)[-1].capitalize()
         raise LeaseError(f"{noun} {stored.run.id} is leased to {holder}, not to {worker_id!r}.")
+
+
+class SyncFace(Engine[T]):
+    """The engine's own operations, each a plan run on the store at once."""
+
+    store: Any
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self: Any) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def claim(self, worker_id: str, *, lease_seconds: int | None = None) -> T | None:
+        """Take the oldest queued object that is not due, start it and lease it to
+        ``worker_id``; None when there is none."""
+        return self._run(self._p_claim(worker_id, lease_seconds))
+
+    def recover_stalled(self, limit: int = 100) -> builtins.list[T]:
+        """Objects whose lease ran out: back to ``queued``, or ``failed`` after
+        ``max_attempts`` claims (a ``cancelling`` run: ``cancelled``). A live lease is
+        never touched; a stalled object that is due is timed out instead, and not
+        returned."""
+        return self._run(self._p_recover_stalled(limit))
+
+    def expire_due(self, limit: int = 1000) -> builtins.list[T]:
+        """Apply the time-out to up to ``limit`` due active objects in one batch (a run
+        expires, a response fails); the objects it changed."""
+        return self._run(self._p_expire_due(limit))
+
+
+class AsyncFace(Engine[T]):
+    """The same operations, awaitable, on an async store."""
+
+    store: Any
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def __aenter__(self: Any) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def claim(self, worker_id: str, *, lease_seconds: int | None = None) -> T | None:
+        """As ``RunEngine.claim``."""
+        return await self._arun(self._p_claim(worker_id, lease_seconds))
+
+    async def recover_stalled(self, limit: int = 100) -> builtins.list[T]:
+        """As ``RunEngine.recover_stalled``."""
+        return await self._arun(self._p_recover_stalled(limit))
+
+    async def expire_due(self, limit: int = 1000) -> builtins.list[T]:
+        """As ``RunEngine.expire_due``."""
+        return await self._arun(self._p_expire_due(limit))

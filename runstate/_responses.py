@@ -18,15 +18,15 @@ from functools import partial
 from typing import Any
 
 from ._clock import Clock
-from ._engine import Decision, Engine, Lease, ListPage, check_lease
+from ._engine import AsyncFace, Decision, Engine, Lease, ListPage, Plan, SyncFace, call, check_lease
 from ._errors import RunNotFoundError, ValidationError
 from ._events import RunEvent
 from ._lifecycle import ResponseLifecycle
 from ._response import Response, ResponseStatus
 from ._validate import json_value, require_int, require_string, validate_metadata
-from .stores import Order, Store, StoredRun
+from .stores import Order, StoredRun
 
-__all__ = ["ResponseEngine", "ResponseList"]
+__all__ = ["AsyncResponseEngine", "ResponseEngine", "ResponseList"]
 
 #: The keys a stream event's envelope uses: a worker's own event may not set them.
 _RESERVED = frozenset({"type", "sequence_number"})
@@ -37,19 +37,12 @@ class ResponseList(ListPage[Response]):
     """A page of responses in the public list shape (``object: "list"``)."""
 
 
-class ResponseEngine(Engine[Response]):
-    """Background responses in ``store`` (default: a new ``MemoryStore``; any store a
-    ``RunEngine`` uses can hold both), timed by ``clock``.
-
-    ``timeout`` is the seconds after creation past which an active response fails with
-    ``server_error`` (``expire_due`` applies it; reading a response does too).
-    ``lease_seconds`` and ``max_attempts`` are as for runs: a response whose worker
-    vanished goes back to the queue, and fails after ``max_attempts`` claims.
-    """
+class ResponsePlans(Engine[Response]):
+    """What both response engines do, as plans (see ``Engine``)."""
 
     def __init__(
         self,
-        store: Store | None = None,
+        store: Any = None,
         clock: Clock | None = None,
         *,
         timeout: int = 3600,
@@ -67,6 +60,145 @@ class ResponseEngine(Engine[Response]):
         )
         self.lifecycle: ResponseLifecycle = lifecycle
         self.timeout = timeout
+
+    def _p_create(self, fields: dict[str, Any]) -> Plan[Response]:
+        response, given, steps = self.lifecycle.new_response(**fields)
+        previous = fields["previous_response_id"]
+        if previous is not None:
+            try:
+                yield from self._p_stored(previous)
+            except RunNotFoundError:
+                raise ValidationError(
+                    f"Previous response with id '{previous}' not found.",
+                    param="previous_response_id",
+                ) from None
+        seqs = yield call("insert", response, steps, given)
+        self._publish(response, steps, seqs, 0)
+        return response
+
+    def _p_input_of(self, response_id: str) -> Plan[str | builtins.list[dict[str, Any]]]:
+        yield from self._p_stored(require_string(response_id, "response_id"))
+        try:
+            given: str | builtins.list[dict[str, Any]] = yield call("input_of", response_id)
+        except RunNotFoundError:  # deleted meanwhile
+            raise RunNotFoundError(response_id, "response") from None
+        return given
+
+    def _p_list_responses(
+        self,
+        status: ResponseStatus | str | None,
+        limit: int,
+        order: Order,
+        after: str | None,
+        before: str | None,
+    ) -> Plan[ResponseList]:
+        wanted = None
+        if status is not None:
+            if not isinstance(status, str) or status not in ResponseStatus._value2member_map_:
+                raise ValidationError(
+                    f"Unknown status {status!r}; expected one of "
+                    f"{sorted(ResponseStatus._value2member_map_)}.",
+                    param="status",
+                )
+            wanted = ResponseStatus(status)
+        responses, has_more = yield from self._p_list(None, wanted, limit, order, after, before)
+        return ResponseList(responses, has_more)
+
+    def _p_update_metadata(self, response_id: str, metadata: dict[str, str]) -> Plan[Response]:
+        checked = validate_metadata(metadata)
+        return (yield from self._p_apply(response_id, partial(self._new_metadata, checked)))[0]
+
+    def _p_cancel(self, response_id: str) -> Plan[Response]:
+        return (yield from self._p_apply(response_id, self._cancelled))[0]
+
+    def _p_delete(self, response_id: str) -> Plan[bool]:
+        try:
+            yield from self._p_stored(require_string(response_id, "response_id"))
+        except RunNotFoundError:
+            return False
+        deleted: bool = yield call("delete", response_id)
+        return deleted
+
+    def _p_events(
+        self, response_id: str, starting_after: int | None
+    ) -> Plan[builtins.list[RunEvent]]:
+        if starting_after is not None:
+            require_int(starting_after, "starting_after", minimum=0)
+        events = yield from self._p_history(response_id)
+        if starting_after is None:
+            return events
+        return [e for e in events if (e.sequence_number or 0) > starting_after]
+
+    def _p_append(
+        self, response_id: str, event_type: str, data: dict[str, Any], worker_id: str | None
+    ) -> Plan[RunEvent]:
+        event_type = require_string(event_type, "event_type", max_length=128)
+        if not event_type.startswith("response.") or event_type in self._transition_names:
+            raise ValidationError(
+                f"Invalid 'event_type': a worker's own event is named 'response.<...>' and "
+                f"is not one of the lifecycle's ({sorted(self._transition_names)}); got "
+                f"{event_type!r}.",
+                param="event_type",
+            )
+        if not isinstance(data, dict):
+            raise ValidationError(
+                f"Invalid 'data': expected an object, got {type(data).__name__}.", param="data"
+            )
+        checked: dict[str, Any] = json_value(data, "data")
+        for key in _RESERVED & checked.keys():
+            raise ValidationError(
+                f"Invalid 'data.{key}': the stream sets it; leave it out.", param="data"
+            )
+        if worker_id is not None:
+            require_string(worker_id, "worker_id")
+        placed: dict[str, int] = {}  # the number and time the stored note got
+        noted = partial(self._noted, event_type, checked, worker_id, placed)
+        response, seqs = yield from self._p_apply(response_id, noted)
+        assert seqs  # the note was stored, or _p_apply raised
+        status = response.status.value
+        at, number = placed["at"], placed["number"]
+        return RunEvent(event_type, response_id, status, status, at, checked, seqs[-1], number)
+
+    def _p_step(
+        self, response_id: str, event: str, arg: Any, worker_id: str | None
+    ) -> Plan[Response]:
+        return (yield from self._p_apply(response_id, self._event(event, arg, worker_id)))[0]
+
+    @property
+    def _transition_names(self) -> frozenset[str]:
+        return frozenset(self.definition.event_names.values()) | {"response.created"}
+
+    def _noted(
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        worker_id: str | None,
+        placed: dict[str, int],
+        response: Response,
+        stored: StoredRun,
+        now: int,
+        expired: bool,
+    ) -> Decision:
+        steps = self.lifecycle.note(response, event_type, data, now)
+        if worker_id is not None:
+            check_lease(stored, worker_id)
+        placed.update(number=stored.event_count, at=steps[0].at)
+        return Decision(steps, Lease.after(stored, response, self._leased))
+
+
+def _fields(**fields: Any) -> dict[str, Any]:
+    return fields
+
+
+class ResponseEngine(SyncFace[Response], ResponsePlans):
+    """Background responses in ``store`` (default: a new ``MemoryStore``; any store a
+    ``RunEngine`` uses can hold both), timed by ``clock``.
+
+    ``timeout`` is the seconds after creation past which an active response fails with
+    ``server_error`` (``expire_due`` applies it; reading a response does too).
+    ``lease_seconds`` and ``max_attempts`` are as for runs: a response whose worker
+    vanished goes back to the queue, and fails after ``max_attempts`` claims.
+    """
 
     # --- the caller's side ---------------------------------------------------------------------
 
@@ -89,44 +221,32 @@ class ResponseEngine(Engine[Response]):
         """A new response: ``queued`` for a worker to claim (``background=True``), or
         ``in_progress`` for a caller that generates it itself and completes it (ours).
         ``previous_response_id`` must name a stored response."""
-        response, given, steps = self.lifecycle.new_response(
-            model=model,
-            input=input,
-            instructions=instructions,
-            background=background,
-            metadata=metadata,
-            tools=tools,
-            tool_choice=tool_choice,
-            parallel_tool_calls=parallel_tool_calls,
-            temperature=temperature,
-            top_p=top_p,
-            max_output_tokens=max_output_tokens,
-            previous_response_id=previous_response_id,
+        return self._run(
+            self._p_create(
+                _fields(
+                    model=model,
+                    input=input,
+                    instructions=instructions,
+                    background=background,
+                    metadata=metadata,
+                    tools=tools,
+                    tool_choice=tool_choice,
+                    parallel_tool_calls=parallel_tool_calls,
+                    temperature=temperature,
+                    top_p=top_p,
+                    max_output_tokens=max_output_tokens,
+                    previous_response_id=previous_response_id,
+                )
+            )
         )
-        if previous_response_id is not None:
-            try:
-                self._stored(previous_response_id)
-            except RunNotFoundError:
-                raise ValidationError(
-                    f"Previous response with id '{previous_response_id}' not found.",
-                    param="previous_response_id",
-                ) from None
-        seqs = self.store.insert(response, steps, given)
-        self._publish(response, steps, seqs, 0)
-        return response
 
     def get(self, response_id: str) -> Response:
         """The response (failed first, and stored so, if it has timed out)."""
-        return self._get(response_id)
+        return self._run(self._p_get(response_id))
 
     def input_of(self, response_id: str) -> str | builtins.list[dict[str, Any]]:
         """The ``input`` the response was created with: what its worker generates from."""
-        self._stored(require_string(response_id, "response_id"))
-        try:
-            given: str | builtins.list[dict[str, Any]] = self.store.input_of(response_id)
-        except RunNotFoundError:  # deleted meanwhile
-            raise RunNotFoundError(response_id, "response") from None
-        return given
+        return self._run(self._p_input_of(response_id))
 
     def list(
         self,
@@ -140,38 +260,23 @@ class ResponseEngine(Engine[Response]):
         """Responses by ``created_at`` (newest first unless ``order="asc"``), in the
         public list shape, optionally only those with one status; ``after`` and
         ``before`` are response ids bounding the page."""
-        wanted = None
-        if status is not None:
-            if not isinstance(status, str) or status not in ResponseStatus._value2member_map_:
-                raise ValidationError(
-                    f"Unknown status {status!r}; expected one of "
-                    f"{sorted(ResponseStatus._value2member_map_)}.",
-                    param="status",
-                )
-            wanted = ResponseStatus(status)
-        responses, has_more = self._list(None, wanted, limit, order, after, before)
-        return ResponseList(responses, has_more)
+        return self._run(self._p_list_responses(status, limit, order, after, before))
 
     def update_metadata(self, response_id: str, metadata: dict[str, str]) -> Response:
         """Replace the response's metadata, in any status."""
-        checked = validate_metadata(metadata)
-        return self._apply(response_id, partial(self._new_metadata, checked))[0]
+        return self._run(self._p_update_metadata(response_id, metadata))
 
     def cancel(self, response_id: str) -> Response:
         """Cancel a background response now: ``queued`` or ``in_progress`` to
         ``cancelled``, in one write (its worker learns it at its next step or heartbeat,
         and its late ``complete`` is refused). A background response that has already
         ended is returned unchanged, with no event; a foreground one is refused (400)."""
-        return self._apply(response_id, self._cancelled)[0]
+        return self._run(self._p_cancel(response_id))
 
     def delete(self, response_id: str) -> bool:
         """Delete the response and its events, in any status (a worker still generating
         it finds it gone at its next step). False if there was no such response."""
-        try:
-            self._stored(require_string(response_id, "response_id"))
-        except RunNotFoundError:
-            return False
-        return self.store.delete(response_id)
+        return self._run(self._p_delete(response_id))
 
     def events(
         self, response_id: str, *, starting_after: int | None = None
@@ -179,12 +284,7 @@ class ResponseEngine(Engine[Response]):
         """The response's events in order, each with its ``sequence_number`` (from 0,
         no gaps); with ``starting_after=n``, only those after event n: how a stream is
         resumed, from any process."""
-        if starting_after is not None:
-            require_int(starting_after, "starting_after", minimum=0)
-        events = self._history(response_id)
-        if starting_after is None:
-            return events
-        return [e for e in events if (e.sequence_number or 0) > starting_after]
+        return self._run(self._p_events(response_id, starting_after))
 
     # --- the worker's side -------------------------------------------------------------------
 
@@ -193,7 +293,7 @@ class ResponseEngine(Engine[Response]):
     ) -> Response:
         """Extend ``worker_id``'s lease (never the time-out). The response is returned so
         the worker sees a cancel; a cancelled one is refused (it has no lease to extend)."""
-        return self._heartbeat_of(response_id, worker_id, lease_seconds)
+        return self._run(self._p_heartbeat(response_id, worker_id, lease_seconds))
 
     def append(
         self,
@@ -208,40 +308,7 @@ class ResponseEngine(Engine[Response]):
         numbered in the response's sequence. Refused unless the response is
         ``in_progress`` (and, with ``worker_id``, leased to that worker): a cancelled
         response takes no more. Returns the stored event."""
-        event_type = require_string(event_type, "event_type", max_length=128)
-        if not event_type.startswith("response.") or event_type in self._transition_names:
-            raise ValidationError(
-                f"Invalid 'event_type': a worker's own event is named 'response.<...>' and "
-                f"is not one of the lifecycle's ({sorted(self._transition_names)}); got "
-                f"{event_type!r}.",
-                param="event_type",
-            )
-        if not isinstance(data, dict):
-            raise ValidationError(
-                f"Invalid 'data': expected an object, got {type(data).__name__}.", param="data"
-            )
-        checked: dict[str, Any] = json_value(data, "data")
-        for key in _RESERVED & checked.keys():
-            raise ValidationError(
-                f"Invalid 'data.{key}': the stream sets it; leave it out.", param="data"
-            )
-        if worker_id is not None:
-            require_string(worker_id, "worker_id")
-        placed: dict[str, int] = {}  # the number and time the stored note got
-        noted = partial(self._noted, event_type, checked, worker_id, placed)
-        response, seqs = self._apply(response_id, noted)
-        assert seqs  # the note was stored, or _apply raised
-        status = response.status.value
-        return RunEvent(
-            event_type,
-            response_id,
-            status,
-            status,
-            placed["at"],
-            checked,
-            seqs[-1],
-            placed["number"],
-        )
+        return self._run(self._p_append(response_id, event_type, data, worker_id))
 
     def complete(
         self,
@@ -253,7 +320,7 @@ class ResponseEngine(Engine[Response]):
     ) -> Response:
         """``in_progress`` to ``completed``, with the ``output`` items (messages, function
         calls) and ``usage``; stamps ``completed_at``. Refused after a cancel."""
-        return self._step(response_id, "complete", (output, usage), worker_id)
+        return self._run(self._p_step(response_id, "complete", (output, usage), worker_id))
 
     def incomplete(
         self,
@@ -266,7 +333,8 @@ class ResponseEngine(Engine[Response]):
     ) -> Response:
         """``in_progress`` to ``incomplete``: generation stopped early (``reason``:
         ``max_output_tokens``, ``content_filter``, ...), with what was generated."""
-        return self._step(response_id, "incomplete", (reason, output, usage), worker_id)
+        arg = (reason, output, usage)
+        return self._run(self._p_step(response_id, "incomplete", arg, worker_id))
 
     def fail(
         self,
@@ -277,30 +345,129 @@ class ResponseEngine(Engine[Response]):
         worker_id: str | None = None,
     ) -> Response:
         """``queued`` or ``in_progress`` to ``failed``, with ``error = {code, message}``."""
-        return self._step(response_id, "fail", (code, message), worker_id)
+        return self._run(self._p_step(response_id, "fail", (code, message), worker_id))
 
-    # --- the changes ----------------------------------------------------------------------------
 
-    @property
-    def _transition_names(self) -> frozenset[str]:
-        return frozenset(self.definition.event_names.values()) | {"response.created"}
+class AsyncResponseEngine(AsyncFace[Response], ResponsePlans):
+    """``ResponseEngine``'s twin for asyncio: the same methods, awaitable, on an async
+    store (``runstate.connect_async(url)``). Each method is the same plan as its sync
+    twin's."""
 
-    def _step(self, response_id: str, event: str, arg: Any, worker_id: str | None) -> Response:
-        return self._apply(response_id, self._event(event, arg, worker_id))[0]
+    def _default_store(self) -> Any:
+        from .stores import AsyncStore, MemoryStore
 
-    def _noted(
+        return AsyncStore(MemoryStore(), offload=False)
+
+    async def create(
         self,
+        *,
+        model: str,
+        input: str | Sequence[dict[str, Any]],
+        instructions: str | None = None,
+        background: bool = True,
+        metadata: dict[str, str] | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] = "auto",
+        parallel_tool_calls: bool = True,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_output_tokens: int | None = None,
+        previous_response_id: str | None = None,
+    ) -> Response:
+        """As ``ResponseEngine.create``."""
+        return await self._arun(
+            self._p_create(
+                _fields(
+                    model=model,
+                    input=input,
+                    instructions=instructions,
+                    background=background,
+                    metadata=metadata,
+                    tools=tools,
+                    tool_choice=tool_choice,
+                    parallel_tool_calls=parallel_tool_calls,
+                    temperature=temperature,
+                    top_p=top_p,
+                    max_output_tokens=max_output_tokens,
+                    previous_response_id=previous_response_id,
+                )
+            )
+        )
+
+    async def get(self, response_id: str) -> Response:
+        return await self._arun(self._p_get(response_id))
+
+    async def input_of(self, response_id: str) -> str | builtins.list[dict[str, Any]]:
+        return await self._arun(self._p_input_of(response_id))
+
+    async def list(
+        self,
+        *,
+        status: ResponseStatus | str | None = None,
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> ResponseList:
+        return await self._arun(self._p_list_responses(status, limit, order, after, before))
+
+    async def update_metadata(self, response_id: str, metadata: dict[str, str]) -> Response:
+        return await self._arun(self._p_update_metadata(response_id, metadata))
+
+    async def cancel(self, response_id: str) -> Response:
+        return await self._arun(self._p_cancel(response_id))
+
+    async def delete(self, response_id: str) -> bool:
+        return await self._arun(self._p_delete(response_id))
+
+    async def events(
+        self, response_id: str, *, starting_after: int | None = None
+    ) -> builtins.list[RunEvent]:
+        return await self._arun(self._p_events(response_id, starting_after))
+
+    async def heartbeat(
+        self, response_id: str, worker_id: str, *, lease_seconds: int | None = None
+    ) -> Response:
+        return await self._arun(self._p_heartbeat(response_id, worker_id, lease_seconds))
+
+    async def append(
+        self,
+        response_id: str,
         event_type: str,
         data: dict[str, Any],
-        worker_id: str | None,
-        placed: dict[str, int],
-        response: Response,
-        stored: StoredRun,
-        now: int,
-        expired: bool,
-    ) -> Decision:
-        steps = self.lifecycle.note(response, event_type, data, now)
-        if worker_id is not None:
-            check_lease(stored, worker_id)
-        placed.update(number=stored.event_count, at=steps[0].at)
-        return Decision(steps, Lease.after(stored, response, self._leased))
+        *,
+        worker_id: str | None = None,
+    ) -> RunEvent:
+        return await self._arun(self._p_append(response_id, event_type, data, worker_id))
+
+    async def complete(
+        self,
+        response_id: str,
+        *,
+        output: Sequence[dict[str, Any]],
+        usage: dict[str, Any] | None = None,
+        worker_id: str | None = None,
+    ) -> Response:
+        return await self._arun(self._p_step(response_id, "complete", (output, usage), worker_id))
+
+    async def incomplete(
+        self,
+        response_id: str,
+        *,
+        reason: str,
+        output: Sequence[dict[str, Any]] | None = None,
+        usage: dict[str, Any] | None = None,
+        worker_id: str | None = None,
+    ) -> Response:
+        arg = (reason, output, usage)
+        return await self._arun(self._p_step(response_id, "incomplete", arg, worker_id))
+
+    async def fail(
+        self,
+        response_id: str,
+        *,
+        code: str = "server_error",
+        message: str,
+        worker_id: str | None = None,
+    ) -> Response:
+        return await self._arun(self._p_step(response_id, "fail", (code, message), worker_id))

@@ -1,9 +1,10 @@
-"""RunEngine: the Assistants runs (``thread.run``, v1 or v2) on the one engine.
+"""RunEngine and AsyncRunEngine: the Assistants runs (``thread.run``, v1 or v2).
 
-The loop, the claims, the sweeps and the leases are ``Engine``'s (``_engine.py``); this
-face adds what a run has of its own: a thread that holds at most one active run, tool
-calls and their outputs, and a two-phase cancel that the engine confirms at once for a
-run that no worker is executing.
+The loop, the claims, the sweeps and the leases are ``Engine``'s (``_engine.py``);
+``RunPlans`` adds what a run has of its own, each operation written once as a plan: a
+thread that holds at most one active run, tool calls and their outputs, and a two-phase
+cancel. ``RunEngine`` runs the plans on a store, ``AsyncRunEngine`` awaits them on an
+async store: the same decisions, the same loop.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from functools import partial
 from typing import Any
 
 from ._clock import Clock
-from ._engine import Engine, ListPage
+from ._engine import AsyncFace, Engine, ListPage, Plan, SyncFace, call
 from ._errors import ActiveRunError, ConcurrentUpdateError
 from ._events import RunEvent
 from ._lifecycle import RunLifecycle, require_version
 from ._model import Run, RunStatus, require_status
 from ._validate import require_int, require_string, validate_metadata
-from .stores import Order, Store
+from .stores import Order
 
-__all__ = ["RunEngine", "RunList"]
+__all__ = ["AsyncRunEngine", "RunEngine", "RunList"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,18 +32,12 @@ class RunList(ListPage[Run]):
     """A page of runs in the public list shape (``object: "list"``)."""
 
 
-class RunEngine(Engine[Run]):
-    """Runs in ``store`` (default: a new ``MemoryStore``), timed by ``clock``.
-
-    ``lease_seconds`` is how long a claim lasts without a heartbeat; a run whose worker
-    vanished is put back in the queue by ``recover_stalled`` and failed with
-    ``server_error`` once it has been claimed ``max_attempts`` times. Times are whole
-    seconds, so a lease of n seconds lasts between n-1 and n: heartbeat well within it.
-    """
+class RunPlans(Engine[Run]):
+    """What both run engines do, as plans (see ``Engine``)."""
 
     def __init__(
         self,
-        store: Store | None = None,
+        store: Any = None,
         clock: Clock | None = None,
         ttl: int = 600,
         *,
@@ -65,6 +60,78 @@ class RunEngine(Engine[Run]):
         self.lifecycle: RunLifecycle = lifecycle
         self._run_lifecycles = lifecycles
 
+    def _p_create(self, version: str | None, fields: dict[str, Any]) -> Plan[Run]:
+        lifecycle = (
+            self.lifecycle if version is None else self._run_lifecycles[require_version(version)]
+        )
+        run, steps = lifecycle.new_run(**fields)
+        for _ in range(self._retries):
+            try:
+                seqs = yield call("insert", run, steps)
+            except ActiveRunError as exc:
+                # A due run is active until something expires it; reading it does.
+                if (yield from self._p_get(exc.run_id)).status.is_active:
+                    raise
+                continue
+            self._publish(run, steps, seqs, 0)
+            return run
+        raise ConcurrentUpdateError(f"Thread {run.thread_id} kept changing; no run was created.")
+
+    def _p_list_runs(
+        self,
+        thread_id: str | None,
+        status: RunStatus | str | None,
+        limit: int,
+        order: Order,
+        after: str | None,
+        before: str | None,
+    ) -> Plan[RunList]:
+        if thread_id is not None:
+            require_string(thread_id, "thread_id")
+        wanted = None if status is None else require_status(status)
+        runs, has_more = yield from self._p_list(thread_id, wanted, limit, order, after, before)
+        return RunList(runs, has_more)
+
+    def _p_step(
+        self, run_id: str, event: str, arg: Any = None, worker_id: str | None = None
+    ) -> Plan[Run]:
+        """Fire ``event`` on the run (with its argument), by ``worker_id`` if given."""
+        return (yield from self._p_apply(run_id, self._event(event, arg, worker_id)))[0]
+
+    def _p_update_metadata(self, run_id: str, metadata: dict[str, str]) -> Plan[Run]:
+        change = partial(self._new_metadata, validate_metadata(metadata))
+        return (yield from self._p_apply(run_id, change))[0]
+
+    def _p_cancel(self, run_id: str) -> Plan[Run]:
+        return (yield from self._p_apply(run_id, self._cancelled))[0]
+
+    def _p_events(
+        self, after_seq: int, run_id: str | None, limit: int
+    ) -> Plan[builtins.list[RunEvent]]:
+        require_int(after_seq, "after_seq", minimum=0)
+        if run_id is not None:
+            require_string(run_id, "run_id")
+        limit = require_int(limit, "limit", maximum=10_000)
+        events: builtins.list[RunEvent] = yield call("events", after_seq, run_id, limit)
+        return events
+
+    def _fail_argument(self, code: str, message: str) -> Any:
+        return (code, message, None)
+
+
+def _fields(**fields: Any) -> dict[str, Any]:
+    return fields
+
+
+class RunEngine(SyncFace[Run], RunPlans):
+    """Runs in ``store`` (default: a new ``MemoryStore``), timed by ``clock``.
+
+    ``lease_seconds`` is how long a claim lasts without a heartbeat; a run whose worker
+    vanished is put back in the queue by ``recover_stalled`` and failed with
+    ``server_error`` once it has been claimed ``max_attempts`` times. Times are whole
+    seconds, so a lease of n seconds lasts between n-1 and n: heartbeat well within it.
+    """
+
     # --- caller-side operations -------------------------------------------------------------
 
     def create(
@@ -85,10 +152,7 @@ class RunEngine(Engine[Run]):
         takes the v2 settings (``temperature``, ``top_p``, ``max_prompt_tokens``,
         ``max_completion_tokens``, ``truncation_strategy``, ``tool_choice``,
         ``parallel_tool_calls``, ``response_format``), and no ``file_ids``."""
-        lifecycle = (
-            self.lifecycle if version is None else self._run_lifecycles[require_version(version)]
-        )
-        run, steps = lifecycle.new_run(
+        fields = _fields(
             thread_id=thread_id,
             assistant_id=assistant_id,
             model=model,
@@ -98,21 +162,11 @@ class RunEngine(Engine[Run]):
             metadata=metadata,
             **settings,
         )
-        for _ in range(self._retries):
-            try:
-                seqs = self.store.insert(run, steps)
-            except ActiveRunError as exc:
-                # A due run is active until something expires it; reading it does.
-                if self.get(exc.run_id).status.is_active:
-                    raise
-                continue
-            self._publish(run, steps, seqs, 0)
-            return run
-        raise ConcurrentUpdateError(f"Thread {thread_id} kept changing; no run was created.")
+        return self._run(self._p_create(version, fields))
 
     def get(self, run_id: str) -> Run:
         """The run (expired first, and stored so, if it is due)."""
-        return self._get(run_id)
+        return self._run(self._p_get(run_id))
 
     def list(
         self,
@@ -126,42 +180,38 @@ class RunEngine(Engine[Run]):
     ) -> RunList:
         """A thread's runs (every thread's for ``None``) by ``created_at``, in the public
         list shape, optionally only those with one status."""
-        if thread_id is not None:
-            require_string(thread_id, "thread_id")
-        wanted = None if status is None else require_status(status)
-        runs, has_more = self._list(thread_id, wanted, limit, order, after, before)
-        return RunList(runs, has_more)
+        return self._run(self._p_list_runs(thread_id, status, limit, order, after, before))
 
     def update_metadata(self, run_id: str, metadata: dict[str, str]) -> Run:
         """Replace the run's metadata, in any status."""
-        return self._apply(run_id, partial(self._new_metadata, validate_metadata(metadata)))[0]
+        return self._run(self._p_update_metadata(run_id, metadata))
 
     def submit_tool_outputs(self, run_id: str, tool_outputs: Sequence[dict[str, Any]]) -> Run:
-        return self._apply(run_id, self._event("submit_tool_outputs", tool_outputs))[0]
+        return self._run(self._p_step(run_id, "submit_tool_outputs", tool_outputs))
 
     def cancel(self, run_id: str) -> Run:
         """Ask for cancellation. A run that no worker is executing (``queued`` or
         ``requires_action``) has nobody to confirm it, so the engine confirms it in the
         same write: ``cancelling`` then ``cancelled``, both events stored (ours). An
         ``in_progress`` run stays ``cancelling`` until its worker confirms or finishes."""
-        return self._apply(run_id, self._cancelled)[0]
+        return self._run(self._p_cancel(run_id))
 
     # --- worker-side operations ----------------------------------------------------------
     # With ``worker_id``, the step is refused (LeaseError) unless that worker holds the lease.
 
     def start(self, run_id: str, *, worker_id: str | None = None) -> Run:
-        return self._apply(run_id, self._event("start", worker_id=worker_id))[0]
+        return self._run(self._p_step(run_id, "start", None, worker_id))
 
     def require_action(
         self, run_id: str, tool_calls: Sequence[dict[str, Any]], *, worker_id: str | None = None
     ) -> Run:
-        return self._apply(run_id, self._event("require_action", tool_calls, worker_id))[0]
+        return self._run(self._p_step(run_id, "require_action", tool_calls, worker_id))
 
     def complete(
         self, run_id: str, *, usage: dict[str, int] | None = None, worker_id: str | None = None
     ) -> Run:
         """The run is done (a v2 run with its ``usage``, if given)."""
-        return self._apply(run_id, self._event("complete", usage, worker_id))[0]
+        return self._run(self._p_step(run_id, "complete", usage, worker_id))
 
     def fail(
         self,
@@ -172,7 +222,7 @@ class RunEngine(Engine[Run]):
         usage: dict[str, int] | None = None,
         worker_id: str | None = None,
     ) -> Run:
-        return self._apply(run_id, self._event("fail", (code, message, usage), worker_id))[0]
+        return self._run(self._p_step(run_id, "fail", (code, message, usage), worker_id))
 
     def incomplete(
         self,
@@ -184,37 +234,144 @@ class RunEngine(Engine[Run]):
     ) -> Run:
         """A v2 run stopped at a token limit (``max_completion_tokens`` or
         ``max_prompt_tokens``): ``in_progress`` or ``cancelling`` to ``incomplete``."""
-        return self._apply(run_id, self._event("incomplete", (reason, usage), worker_id))[0]
+        return self._run(self._p_step(run_id, "incomplete", (reason, usage), worker_id))
 
     def confirm_cancel(self, run_id: str, *, worker_id: str | None = None) -> Run:
-        return self._apply(run_id, self._event("confirm_cancel", worker_id=worker_id))[0]
+        return self._run(self._p_step(run_id, "confirm_cancel", None, worker_id))
 
     def expire(self, run_id: str) -> Run:
         """Expire a due run now; refused if it is not due."""
-        return self._apply(run_id, self._event("expire"))[0]
+        return self._run(self._p_step(run_id, "expire"))
 
     def heartbeat(self, run_id: str, worker_id: str, *, lease_seconds: int | None = None) -> Run:
         """Extend ``worker_id``'s lease on the run (never its ``expires_at``). The run is
         returned so the worker sees a ``cancelling`` status and can stop."""
-        return self._heartbeat_of(run_id, worker_id, lease_seconds)
+        return self._run(self._p_heartbeat(run_id, worker_id, lease_seconds))
+
+    # --- history ------------------------------------------------------------------------------
 
     def history(self, run_id: str) -> builtins.list[RunEvent]:
         """Every transition of the run, oldest first."""
-        return self._history(run_id)
-
-    # --- history ------------------------------------------------------------------------------
+        return self._run(self._p_history(run_id))
 
     def events(
         self, *, after_seq: int = 0, run_id: str | None = None, limit: int = 100
     ) -> builtins.list[RunEvent]:
-        """Stored events with ``seq > after_seq``, oldest first: how another process
-        follows transitions made elsewhere."""
-        require_int(after_seq, "after_seq", minimum=0)
-        if run_id is not None:
-            require_string(run_id, "run_id")
-        return self.store.events(after_seq, run_id, require_int(limit, "limit", maximum=10_000))
+        """Stored events with ``seq > after_seq``, oldest first (the store's whole log,
+        every lifecycle's, unless ``run_id`` is given): how another process follows
+        transitions made elsewhere."""
+        return self._run(self._p_events(after_seq, run_id, limit))
 
-    # --- the changes: each decides on a copy of the stored run ----------------------------------
 
-    def _fail_argument(self, code: str, message: str) -> Any:
-        return (code, message, None)
+class AsyncRunEngine(AsyncFace[Run], RunPlans):
+    """``RunEngine``'s twin for asyncio: the same methods, awaitable, on an async store
+    (``runstate.connect_async(url)``; default: a ``MemoryStore`` behind
+    ``AsyncStore``). Each method is the same plan as its sync twin's."""
+
+    def _default_store(self) -> Any:
+        from .stores import AsyncStore, MemoryStore
+
+        return AsyncStore(MemoryStore(), offload=False)
+
+    async def create(
+        self,
+        *,
+        thread_id: str,
+        assistant_id: str,
+        model: str = "",
+        instructions: str = "",
+        tools: Sequence[dict[str, Any]] | None = None,
+        file_ids: Sequence[str] | None = None,
+        metadata: dict[str, str] | None = None,
+        version: str | None = None,
+        **settings: Any,
+    ) -> Run:
+        """As ``RunEngine.create``."""
+        fields = _fields(
+            thread_id=thread_id,
+            assistant_id=assistant_id,
+            model=model,
+            instructions=instructions,
+            tools=tools,
+            file_ids=file_ids,
+            metadata=metadata,
+            **settings,
+        )
+        return await self._arun(self._p_create(version, fields))
+
+    async def get(self, run_id: str) -> Run:
+        return await self._arun(self._p_get(run_id))
+
+    async def list(
+        self,
+        thread_id: str | None,
+        *,
+        status: RunStatus | str | None = None,
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> RunList:
+        return await self._arun(self._p_list_runs(thread_id, status, limit, order, after, before))
+
+    async def update_metadata(self, run_id: str, metadata: dict[str, str]) -> Run:
+        return await self._arun(self._p_update_metadata(run_id, metadata))
+
+    async def submit_tool_outputs(self, run_id: str, tool_outputs: Sequence[dict[str, Any]]) -> Run:
+        return await self._arun(self._p_step(run_id, "submit_tool_outputs", tool_outputs))
+
+    async def cancel(self, run_id: str) -> Run:
+        return await self._arun(self._p_cancel(run_id))
+
+    async def start(self, run_id: str, *, worker_id: str | None = None) -> Run:
+        return await self._arun(self._p_step(run_id, "start", None, worker_id))
+
+    async def require_action(
+        self, run_id: str, tool_calls: Sequence[dict[str, Any]], *, worker_id: str | None = None
+    ) -> Run:
+        return await self._arun(self._p_step(run_id, "require_action", tool_calls, worker_id))
+
+    async def complete(
+        self, run_id: str, *, usage: dict[str, int] | None = None, worker_id: str | None = None
+    ) -> Run:
+        return await self._arun(self._p_step(run_id, "complete", usage, worker_id))
+
+    async def fail(
+        self,
+        run_id: str,
+        *,
+        code: str = "server_error",
+        message: str,
+        usage: dict[str, int] | None = None,
+        worker_id: str | None = None,
+    ) -> Run:
+        return await self._arun(self._p_step(run_id, "fail", (code, message, usage), worker_id))
+
+    async def incomplete(
+        self,
+        run_id: str,
+        *,
+        reason: str,
+        usage: dict[str, int] | None = None,
+        worker_id: str | None = None,
+    ) -> Run:
+        return await self._arun(self._p_step(run_id, "incomplete", (reason, usage), worker_id))
+
+    async def confirm_cancel(self, run_id: str, *, worker_id: str | None = None) -> Run:
+        return await self._arun(self._p_step(run_id, "confirm_cancel", None, worker_id))
+
+    async def expire(self, run_id: str) -> Run:
+        return await self._arun(self._p_step(run_id, "expire"))
+
+    async def heartbeat(
+        self, run_id: str, worker_id: str, *, lease_seconds: int | None = None
+    ) -> Run:
+        return await self._arun(self._p_heartbeat(run_id, worker_id, lease_seconds))
+
+    async def history(self, run_id: str) -> builtins.list[RunEvent]:
+        return await self._arun(self._p_history(run_id))
+
+    async def events(
+        self, *, after_seq: int = 0, run_id: str | None = None, limit: int = 100
+    ) -> builtins.list[RunEvent]:
+        return await self._arun(self._p_events(after_seq, run_id, limit))

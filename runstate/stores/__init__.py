@@ -5,12 +5,16 @@ processes; ``PostgresStore`` keeps them in PostgreSQL for workers on many machin
 driver is imported only when one is made). All pass the same contract suite.
 """
 
+from ._async import AsyncStore
 from ._base import Claimed, Now, Order, Page, Store, StoredRun, Sweep, Write
 from ._memory import MemoryStore
 from ._postgres import PostgresStore
+from ._postgres_async import AsyncPostgresStore
 from ._sqlite import SQLiteStore
 
 __all__ = [
+    "AsyncPostgresStore",
+    "AsyncStore",
     "Claimed",
     "MemoryStore",
     "Now",

@@ -77,37 +77,14 @@ class PostgresStore(SQLStore):
         max_size: int = 8,
         connect_timeout: int = 10,
     ) -> None:
-        if not isinstance(schema, str) or not _IDENTIFIER.fullmatch(schema):
-            raise ValidationError(
-                f"Invalid schema name {schema!r}: lower-case letters, digits and _ only.",
-                param="schema",
-            )
-        require_string(conninfo, "conninfo")
-        require_int(max_size, "max_size", maximum=1000)
-        require_int(connect_timeout, "connect_timeout", maximum=3600)
-        try:
-            import psycopg
-            from psycopg.conninfo import conninfo_to_dict
-            from psycopg_pool import ConnectionPool
-        except ImportError as exc:  # pragma: no cover - the test extra installs them
-            raise StoreError(
-                "PostgresStore needs psycopg: pip install 'runstate[postgres]'."
-            ) from exc
-        try:
-            conninfo_to_dict(conninfo)
-        except psycopg.Error:
-            # psycopg's message quotes the string, password and all: never repeat it.
-            raise ValidationError(
-                "Invalid PostgreSQL connection string: use postgresql://user@host:port/db or "
-                "key=value pairs.",
-                param="conninfo",
-            ) from None
+        pg, options = checked_options(conninfo, schema, max_size, connect_timeout)
+        from psycopg_pool import ConnectionPool
+
         self.schema = schema
-        self._psycopg = psycopg
-        options = {"options": f"-c search_path={schema}", "connect_timeout": connect_timeout}
+        self._psycopg = pg
         with self._translate():
-            with psycopg.connect(conninfo, **options) as conn:  # type: ignore[arg-type]
-                self._open_schema(conn)
+            with pg.connect(conninfo, **options) as conn:
+                self.upgraded_from = open_schema(conn, schema)
             # Autocommit: a read is one round trip; writes open a transaction explicitly.
             # check: a connection whose backend was killed is found out (and replaced)
             # before it is handed out, so it costs a retry, not a failed call.
@@ -128,30 +105,6 @@ class PostgresStore(SQLStore):
 
     def __repr__(self) -> str:
         return f"PostgresStore(schema={self.schema!r})"
-
-    def _open_schema(self, conn: psycopg.Connection[Any]) -> None:
-        """Create the schema, or upgrade it in place, in one transaction under an
-        advisory lock (processes opening it at once take turns; the first upgrades, the
-        others find it done); refuse a schema that is not ours or is newer."""
-        conn.execute(SQL["lock_schema"], {"key": LOCK_SCHEMA})
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-        ours = conn.execute(SQL["table_exists"], {"name": f"{self.schema}.runstate_meta"})
-        runs = conn.execute(SQL["table_exists"], {"name": f"{self.schema}.runs"})
-        if not _first(ours):
-            if _first(runs):
-                raise StoreError(f"Schema {self.schema} holds a runs table that is not runstate's.")
-            version = 0
-        else:
-            found = _first(conn.execute(SQL["schema_version"]))
-            version = int(found) if isinstance(found, str) and found.isdigit() else -1
-            if not 0 < version <= SCHEMA_VERSION:
-                raise StoreError(
-                    f"Schema {self.schema} has runstate schema version {found}; this runstate "
-                    f"reads versions up to {SCHEMA_VERSION}."
-                )
-        for _, script in MIGRATIONS[version:]:
-            conn.execute(script)  # each step sets the version it brings
-        self.upgraded_from = version
 
     def close(self) -> None:
         self._pool.close()
@@ -218,6 +171,14 @@ class PostgresStore(SQLStore):
 def _write(conn: psycopg.Connection[Any], writes: Sequence[Write]) -> list[list[int] | None]:
     """The one write path: every compare-and-set and its events in one statement
     (``runstate_write_v3``). Per write, its events' places in the log, or None if it lost."""
+    row = conn.execute(SQL["write"], {"writes": write_batch(writes)}).fetchone()
+    assert row is not None
+    result: list[list[int] | None] = row[0]
+    return result
+
+
+def write_batch(writes: Sequence[Write]) -> Any:
+    """The one write path's argument: the writes and their numbered events, as jsonb."""
     batch = []
     for w in writes:
         body = dumps(w.run.to_dict())
@@ -239,12 +200,64 @@ def _write(conn: psycopg.Connection[Any], writes: Sequence[Write]) -> list[list[
         )
     from psycopg.types.json import Jsonb  # imported with the store; a lookup here
 
-    row = conn.execute(SQL["write"], {"writes": Jsonb(batch)}).fetchone()
-    assert row is not None
-    result: list[list[int] | None] = row[0]
-    return result
+    return Jsonb(batch)
 
 
 def _first(cursor: psycopg.Cursor[Any]) -> Any:
     row = cursor.fetchone()
     return None if row is None else row[0]
+
+
+def checked_options(
+    conninfo: str, schema: str, max_size: int, connect_timeout: int
+) -> tuple[Any, dict[str, Any]]:
+    """psycopg, and the options a connection to ``schema`` takes, once the arguments are
+    checked (a bad connection string is refused without being quoted)."""
+    if not isinstance(schema, str) or not _IDENTIFIER.fullmatch(schema):
+        raise ValidationError(
+            f"Invalid schema name {schema!r}: lower-case letters, digits and _ only.",
+            param="schema",
+        )
+    require_string(conninfo, "conninfo")
+    require_int(max_size, "max_size", maximum=1000)
+    require_int(connect_timeout, "connect_timeout", maximum=3600)
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError as exc:  # pragma: no cover - the test extra installs them
+        raise StoreError("PostgresStore needs psycopg: pip install 'runstate[postgres]'.") from exc
+    try:
+        conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        # psycopg's message quotes the string, password and all: never repeat it.
+        raise ValidationError(
+            "Invalid PostgreSQL connection string: use postgresql://user@host:port/db or "
+            "key=value pairs.",
+            param="conninfo",
+        ) from None
+    return psycopg, {"options": f"-c search_path={schema}", "connect_timeout": connect_timeout}
+
+
+def open_schema(conn: psycopg.Connection[Any], schema: str) -> int:
+    """Create the schema, or upgrade it in place, in one transaction under an advisory
+    lock (processes opening it at once take turns; the first upgrades, the others find it
+    done); refuse a schema that is not ours or is newer. The version it had (0: new)."""
+    conn.execute(SQL["lock_schema"], {"key": LOCK_SCHEMA})
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    ours = conn.execute(SQL["table_exists"], {"name": f"{schema}.runstate_meta"})
+    runs = conn.execute(SQL["table_exists"], {"name": f"{schema}.runs"})
+    if not _first(ours):
+        if _first(runs):
+            raise StoreError(f"Schema {schema} holds a runs table that is not runstate's.")
+        version = 0
+    else:
+        found = _first(conn.execute(SQL["schema_version"]))
+        version = int(found) if isinstance(found, str) and found.isdigit() else -1
+        if not 0 < version <= SCHEMA_VERSION:
+            raise StoreError(
+                f"Schema {schema} has runstate schema version {found}; this runstate "
+                f"reads versions up to {SCHEMA_VERSION}."
+            )
+    for _, script in MIGRATIONS[version:]:
+        conn.execute(script)  # each step sets the version it brings
+    return version

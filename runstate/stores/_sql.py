@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from importlib.resources import files
 from typing import Any, ClassVar
@@ -129,6 +129,53 @@ def decided(
     return writes
 
 
+def list_plan(
+    queries: Mapping[str, str],
+    param: Callable[[str], str],
+    group_id: str | None,
+    kind: str,
+    status: Status | None,
+    limit: int,
+    order: Order,
+    after: str | None,
+    before: str | None,
+) -> Generator[tuple[str, dict[str, Any]], list[Any], Page]:
+    """A listing as the reads it takes, for a sync or an async backend to make: yields
+    each query and its parameters, is sent its rows, returns the page. Cursors are
+    resolved to their (created_at, seq) first, then one query reads the page and one
+    row more, to tell whether more lie beyond it."""
+    check_page_args(limit, order)
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": limit + 1, "kind": kind}
+    if group_id is not None:
+        where.append(f"group_id = {param('group_id')}")
+        params["group_id"] = group_id
+    if status is not None:
+        where.append(f"status = {param('status')}")
+        params["status"] = status.value
+    # In listing order, "after" the cursor is "<" in desc order and ">" in asc.
+    forward, backward = ("<", ">") if order == "desc" else (">", "<")
+    for name, cursor, op in (("after", after, forward), ("before", before, backward)):
+        if cursor is None:
+            continue
+        key = yield queries["cursor"], {"id": cursor}
+        if not key or key[0][3] != kind or (group_id is not None and key[0][2] != group_id):
+            raise cursor_error(name, cursor)
+        where.append(f"(created_at, seq) {op} ({param(name + '_at')}, {param(name + '_seq')})")
+        params[name + "_at"], params[name + "_seq"] = key[0][:2]
+    # The page nearest a lone "before" is read in reverse and turned round.
+    reverse = before is not None and after is None
+    direction = "DESC" if (order == "desc") != reverse else "ASC"
+    sql = queries["list_runs"].format(
+        where="".join(" AND " + condition for condition in where), direction=direction
+    )
+    rows = yield sql, params
+    runs = [stored_from_row(row).run for row in rows[:limit]]
+    if reverse:
+        runs.reverse()
+    return Page(runs, len(rows) > limit)
+
+
 class SQLStore:
     """What the SQL backends share: the reads, and the claims and sweeps (pick rows under
     the write lock, decide, write them). A backend sets ``SQL`` (its named statements) and
@@ -218,39 +265,13 @@ class SQLStore:
         after: str | None = None,
         before: str | None = None,
     ) -> Page:
-        """Cursors are resolved to their (created_at, seq) first, then one query reads
-        the page and one row more, to tell whether more lie beyond it."""
-        check_page_args(limit, order)
-        p = self.param
-        where: list[str] = []
-        params: dict[str, Any] = {"limit": limit + 1, "kind": kind}
-        if group_id is not None:
-            where.append(f"group_id = {p('group_id')}")
-            params["group_id"] = group_id
-        if status is not None:
-            where.append(f"status = {p('status')}")
-            params["status"] = status.value
-        # In listing order, "after" the cursor is "<" in desc order and ">" in asc.
-        forward, backward = ("<", ">") if order == "desc" else (">", "<")
-        for name, cursor, op in (("after", after, forward), ("before", before, backward)):
-            if cursor is None:
-                continue
-            key = self._read(self.SQL["cursor"], {"id": cursor})
-            if not key or key[0][3] != kind or (group_id is not None and key[0][2] != group_id):
-                raise cursor_error(name, cursor)
-            where.append(f"(created_at, seq) {op} ({p(name + '_at')}, {p(name + '_seq')})")
-            params[name + "_at"], params[name + "_seq"] = key[0][:2]
-        # The page nearest a lone "before" is read in reverse and turned round.
-        reverse = before is not None and after is None
-        direction = "DESC" if (order == "desc") != reverse else "ASC"
-        sql = self.SQL["list_runs"].format(
-            where="".join(" AND " + condition for condition in where), direction=direction
-        )
-        rows = self._read(sql, params)
-        runs = [stored_from_row(row).run for row in rows[:limit]]
-        if reverse:
-            runs.reverse()
-        return Page(runs, len(rows) > limit)
+        plan = list_plan(self.SQL, self.param, group_id, kind, status, limit, order, after, before)
+        try:
+            sql, params = next(plan)
+            while True:
+                sql, params = plan.send(self._read(sql, params))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     def history(self, run_id: str) -> list[RunEvent]:
         rows = self._read(self.SQL["history"], {"run_id": run_id})

@@ -21,7 +21,7 @@ from runstate._definitions import (
     Definition,
     declare,
 )
-from runstate._engine import Engine
+from runstate._engine import SyncFace
 from runstate._lifecycle import Lifecycle, Transition
 from runstate._model import Status
 
@@ -106,7 +106,7 @@ JOB = Definition(
 )
 
 
-class JobEngine(Engine[Job]):
+class JobEngine(SyncFace[Job]):
     """The thin face: create and the named steps; the rest is the engine's."""
 
     def __init__(self, store: Store, clock: ManualClock) -> None:
@@ -122,13 +122,13 @@ class JobEngine(Engine[Job]):
         return job
 
     def get(self, job_id: str) -> Job:
-        return self._get(job_id)
+        return self._run(self._p_get(job_id))
 
     def finish(self, job_id: str, worker_id: str) -> Job:
-        return self._apply(job_id, self._event("finish", worker_id=worker_id))[0]
+        return self._run(self._p_apply(job_id, self._event("finish", worker_id=worker_id)))[0]
 
     def cancel(self, job_id: str) -> Job:
-        return self._apply(job_id, self._cancelled)[0]
+        return self._run(self._p_apply(job_id, self._cancelled))[0]
 
     def _fail_argument(self, code: str, message: str) -> Any:
         return None  # a job's fail takes no argument
@@ -166,14 +166,14 @@ def test_the_engine_and_every_store_serve_a_new_lifecycle(
     clock.advance(TIMEOUT)
     (timed_out,) = jobs.expire_due()
     assert (timed_out.id, timed_out.status) == (third.id, J.FAILED)
-    history = [(e.event, e.sequence_number) for e in jobs._history(third.id)]
+    history = [(e.event, e.sequence_number) for e in jobs._run(jobs._p_history(third.id))]
     assert history == [
         ("job.created", 0),
         ("job.running", 1),
         ("job.queued", 2),
         ("job.failed", 3),
     ]
-    assert [j.id for j in jobs._list(None, None, 10, "asc", None, None)[0]] == [
+    assert [j.id for j in jobs._run(jobs._p_list(None, None, 10, "asc", None, None))[0]] == [
         first.id,
         second.id,
         third.id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 
@@ -12,6 +13,10 @@ PUBLIC = [
     "DONE_SSE",
     "TERMINAL_STATUSES",
     "ActiveRunError",
+    "AsyncPostgresStore",
+    "AsyncResponseEngine",
+    "AsyncRunEngine",
+    "AsyncStore",
     "ConcurrentUpdateError",
     "InvalidTransitionError",
     "LeaseError",
@@ -36,8 +41,10 @@ PUBLIC = [
     "StoreError",
     "ValidationError",
     "connect",
+    "connect_async",
     "mermaid",
     "open_store",
+    "open_store_async",
     "system_clock",
     "validate_metadata",
 ]
@@ -87,6 +94,8 @@ def test_the_version_has_one_source() -> None:
 
 
 STORES_PUBLIC = [
+    "AsyncPostgresStore",
+    "AsyncStore",
     "Claimed",
     "MemoryStore",
     "Now",
@@ -123,3 +132,6 @@ def test_the_store_surface_and_protocol_are_pinned() -> None:
     assert protocol == STORE_METHODS
     for backend in (runstate.MemoryStore, runstate.SQLiteStore, runstate.PostgresStore):
         assert all(callable(getattr(backend, name)) for name in STORE_METHODS), backend
+    for backend in (runstate.AsyncStore, runstate.AsyncPostgresStore):  # the same, awaitable
+        for name in STORE_METHODS:
+            assert inspect.iscoroutinefunction(getattr(backend, name)), (backend, name)

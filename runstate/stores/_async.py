@@ -1,0 +1,114 @@
+"""AsyncStore: any store, awaitable, for the async engines.
+
+Each call of the store protocol is awaited. ``offload=True`` (the default) runs it in a
+worker thread (``asyncio.to_thread``), so a store that waits (SQLite's write lock, a
+disk) never blocks the event loop; ``offload=False`` calls it in the loop, for the
+memory store, whose calls only take its lock for microseconds. PostgreSQL has a native
+async store, ``AsyncPostgresStore``. ``bench/async_stores.py`` measured the choice for
+SQLite against aiosqlite (README: "The async engines").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._events import RunEvent
+from .._lifecycle import Transition
+from .._model import Status
+from ._base import Claimed, Now, Order, Page, Store, StoredRun, Sweep, Write
+
+__all__ = ["AsyncStore"]
+
+
+class AsyncStore:
+    """``store``'s protocol as coroutines (see the module)."""
+
+    def __init__(self, store: Store, *, offload: bool = True) -> None:
+        self.sync = store
+        self._offload = offload
+
+    def __repr__(self) -> str:
+        return f"AsyncStore({self.sync!r})"
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._offload:
+            return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+        return fn(*args, **kwargs)
+
+    async def insert(self, run: Any, steps: Sequence[Transition], input: Any = None) -> list[int]:
+        result: list[int] = await self._call(self.sync.insert, run, steps, input)
+        return result
+
+    async def get(self, run_id: str) -> StoredRun:
+        result: StoredRun = await self._call(self.sync.get, run_id)
+        return result
+
+    async def input_of(self, run_id: str) -> Any:
+        return await self._call(self.sync.input_of, run_id)
+
+    async def delete(self, run_id: str) -> bool:
+        result: bool = await self._call(self.sync.delete, run_id)
+        return result
+
+    async def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
+        result: list[list[int] | None] = await self._call(self.sync.write, writes)
+        return result
+
+    async def claim(
+        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+    ) -> Claimed | None:
+        result: Claimed | None = await self._call(self.sync.claim, now, decide, kind=kind)
+        return result
+
+    async def sweep(
+        self,
+        which: Sweep,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write | None],
+        limit: int,
+        *,
+        kind: str,
+    ) -> list[Claimed]:
+        result: list[Claimed] = await self._call(
+            self.sync.sweep, which, now, decide, limit, kind=kind
+        )
+        return result
+
+    async def list_runs(
+        self,
+        group_id: str | None,
+        *,
+        kind: str,
+        status: Status | None = None,
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page:
+        result: Page = await self._call(
+            self.sync.list_runs,
+            group_id,
+            kind=kind,
+            status=status,
+            limit=limit,
+            order=order,
+            after=after,
+            before=before,
+        )
+        return result
+
+    async def history(self, run_id: str) -> list[RunEvent]:
+        result: list[RunEvent] = await self._call(self.sync.history, run_id)
+        return result
+
+    async def events(
+        self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
+    ) -> list[RunEvent]:
+        result: list[RunEvent] = await self._call(self.sync.events, after_seq, run_id, limit)
+        return result
+
+    async def close(self) -> None:
+        await self._call(self.sync.close)

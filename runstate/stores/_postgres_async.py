@@ -1,0 +1,235 @@
+"""AsyncPostgresStore: the PostgreSQL store on psycopg's async pool, for the async engines.
+
+The same schema, the same named statements and the same one write path as
+``PostgresStore`` (``_postgres.py``), awaited: a waiting call never blocks the event
+loop. Open one with ``await AsyncPostgresStore.open(conninfo, schema=...)`` (creating or
+upgrading the schema in place is done once, in a worker thread, as ``PostgresStore``
+does it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ActiveRunError, RunNotFoundError, StoreError
+from .._events import RunEvent
+from .._lifecycle import Transition
+from .._model import Status
+from ._base import Claimed, Now, Order, Page, StoredRun, Sweep, Write, group_of
+from ._postgres import SQL, checked_options, open_schema, write_batch
+from ._sql import decided, dumps, event_from_row, insert_params, list_plan, stored_from_row
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool
+
+__all__ = ["AsyncPostgresStore"]
+
+
+class AsyncPostgresStore:
+    """Objects in a PostgreSQL schema, through an async pool of up to ``max_size``
+    connections. Made by ``await AsyncPostgresStore.open(...)``."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], schema: str, pg: Any, upgraded_from: int):
+        self._pool = pool
+        self.schema = schema
+        self._psycopg = pg
+        self.upgraded_from = upgraded_from
+
+    @classmethod
+    async def open(
+        cls,
+        conninfo: str,
+        *,
+        schema: str = "runstate",
+        max_size: int = 8,
+        connect_timeout: int = 10,
+    ) -> AsyncPostgresStore:
+        pg, options = checked_options(conninfo, schema, max_size, connect_timeout)
+        from psycopg_pool import AsyncConnectionPool
+
+        def upgrade() -> int:
+            with pg.connect(conninfo, **options) as conn:
+                return open_schema(conn, schema)
+
+        with _translate(pg, schema):
+            upgraded_from = await asyncio.to_thread(upgrade)
+            pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+                conninfo,
+                kwargs={**options, "autocommit": True},
+                min_size=1,
+                max_size=max_size,
+                open=False,
+                name="runstate-async",
+                check=AsyncConnectionPool.check_connection,
+            )
+            try:
+                await pool.open(wait=True, timeout=connect_timeout)
+            except BaseException:
+                await pool.close()
+                raise
+        return cls(pool, schema, pg, upgraded_from)
+
+    def __repr__(self) -> str:
+        return f"AsyncPostgresStore(schema={self.schema!r})"
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    # --- connections -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        with _translate(self._psycopg, self.schema):
+            async with self._pool.connection() as conn, conn.transaction():
+                yield conn
+
+    async def _read(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        with _translate(self._psycopg, self.schema):
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(sql, params)
+                rows: list[Any] = await cursor.fetchall()
+                return rows
+
+    async def _write(
+        self, conn: psycopg.AsyncConnection[Any], writes: Sequence[Write]
+    ) -> list[list[int] | None]:
+        cursor = await conn.execute(SQL["write"], {"writes": write_batch(writes)})
+        row = await cursor.fetchone()
+        assert row is not None
+        result: list[list[int] | None] = row[0]
+        return result
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def insert(self, run: Any, steps: Sequence[Transition], input: Any = None) -> list[int]:
+        """As ``PostgresStore.insert``: the object at version 0, then its first write."""
+        body = dumps(run.to_dict())
+        for _ in range(10):
+            try:
+                async with self._transaction() as conn:
+                    await conn.execute(SQL["insert_run"], insert_params(run, body, 0, input))
+                    seqs = (await self._write(conn, [Write(run, 0, steps)]))[0]
+                    assert seqs is not None  # our own row, inserted just now
+                    return seqs
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, self._psycopg.errors.UniqueViolation):
+                    raise
+                group = group_of(run)
+                winner = await self._read(SQL["active_of_group"], {"group_id": group})
+                if winner:
+                    raise ActiveRunError(str(group), winner[0][0]) from exc.__cause__
+        raise StoreError(f"Thread {group_of(run)} kept changing; no run was inserted.")
+
+    async def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
+        with _translate(self._psycopg, self.schema):
+            async with self._pool.connection() as conn:
+                return await self._write(conn, writes)
+
+    async def claim(
+        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+    ) -> Claimed | None:
+        picked = await self._pick_and_write("claimable", now, decide, 1, kind)
+        return picked[0] if picked else None
+
+    async def sweep(
+        self,
+        which: Sweep,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write | None],
+        limit: int,
+        *,
+        kind: str,
+    ) -> list[Claimed]:
+        return await self._pick_and_write(which, now, decide, limit, kind)
+
+    async def _pick_and_write(
+        self,
+        query: str,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write | None],
+        limit: int,
+        kind: str,
+    ) -> list[Claimed]:
+        """As ``SQLStore._pick_and_write``: rows locked, the clock read, decided, written."""
+        async with self._transaction() as conn:
+            t = now()
+            cursor = await conn.execute(SQL[query], {"now": t, "limit": limit, "kind": kind})
+            writes = decided(await cursor.fetchall(), t, decide)
+            if not writes:
+                return []
+            done: list[Claimed] = []
+            for write, seqs in zip(writes, await self._write(conn, writes), strict=True):
+                assert seqs is not None  # locked by us: nothing moved
+                done.append((write, seqs))
+            return done
+
+    async def delete(self, run_id: str) -> bool:
+        async with self._transaction() as conn:
+            await conn.execute(SQL["delete_events"], {"id": run_id})
+            cursor = await conn.execute(SQL["delete_run"], {"id": run_id})
+            return cursor.rowcount == 1
+
+    # --- reads ------------------------------------------------------------------------------
+
+    async def get(self, run_id: str) -> StoredRun:
+        rows = await self._read(SQL["get_run"], {"id": run_id})
+        if not rows:
+            raise RunNotFoundError(run_id)
+        return stored_from_row(rows[0])
+
+    async def input_of(self, run_id: str) -> Any:
+        rows = await self._read(SQL["input_of"], {"id": run_id})
+        if not rows:
+            raise RunNotFoundError(run_id)
+        return None if rows[0][0] is None else json.loads(rows[0][0])
+
+    async def list_runs(
+        self,
+        group_id: str | None,
+        *,
+        kind: str,
+        status: Status | None = None,
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page:
+        plan = list_plan(SQL, _param, group_id, kind, status, limit, order, after, before)
+        try:
+            sql, params = next(plan)
+            while True:
+                sql, params = plan.send(await self._read(sql, params))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def history(self, run_id: str) -> list[RunEvent]:
+        rows = await self._read(SQL["history"], {"run_id": run_id})
+        if not rows and not await self._read(SQL["run_exists"], {"id": run_id}):
+            raise RunNotFoundError(run_id)
+        return [event_from_row(row) for row in rows]
+
+    async def events(
+        self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
+    ) -> list[RunEvent]:
+        params = {"after_seq": after_seq, "run_id": run_id, "limit": limit}
+        name = "events" if run_id is None else "events_of_run"
+        return [event_from_row(row) for row in await self._read(SQL[name], params)]
+
+
+def _param(name: str) -> str:
+    return f"%({name})s"
+
+
+@contextlib.contextmanager
+def _translate(pg: Any, schema: str) -> Any:
+    """psycopg's errors as runstate's, on one line and never with the connection string."""
+    try:
+        yield
+    except pg.Error as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise StoreError(f"PostgreSQL (schema {schema}) cannot be used: {detail}") from exc
