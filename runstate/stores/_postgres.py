@@ -81,6 +81,7 @@ class PostgresStore(SQLStore):
         from psycopg_pool import ConnectionPool
 
         self.schema = schema
+        self._conninfo = conninfo  # never shown: it may hold a password
         self._psycopg = pg
         with self._translate():
             with pg.connect(conninfo, **options) as conn:

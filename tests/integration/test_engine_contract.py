@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 from conftest import CALLS, OUTPUTS, T0, USAGE
 
+# Every test here runs on the sync engine and on its async twin (``face``).
+from faces import RunEngine, face  # noqa: F401
+
 from runstate import (
     ActiveRunError,
     ConcurrentUpdateError,
@@ -17,7 +20,6 @@ from runstate import (
     ManualClock,
     MemoryStore,
     Run,
-    RunEngine,
     RunEvent,
     RunNotFoundError,
     RunStatus,
@@ -568,7 +570,7 @@ class AlwaysBlocked(StoreProxy):
         super().__init__(store)
         self._blocker = blocker
 
-    def insert(self, run: Run, steps: Any) -> list[int]:
+    def insert(self, run: Run, steps: Any, input: Any = None) -> list[int]:
         raise ActiveRunError(run.thread_id, self._blocker)
 
 
@@ -604,9 +606,10 @@ def test_a_listing_that_keeps_changing_gives_up_cleanly(store: Store, clock: Man
         stale.list(None, status="queued")
 
 
-def test_reprs_name_the_store_and_never_a_password(store: Store) -> None:
+def test_reprs_name_the_store_and_never_a_password(store: Store, face: str) -> None:
     text = repr(RunEngine(store))
-    assert text.startswith("RunEngine(") and type(store).__name__ in text
+    assert text.startswith("RunEngine(" if face == "sync" else "AsyncRunEngine(")
+    assert type(store).__name__ in text
     assert "postgresql://" not in text and "@" not in text
 
 

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 from conftest import DELTA, OUTPUT, RESPONSE_ROWS, RESPONSE_USAGE, T0, response_in
+
+# Every test here runs on the sync engines and on their async twins (``face``).
+from faces import ResponseEngine, RunEngine, face  # noqa: F401
 from openai.types.responses import Response as OpenAIResponse
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
@@ -17,9 +20,7 @@ from runstate import (
     LeaseError,
     ManualClock,
     Response,
-    ResponseEngine,
     ResponseStatus,
-    RunEngine,
     RunEvent,
     RunNotFoundError,
     RunStateError,
@@ -553,9 +554,13 @@ def test_a_store_answers_for_missing_objects_and_deletes_a_run(store: Store) -> 
     assert all(e.run_id != run.id for e in store.events(0, limit=100))
 
 
-def test_an_engine_is_a_context_manager_and_names_its_store(store: Store) -> None:
+def test_an_engine_is_a_context_manager_and_names_its_store(store: Store, face: str) -> None:
     with ResponseEngine(store) as engine:
-        assert repr(engine) == f"ResponseEngine({store!r})"
+        if face == "sync":
+            assert repr(engine) == f"ResponseEngine({store!r})"
+        else:
+            assert repr(engine).startswith("AsyncResponseEngine(Async")
+            assert repr(store).split("(")[1] in repr(engine)
         with pytest.raises(ValidationError, match="Unknown status 'requires_action'"):
             engine.list(status="requires_action")
         with pytest.raises(ValidationError, match="Unknown status 5"):

@@ -1,0 +1,97 @@
+"""The engines' two faces for the contract suites: each contract test runs once on the
+sync engine and once on its async twin, on the same store.
+
+``RunEngine(...)`` and ``ResponseEngine(...)`` here make the engine of the face under
+test (the ``face`` fixture sets it). On the async face they make the async engine, on
+the async form of the test's store (``AsyncPostgresStore`` on the same schema for a
+``PostgresStore``, ``AsyncStore`` for the others and for a test's proxies), and wrap it
+in ``Blocking``, which runs each awaited call on one event loop in a thread of its own,
+so that a test reads the same either way. ``engine.store`` stays the test's own sync
+store, for its checks of what is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+import runstate
+from runstate import MemoryStore, PostgresStore
+
+T = TypeVar("T")
+MODE = "sync"
+_loop: asyncio.AbstractEventLoop | None = None
+_opened: list[Any] = []  # the async PostgreSQL stores this test opened, closed after it
+
+
+def loop() -> asyncio.AbstractEventLoop:
+    """The event loop the async face runs on, in a daemon thread, made once."""
+    global _loop
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+        threading.Thread(target=_loop.run_forever, name="async-face", daemon=True).start()
+    return _loop
+
+
+def block(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run_coroutine_threadsafe(coroutine, loop()).result(timeout=120)
+
+
+@pytest.fixture(autouse=True, params=["sync", "async"])
+def face(request: pytest.FixtureRequest) -> Iterator[str]:
+    global MODE
+    MODE = request.param
+    yield request.param
+    MODE = "sync"
+    while _opened:
+        block(_opened.pop().close())
+
+
+def async_store(store: Any) -> Any:
+    if store is None or not callable(getattr(store, "get", None)):
+        return store  # the default, or not a store at all: the engine says so
+    if type(store) is PostgresStore:
+        return block(runstate.AsyncPostgresStore.open(store._conninfo, schema=store.schema))
+    return runstate.AsyncStore(store, offload=type(store) is not MemoryStore)
+
+
+class Blocking:
+    """An async engine whose coroutine methods are called to completion."""
+
+    def __init__(self, engine: Any, store: Any) -> None:
+        self._engine = engine
+        self.store = store if store is not None else engine.store.sync
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._engine, name)
+        if inspect.iscoroutinefunction(attr):
+            return lambda *args, **kwargs: block(attr(*args, **kwargs))
+        return attr
+
+    def __repr__(self) -> str:
+        return repr(self._engine)
+
+    def __enter__(self) -> Blocking:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _engine(sync_class: type, async_class: type, store: Any, *args: Any, **kwargs: Any) -> Any:
+    if MODE == "sync":
+        return sync_class(store, *args, **kwargs)
+    return Blocking(async_class(async_store(store), *args, **kwargs), store)
+
+
+def RunEngine(store: Any = None, *args: Any, **kwargs: Any) -> Any:
+    return _engine(runstate.RunEngine, runstate.AsyncRunEngine, store, *args, **kwargs)
+
+
+def ResponseEngine(store: Any = None, *args: Any, **kwargs: Any) -> Any:
+    return _engine(runstate.ResponseEngine, runstate.AsyncResponseEngine, store, *args, **kwargs)
