@@ -66,10 +66,12 @@ class Definition:
     on_due: tuple[str, Any]  # the event (and its argument) fired when time runs out
     cancel: Literal["two_phase", "immediate"]  # through "cancelling", or at once
     cancel_ended: Literal["refused", "unchanged"]  # a cancel of an ended object: 400, or as is
-    group_by: str | None  # the field naming its group, of which one may be active; None: no groups
-    envelope: str | None = (
-        None  # a stream event's data: the object, or {type, ..., <envelope>: object}
-    )
+    # The field naming an object's group, of which one may be active (None: no groups).
+    group_by: str | None
+    # A stream event's data: the object itself (None), or {type, ..., <envelope>: object}.
+    envelope: str | None = None
+    # Active statuses in which the object waits on its caller: a follower's stream ends.
+    pauses: frozenset[Status] = frozenset()
     machine: Machine = field(init=False, repr=False, compare=False)
     sources: Mapping[str, frozenset[Status]] = field(init=False, repr=False, compare=False)
     event_names: Mapping[Status, str] = field(init=False, repr=False, compare=False)
@@ -147,6 +149,7 @@ RUN_V1 = Definition(
     cancel="two_phase",
     cancel_ended="refused",
     group_by="thread_id",  # one active run per thread
+    pauses=frozenset({S.REQUIRES_ACTION}),  # the caller submits tool outputs
 )
 
 RUN_V2 = Definition(
@@ -171,6 +174,7 @@ RUN_V2 = Definition(
     cancel=RUN_V1.cancel,
     cancel_ended=RUN_V1.cancel_ended,
     group_by=RUN_V1.group_by,
+    pauses=RUN_V1.pauses,
 )
 
 RESPONSE = Definition(

@@ -21,7 +21,8 @@ then, and no heartbeat can slip between a recovery's look at a lease and its wri
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Generator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
@@ -36,8 +37,9 @@ from ._errors import (
 from ._events import Listener, Listeners, RunEvent
 from ._lifecycle import Lifecycle, Transition, refusal, sealed
 from ._model import Status
-from ._validate import MAX_DURATION, require_int, require_string
+from ._validate import MAX_DURATION, require_int, require_seconds, require_string
 from .stores import Claimed, MemoryStore, Order, StoredRun, Write
+from .stores._bell import QUEUED, Bell
 
 __all__ = [
     "AsyncFace",
@@ -65,6 +67,8 @@ _STORE_METHODS = (
     "delete",
 )
 T = TypeVar("T")
+_PAGE = 1000  # events read at a time by a follower
+_FALLBACK = 2.0  # a waiting claim looks again at least this often, in case a ring was missed
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +219,9 @@ class Engine(Generic[T]):
         self.max_attempts = max_attempts
         self._listeners = Listeners()
         self._retries = 100
+        # Where waits hear of changes; a store without a bell is polled (nobody rings it).
+        self._bell: Bell = getattr(self.store, "bell", None) or Bell()
+        self._stream_ends = self.definition.terminal | self.definition.pauses
 
     def _default_store(self) -> Any:
         return MemoryStore()
@@ -319,6 +326,35 @@ class Engine(Generic[T]):
             if status is None or all(obj.status is status for obj in objs):
                 return objs, page.has_more
         raise ConcurrentUpdateError("The listing kept changing; gave up.")
+
+    def _p_follow(
+        self, object_id: str, seen: int, after: int | None, check: bool
+    ) -> Plan[tuple[builtins.list[RunEvent], int, str | None, bool, int]]:
+        """One read of a follower: the bell's mark (taken first, so that a change after
+        the read is not missed); the object's events stored after ``seen`` (the log's
+        place of the last one read) that come after event number ``after``; the new
+        ``seen``; the object's status, if this read tells it; and whether more events
+        wait to be read. With ``check`` the object is read too (so that a due one is
+        timed out, and a deleted one raises)."""
+        mark = self._bell.mark(object_id)
+        status = None
+        if check:
+            obj: Any = yield from self._p_get(object_id)
+            status = obj.status.value
+        events: builtins.list[RunEvent] = yield call("events", seen, object_id, _PAGE)
+        if events:
+            seen = events[-1].seq or seen
+            status = events[-1].to_status
+        fresh = [e for e in events if after is None or (e.sequence_number or 0) > after]
+        return fresh, seen, status, len(events) == _PAGE, mark
+
+    def _follow_args(
+        self, object_id: str, after: int | None, poll: float
+    ) -> tuple[int | None, float]:
+        require_string(object_id, f"{self._noun}_id")
+        if after is not None:
+            require_int(after, "after", minimum=0)
+        return after, require_seconds(poll, "poll", maximum=3600)
 
     # --- the worker's side ---------------------------------------------------------------------
 
@@ -545,10 +581,41 @@ class SyncFace(Engine[T]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def claim(self, worker_id: str, *, lease_seconds: int | None = None) -> T | None:
+    def claim(
+        self, worker_id: str, *, lease_seconds: int | None = None, wait: float | None = None
+    ) -> T | None:
         """Take the oldest queued object that is not due, start it and lease it to
-        ``worker_id``; None when there is none."""
-        return self._run(self._p_claim(worker_id, lease_seconds))
+        ``worker_id``; None when there is none. With ``wait``, wait up to that many
+        seconds for one, woken when one is queued (in any process) rather than polling."""
+        deadline = None if wait is None else time.monotonic() + require_seconds(wait, "wait")
+        while True:
+            mark = self._bell.mark(QUEUED)
+            claimed = self._run(self._p_claim(worker_id, lease_seconds))
+            left = 0.0 if deadline is None else deadline - time.monotonic()
+            if claimed is not None or left <= 0:
+                return claimed
+            self._bell.wait(QUEUED, mark, min(left, _FALLBACK))
+
+    def follow(
+        self, object_id: str, *, after: int | None = None, poll: float = 2.0
+    ) -> Iterator[RunEvent]:
+        """The object's events as they are stored, from the first (or after event number
+        ``after``, to resume a stream), each once and in order, until it ends: a terminal
+        status, or one in which it waits on its caller (a run's ``requires_action``). It
+        waits without polling where the store can tell it of a change (the memory store
+        at once; SQLite and PostgreSQL also of other processes' changes), and re-reads
+        at least every ``poll`` seconds, applying a due time-out, in case a
+        notification was missed."""
+        after, poll = self._follow_args(object_id, after, poll)
+        seen, check = 0, True
+        while True:
+            plan = self._p_follow(object_id, seen, after, check)
+            events, seen, status, more, mark = self._run(plan)
+            yield from events
+            if status in self._stream_ends:
+                return
+            # Woken by a change: read it. Not woken within ``poll``: read the object too.
+            check = not more and not self._bell.wait(object_id, mark, poll)
 
     def recover_stalled(self, limit: int = 100) -> builtins.list[T]:
         """Objects whose lease ran out: back to ``queued``, or ``failed`` after
@@ -577,9 +644,34 @@ class AsyncFace(Engine[T]):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def claim(self, worker_id: str, *, lease_seconds: int | None = None) -> T | None:
-        """As ``RunEngine.claim``."""
-        return await self._arun(self._p_claim(worker_id, lease_seconds))
+    async def claim(
+        self, worker_id: str, *, lease_seconds: int | None = None, wait: float | None = None
+    ) -> T | None:
+        """As ``RunEngine.claim``: with ``wait``, the event loop goes on meanwhile."""
+        deadline = None if wait is None else time.monotonic() + require_seconds(wait, "wait")
+        while True:
+            mark = self._bell.mark(QUEUED)
+            claimed = await self._arun(self._p_claim(worker_id, lease_seconds))
+            left = 0.0 if deadline is None else deadline - time.monotonic()
+            if claimed is not None or left <= 0:
+                return claimed
+            await self._bell.wait_async(QUEUED, mark, min(left, _FALLBACK))
+
+    async def follow(
+        self, object_id: str, *, after: int | None = None, poll: float = 2.0
+    ) -> AsyncIterator[RunEvent]:
+        """As ``RunEngine.follow``, an async iterator: the event loop goes on while it
+        waits, and closing it (a client that hung up) stops it at once."""
+        after, poll = self._follow_args(object_id, after, poll)
+        seen, check = 0, True
+        while True:
+            plan = self._p_follow(object_id, seen, after, check)
+            events, seen, status, more, mark = await self._arun(plan)
+            for event in events:
+                yield event
+            if status in self._stream_ends:
+                return
+            check = not more and not await self._bell.wait_async(object_id, mark, poll)
 
     async def recover_stalled(self, limit: int = 100) -> builtins.list[T]:
         """As ``RunEngine.recover_stalled``."""

@@ -201,3 +201,30 @@ def claim_responses(url: str, now: float, worker: str, barrier: Barrier, results
         claimed.append(response.id)
         engine.complete(response.id, output=[], worker_id=worker)
     results.put((worker, claimed))
+
+
+def stream_response_later(url: str, response_id: str, ready: Any, deltas: int) -> None:
+    """Another process: once told, claim the response, append ``deltas`` deltas and
+    complete it (a worker on another replica)."""
+    engine = ResponseEngine(open_store(url))
+    ready.wait()
+    claimed = engine.claim("far-worker")
+    assert claimed is not None and claimed.id == response_id
+    delta = {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "x"}
+    for _ in range(deltas):
+        engine.append(response_id, "response.output_text.delta", delta, worker_id="far-worker")
+    engine.complete(response_id, output=[], worker_id="far-worker")
+
+
+def create_run_later(url: str, ready: Any) -> None:
+    """Another process: once told, queue a run."""
+    engine = RunEngine(open_store(url))
+    ready.wait()
+    engine.create(thread_id="far-thread", assistant_id="a")
+
+
+def cancel_later(url: str, response_id: str, ready: Any) -> None:
+    """Another process: once told, cancel the response."""
+    engine = ResponseEngine(open_store(url))
+    ready.wait()
+    engine.cancel(response_id)

@@ -29,6 +29,7 @@ class AsyncStore:
     def __init__(self, store: Store, *, offload: bool = True) -> None:
         self.sync = store
         self._offload = offload
+        self.bell = getattr(store, "bell", None)  # the same changes, heard the same way
 
     def __repr__(self) -> str:
         return f"AsyncStore({self.sync!r})"

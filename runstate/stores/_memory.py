@@ -34,6 +34,7 @@ from ._base import (
     is_active,
     restore,
 )
+from ._bell import Bell, ring_for, ring_for_won
 
 __all__ = ["MemoryStore"]
 
@@ -77,6 +78,7 @@ class MemoryStore:
         self._due: defaultdict[str, list[tuple[int, int, str]]] = defaultdict(list)
         self._leases: defaultdict[str, list[tuple[int, int, str]]] = defaultdict(list)
         self._queue: defaultdict[str, list[tuple[int, int, int, str]]] = defaultdict(list)
+        self.bell = Bell()  # rung on every write: there is no other process to hear of
 
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._rows)} runs)"
@@ -95,7 +97,9 @@ class MemoryStore:
             if group is not None:
                 self._groups[group].append(run.id)
             self._index(run.id, row, run)
-            return self._append(run.id, row.data, steps)
+            seqs = self._append(run.id, row.data, steps)
+            ring_for(self.bell, [run])
+            return seqs
 
     def delete(self, run_id: str) -> bool:
         with self._lock:
@@ -113,7 +117,9 @@ class MemoryStore:
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         with self._lock:
-            return [self._write_one(w) for w in writes]
+            done = [self._write_one(w) for w in writes]
+            ring_for_won(self.bell, writes, done)
+            return done
 
     def _write_one(self, w: Write) -> list[int] | None:
         row = self._rows.get(w.run.id)
@@ -149,6 +155,7 @@ class MemoryStore:
                     write = decide(row.stored(), t)
                     seqs = self._write_one(write)
                     assert seqs is not None  # the lock is held: nothing moved
+                    ring_for(self.bell, [write])
                     return write, seqs
                 return None
             finally:
@@ -175,6 +182,7 @@ class MemoryStore:
                 seqs = self._write_one(write)
                 assert seqs is not None  # the lock is held: nothing moved
                 done.append((write, seqs))
+            ring_for(self.bell, [write for write, _ in done])
             return done
 
     # --- reads --------------------------------------------------------------------------

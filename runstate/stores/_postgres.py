@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from .._errors import ActiveRunError, StoreError, ValidationError
 from .._lifecycle import Transition
 from .._validate import require_int, require_string
 from ._base import Write, group_of
+from ._bell import ANY, QUEUED, Bell, ring_for, ring_for_won
 from ._sql import (
     SQLStore,
     dumps,
@@ -83,6 +85,14 @@ class PostgresStore(SQLStore):
         self.schema = schema
         self._conninfo = conninfo  # never shown: it may hold a password
         self._psycopg = pg
+        self._channel = channel_of(schema)
+        self.bell = Bell()
+        self._listener: Listener | None = None
+
+        def listen() -> None:  # on the first wait: other processes' writes, pushed
+            self._listener = Listener(conninfo, options, self._channel, self.bell)
+
+        self.bell.on_first_wait = listen
         with self._translate():
             with pg.connect(conninfo, **options) as conn:
                 self.upgraded_from = open_schema(conn, schema)
@@ -108,6 +118,8 @@ class PostgresStore(SQLStore):
         return f"PostgresStore(schema={self.schema!r})"
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         self._pool.close()
 
     # --- connections and errors ----------------------------------------------------------
@@ -144,9 +156,10 @@ class PostgresStore(SQLStore):
             try:
                 with self._transaction() as conn:
                     conn.execute(SQL["insert_run"], insert_params(run, body, 0, input))
-                    seqs = _write(conn, [first])[0]
+                    seqs = _write(conn, [first], self._channel)[0]
                     assert seqs is not None  # our own row, inserted just now
-                    return seqs
+                ring_for(self.bell, [run])
+                return seqs
             except StoreError as exc:
                 # The group has an active object: the partial unique index refused ours.
                 # Name the winner, or try again if it has finished meanwhile.
@@ -161,21 +174,84 @@ class PostgresStore(SQLStore):
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         # One statement, its own transaction (the connection is in autocommit).
         with self._translate(), self._pool.connection() as conn:
-            return _write(conn, writes)
+            done = _write(conn, writes, self._channel)
+        ring_for_won(self.bell, writes, done)  # committed: this process hears at once
+        return done
 
     def _write_batch(
         self, conn: psycopg.Connection[Any], writes: Sequence[Write]
     ) -> list[list[int] | None]:
-        return _write(conn, writes) if writes else []
+        return _write(conn, writes, self._channel) if writes else []
 
 
-def _write(conn: psycopg.Connection[Any], writes: Sequence[Write]) -> list[list[int] | None]:
+def _write(
+    conn: psycopg.Connection[Any], writes: Sequence[Write], channel: str
+) -> list[list[int] | None]:
     """The one write path: every compare-and-set and its events in one statement
     (``runstate_write_v3``). Per write, its events' places in the log, or None if it lost."""
-    row = conn.execute(SQL["write"], {"writes": write_batch(writes)}).fetchone()
+    row = conn.execute(SQL["write"], write_statement(writes, channel)).fetchone()
     assert row is not None
     result: list[list[int] | None] = row[0]
     return result
+
+
+def write_statement(writes: Sequence[Write], channel: str) -> dict[str, Any]:
+    """The one write statement's parameters: the batch, and the notification on
+    ``channel`` that tells the schema's listeners which objects it wrote (``id!`` for one
+    queued now; ``*`` for a batch too big to list, which wakes every waiter)."""
+    ids = ",".join(w.run.id + ("!" if w.run.status == "queued" else "") for w in writes)
+    return {
+        "writes": write_batch(writes),
+        "channel": channel,
+        "ids": ids if len(ids) < 7000 else "*",
+    }
+
+
+def channel_of(schema: str) -> str:
+    """The notification channel of a schema's writes (the schema name is checked)."""
+    return f"runstate_{schema}"
+
+
+def parse_notification(payload: str) -> list[str]:
+    """The bell's keys for one notification (see ``write_statement``)."""
+    if payload == "*":
+        return [ANY]
+    keys = []
+    for item in payload.split(","):
+        if item.endswith("!"):
+            keys += [item[:-1], QUEUED]
+        elif item:
+            keys.append(item)
+    return keys
+
+
+class Listener:
+    """A daemon thread that ``LISTEN``s on a schema's channel and rings the bell for each
+    notification; after a lost connection it reconnects (a second later) and rings
+    ``ANY``, since notifications may have been missed meanwhile."""
+
+    def __init__(self, conninfo: str, options: dict[str, Any], channel: str, bell: Bell) -> None:
+        self._conninfo, self._options, self._channel, self._bell = conninfo, options, channel, bell
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="runstate-listen", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, **self._options) as conn:
+                    conn.execute(f"LISTEN {self._channel}")
+                    self._bell.ring([ANY])  # anything before the LISTEN was not heard
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            self._bell.ring(parse_notification(note.payload))
+            except psycopg.Error:
+                self._stop.wait(1.0)
+
+    def close(self) -> None:
+        self._stop.set()
 
 
 def write_batch(writes: Sequence[Write]) -> Any:

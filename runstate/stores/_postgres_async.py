@@ -20,7 +20,8 @@ from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status
 from ._base import Claimed, Now, Order, Page, StoredRun, Sweep, Write, group_of
-from ._postgres import SQL, checked_options, open_schema, write_batch
+from ._bell import Bell, ring_for, ring_for_won
+from ._postgres import SQL, Listener, channel_of, checked_options, open_schema, write_statement
 from ._sql import decided, dumps, event_from_row, insert_params, list_plan, stored_from_row
 
 if TYPE_CHECKING:
@@ -34,11 +35,26 @@ class AsyncPostgresStore:
     """Objects in a PostgreSQL schema, through an async pool of up to ``max_size``
     connections. Made by ``await AsyncPostgresStore.open(...)``."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any], schema: str, pg: Any, upgraded_from: int):
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        schema: str,
+        pg: Any,
+        upgraded_from: int,
+        listen: tuple[str, dict[str, Any]],
+    ):
         self._pool = pool
         self.schema = schema
         self._psycopg = pg
         self.upgraded_from = upgraded_from
+        self._channel = channel_of(schema)
+        self.bell = Bell()
+        self._listener: Listener | None = None
+
+        def start() -> None:  # on the first wait: other processes' writes, pushed
+            self._listener = Listener(*listen, self._channel, self.bell)
+
+        self.bell.on_first_wait = start
 
     @classmethod
     async def open(
@@ -72,12 +88,14 @@ class AsyncPostgresStore:
             except BaseException:
                 await pool.close()
                 raise
-        return cls(pool, schema, pg, upgraded_from)
+        return cls(pool, schema, pg, upgraded_from, (conninfo, options))
 
     def __repr__(self) -> str:
         return f"AsyncPostgresStore(schema={self.schema!r})"
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         await self._pool.close()
 
     # --- connections -----------------------------------------------------------------------
@@ -98,7 +116,7 @@ class AsyncPostgresStore:
     async def _write(
         self, conn: psycopg.AsyncConnection[Any], writes: Sequence[Write]
     ) -> list[list[int] | None]:
-        cursor = await conn.execute(SQL["write"], {"writes": write_batch(writes)})
+        cursor = await conn.execute(SQL["write"], write_statement(writes, self._channel))
         row = await cursor.fetchone()
         assert row is not None
         result: list[list[int] | None] = row[0]
@@ -115,7 +133,8 @@ class AsyncPostgresStore:
                     await conn.execute(SQL["insert_run"], insert_params(run, body, 0, input))
                     seqs = (await self._write(conn, [Write(run, 0, steps)]))[0]
                     assert seqs is not None  # our own row, inserted just now
-                    return seqs
+                ring_for(self.bell, [run])
+                return seqs
             except StoreError as exc:
                 if not isinstance(exc.__cause__, self._psycopg.errors.UniqueViolation):
                     raise
@@ -128,7 +147,9 @@ class AsyncPostgresStore:
     async def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         with _translate(self._psycopg, self.schema):
             async with self._pool.connection() as conn:
-                return await self._write(conn, writes)
+                done = await self._write(conn, writes)
+        ring_for_won(self.bell, writes, done)
+        return done
 
     async def claim(
         self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
@@ -166,7 +187,8 @@ class AsyncPostgresStore:
             for write, seqs in zip(writes, await self._write(conn, writes), strict=True):
                 assert seqs is not None  # locked by us: nothing moved
                 done.append((write, seqs))
-            return done
+        ring_for(self.bell, writes)  # committed
+        return done
 
     async def delete(self, run_id: str) -> bool:
         async with self._transaction() as conn:

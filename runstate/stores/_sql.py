@@ -35,6 +35,7 @@ from ._base import (
     is_active,
     restore,
 )
+from ._bell import Bell, ring_for
 
 _BLOCK = re.compile(r"^-- (\w+) --\n(.*?)(?=^-- \w+ --\n|\Z)", re.MULTILINE | re.DOTALL)
 
@@ -183,6 +184,7 @@ class SQLStore:
     ``_transaction`` (a connection in a write transaction) and ``_write_batch``."""
 
     SQL: ClassVar[Mapping[str, str]]
+    bell: Bell
 
     @staticmethod
     def param(name: str) -> str:
@@ -234,7 +236,8 @@ class SQLStore:
             for write, seqs in zip(writes, self._write_batch(conn, writes), strict=True):
                 assert seqs is not None  # locked by us: nothing moved
                 done.append((write, seqs))
-            return done
+        ring_for(self.bell, writes)  # committed
+        return done
 
     def get(self, run_id: str) -> StoredRun:
         rows = self._read(self.SQL["get_run"], {"id": run_id})

@@ -29,6 +29,7 @@ from .._errors import ActiveRunError, StoreError
 from .._lifecycle import Transition
 from .._validate import require_int, require_seconds, require_string
 from ._base import Write, group_of
+from ._bell import QUEUED, Bell, Feed, ring_for, ring_for_won
 from ._sql import (
     SQLStore,
     dumps,
@@ -86,6 +87,9 @@ class SQLiteStore(SQLStore):
         self._idle: list[sqlite3.Connection] = []
         self._held = threading.local()  # the connection this thread is using, if any
         self._closed = False
+        self.bell = Bell()
+        self.bell.on_first_wait = self._start_feed  # other processes' writes, polled
+        self._feed: Feed | None = None
         try:
             self._open_schema(create)
         except BaseException:
@@ -219,8 +223,23 @@ class SQLiteStore(SQLStore):
         value: int = conn.execute(f"PRAGMA {name}").fetchone()[0]
         return value
 
+    def _start_feed(self) -> None:
+        """Poll for the events other processes commit (from the newest there is now),
+        and ring for them: one indexed query, with a back-off while nothing happens."""
+        (start,) = self._read(SQL["last_event"], {})[0]
+
+        def poll(last: int) -> tuple[list[str], int]:
+            rows = self._read(SQL["events_since"], {"after_seq": last})
+            keys = [run_id for _, run_id, _ in rows]
+            keys += [QUEUED for _, _, status in rows if status == "queued"]
+            return keys, rows[-1][0] if rows else last
+
+        self._feed = Feed(self.bell, poll, start or 0, name="runstate-sqlite-feed")
+
     def close(self) -> None:
         """Close every connection; ones in use are closed when they are given back."""
+        if self._feed is not None:
+            self._feed.close()
         with self._guard:
             self._closed = True
             idle, self._idle = self._idle, []
@@ -240,11 +259,15 @@ class SQLiteStore(SQLStore):
                 if active is not None:
                     raise ActiveRunError(group, active[0])
             conn.execute(SQL["insert_run"], insert_params(run, body, len(steps), input))
-            return _append(conn, run.id, body, steps, 0)
+            seqs = _append(conn, run.id, body, steps, 0)
+        ring_for(self.bell, [run])  # committed
+        return seqs
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         with self._transaction() as conn:
-            return self._write_batch(conn, writes)
+            done = self._write_batch(conn, writes)
+        ring_for_won(self.bell, writes, done)
+        return done
 
     def _write_batch(
         self, conn: sqlite3.Connection, writes: Sequence[Write]

@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+# Every test here runs on the sync engine and on its async twin (``face``).
+import faces
 import pytest
 from conftest import CALLS, OUTPUTS, T0, USAGE
-
-# Every test here runs on the sync engine and on its async twin (``face``).
 from faces import RunEngine, face  # noqa: F401
 
 from runstate import (
@@ -606,9 +606,9 @@ def test_a_listing_that_keeps_changing_gives_up_cleanly(store: Store, clock: Man
         stale.list(None, status="queued")
 
 
-def test_reprs_name_the_store_and_never_a_password(store: Store, face: str) -> None:
+def test_reprs_name_the_store_and_never_a_password(store: Store) -> None:
     text = repr(RunEngine(store))
-    assert text.startswith("RunEngine(" if face == "sync" else "AsyncRunEngine(")
+    assert text.startswith("RunEngine(" if faces.MODE == "sync" else "AsyncRunEngine(")
     assert type(store).__name__ in text
     assert "postgresql://" not in text and "@" not in text
 

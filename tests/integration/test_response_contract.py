@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# Every test here runs on the sync engines and on their async twins (``face``).
+import faces
 import pytest
 from conftest import DELTA, OUTPUT, RESPONSE_ROWS, RESPONSE_USAGE, T0, response_in
-
-# Every test here runs on the sync engines and on their async twins (``face``).
 from faces import ResponseEngine, RunEngine, face  # noqa: F401
 from openai.types.responses import Response as OpenAIResponse
 from openai.types.responses import ResponseStreamEvent
@@ -554,9 +554,9 @@ def test_a_store_answers_for_missing_objects_and_deletes_a_run(store: Store) -> 
     assert all(e.run_id != run.id for e in store.events(0, limit=100))
 
 
-def test_an_engine_is_a_context_manager_and_names_its_store(store: Store, face: str) -> None:
+def test_an_engine_is_a_context_manager_and_names_its_store(store: Store) -> None:
     with ResponseEngine(store) as engine:
-        if face == "sync":
+        if faces.MODE == "sync":
             assert repr(engine) == f"ResponseEngine({store!r})"
         else:
             assert repr(engine).startswith("AsyncResponseEngine(Async")

@@ -18,8 +18,9 @@ SELECT id FROM runs WHERE group_id = %(group_id)s AND active;
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE id = %(id)s;
 
 -- write --
--- Every write of a batch (one or many) in one round trip; see runstate_write_v3.
-SELECT runstate_write_v3(%(writes)s);
+-- Every write of a batch (one or many) in one round trip; see runstate_write_v3. The
+-- notification (the written ids) reaches the store's listeners when the write commits.
+SELECT runstate_write_v3(%(writes)s), pg_notify(%(channel)s, %(ids)s);
 
 -- claimable --
 -- The oldest queued run that is not due, locked; one another worker holds is skipped.

@@ -86,3 +86,11 @@ DELETE FROM run_events WHERE run_id = :id;
 -- delete_run --
 -- One object (its events first, in the same transaction).
 DELETE FROM runs WHERE id = :id;
+
+-- last_event --
+-- Where the event log ends now (a feed of other processes' events starts there).
+SELECT max(seq) FROM run_events;
+
+-- events_since --
+-- What other processes committed since the feed last looked: which objects, to what.
+SELECT seq, run_id, to_status FROM run_events WHERE seq > :after_seq ORDER BY seq LIMIT 1000;

@@ -1,0 +1,159 @@
+"""Bell: how a store tells waiting followers and workers that something changed.
+
+A bell keeps a count per key (an object's id; ``QUEUED`` for "work may be claimable")
+that goes up each time the key is rung. A waiter reads the count first (``mark``),
+reads the store, and then waits until the count moves on from its mark, or its timeout
+passes: so a ring between its read and its wait is never missed. Threads wait on a
+condition; coroutines on an ``asyncio.Event`` set from whichever thread rings.
+
+Who rings: every store rings for its own writes, in this process, as they commit. What
+other processes write reaches the bell by the store's own means: PostgreSQL's
+``LISTEN/NOTIFY`` (``_postgres.py``), or for SQLite a poller thread that reads the
+events committed since it last looked, with a back-off that stays short while things
+change and grows to ``max_interval`` while nothing does (``SQLitePoller``). A follower
+also re-reads after a slow fallback timeout of its own, because a notification can be
+missed (a dropped connection, a waiter that came late).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+__all__ = ["ANY", "QUEUED", "Bell"]
+
+#: The key rung when an object may have become claimable (created, requeued, resumed).
+QUEUED = "<queued>"
+#: The key rung for "anything may have changed" (a notification too big to list ids).
+ANY = "<any>"
+
+
+class Bell:
+    """Counts per key, rung by writers, waited on by threads and coroutines."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._counts: defaultdict[str, int] = defaultdict(int)
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = (
+            defaultdict(set)
+        )
+        self.on_first_wait: Callable[[], None] | None = None  # starts a cross-process feed
+
+    def ring(self, keys: Iterable[str]) -> None:
+        """Count one change for each key (and ``ANY``), and wake whoever waits on them."""
+        wake: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        with self._cond:
+            for key in (*keys, ANY):
+                self._counts[key] += 1
+                wake.extend(self._waiters.pop(key, ()))
+            self._cond.notify_all()
+        for loop, event in wake:
+            with contextlib.suppress(RuntimeError):  # the waiter's loop has closed
+                loop.call_soon_threadsafe(event.set)
+
+    def mark(self, key: str) -> int:
+        """The key's count now: wait for it to move on from here."""
+        self._feed()
+        with self._cond:
+            return self._counts[key] + self._counts[ANY]
+
+    def _moved(self, key: str, mark: int) -> bool:
+        return self._counts[key] + self._counts[ANY] != mark
+
+    def wait(self, key: str, mark: int, timeout: float) -> bool:
+        """Block until ``key`` (or ``ANY``) is rung after ``mark``, or ``timeout`` seconds;
+        whether it was rung."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._moved(key, mark), timeout)
+
+    async def wait_async(self, key: str, mark: int, timeout: float) -> bool:
+        """The same for a coroutine: the event loop goes on meanwhile."""
+        event = asyncio.Event()
+        entry = (asyncio.get_running_loop(), event)
+        with self._cond:
+            if self._moved(key, mark):
+                return True
+            self._waiters[key].add(entry)
+            self._waiters[ANY].add(entry)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with self._cond:
+                for k in (key, ANY):
+                    waiting = self._waiters.get(k)
+                    if waiting is not None:
+                        waiting.discard(entry)
+                        if not waiting:
+                            del self._waiters[k]
+        with self._cond:
+            return self._moved(key, mark)
+
+    def _feed(self) -> None:
+        start, self.on_first_wait = self.on_first_wait, None
+        if start is not None:
+            start()
+
+
+def ring_for_won(bell: Bell, writes: Sequence[Any], done: Sequence[Any]) -> None:
+    """Ring for the writes of a batch that won (``done``: per write, None if it lost)."""
+    ring_for(bell, [w for w, seqs in zip(writes, done, strict=True) if seqs is not None])
+
+
+def ring_for(bell: Bell, writes: Iterable[Any]) -> None:
+    """Ring for objects just written (``Write``s or objects): each id, and ``QUEUED``
+    where one is queued now."""
+    keys: list[str] = []
+    for write in writes:
+        obj = getattr(write, "run", write)
+        keys.append(obj.id)
+        if obj.status == "queued":
+            keys.append(QUEUED)
+    if keys:
+        bell.ring(keys)
+
+
+class Feed:
+    """A daemon thread that brings other processes' changes to a bell: ``poll(last)``
+    returns the keys changed since ``last`` and the new ``last`` (or raises: the feed
+    rings ``ANY`` and tries again). It waits ``min_interval`` after a change and backs
+    off, doubling, to ``max_interval`` while nothing changes. ``close()`` stops it."""
+
+    def __init__(
+        self,
+        bell: Bell,
+        poll: Callable[[Any], tuple[list[str], Any]],
+        start: Any,
+        *,
+        min_interval: float = 0.01,
+        max_interval: float = 0.25,
+        name: str = "runstate-feed",
+    ) -> None:
+        self._bell = bell
+        self._poll = poll
+        self._last = start
+        self._min, self._max = min_interval, max_interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        interval = self._min
+        while not self._stop.wait(interval):
+            try:
+                keys, self._last = self._poll(self._last)
+            except Exception:
+                keys, interval = [ANY], self._max
+            if keys:
+                self._bell.ring(keys)
+                interval = self._min
+            else:
+                interval = min(interval * 2, self._max)
+
+    def close(self) -> None:
+        self._stop.set()

@@ -1,0 +1,217 @@
+"""Pushed events: ``follow`` and ``claim(wait=)`` wake on a change instead of polling.
+
+Every wait here is given a fallback of an hour (``poll=3600``, ``wait=3600``), so a test
+can only finish if the store's bell woke it: in this process (every store), or from
+another process through SQLite's feed or PostgreSQL's LISTEN/NOTIFY. Nothing is timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import race_workers as workers
+from conftest import CALLS, OUTPUTS, pg_url
+
+from runstate import (
+    AsyncResponseEngine,
+    AsyncRunEngine,
+    ResponseEngine,
+    RunEngine,
+    RunNotFoundError,
+    ValidationError,
+    open_store,
+    open_store_async,
+)
+
+HOUR = 3600
+ctx = multiprocessing.get_context("spawn")
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'follow.db'}"
+    return pg_url(request.getfixturevalue("pg_schema"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store that another process can share."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'follow.db'}"
+    return pg_url(request.getfixturevalue("pg_schema"))
+
+
+def names(events: Any) -> list[str]:
+    return [e.event for e in events]
+
+
+def test_a_follower_wakes_for_each_step_and_ends_at_requires_action(url: str) -> None:
+    engine = RunEngine(open_store(url))
+    run = engine.create(thread_id="t", assistant_id="a")
+    steps = threading.Semaphore(0)
+
+    def worker() -> None:
+        steps.acquire()
+        engine.claim("w")
+        steps.acquire()
+        engine.require_action(run.id, CALLS, worker_id="w")
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    seen = []
+    for event in engine.follow(run.id, poll=HOUR):
+        seen.append(event)
+        steps.release()  # the worker takes its next step only once this one was heard
+    thread.join()
+    assert names(seen) == [
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.requires_action",
+    ]
+    assert [e.sequence_number for e in seen] == [0, 1, 2, 3]
+    engine.submit_tool_outputs(run.id, OUTPUTS)
+    engine.claim("w")
+    engine.complete(run.id)
+    rest = list(engine.follow(run.id, after=3, poll=HOUR))  # the stream resumed
+    assert [(e.sequence_number, e.event) for e in rest] == [
+        (4, "thread.run.queued"),
+        (5, "thread.run.in_progress"),
+        (6, "thread.run.completed"),
+    ]
+    engine.close()
+
+
+def test_a_follower_hears_another_process_stream_a_response(sql_url: str) -> None:
+    engine = ResponseEngine(open_store(sql_url))
+    response = engine.create(model="m", input="hi")
+    ready = ctx.Event()
+    far = ctx.Process(target=workers.stream_response_later, args=(sql_url, response.id, ready, 25))
+    far.start()
+    seen = []
+    for event in engine.follow(response.id, poll=HOUR):
+        seen.append(event)
+        ready.set()  # the first events are read: now the other process starts
+    far.join(timeout=60)
+    assert far.exitcode == 0
+    assert [e.sequence_number for e in seen] == list(range(3 + 25 + 1))
+    assert names(seen)[-1] == "response.completed"
+    assert names(seen).count("response.output_text.delta") == 25
+    engine.close()
+
+
+def test_a_waiting_claim_is_woken_by_a_run_queued_elsewhere(sql_url: str) -> None:
+    engine = RunEngine(open_store(sql_url))
+    assert engine.claim("w") is None  # nothing yet: returns at once without wait=
+    ready = ctx.Event()
+    far = ctx.Process(target=workers.create_run_later, args=(sql_url, ready))
+    far.start()
+    threading.Timer(0.2, ready.set).start()  # not a timing assertion: only lets the wait begin
+    claimed = engine.claim("w", wait=HOUR)
+    far.join(timeout=60)
+    assert claimed is not None and claimed.thread_id == "far-thread"
+    engine.close()
+
+
+def test_a_cancel_elsewhere_ends_the_stream(sql_url: str) -> None:
+    engine = ResponseEngine(open_store(sql_url))
+    response = engine.create(model="m", input="hi")
+    engine.claim("w")
+    ready = ctx.Event()
+    far = ctx.Process(target=workers.cancel_later, args=(sql_url, response.id, ready))
+    far.start()
+    seen = []
+    for event in engine.follow(response.id, poll=HOUR):
+        seen.append(event)
+        ready.set()
+    far.join(timeout=60)
+    assert names(seen)[-1] == "response.cancelled"
+    engine.close()
+
+
+async def follow_all(engine: Any, object_id: str, **kwargs: Any) -> list[Any]:
+    return [event async for event in engine.follow(object_id, **kwargs)]
+
+
+def test_the_async_follower_waits_without_blocking_the_loop(url: str) -> None:
+    async def main() -> list[Any]:
+        engine = AsyncResponseEngine(await open_store_async(url))
+        response = await engine.create(model="m", input="hi")
+
+        async def worker() -> None:
+            await engine.claim("w")
+            for _ in range(5):
+                await asyncio.sleep(0)  # the follower runs between the steps
+                await engine.append(response.id, "response.output_text.delta", {"delta": "x"})
+            await engine.complete(response.id, output=[])
+
+        seen, _ = await asyncio.gather(follow_all(engine, response.id, poll=HOUR), worker())
+        resumed = await follow_all(engine, response.id, after=5, poll=HOUR)
+        assert [e.sequence_number for e in resumed] == [6, 7, 8]
+        await engine.close()
+        return seen
+
+    seen = asyncio.run(main())
+    assert [e.sequence_number for e in seen] == list(range(9))
+    assert names(seen)[-1] == "response.completed"
+
+
+def test_closing_an_async_follower_stops_it(url: str) -> None:
+    async def main() -> None:
+        engine = AsyncRunEngine(await open_store_async(url))
+        run = await engine.create(thread_id="t", assistant_id="a")
+        stream = engine.follow(run.id, poll=HOUR)
+        first = await anext(stream)
+        assert first.event == "thread.run.created"
+        waiting = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)
+        second = await waiting  # "queued" is stored already
+        assert second.event == "thread.run.queued"
+        blocked = asyncio.ensure_future(anext(stream))  # now it waits for a change
+        await asyncio.sleep(0.05)
+        blocked.cancel()  # a client that hung up
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+        await stream.aclose()
+        bell = engine._bell
+        assert not any(bell._waiters.values())  # nothing left waiting for it
+        claimed = await engine.claim("w", wait=HOUR)  # a run is queued: no wait at all
+        assert claimed is not None
+        await engine.close()
+
+    asyncio.run(main())
+
+
+def test_follow_refuses_bad_arguments_and_missing_objects() -> None:
+    engine = RunEngine()
+    run = engine.create(thread_id="t", assistant_id="a")
+    for kwargs, param in (
+        ({"after": -1}, "after"),
+        ({"poll": 0}, "poll"),
+        ({"poll": float("nan")}, "poll"),
+    ):
+        with pytest.raises(ValidationError) as info:
+            next(engine.follow(run.id, **kwargs))
+        assert info.value.param == param
+    with pytest.raises(RunNotFoundError):
+        next(engine.follow("run_missing"))
+    with pytest.raises(ValidationError):
+        engine.claim("w", wait=-1)
+
+
+def test_a_follower_of_a_due_run_sees_it_expire(tmp_path: Path) -> None:
+    now = [1_000]
+    engine = RunEngine(clock=lambda: now[0], ttl=5)
+    run = engine.create(thread_id="t", assistant_id="a")
+    now[0] += 5
+    seen = list(engine.follow(run.id, poll=0.01))  # the fallback read applies the expiry
+    assert names(seen)[-1] == "thread.run.expired"
