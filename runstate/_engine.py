@@ -38,7 +38,7 @@ from ._events import Listener, Listeners, RunEvent
 from ._lifecycle import Lifecycle, Transition, refusal, sealed
 from ._model import Status
 from ._validate import MAX_DURATION, require_int, require_seconds, require_string
-from .stores import Claimed, MemoryStore, Order, StoredRun, Write
+from .stores import AsyncStore, Claimed, MemoryStore, Order, StoredRun, Write
 from .stores._bell import QUEUED, Bell
 
 __all__ = [
@@ -634,6 +634,9 @@ class AsyncFace(Engine[T]):
     """The same operations, awaitable, on an async store."""
 
     store: Any
+
+    def _default_store(self) -> Any:
+        return AsyncStore(MemoryStore(), offload=False)
 
     async def close(self) -> None:
         await self.store.close()

@@ -353,11 +353,6 @@ class AsyncResponseEngine(AsyncFace[Response], ResponsePlans):
     store (``runstate.connect_async(url)``). Each method is the same plan as its sync
     twin's."""
 
-    def _default_store(self) -> Any:
-        from .stores import AsyncStore, MemoryStore
-
-        return AsyncStore(MemoryStore(), offload=False)
-
     async def create(
         self,
         *,

@@ -268,11 +268,6 @@ class AsyncRunEngine(AsyncFace[Run], RunPlans):
     (``runstate.connect_async(url)``; default: a ``MemoryStore`` behind
     ``AsyncStore``). Each method is the same plan as its sync twin's."""
 
-    def _default_store(self) -> Any:
-        from .stores import AsyncStore, MemoryStore
-
-        return AsyncStore(MemoryStore(), offload=False)
-
     async def create(
         self,
         *,

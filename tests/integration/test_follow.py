@@ -13,9 +13,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import race_workers as workers
-from conftest import CALLS, OUTPUTS, pg_url
+from conftest import CALLS, OUTPUTS, PG_BASE, pg_url
 
 from runstate import (
     AsyncResponseEngine,
@@ -24,6 +25,7 @@ from runstate import (
     RunEngine,
     RunNotFoundError,
     ValidationError,
+    connect_async,
     open_store,
     open_store_async,
 )
@@ -215,3 +217,53 @@ def test_a_follower_of_a_due_run_sees_it_expire(tmp_path: Path) -> None:
     now[0] += 5
     seen = list(engine.follow(run.id, poll=0.01))  # the fallback read applies the expiry
     assert names(seen)[-1] == "thread.run.expired"
+
+
+def test_connect_async_closes_the_store_it_opened_when_the_engine_is_refused(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        with pytest.raises(ValidationError):
+            await connect_async(f"sqlite:///{tmp_path / 'r.db'}", ttl=-1)
+        async with AsyncRunEngine() as engine:  # a memory store of its own
+            run = await engine.create(thread_id="t", assistant_id="a")
+            assert (await engine.get(run.id)).id == run.id
+        async with AsyncResponseEngine() as responses:
+            assert (await responses.list()).data == []
+
+    asyncio.run(main())
+
+
+def test_the_async_stores_answer_as_the_sync_ones_for_missing_objects(url: str) -> None:
+    async def main() -> None:
+        store = await open_store_async(url)
+        for method in ("get", "history", "input_of"):
+            with pytest.raises(RunNotFoundError):
+                await getattr(store, method)("run_missing")
+        assert await store.delete("run_missing") is False
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_follower_hears_changes_after_its_listener_lost_its_connection(pg_schema: str) -> None:
+    url = pg_url(pg_schema)
+    engine = ResponseEngine(open_store(url))
+    response = engine.create(model="m", input="hi")
+    ready = ctx.Event()
+    far = ctx.Process(target=workers.stream_response_later, args=(url, response.id, ready, 3))
+    far.start()
+    seen = []
+    for event in engine.follow(response.id, poll=HOUR):
+        seen.append(event)
+        if len(seen) == 2:  # listening now: cut its connection, then let the other write
+            with psycopg.connect(PG_BASE, autocommit=True) as conn:
+                killed = conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s",
+                    (f"LISTEN runstate_{pg_schema}",),
+                ).fetchall()
+            assert killed == [(True,)]
+            ready.set()
+    far.join(timeout=60)
+    assert [e.sequence_number for e in seen] == list(range(3 + 3 + 1))
+    engine.close()

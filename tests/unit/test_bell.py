@@ -1,0 +1,51 @@
+"""The bell that wakes followers and waiting workers: a ring after a mark is never
+missed, by a thread or a coroutine, and a wait that nothing rings times out."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from runstate import RunEngine
+from runstate.stores._bell import ANY, QUEUED, Bell, ring_for
+
+
+def test_a_ring_after_the_mark_is_heard_and_one_before_is_not_waited_for() -> None:
+    bell = Bell()
+    mark = bell.mark("run_1")
+    bell.ring(["run_2"])  # another key: also rings ANY, which every waiter hears
+    assert bell.wait("run_1", mark, 0) is True
+    mark = bell.mark("run_1")
+    assert bell.wait("run_1", mark, 0.01) is False  # nothing since: the wait times out
+    threading.Timer(0.01, bell.ring, [["run_1"]]).start()
+    assert bell.wait("run_1", mark, 60) is True
+
+
+def test_a_coroutine_is_woken_from_another_thread() -> None:
+    async def main() -> None:
+        bell = Bell()
+        mark = bell.mark(QUEUED)
+        assert await bell.wait_async(QUEUED, mark, 0.01) is False
+        threading.Timer(0.01, bell.ring, [[QUEUED]]).start()
+        assert await bell.wait_async(QUEUED, mark, 60) is True
+        assert not any(bell._waiters.values())  # every waiter took itself off
+        mark = bell.mark("x")
+        bell.ring([ANY])
+        assert await bell.wait_async("x", mark, 60) is True  # rung before it waited
+
+    asyncio.run(main())
+
+
+def test_writes_ring_their_objects_and_queued_work() -> None:
+    engine = RunEngine()
+    bell = engine.store.bell  # type: ignore[attr-defined]
+    queued = bell.mark(QUEUED)
+    run = engine.create(thread_id="t", assistant_id="a")
+    assert bell.wait(QUEUED, queued, 0)
+    mark, queued = bell.mark(run.id), bell.mark(QUEUED)
+    engine.claim("w")
+    assert bell.wait(run.id, mark, 0)
+    assert bell.mark(QUEUED) == queued + 1  # only by ANY: nothing new is queued
+    assert bell.mark(run.id) == mark + 2  # its own key, and ANY
+    ring_for(bell, [])  # nothing written: nothing rung
+    assert bell.mark(run.id) == mark + 2
