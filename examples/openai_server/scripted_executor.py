@@ -1,6 +1,12 @@
-"""A scripted executor standing in for the model: workers that drive runs by the script.
+"""A scripted executor standing in for the model: workers that drive runs and background
+responses by the script in their metadata, as asyncio tasks on the async engines.
 
-Each worker claims the oldest queued run through the engine's claim API and plays it:
+A background response is generated as a stream: the reply's words appended as
+``response.output_text.delta`` events over ``metadata.delay`` seconds, then completed
+with the message and its usage (``simulate``: ``fail``, ``stall`` until it times out,
+``incomplete`` at ``max_output_tokens``). A cancel stops it at the next delta.
+
+Each run worker claims the oldest queued run through the engine's claim API and plays it:
 
 - ``metadata.simulate == "stall"``: holds the run, heartbeating, until it expires;
 - ``metadata.simulate == "fail"``: fails it (``server_error``, or ``metadata.error_code``);
@@ -24,19 +30,32 @@ default) or on its own against the server's SQLite file::
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from runstate import Run, RunEngine, RunStateError, RunStatus, StoreError, ValidationError, connect
+from runstate import (
+    AsyncResponseEngine,
+    AsyncRunEngine,
+    Response,
+    Run,
+    RunStateError,
+    RunStatus,
+    StoreError,
+    ValidationError,
+    open_store_async,
+)
 
 log = logging.getLogger("scripted_executor")
 
 MAX_DELAY = 60.0
+#: What a background response "generates", streamed a word at a time.
+REPLY = "Hello from runstate: this response was generated in the background."
 USAGE = {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}
 ERROR_CODES = ("server_error", "rate_limit_exceeded", "invalid_prompt")
 
@@ -82,95 +101,201 @@ def read_script(metadata: Mapping[str, str] | None) -> Script:
 
 
 class ScriptedExecutor:
-    """``workers`` threads playing runs from ``engine``; ``stop()`` ends them."""
+    """Workers playing runs from ``runs`` and background responses from ``responses``
+    (either may be None), as asyncio tasks on the running loop: ``start(n)`` starts n of
+    each, ``await stop()`` ends them. An idle worker waits in ``claim(wait=...)``, woken
+    when work is queued in any process, instead of polling."""
 
-    def __init__(self, engine: RunEngine, *, name: str = "executor", think_seconds: float = 0.05):
-        self.engine = engine
+    def __init__(
+        self,
+        runs: AsyncRunEngine | None,
+        responses: AsyncResponseEngine | None = None,
+        *,
+        name: str = "executor",
+        think_seconds: float = 0.05,
+    ):
+        self.runs = runs
+        self.responses = responses
         self.name = name
         self.think_seconds = think_seconds
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self, workers: int = 2) -> ScriptedExecutor:
         for i in range(workers):
-            thread = threading.Thread(target=self._work, args=(f"{self.name}-{i}",), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            if self.runs is not None:
+                self._tasks.append(asyncio.ensure_future(self._work(f"{self.name}-{i}", self.runs)))
+            if self.responses is not None:
+                worker = f"{self.name}-r{i}"
+                self._tasks.append(asyncio.ensure_future(self._work(worker, self.responses)))
         return self
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _work(self, worker: str) -> None:
+    async def _work(self, worker: str, engine: AsyncRunEngine | AsyncResponseEngine) -> None:
         while not self._stop.is_set():
             try:
-                run = self.engine.claim(worker)
-                if run is None:
-                    self._stop.wait(0.01)
+                claimed = await engine.claim(worker, wait=1.0)
+                if claimed is None:
                     continue
-                self.play(run, worker)
+                if isinstance(claimed, Response):
+                    await self.play_response(claimed, worker)
+                else:
+                    await self.play(claimed, worker)
             except StoreError as exc:  # the store is away: wait a little, then go on
                 log.warning("%s: %s", worker, exc.message)
-                self._stop.wait(0.5)
-            except RunStateError as exc:  # the run moved on without us: cancelled, expired
+                await self._sleep(0.5)
+            except RunStateError as exc:  # it moved on without us: cancelled, expired, gone
                 log.info("%s: %s", worker, exc.message)
+            except asyncio.CancelledError:
+                raise
             except Exception:  # keep serving; a bug in one run must not stop the worker
                 log.exception("%s failed", worker)
 
-    def play(self, run: Run, worker: str) -> None:
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep ``seconds``; True if the executor was stopped meanwhile."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    # --- runs --------------------------------------------------------------------------------
+
+    async def play(self, run: Run, worker: str) -> None:
+        assert self.runs is not None
+        runs = self.runs
         try:
             script = read_script(run.metadata)
         except ValidationError as exc:  # made elsewhere, past the server's check
-            self.engine.fail(run.id, message=exc.message, worker_id=worker)
+            await runs.fail(run.id, message=exc.message, worker_id=worker)
             return
         if script.simulate == "stall":
-            self._hold_until_expired(run, worker)
+            await self._hold_until_expired(run, worker)
             return
         delay = self.think_seconds if script.delay is None else script.delay
-        if not self._think(run, worker, delay):
+        if not await self._think(run, worker, delay):
             return
         if script.simulate == "fail" or (script.simulate == "incomplete" and run.version == "v1"):
-            self.engine.fail(
+            await runs.fail(
                 run.id, code=script.error_code, message="Simulated failure.", worker_id=worker
             )
             return
         usage = USAGE if run.version == "v2" else None  # the counts a model would report
         if script.simulate == "incomplete":
-            self.engine.incomplete(
+            await runs.incomplete(
                 run.id, reason="max_completion_tokens", usage=usage, worker_id=worker
             )
             return
         functions = [t["function"]["name"] for t in run.tools if t.get("type") == "function"]
-        asked = any(e.event == "thread.run.requires_action" for e in self.engine.history(run.id))
+        history = await runs.history(run.id)
+        asked = any(e.event == "thread.run.requires_action" for e in history)
         if functions and not asked:
             arguments = run.metadata.get("arguments") or json.dumps(
                 {"instructions": run.instructions}
             )
             call = {"type": "function", "function": {"name": functions[0], "arguments": arguments}}
-            self.engine.require_action(run.id, [call], worker_id=worker)
+            await runs.require_action(run.id, [call], worker_id=worker)
             return
-        self.engine.complete(run.id, usage=usage, worker_id=worker)
+        await runs.complete(run.id, usage=usage, worker_id=worker)
 
-    def _think(self, run: Run, worker: str, seconds: float) -> bool:
+    async def _think(self, run: Run, worker: str, seconds: float) -> bool:
         """Wait ``seconds``, heartbeating; False if a cancel came (it is then confirmed)."""
+        assert self.runs is not None
         deadline = time.monotonic() + seconds
         while True:
-            current = self.engine.heartbeat(run.id, worker)
+            current = await self.runs.heartbeat(run.id, worker)
             if current.status is RunStatus.CANCELLING:
-                self.engine.confirm_cancel(run.id, worker_id=worker)
+                await self.runs.confirm_cancel(run.id, worker_id=worker)
                 return False
             left = deadline - time.monotonic()
-            if left <= 0 or self._stop.wait(min(left, 0.05)):
+            if left <= 0 or await self._sleep(min(left, 0.05)):
                 return not self._stop.is_set()
 
-    def _hold_until_expired(self, run: Run, worker: str) -> None:
-        while not self._stop.wait(0.05):
-            current = self.engine.heartbeat(run.id, worker)  # raises once the run has expired
+    async def _hold_until_expired(self, run: Run, worker: str) -> None:
+        assert self.runs is not None
+        while not await self._sleep(0.05):
+            current = await self.runs.heartbeat(run.id, worker)  # raises once it has expired
             if current.status is RunStatus.CANCELLING:
-                self.engine.confirm_cancel(run.id, worker_id=worker)
+                await self.runs.confirm_cancel(run.id, worker_id=worker)
                 return
+
+    # --- background responses ----------------------------------------------------------------
+
+    async def play_response(self, response: Response, worker: str | None) -> None:
+        """Generate a response by its script: text deltas appended one by one over the
+        script's ``delay`` (a cancel stops it at the next one), then completed with the
+        message; or failed, held until it times out, or ended incomplete. ``worker`` is
+        None for a foreground response the server generates inline."""
+        assert self.responses is not None
+        engine = self.responses
+        try:
+            script = read_script(response.metadata)
+        except ValidationError as exc:
+            await engine.fail(response.id, message=exc.message, worker_id=worker)
+            return
+        if script.simulate == "stall":
+            while not await self._sleep(0.05):  # refused once it has timed out
+                if worker is not None:
+                    await engine.heartbeat(response.id, worker)
+                elif (await engine.get(response.id)).status.value != "in_progress":
+                    return
+            return
+        if script.simulate == "fail":
+            await engine.fail(
+                response.id, code=script.error_code, message="Simulated failure.", worker_id=worker
+            )
+            return
+        words = REPLY.split(" ")
+        delay = self.think_seconds if script.delay is None else script.delay
+        item = "msg_" + response.id.removeprefix("resp_")
+        for i, word in enumerate(words):
+            if await self._sleep(delay / len(words)):
+                return
+            delta = {
+                "item_id": item,
+                "output_index": 0,
+                "content_index": 0,
+                "delta": word if i == 0 else " " + word,
+                "logprobs": [],
+            }
+            # Refused once the response is cancelled: the worker learns it here.
+            await engine.append(response.id, "response.output_text.delta", delta, worker_id=worker)
+        message = {
+            "type": "message",
+            "id": item,
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": REPLY, "annotations": []}],
+        }
+        usage = {"input_tokens": 5, "output_tokens": len(words)}
+        if script.simulate == "incomplete":
+            await engine.incomplete(
+                response.id,
+                reason="max_output_tokens",
+                output=[message],
+                usage=usage,
+                worker_id=worker,
+            )
+            return
+        await engine.complete(response.id, output=[message], usage=usage, worker_id=worker)
+
+
+async def run_executor(store_url: str, workers: int, lease: int) -> None:
+    """The executor on its own, against the store at ``store_url``, until interrupted."""
+    store = await open_store_async(store_url)
+    runs = AsyncRunEngine(store, lease_seconds=lease)
+    responses = AsyncResponseEngine(store, lease_seconds=lease)
+    executor = ScriptedExecutor(runs, responses).start(workers)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await executor.stop()
+        await store.close()
 
 
 def main() -> None:
@@ -179,11 +304,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--lease", type=int, default=30, help="lease seconds")
     args = parser.parse_args()
-    executor = ScriptedExecutor(connect(args.store, lease_seconds=args.lease)).start(args.workers)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        executor.stop()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_executor(args.store, args.workers, args.lease))
 
 
 if __name__ == "__main__":

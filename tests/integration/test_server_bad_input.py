@@ -3,10 +3,9 @@ body, nothing bad is stored, and the server's background parts keep going."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from servers import SERVER
 
-from runstate import ManualClock, MemoryStore, RunEngine, RunStatus, StoreError
+from runstate import (
+    AsyncResponseEngine,
+    AsyncRunEngine,
+    AsyncStore,
+    ManualClock,
+    MemoryStore,
+    RunStatus,
+    StoreError,
+)
 
 sys.path.insert(0, str(SERVER))
 import scripted_executor
@@ -220,14 +227,14 @@ class FailsOnce:
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
-        self.failed = threading.Event()
+        self.failed = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
     def sweep(self, *args: Any, **kwargs: Any) -> Any:
-        if not self.failed.is_set():
-            self.failed.set()
+        if not self.failed:
+            self.failed = True
             raise StoreError("the store is away")
         return self._store.sweep(*args, **kwargs)
 
@@ -235,21 +242,20 @@ class FailsOnce:
 def test_the_sweeper_logs_a_store_error_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
     clock = ManualClock(1_000)
     store = FailsOnce(MemoryStore())
-    engine = RunEngine(store, clock=clock, ttl=5)  # type: ignore[arg-type]
-    run = engine.create(thread_id="t", assistant_id="a")
-    clock.advance(5)
-    stop = threading.Event()
-    sweeper = threading.Thread(target=serve_module.sweep, args=(engine, stop, 0.01))
-    sweeper.start()
-    try:
-        deadline = time.monotonic() + 30
-        while store._store.get(run.id).run.status is not RunStatus.EXPIRED:
-            assert time.monotonic() < deadline, "the sweeper stopped"
-            time.sleep(0.01)
-    finally:
-        stop.set()
-        sweeper.join()
-    assert store.failed.is_set()
+    engine = AsyncRunEngine(AsyncStore(store, offload=False), clock=clock, ttl=5)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        run = await engine.create(thread_id="t", assistant_id="a")
+        clock.advance(5)
+        sweeper = asyncio.ensure_future(serve_module.sweep([engine], 0.01))
+        try:
+            while store._store.get(run.id).run.status is not RunStatus.EXPIRED:
+                await asyncio.sleep(0.01)  # bounded by the test's timeout, not timed
+        finally:
+            sweeper.cancel()
+
+    asyncio.run(main())
+    assert store.failed
     assert "sweep failed, will try again: the store is away" in caplog.text
 
 
@@ -262,14 +268,21 @@ def test_the_sweeper_logs_a_store_error_and_goes_on(caplog: pytest.LogCaptureFix
         ({"simulate": "fail", "error_code": "oops"}, "Invalid 'metadata.error_code'"),
     ],
 )
-def test_the_executor_fails_a_run_whose_script_is_malformed(
+def test_the_executor_fails_a_run_or_response_whose_script_is_malformed(
     metadata: dict[str, str], message: str
 ) -> None:
-    engine = RunEngine(MemoryStore())
-    run = engine.create(thread_id="t", assistant_id="a", metadata=metadata)  # past any server
-    claimed = engine.claim("w")
-    assert claimed is not None
-    scripted_executor.ScriptedExecutor(engine).play(claimed, "w")
-    failed = engine.get(run.id)
-    assert failed.status is RunStatus.FAILED
-    assert failed.last_error is not None and failed.last_error["message"].startswith(message)
+    async def main() -> tuple[Any, Any]:
+        runs, responses = AsyncRunEngine(), AsyncResponseEngine()
+        executor = scripted_executor.ScriptedExecutor(runs, responses)
+        run = await runs.create(thread_id="t", assistant_id="a", metadata=metadata)
+        response = await responses.create(model="m", input="hi", metadata=metadata)
+        claimed, taken = await runs.claim("w"), await responses.claim("w")
+        assert claimed is not None and taken is not None  # made past any server's check
+        await executor.play(claimed, "w")
+        await executor.play_response(taken, "w")
+        return await runs.get(run.id), await responses.get(response.id)
+
+    run, response = asyncio.run(main())
+    assert run.status is RunStatus.FAILED
+    assert run.last_error is not None and run.last_error["message"].startswith(message)
+    assert response.status.value == "failed" and response.error["message"].startswith(message)
