@@ -606,7 +606,10 @@ class SyncFace(Engine[T]):
         at once; SQLite and PostgreSQL also of other processes' changes), and re-reads
         at least every ``poll`` seconds, applying a due time-out, in case a
         notification was missed."""
-        after, poll = self._follow_args(object_id, after, poll)
+        after, poll = self._follow_args(object_id, after, poll)  # refused here, at the call
+        return self._following(object_id, after, poll)
+
+    def _following(self, object_id: str, after: int | None, poll: float) -> Iterator[RunEvent]:
         seen, check = 0, True
         while True:
             plan = self._p_follow(object_id, seen, after, check)
@@ -660,12 +663,17 @@ class AsyncFace(Engine[T]):
                 return claimed
             await self._bell.wait_async(QUEUED, mark, min(left, _FALLBACK))
 
-    async def follow(
+    def follow(
         self, object_id: str, *, after: int | None = None, poll: float = 2.0
     ) -> AsyncIterator[RunEvent]:
         """As ``RunEngine.follow``, an async iterator: the event loop goes on while it
         waits, and closing it (a client that hung up) stops it at once."""
-        after, poll = self._follow_args(object_id, after, poll)
+        after, poll = self._follow_args(object_id, after, poll)  # refused here, at the call
+        return self._following(object_id, after, poll)
+
+    async def _following(
+        self, object_id: str, after: int | None, poll: float
+    ) -> AsyncIterator[RunEvent]:
         seen, check = 0, True
         while True:
             plan = self._p_follow(object_id, seen, after, check)

@@ -53,8 +53,10 @@ class ResponseCreate(Body):
 
 def add_responses_routes(app: FastAPI, engines: Engines) -> None:
     def sse(response_id: str, after: int | None) -> StreamingResponse:
+        events = engines.responses.follow(response_id, after=after)  # bad input: a 400 now
+
         async def frames() -> AsyncIterator[str]:
-            async for event in engines.responses.follow(response_id, after=after):
+            async for event in events:
                 yield event.to_sse()
 
         return StreamingResponse(frames(), media_type="text/event-stream")

@@ -118,10 +118,12 @@ def add_runs_routes(app: FastAPI, engines: Engines, *, poll_after_ms: int = 100)
         return JSONResponse(run.to_dict(), headers={"openai-poll-after-ms": str(poll_after_ms)})
 
     def stream(run_id: str, after: int | None) -> StreamingResponse:
+        events = engines.runs.follow(run_id, after=after)
+
         async def frames() -> AsyncIterator[str]:
             # Ends at a terminal status or requires_action; a client that hangs up
             # closes this generator, and with it the follower.
-            async for event in engines.runs.follow(run_id, after=after):
+            async for event in events:
                 yield event.to_sse()
             yield DONE_SSE
 
