@@ -1,0 +1,115 @@
+"""Replicas, proven: two server processes on one PostgreSQL schema, driven by the
+official openai client. A stream broken by a SIGKILL of the server that was generating
+resumes on the other with ``starting_after`` and gets every event once; a cancel on one
+replica stops the work an executor of the other is doing. The same for runs."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import openai
+import pytest
+from conftest import pg_url
+from servers import executor, server
+
+pytestmark = pytest.mark.timeout(180)
+LEASE = "2"  # seconds: a killed replica's work is recovered soon
+
+
+def client_of(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url, api_key="test-key", max_retries=0)
+
+
+def test_a_stream_broken_by_a_killed_replica_resumes_on_another(pg_schema: str) -> None:
+    store = pg_url(pg_schema)
+    # A generates (one executor, in its process); B serves, with no executor of its own.
+    with (
+        server("--store", store, "--executors", "1", "--lease", LEASE, killed_ok=True) as a,
+        server("--store", store, "--executors", "0", "--lease", LEASE) as b,
+    ):
+        on_a, on_b = client_of(a.url), client_of(b.url)
+        created = on_a.responses.create(
+            model="gpt-4o", input="Hi", background=True, metadata={"delay": "6"}
+        )
+        seen: list[Any] = []
+        for event in on_a.responses.retrieve(created.id, stream=True):
+            seen.append(event)
+            if event.type == "response.output_text.delta" and len(seen) >= 5:
+                break  # mid-stream, on A, while A's executor generates it
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait(timeout=15)
+        # Another executor takes over once B's sweeper finds A's lease ended; the client
+        # resumes on B after the last event it saw.
+        with executor(store):
+            resumed = list(
+                on_b.responses.retrieve(
+                    created.id, stream=True, starting_after=seen[-1].sequence_number
+                )
+            )
+        numbers = [e.sequence_number for e in seen + resumed]
+        assert numbers == list(range(len(numbers)))  # every event once, in order
+        types = [e.type for e in resumed]
+        assert "response.queued" in types  # the recovery: back in the queue, then resumed
+        assert types[-1] == "response.completed"
+        final = on_b.responses.retrieve(created.id)
+        assert final.status == "completed" and final.output_text
+
+
+def test_a_cancel_on_one_replica_stops_the_work_of_another(pg_schema: str) -> None:
+    store = pg_url(pg_schema)
+    with (
+        server("--store", store, "--executors", "1") as a,
+        server("--store", store, "--executors", "0") as b,
+    ):
+        on_a, on_b = client_of(a.url), client_of(b.url)
+        created = on_a.responses.create(
+            model="gpt-4o", input="Hi", background=True, metadata={"delay": "30"}
+        )
+        stream = on_b.responses.retrieve(created.id, stream=True)
+        for event in stream:  # A's executor is generating it
+            if event.type == "response.output_text.delta":
+                break
+        assert on_b.responses.cancel(created.id).status == "cancelled"
+        rest = [event.type for event in stream]
+        assert rest[-1] == "response.cancelled" and "response.completed" not in rest
+        history = list(on_a.responses.retrieve(created.id, stream=True))
+        assert history[-1].type == "response.cancelled"  # nothing after it, from anyone
+        assert on_a.responses.retrieve(created.id).status == "cancelled"
+
+
+def test_a_run_cancelled_on_one_replica_while_another_executes_it(pg_schema: str) -> None:
+    store = pg_url(pg_schema)
+    with (
+        server("--store", store, "--executors", "1") as a,
+        server("--store", store, "--executors", "0") as b,
+    ):
+        on_a, on_b = client_of(a.url), client_of(b.url)
+        thread = on_a.beta.threads.create()
+        run = on_a.beta.threads.runs.create(
+            thread_id=thread.id, assistant_id="asst_1", metadata={"delay": "30"}
+        )
+        while on_b.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "queued":
+            pass  # until A's executor holds it (bounded by the test's timeout)
+        cancelling = on_b.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+        assert cancelling.status == "cancelling"
+        while (done := on_a.beta.threads.runs.retrieve(run.id, thread_id=thread.id)).status == (
+            "cancelling"
+        ):
+            pass  # A's executor sees the cancel at its next heartbeat and confirms it
+        assert done.status == "cancelled"
+
+
+def test_a_run_stream_follows_a_run_executed_by_another_replica(pg_schema: str) -> None:
+    store = pg_url(pg_schema)
+    with (
+        server("--store", store, "--executors", "1") as a,
+        server("--store", store, "--executors", "0") as b,
+    ):
+        on_b = client_of(b.url)
+        thread = on_b.beta.threads.create()
+        with on_b.beta.threads.runs.stream(thread_id=thread.id, assistant_id="asst_1") as stream:
+            events = [event.event for event in stream]
+        assert events[0] == "thread.run.created" and events[-1] == "thread.run.completed"
+        assert "thread.run.in_progress" in events  # A's executor ran it; B streamed it
+        del a
