@@ -596,6 +596,19 @@ class SyncFace(Engine[T]):
                 return claimed
             self._bell.wait(QUEUED, mark, min(left, _FALLBACK))
 
+    def wait_for_change(self, object_id: str, *, status: Any, timeout: float) -> T:
+        """The object as soon as its status is other than ``status``, whichever process
+        changed it, or as it is after ``timeout`` seconds: how a worker that holds it
+        learns of a cancel at once rather than at its next step."""
+        deadline = time.monotonic() + require_seconds(timeout, "timeout", maximum=3600)
+        while True:
+            mark = self._bell.mark(object_id)
+            obj: Any = self._run(self._p_get(object_id))
+            left = deadline - time.monotonic()
+            if obj.status != status or left <= 0:
+                return obj  # type: ignore[no-any-return]
+            self._bell.wait(object_id, mark, left)
+
     def follow(
         self, object_id: str, *, after: int | None = None, poll: float = 2.0
     ) -> Iterator[RunEvent]:
@@ -662,6 +675,17 @@ class AsyncFace(Engine[T]):
             if claimed is not None or left <= 0:
                 return claimed
             await self._bell.wait_async(QUEUED, mark, min(left, _FALLBACK))
+
+    async def wait_for_change(self, object_id: str, *, status: Any, timeout: float) -> T:
+        """As ``RunEngine.wait_for_change``: the event loop goes on meanwhile."""
+        deadline = time.monotonic() + require_seconds(timeout, "timeout", maximum=3600)
+        while True:
+            mark = self._bell.mark(object_id)
+            obj: Any = await self._arun(self._p_get(object_id))
+            left = deadline - time.monotonic()
+            if obj.status != status or left <= 0:
+                return obj  # type: ignore[no-any-return]
+            await self._bell.wait_async(object_id, mark, left)
 
     def follow(
         self, object_id: str, *, after: int | None = None, poll: float = 2.0

@@ -43,6 +43,7 @@ from runstate import (
     AsyncResponseEngine,
     AsyncRunEngine,
     Response,
+    ResponseStatus,
     Run,
     RunStateError,
     RunStatus,
@@ -204,17 +205,25 @@ class ScriptedExecutor:
         await runs.complete(run.id, usage=usage, worker_id=worker)
 
     async def _think(self, run: Run, worker: str, seconds: float) -> bool:
-        """Wait ``seconds``, heartbeating; False if a cancel came (it is then confirmed)."""
+        """Think ``seconds``, heartbeating now and then; False if a cancel came (it is
+        then confirmed). The cancel is heard as it is made, in whichever process: the
+        worker waits for the run's status to change, not for its next heartbeat."""
         assert self.runs is not None
         deadline = time.monotonic() + seconds
-        while True:
+        while not self._stop.is_set():
             current = await self.runs.heartbeat(run.id, worker)
+            left = deadline - time.monotonic()
+            if current.status is RunStatus.IN_PROGRESS and left > 0:
+                wait = min(left, self.runs.lease_seconds / 3)
+                current = await self.runs.wait_for_change(
+                    run.id, status=RunStatus.IN_PROGRESS, timeout=wait
+                )
             if current.status is RunStatus.CANCELLING:
                 await self.runs.confirm_cancel(run.id, worker_id=worker)
                 return False
-            left = deadline - time.monotonic()
-            if left <= 0 or await self._sleep(min(left, 0.05)):
-                return not self._stop.is_set()
+            if time.monotonic() >= deadline:
+                return True
+        return False
 
     async def _hold_until_expired(self, run: Run, worker: str) -> None:
         assert self.runs is not None
@@ -254,8 +263,16 @@ class ScriptedExecutor:
         delay = self.think_seconds if script.delay is None else script.delay
         item = "msg_" + response.id.removeprefix("resp_")
         for i, word in enumerate(words):
-            if await self._sleep(delay / len(words)):
+            if self._stop.is_set():
                 return
+            if worker is not None:  # keep the lease while it is generated
+                await engine.heartbeat(response.id, worker)
+            if delay > 0:  # the pause before each word, cut short by a cancel from anywhere
+                current = await engine.wait_for_change(
+                    response.id, status=ResponseStatus.IN_PROGRESS, timeout=delay / len(words)
+                )
+                if current.status is not ResponseStatus.IN_PROGRESS:
+                    return
             delta = {
                 "item_id": item,
                 "output_index": 0,

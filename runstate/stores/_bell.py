@@ -44,10 +44,11 @@ class Bell:
         self.on_first_wait: Callable[[], None] | None = None  # starts a cross-process feed
 
     def ring(self, keys: Iterable[str]) -> None:
-        """Count one change for each key (and ``ANY``), and wake whoever waits on them."""
+        """Count one change for each key, and wake whoever waits on them (``ANY`` wakes
+        every waiter: rung only when it is not known what changed)."""
         wake: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         with self._cond:
-            for key in (*keys, ANY):
+            for key in keys:
                 self._counts[key] += 1
                 wake.extend(self._waiters.pop(key, ()))
             self._cond.notify_all()

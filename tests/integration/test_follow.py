@@ -267,3 +267,42 @@ def test_a_follower_hears_changes_after_its_listener_lost_its_connection(pg_sche
     far.join(timeout=60)
     assert [e.sequence_number for e in seen] == list(range(3 + 3 + 1))
     engine.close()
+
+
+def test_a_worker_waiting_on_its_object_hears_a_cancel_made_elsewhere(sql_url: str) -> None:
+    engine = ResponseEngine(open_store(sql_url))
+    response = engine.create(model="m", input="hi")
+    engine.claim("w")
+    ready = ctx.Event()
+    far = ctx.Process(target=workers.cancel_later, args=(sql_url, response.id, ready))
+    far.start()
+    threading.Timer(0.2, ready.set).start()  # not timed: only lets the wait begin
+    current = engine.wait_for_change(response.id, status="in_progress", timeout=HOUR)
+    far.join(timeout=60)
+    assert current.status.value == "cancelled"
+    unchanged = engine.wait_for_change(response.id, status="in_progress", timeout=0.01)
+    assert unchanged.status.value == "cancelled"  # already other: at once
+    with pytest.raises(ValidationError):
+        engine.wait_for_change(response.id, status="in_progress", timeout=0)
+    engine.close()
+
+
+def test_the_async_wait_for_change_lets_the_loop_run(url: str) -> None:
+    async def main() -> None:
+        engine = AsyncRunEngine(await open_store_async(url))
+        run = await engine.create(thread_id="t", assistant_id="a")
+        await engine.claim("w")
+
+        async def cancel_soon() -> None:
+            await asyncio.sleep(0)
+            await engine.cancel(run.id)
+
+        current, _ = await asyncio.gather(
+            engine.wait_for_change(run.id, status="in_progress", timeout=HOUR), cancel_soon()
+        )
+        assert current.status.value == "cancelling"
+        same = await engine.wait_for_change(run.id, status="cancelling", timeout=0.01)
+        assert same.status.value == "cancelling"  # nothing changed: as it is, after the wait
+        await engine.close()
+
+    asyncio.run(main())
