@@ -13,6 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runstate import RunStateError
 
+#: Seconds between a stream's fallback reads when no change wakes it (the sweeper's
+#: time-outs are writes, and wake the streams they end).
+STREAM_POLL = 10.0
+
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")

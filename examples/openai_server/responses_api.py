@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
-from http_common import Body
+from http_common import STREAM_POLL, Body
 from scripted_executor import read_script
 from starlette.exceptions import HTTPException
 
@@ -53,7 +53,9 @@ class ResponseCreate(Body):
 
 def add_responses_routes(app: FastAPI, engines: Engines) -> None:
     def sse(response_id: str, after: int | None) -> StreamingResponse:
-        events = engines.responses.follow(response_id, after=after)  # bad input: a 400 now
+        # Bad input is a 400 now. The fallback read (for a missed notification) is slow:
+        # the sweeper times responses out, and its writes wake the streams.
+        events = engines.responses.follow(response_id, after=after, poll=STREAM_POLL)
 
         async def frames() -> AsyncIterator[str]:
             async for event in events:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from http_common import Body
+from http_common import STREAM_POLL, Body
 from scripted_executor import read_script
 from starlette.exceptions import HTTPException
 
@@ -118,7 +118,7 @@ def add_runs_routes(app: FastAPI, engines: Engines, *, poll_after_ms: int = 100)
         return JSONResponse(run.to_dict(), headers={"openai-poll-after-ms": str(poll_after_ms)})
 
     def stream(run_id: str, after: int | None) -> StreamingResponse:
-        events = engines.runs.follow(run_id, after=after)
+        events = engines.runs.follow(run_id, after=after, poll=STREAM_POLL)
 
         async def frames() -> AsyncIterator[str]:
             # Ends at a terminal status or requires_action; a client that hangs up

@@ -95,6 +95,7 @@ def create_app(
             await store.close()
 
     app = FastAPI(title="runstate: OpenAI-compatible runs and responses", lifespan=lifespan)
+    app.state.engines = engines  # for a look inside (the tests count waiting followers)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     install_error_handlers(app)
     add_runs_routes(app, engines, poll_after_ms=poll_after_ms)

@@ -113,3 +113,33 @@ def test_a_run_stream_follows_a_run_executed_by_another_replica(pg_schema: str) 
         assert events[0] == "thread.run.created" and events[-1] == "thread.run.completed"
         assert "thread.run.in_progress" in events  # A's executor ran it; B streamed it
         del a
+
+
+def test_a_run_stream_on_one_replica_outlives_the_replica_executing_it(pg_schema: str) -> None:
+    store = pg_url(pg_schema)
+    with (
+        server("--store", store, "--executors", "1", "--lease", LEASE, killed_ok=True) as a,
+        server("--store", store, "--executors", "0", "--lease", LEASE) as b,
+    ):
+        on_b = client_of(b.url)
+        thread = on_b.beta.threads.create()
+        events = []
+        with on_b.beta.threads.runs.stream(
+            thread_id=thread.id, assistant_id="asst_1", metadata={"delay": "4"}
+        ) as stream:
+            for event in stream:
+                events.append(event.event)
+                if event.event == "thread.run.in_progress" and a.proc.poll() is None:
+                    a.proc.send_signal(signal.SIGKILL)  # A was executing it: gone
+                    a.proc.wait(timeout=15)
+                    context = executor(store)  # another worker, once B recovers the run
+                    context.__enter__()
+        context.__exit__(None, None, None)
+        assert events == [  # every event once, the recovery included
+            "thread.run.created",
+            "thread.run.queued",
+            "thread.run.in_progress",
+            "thread.run.queued",
+            "thread.run.in_progress",
+            "thread.run.completed",
+        ]
