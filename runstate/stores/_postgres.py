@@ -96,17 +96,8 @@ class PostgresStore(SQLStore):
         with self._translate():
             with pg.connect(conninfo, **options) as conn:
                 self.upgraded_from = open_schema(conn, schema)
-            # Autocommit: a read is one round trip; writes open a transaction explicitly.
-            # check: a connection whose backend was killed is found out (and replaced)
-            # before it is handed out, so it costs a retry, not a failed call.
             self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-                conninfo,
-                kwargs={**options, "autocommit": True},
-                min_size=1,
-                max_size=max_size,
-                open=False,
-                name="runstate",
-                check=ConnectionPool.check_connection,
+                conninfo, **pool_options(ConnectionPool, options, max_size)
             )
             try:
                 self._pool.open(wait=True, timeout=connect_timeout)
@@ -283,6 +274,20 @@ def write_batch(writes: Sequence[Write]) -> Any:
 def _first(cursor: psycopg.Cursor[Any]) -> Any:
     row = cursor.fetchone()
     return None if row is None else row[0]
+
+
+def pool_options(pool_class: Any, options: dict[str, Any], max_size: int) -> dict[str, Any]:
+    """How both stores' pools are made. Autocommit: a read is one round trip; writes open
+    a transaction explicitly. ``check``: a connection whose backend was killed is found
+    out (and replaced) before it is handed out, so it costs a retry, not a failed call."""
+    return {
+        "kwargs": {**options, "autocommit": True},
+        "min_size": 1,
+        "max_size": max_size,
+        "open": False,
+        "name": "runstate",
+        "check": pool_class.check_connection,
+    }
 
 
 def checked_options(

@@ -21,7 +21,15 @@ from .._lifecycle import Transition
 from .._model import Status
 from ._base import Claimed, Now, Order, Page, StoredRun, Sweep, Write, group_of
 from ._bell import Bell, ring_for, ring_for_won
-from ._postgres import SQL, Listener, channel_of, checked_options, open_schema, write_statement
+from ._postgres import (
+    SQL,
+    Listener,
+    channel_of,
+    checked_options,
+    open_schema,
+    pool_options,
+    write_statement,
+)
 from ._sql import decided, dumps, event_from_row, insert_params, list_plan, stored_from_row
 
 if TYPE_CHECKING:
@@ -75,13 +83,7 @@ class AsyncPostgresStore:
         with _translate(pg, schema):
             upgraded_from = await asyncio.to_thread(upgrade)
             pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-                conninfo,
-                kwargs={**options, "autocommit": True},
-                min_size=1,
-                max_size=max_size,
-                open=False,
-                name="runstate-async",
-                check=AsyncConnectionPool.check_connection,
+                conninfo, **pool_options(AsyncConnectionPool, options, max_size)
             )
             try:
                 await pool.open(wait=True, timeout=connect_timeout)

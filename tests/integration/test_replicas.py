@@ -21,7 +21,12 @@ def client_of(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=url, api_key="test-key", max_retries=0)
 
 
-def test_a_stream_broken_by_a_killed_replica_resumes_on_another(pg_schema: str) -> None:
+@pytest.mark.parametrize("first_stream_on", ["A", "B"])
+def test_a_stream_broken_by_a_killed_replica_resumes_on_another(
+    pg_schema: str, first_stream_on: str
+) -> None:
+    """Created on A, whose executor generates it; streamed from A (which the kill breaks)
+    or from B; then A is killed mid-stream, and the client resumes on B."""
     store = pg_url(pg_schema)
     # A generates (one executor, in its process); B serves, with no executor of its own.
     with (
@@ -33,7 +38,8 @@ def test_a_stream_broken_by_a_killed_replica_resumes_on_another(pg_schema: str) 
             model="gpt-4o", input="Hi", background=True, metadata={"delay": "6"}
         )
         seen: list[Any] = []
-        for event in on_a.responses.retrieve(created.id, stream=True):
+        first = on_a if first_stream_on == "A" else on_b
+        for event in first.responses.retrieve(created.id, stream=True):
             seen.append(event)
             if event.type == "response.output_text.delta" and len(seen) >= 5:
                 break  # mid-stream, on A, while A's executor generates it
