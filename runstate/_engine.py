@@ -22,7 +22,15 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
@@ -65,9 +73,11 @@ _STORE_METHODS = (
     "events",
     "input_of",
     "delete",
+    "prune",
 )
 T = TypeVar("T")
 _PAGE = 1000  # events read at a time by a follower
+_PRUNE_BATCH = 500  # objects deleted in one transaction by prune
 _FALLBACK = 2.0  # a waiting claim looks again at least this often, in case a ring was missed
 
 
@@ -356,6 +366,40 @@ class Engine(Generic[T]):
             require_int(after, "after", minimum=0)
         return after, require_seconds(poll, "poll", maximum=3600)
 
+    # --- retention --------------------------------------------------------------------------
+
+    def _p_prune(self, older_than: int, statuses: Iterable[Any] | None, limit: int) -> Plan[int]:
+        """Delete ended objects that ended more than ``older_than`` seconds ago, in
+        ``statuses`` (default: every terminal one), up to ``limit``, in batches of at most
+        ``_PRUNE_BATCH``, each one transaction; how many were deleted."""
+        older_than = require_int(older_than, "older_than", minimum=0, maximum=MAX_DURATION)
+        limit = require_int(limit, "limit", maximum=10_000_000)
+        terminal = {status.value for status in self.definition.terminal}
+        if statuses is None:
+            wanted = sorted(terminal)
+        else:
+            if isinstance(statuses, str) or not isinstance(statuses, Iterable):
+                raise ValidationError(
+                    "Invalid 'statuses': expected a list of statuses.", param="statuses"
+                )
+            wanted = sorted({str(s) if isinstance(s, str) else repr(s) for s in statuses})
+            for status in wanted:
+                if status not in terminal:
+                    raise ValidationError(
+                        f"Invalid 'statuses': {status!r} is not a terminal status of a "
+                        f"{self._noun} (only ended objects are pruned: {sorted(terminal)}).",
+                        param="statuses",
+                    )
+        before = self.lifecycle.now() - older_than
+        deleted = 0
+        while deleted < limit:
+            batch = min(_PRUNE_BATCH, limit - deleted)
+            ids = yield call("prune", self.kind, before=before, statuses=wanted, limit=batch)
+            deleted += len(ids)
+            if len(ids) < batch:
+                break
+        return deleted
+
     # --- the worker's side ---------------------------------------------------------------------
 
     def _p_claim(self, worker_id: str, lease_seconds: int | None) -> Plan[T | None]:
@@ -581,6 +625,19 @@ class SyncFace(Engine[T]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def prune(
+        self,
+        *,
+        older_than: int,
+        statuses: Iterable[Any] | None = None,
+        limit: int = 1_000_000,
+    ) -> int:
+        """Delete the objects that ended more than ``older_than`` seconds ago (in one of
+        ``statuses``: default, every terminal one), with their events, oldest first, up to
+        ``limit``, in batches through an index of ended objects: the cost follows what is
+        deleted, not what is stored. Never an active object. How many were deleted."""
+        return self._run(self._p_prune(older_than, statuses, limit))
+
     def claim(
         self, worker_id: str, *, lease_seconds: int | None = None, wait: float | None = None
     ) -> T | None:
@@ -662,6 +719,16 @@ class AsyncFace(Engine[T]):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def prune(
+        self,
+        *,
+        older_than: int,
+        statuses: Iterable[Any] | None = None,
+        limit: int = 1_000_000,
+    ) -> int:
+        """As ``RunEngine.prune``."""
+        return await self._arun(self._p_prune(older_than, statuses, limit))
 
     async def claim(
         self, worker_id: str, *, lease_seconds: int | None = None, wait: float | None = None

@@ -50,6 +50,14 @@ class AsyncStore:
     async def input_of(self, run_id: str) -> Any:
         return await self._call(self.sync.input_of, run_id)
 
+    async def prune(
+        self, kind: str, *, before: int, statuses: Sequence[str], limit: int
+    ) -> list[str]:
+        result: list[str] = await self._call(
+            self.sync.prune, kind, before=before, statuses=statuses, limit=limit
+        )
+        return result
+
     async def delete(self, run_id: str) -> bool:
         result: bool = await self._call(self.sync.delete, run_id)
         return result

@@ -99,6 +99,12 @@ class Store(Protocol):
     def delete(self, run_id: str) -> bool:
         """Delete the object and its events; False if there was no such object."""
 
+    def prune(self, kind: str, *, before: int, statuses: Sequence[str], limit: int) -> list[str]:
+        """Delete, with their events, up to ``limit`` of the objects of ``kind`` that
+        ended (left their active statuses) at or before ``before`` and are in one of
+        ``statuses``, oldest first, through an index of ended objects; their ids. Never
+        an active object."""
+
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         """Apply each write whose version still matches, each with its events, in one
         atomic step. Per write: the new events' sequence numbers, or None if it lost."""

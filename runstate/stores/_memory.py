@@ -51,6 +51,7 @@ class _Row:
     lease_owner: str | None = None
     lease_expires_at: int | None = None
     attempts: int = 0
+    ended_at: int | None = None  # when it left its active statuses
     history: list[RunEvent] = field(default_factory=list)  # its events, oldest first
 
     def stored(self) -> StoredRun:
@@ -78,6 +79,7 @@ class MemoryStore:
         self._due: defaultdict[str, list[tuple[int, int, str]]] = defaultdict(list)
         self._leases: defaultdict[str, list[tuple[int, int, str]]] = defaultdict(list)
         self._queue: defaultdict[str, list[tuple[int, int, int, str]]] = defaultdict(list)
+        self._ended: defaultdict[str, list[tuple[int, int, str]]] = defaultdict(list)
         self.bell = Bell()  # rung on every write: there is no other process to hear of
 
     def __repr__(self) -> str:
@@ -100,6 +102,26 @@ class MemoryStore:
             seqs = self._append(run.id, row.data, steps)
             ring_for(self.bell, [run])
             return seqs
+
+    def prune(self, kind: str, *, before: int, statuses: Sequence[str], limit: int) -> list[str]:
+        with self._lock:
+            heap = self._ended[kind]
+            kept: list[tuple[int, int, str]] = []
+            pruned: list[str] = []
+            while heap and heap[0][0] <= before and len(pruned) < limit:
+                entry = heapq.heappop(heap)
+                row = self._valid(entry)
+                if row is None:
+                    continue  # moved on, or gone
+                if row.data["status"] in statuses:
+                    pruned.append(entry[-1])
+                else:
+                    kept.append(entry)
+            for entry in kept:
+                heapq.heappush(heap, entry)
+            for run_id in pruned:
+                self.delete(run_id)
+            return pruned
 
     def delete(self, run_id: str) -> bool:
         with self._lock:
@@ -127,6 +149,10 @@ class MemoryStore:
             return None
         row.data = w.run.to_dict()
         row.expires_at = w.run.expires_at
+        if is_active(w.run):
+            row.ended_at = None
+        elif row.ended_at is None and w.steps:
+            row.ended_at = w.steps[-1].at
         row.version += 1
         row.lease_owner, row.lease_expires_at, row.attempts = (
             w.lease_owner,
@@ -284,8 +310,11 @@ class MemoryStore:
                 self._active[group] = run_id
             if row.expires_at is not None:
                 heapq.heappush(self._due[row.kind], (row.expires_at, row.version, run_id))
-        elif group is not None and self._active.get(group) == run_id:
-            del self._active[group]
+        else:
+            if group is not None and self._active.get(group) == run_id:
+                del self._active[group]
+            if row.ended_at is not None:
+                heapq.heappush(self._ended[row.kind], (row.ended_at, row.version, run_id))
         if obj.status == "queued":
             entry = (obj.created_at, row.order, row.version, run_id)
             heapq.heappush(self._queue[row.kind], entry)

@@ -192,6 +192,23 @@ class AsyncPostgresStore:
         ring_for(self.bell, writes)  # committed
         return done
 
+    async def prune(
+        self, kind: str, *, before: int, statuses: Sequence[str], limit: int
+    ) -> list[str]:
+        params: dict[str, Any] = {"kind": kind, "before": before, "limit": limit}
+        names = []
+        for i, status in enumerate(statuses):
+            params[f"s{i}"] = status
+            names.append(f"%(s{i})s")
+        sql = SQL["ended"].format(statuses=f"AND status IN ({', '.join(names)})")
+        async with self._transaction() as conn:
+            cursor = await conn.execute(sql, params)
+            ids = [row[0] for row in await cursor.fetchall()]
+            for run_id in ids:
+                await conn.execute(SQL["delete_events"], {"id": run_id})
+                await conn.execute(SQL["delete_run"], {"id": run_id})
+        return ids
+
     async def delete(self, run_id: str) -> bool:
         async with self._transaction() as conn:
             await conn.execute(SQL["delete_events"], {"id": run_id})

@@ -79,6 +79,9 @@ def write_params(w: Write, body: str) -> dict[str, Any]:
         "attempts": w.attempts,
         "body": body,
         "event_count": w.first_number + len(w.steps),
+        # When it ended, if this write ends it (a write of an ended object keeps the
+        # first; an active one has none): the time of its last step.
+        "ended_at": w.steps[-1].at if w.steps else None,
         "id": run.id,
         "expected": w.expected_version,
     }
@@ -244,6 +247,24 @@ class SQLStore:
         if not rows:
             raise RunNotFoundError(run_id)
         return stored_from_row(rows[0])
+
+    def prune(self, kind: str, *, before: int, statuses: Sequence[str], limit: int) -> list[str]:
+        """Delete up to ``limit`` of the oldest objects of ``kind`` that ended at or
+        before ``before`` in one of ``statuses``, with their events, in one transaction;
+        their ids."""
+        p = self.param
+        params: dict[str, Any] = {"kind": kind, "before": before, "limit": limit}
+        names = []
+        for i, status in enumerate(statuses):
+            params[f"s{i}"] = status
+            names.append(p(f"s{i}"))
+        sql = self.SQL["ended"].format(statuses=f"AND status IN ({', '.join(names)})")
+        with self._transaction() as conn:
+            ids = [row[0] for row in conn.execute(sql, params).fetchall()]
+            for run_id in ids:
+                conn.execute(self.SQL["delete_events"], {"id": run_id})
+                conn.execute(self.SQL["delete_run"], {"id": run_id})
+        return ids
 
     def delete(self, run_id: str) -> bool:
         with self._transaction() as conn:

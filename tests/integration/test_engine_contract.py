@@ -989,3 +989,57 @@ def test_connect_takes_the_version(tmp_path: Path) -> None:
     engine.close()
     with pytest.raises(ValidationError, match="Invalid 'version'"):
         connect("memory://", version="v9")
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+def test_prune_deletes_only_what_ended_long_enough_ago(store: Store, clock: ManualClock) -> None:
+    engine = RunEngine(store, clock=clock, ttl=10_000)
+    old, recent, cancelled, active = (new(engine, f"t{i}") for i in range(4))
+    engine.claim("w"), engine.claim("w")  # the two oldest: old and recent
+    engine.complete(old.id)
+    clock.advance(50)
+    engine.complete(recent.id)
+    engine.cancel(cancelled.id)
+    clock.advance(60)  # old ended 110 s ago, recent and cancelled 60 s ago
+    assert engine.prune(older_than=100) == 1
+    with pytest.raises(RunNotFoundError):
+        engine.get(old.id)
+    assert all(e.run_id != old.id for e in store.events(0, limit=1000))
+    assert engine.prune(older_than=100) == 0  # nothing else is that old
+    assert engine.prune(older_than=0, statuses=["cancelled"]) == 1
+    assert engine.get(recent.id).status is S.COMPLETED
+    assert engine.prune(older_than=0, limit=1) == 1
+    assert [r.id for r in engine.list(None).data] == [active.id]  # never an active one
+    assert engine.prune(older_than=0) == 0
+    for thread in ("t0", "t1", "t2"):  # their threads are free
+        new(engine, thread)
+
+
+def test_prune_refuses_bad_arguments_and_deletes_nothing(store: Store, clock: ManualClock) -> None:
+    engine = RunEngine(store, clock=clock)
+    run = new(engine)
+    engine.cancel(run.id)
+    for kwargs, param in (
+        ({"older_than": -1}, "older_than"),
+        ({"older_than": 1.5}, "older_than"),
+        ({"older_than": 0, "statuses": ["queued"]}, "statuses"),
+        ({"older_than": 0, "statuses": "cancelled"}, "statuses"),
+        ({"older_than": 0, "statuses": [5]}, "statuses"),
+        ({"older_than": 0, "limit": 0}, "limit"),
+    ):
+        with pytest.raises(ValidationError) as info:
+            engine.prune(**kwargs)
+        assert info.value.param == param
+    assert engine.get(run.id).status is S.CANCELLED
+
+
+def test_prune_of_many_goes_in_batches(store: Store, clock: ManualClock) -> None:
+    engine = RunEngine(store, clock=clock)
+    for i in range(1203):
+        engine.cancel(new(engine, f"t{i}").id)
+    kept = new(engine, "kept")
+    assert engine.prune(older_than=0, limit=1202) == 1202  # three batches, the last short
+    assert engine.prune(older_than=0) == 1
+    assert [r.id for r in engine.list(None).data] == [kept.id]

@@ -123,11 +123,11 @@ def v1_file(tmp_path: Path) -> Path:
 def test_a_schema_1_file_is_upgraded_in_place_keeping_everything(v1_file: Path) -> None:
     before = sqlite_rows(v1_file)
     store = SQLiteStore(v1_file, create=False)
-    assert (store.upgraded_from, store.schema_version) == (1, 4)
+    assert (store.upgraded_from, store.schema_version) == (1, 5)
     store.close()
     assert sqlite_rows(v1_file) == before  # every run and event, byte for byte
     with sqlite3.connect(v1_file) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
         assert_numbered(conn.execute("SELECT run_id, number FROM run_events ORDER BY seq"))
         counts = conn.execute(
             "SELECT count(*) FROM runs WHERE event_count != "
@@ -137,6 +137,11 @@ def test_a_schema_1_file_is_upgraded_in_place_keeping_everything(v1_file: Path) 
         for status, active in conn.execute("SELECT status, active FROM runs"):
             assert active == (status in ACTIVE)
         assert conn.execute("SELECT DISTINCT kind, input FROM runs").fetchall() == [("run", None)]
+        dated = conn.execute(
+            "SELECT count(*) FROM runs WHERE (ended_at IS NULL) != (active = 1) OR ended_at != "
+            "(SELECT max(at) FROM run_events WHERE run_id = runs.id)"
+        ).fetchone()
+        assert dated == (0,)  # every ended run dated by its last event, no active one
         indexes = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))
     assert "WHERE active = 1" in indexes["runs_one_active_per_group"]
     assert "WHERE active = 1" in indexes["runs_due"]
@@ -172,8 +177,8 @@ def test_runstate_migrate_upgrades_and_then_says_it_is_up_to_date(v1_file: Path)
         )
         return done.stdout
 
-    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 1 -> 4\n"
-    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 4, up to date\n"
+    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 1 -> 5\n"
+    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 5, up to date\n"
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -213,12 +218,12 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
     load_v1_dump(pg_schema)
     before = pg_rows(pg_schema)
     store = PostgresStore(PG_BASE, schema=pg_schema)
-    assert (store.upgraded_from, store.schema_version) == (1, 4)
+    assert (store.upgraded_from, store.schema_version) == (1, 5)
     store.close()
     assert pg_rows(pg_schema) == before
     with psycopg.connect(PG_BASE) as conn:
         version = conn.execute(f"SELECT value FROM {pg_schema}.runstate_meta").fetchone()
-        assert version == ("4",)
+        assert version == ("5",)
         assert_numbered(
             conn.execute(f"SELECT run_id, number FROM {pg_schema}.run_events ORDER BY seq")
         )
@@ -232,7 +237,7 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
                 (pg_schema,),
             )
         }
-    assert functions == {"runstate_write_v3"}  # one write path; the old functions are gone
+    assert functions == {"runstate_write_v5"}  # one write path; the old functions are gone
     assert_fixture_reads_back(PostgresStore(PG_BASE, schema=pg_schema))
 
 

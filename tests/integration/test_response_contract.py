@@ -595,3 +595,22 @@ def test_metadata_is_replaced_in_any_status_without_an_event(engine: ResponseEng
     updated = checked(engine.update_metadata(response.id, {"topic": "greeting"}))
     assert updated.metadata == {"topic": "greeting"} and updated.status is R.COMPLETED
     assert engine.get(response.id) == updated and engine.events(response.id) == events
+
+
+def test_responses_are_pruned_apart_from_runs(engine: ResponseEngine, clock: ManualClock) -> None:
+    runs = RunEngine(engine.store, clock)
+    run = runs.create(thread_id="t", assistant_id="a")
+    runs.cancel(run.id)
+    done, failed, active = (
+        response_in(engine, R.COMPLETED),
+        response_in(engine, R.FAILED),
+        new(engine),
+    )
+    clock.advance(10)
+    assert engine.prune(older_than=5, statuses=["failed"]) == 1
+    with pytest.raises(RunNotFoundError):
+        engine.get(failed.id)
+    assert engine.prune(older_than=5) == 1  # the completed one; the run is not its kind
+    assert [r.id for r in engine.list().data] == [active.id]
+    assert runs.get(run.id).status.value == "cancelled"
+    del done

@@ -119,6 +119,7 @@ STORE_METHODS = [
     "input_of",
     "insert",
     "list_runs",
+    "prune",
     "sweep",
     "write",
 ]

@@ -18,9 +18,9 @@ SELECT id FROM runs WHERE group_id = %(group_id)s AND active;
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE id = %(id)s;
 
 -- write --
--- Every write of a batch (one or many) in one round trip; see runstate_write_v3. The
+-- Every write of a batch (one or many) in one round trip; see runstate_write_v5. The
 -- notification (the written ids) reaches the store's listeners when the write commits.
-SELECT runstate_write_v3(%(writes)s), pg_notify(%(channel)s, %(ids)s);
+SELECT runstate_write_v5(%(writes)s), pg_notify(%(channel)s, %(ids)s);
 
 -- claimable --
 -- The oldest queued run that is not due, locked; one another worker holds is skipped.
@@ -92,3 +92,10 @@ DELETE FROM run_events WHERE run_id = %(id)s;
 -- delete_run --
 -- One object (its events first, in the same transaction).
 DELETE FROM runs WHERE id = %(id)s;
+
+-- ended --
+-- The oldest ended objects of one kind that ended at or before %(before)s, in any of the
+-- statuses asked for ({statuses}: a fixed fragment of named parameters), through
+-- runs_ended; locked on PostgreSQL (a row another transaction holds is left for later).
+SELECT id FROM runs WHERE kind = %(kind)s AND NOT active AND ended_at <= %(before)s
+    {statuses} ORDER BY ended_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED;

@@ -20,7 +20,8 @@ SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts,
 UPDATE runs SET status = :status, active = :active, expires_at = :expires_at,
     version = version + 1, lease_owner = :lease_owner,
     lease_expires_at = :lease_expires_at, attempts = :attempts, body = :body,
-    event_count = :event_count
+    event_count = :event_count,
+    ended_at = CASE WHEN :active THEN NULL ELSE COALESCE(ended_at, :ended_at) END
 WHERE id = :id AND version = :expected;
 
 -- insert_event --
@@ -94,3 +95,10 @@ SELECT max(seq) FROM run_events;
 -- events_since --
 -- What other processes committed since the feed last looked: which objects, to what.
 SELECT seq, run_id, to_status FROM run_events WHERE seq > :after_seq ORDER BY seq LIMIT 1000;
+
+-- ended --
+-- The oldest ended objects of one kind that ended at or before :before, in any of the
+-- statuses asked for ({statuses}: a fixed fragment of named parameters), through
+-- runs_ended; locked on PostgreSQL (a row another transaction holds is left for later).
+SELECT id FROM runs WHERE kind = :kind AND active = 0 AND ended_at <= :before
+    {statuses} ORDER BY ended_at LIMIT :limit;
