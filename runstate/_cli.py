@@ -4,7 +4,11 @@
     runstate runs URL [--thread ID] [--status S] [--limit N] [--json]
     runstate responses URL [--status S] [--limit N] [--json]
     runstate show URL ID [--json]             a run or a response, and its history
-    runstate sweep URL [--every SECONDS]      time out due objects, recover stalled ones
+    runstate sweep URL [--every SECONDS] [--retain 30d]
+                                              time out due objects, recover stalled ones
+    runstate prune URL --older-than 30d       delete what ended longer ago than that
+    runstate stats URL [--json]               objects by lifecycle and status, the queue
+    runstate cancel URL ID [--json]           cancel a run or a background response
     runstate migrate URL                      upgrade the store's schema in place
 
 On a terminal, ``runs``, ``responses`` and ``show`` print tables (the ``cli`` extra:
@@ -21,6 +25,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence, Sized
 from datetime import datetime, timezone
 from types import FrameType
@@ -78,6 +83,23 @@ def _parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="time out due objects and recover stalled ones")
     sweep.add_argument("url")
     sweep.add_argument("--every", type=float, help="repeat every SECONDS until SIGINT/SIGTERM")
+    sweep.add_argument(
+        "--retain", type=duration, help="also prune what ended longer ago than this (e.g. 30d)"
+    )
+    prune = sub.add_parser("prune", help="delete runs and responses that ended long ago")
+    prune.add_argument("url")
+    prune.add_argument(
+        "--older-than", type=duration, required=True, help="e.g. 30d, 12h, 90m or seconds"
+    )
+    prune.add_argument("--limit", type=int, default=1_000_000, help="delete at most this many")
+    prune.add_argument("--json", action="store_true", help="print the counts as JSON")
+    stats = sub.add_parser("stats", help="what the store holds, by lifecycle and status")
+    stats.add_argument("url")
+    stats.add_argument("--json", action="store_true", help="print the figures as JSON")
+    cancel = sub.add_parser("cancel", help="cancel a run or a background response")
+    cancel.add_argument("url")
+    cancel.add_argument("run_id", metavar="id")
+    cancel.add_argument("--json", action="store_true", help="print the object as JSON")
     migrate = sub.add_parser("migrate", help="upgrade a store's schema in place")
     migrate.add_argument("url")
     return parser
@@ -99,7 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _responses(ResponseEngine(store), args)
             if args.command == "show":
                 return _show(store, args.run_id, args.json)
-            return _sweep([make(store) for make in ENGINES.values()], args.every)
+            if args.command == "stats":
+                return _stats(store, args.json)
+            if args.command == "cancel":
+                return _cancel(store, args.run_id, args.json)
+            engines = [make(store) for make in ENGINES.values()]
+            if args.command == "prune":
+                return _prune(engines, args.older_than, args.limit, args.json)
+            return _sweep(engines, args.every, args.retain)
         finally:
             store.close()
     except RunStateError as exc:
@@ -239,7 +268,7 @@ def _migrate(url: str) -> int:
     return 0
 
 
-def _sweep(engines: Sequence[SyncFace[Any]], every: float | None) -> int:
+def _sweep(engines: Sequence[SyncFace[Any]], every: float | None, retain: int | None) -> int:
     if every is not None:  # finite and positive: inf would not wait, nan would spin
         require_seconds(every, "--every", maximum=365 * 86_400)
     stop = threading.Event()
@@ -256,13 +285,94 @@ def _sweep(engines: Sequence[SyncFace[Any]], every: float | None) -> int:
                 due = _drain(engine.expire_due, 1000)
                 recovered = _drain(engine.recover_stalled, 100)
                 what = "expired" if engine.definition.on_due[0] == "expire" else "timed out"
-                done.append(f"{what} {due} {noun}s, recovered {recovered} stalled {noun}s")
+                line = f"{what} {due} {noun}s, recovered {recovered} stalled {noun}s"
+                if retain is not None:
+                    line += f", pruned {engine.prune(older_than=retain)}"
+                done.append(line)
             print("; ".join(done), flush=True)
             if every is None or stop.wait(every):
                 return 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _noun(engine: SyncFace[Any]) -> str:
+    return engine.definition.object.rsplit(".", 1)[-1]
+
+
+def _prune(engines: Sequence[SyncFace[Any]], older_than: int, limit: int, as_json: bool) -> int:
+    """Delete what ended more than ``older_than`` seconds ago, each lifecycle in turn."""
+    counts = {}
+    for engine in engines:
+        counts[_noun(engine) + "s"] = engine.prune(older_than=older_than, limit=limit)
+    if as_json:
+        _print_json({"pruned": counts, "older_than": older_than})
+    else:
+        print(", ".join(f"pruned {n} {what}" for what, n in counts.items()))
+    return 0
+
+
+def _stats(store: Store, as_json: bool) -> int:
+    """The store's figures, by lifecycle: objects per status, the queue, due objects,
+    leases; and the events stored."""
+    now = int(time.time())
+    stats = store.stats(now)
+    rows: list[tuple[str, str, object]] = []
+    figures: dict[str, Any] = {"events": stats.events, "lifecycles": {}}
+    for kind, part in stats.kinds.items():
+        age = None if part.oldest_queued is None else max(0, now - part.oldest_queued)
+        figures["lifecycles"][kind] = {
+            "statuses": part.statuses,
+            "queued": part.statuses.get("queued", 0),
+            "oldest_queued_age": age,
+            "due": part.due,
+            "leases": part.leases,
+            "leases_ended": part.leases_ended,
+        }
+        for status, n in sorted(part.statuses.items()):
+            rows.append((kind, status, n))
+        rows += [
+            (kind, "queued: oldest age (s)", "" if age is None else age),
+            (kind, "due now", part.due),
+            (kind, "leases held", part.leases),
+            (kind, "leases ended", part.leases_ended),
+        ]
+    if as_json:
+        _print_json(figures)
+        return 0
+    rows.append(("all", "events stored", stats.events))
+    _print_table("store", ("lifecycle", "figure", "value"), rows)
+    return 0
+
+
+def _cancel(store: Store, object_id: str, as_json: bool) -> int:
+    """Cancel a run or a background response, whichever the id names."""
+    try:
+        kind = store.get(object_id).run.KIND
+    except RunNotFoundError:
+        raise RunNotFoundError(object_id, "run or response") from None
+    engine = ENGINES[kind](store)
+    done = engine._run(engine._p_cancel(object_id))  # type: ignore[attr-defined]
+    if as_json:
+        _print_json(done.to_dict())
+    else:
+        print(f"{object_id}: {done.status.value}")
+    return 0
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def duration(text: str) -> int:
+    """Whole seconds from ``30d``, ``12h``, ``90m``, ``45s`` or ``3600``."""
+    unit = _UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit is not None else text
+    if not number.isdigit() or len(number) > 12:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (use e.g. 30d, 12h, 90m, 45s or a number of seconds)"
+        )
+    return int(number) * (unit or 1)
 
 
 def _drain(sweep: Callable[[int], Sized], batch: int) -> int:

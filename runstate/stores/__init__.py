@@ -6,7 +6,7 @@ driver is imported only when one is made). All pass the same contract suite.
 """
 
 from ._async import AsyncStore
-from ._base import Claimed, Now, Order, Page, Store, StoredRun, Sweep, Write
+from ._base import Claimed, KindStats, Now, Order, Page, Stats, Store, StoredRun, Sweep, Write
 from ._memory import MemoryStore
 from ._postgres import PostgresStore
 from ._postgres_async import AsyncPostgresStore
@@ -16,12 +16,14 @@ __all__ = [
     "AsyncPostgresStore",
     "AsyncStore",
     "Claimed",
+    "KindStats",
     "MemoryStore",
     "Now",
     "Order",
     "Page",
     "PostgresStore",
     "SQLiteStore",
+    "Stats",
     "Store",
     "StoredRun",
     "Sweep",

@@ -18,7 +18,7 @@ from typing import Any
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status
-from ._base import Claimed, Now, Order, Page, Store, StoredRun, Sweep, Write
+from ._base import Claimed, Now, Order, Page, Stats, Store, StoredRun, Sweep, Write
 
 __all__ = ["AsyncStore"]
 
@@ -107,6 +107,10 @@ class AsyncStore:
             after=after,
             before=before,
         )
+        return result
+
+    async def stats(self, now: int) -> Stats:
+        result: Stats = await self._call(self.sync.stats, now)
         return result
 
     async def history(self, run_id: str) -> list[RunEvent]:

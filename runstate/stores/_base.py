@@ -27,9 +27,11 @@ from .._model import Status
 
 __all__ = [
     "Claimed",
+    "KindStats",
     "Now",
     "Order",
     "Page",
+    "Stats",
     "Store",
     "StoredRun",
     "Sweep",
@@ -72,6 +74,25 @@ class Write:
     lease_expires_at: int | None = None
     attempts: int = 0
     first_number: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KindStats:
+    """One kind's part of ``Stats``."""
+
+    statuses: dict[str, int]
+    oldest_queued: int | None  # the oldest queued object's created_at
+    due: int
+    leases: int
+    leases_ended: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """What a store holds: per kind, and the events stored."""
+
+    kinds: dict[str, KindStats]
+    events: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +167,11 @@ class Store(Protocol):
         """Objects of ``kind`` (of one group, unless None) by ``created_at``, ties in
         creation order; ``after``/``before`` are ids bounding the page (``before`` gives
         the page nearest to it)."""
+
+    def stats(self, now: int) -> Stats:
+        """What the store holds, for operators: by kind, objects per status, the oldest
+        queued object's ``created_at``, how many active ones are due at ``now``, leases
+        held and ended; and the events stored."""
 
     def history(self, run_id: str) -> list[RunEvent]:
         """Every event of one object, oldest first (``RunNotFoundError`` if none)."""

@@ -16,15 +16,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._definitions import ACTIVE_OF
 from .._errors import ActiveRunError, RunNotFoundError
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status, _clone
 from ._base import (
     Claimed,
+    KindStats,
     Now,
     Order,
     Page,
+    Stats,
     StoredRun,
     Sweep,
     Write,
@@ -219,6 +222,35 @@ class MemoryStore:
             if row is None:
                 raise RunNotFoundError(run_id)
             return row.stored()
+
+    def stats(self, now: int) -> Stats:
+        with self._lock:
+            kinds: dict[str, dict[str, Any]] = {}
+            for row in self._rows.values():
+                part = kinds.setdefault(
+                    row.kind,
+                    {
+                        "statuses": {},
+                        "oldest_queued": None,
+                        "due": 0,
+                        "leases": 0,
+                        "leases_ended": 0,
+                    },
+                )
+                status = row.data["status"]
+                part["statuses"][status] = part["statuses"].get(status, 0) + 1
+                if status == "queued":
+                    created = row.data["created_at"]
+                    oldest = part["oldest_queued"]
+                    part["oldest_queued"] = created if oldest is None else min(oldest, created)
+                active = status in ACTIVE_OF[row.kind]
+                if active and row.expires_at is not None and row.expires_at <= now:
+                    part["due"] += 1
+                if row.lease_owner is not None:
+                    part["leases"] += 1
+                    part["leases_ended"] += (row.lease_expires_at or 0) <= now
+            events = sum(len(row.history) for row in self._rows.values())
+            return Stats({k: KindStats(**v) for k, v in sorted(kinds.items())}, events)
 
     def input_of(self, run_id: str) -> Any:
         with self._lock:

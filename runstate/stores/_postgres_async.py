@@ -19,7 +19,7 @@ from .._errors import ActiveRunError, RunNotFoundError, StoreError
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status
-from ._base import Claimed, Now, Order, Page, StoredRun, Sweep, Write, group_of
+from ._base import Claimed, Now, Order, Page, Stats, StoredRun, Sweep, Write, group_of
 from ._bell import Bell, ring_for, ring_for_won
 from ._postgres import (
     SQL,
@@ -30,7 +30,15 @@ from ._postgres import (
     pool_options,
     write_statement,
 )
-from ._sql import decided, dumps, event_from_row, insert_params, list_plan, stored_from_row
+from ._sql import (
+    decided,
+    dumps,
+    event_from_row,
+    insert_params,
+    list_plan,
+    stats_from_rows,
+    stored_from_row,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -247,6 +255,10 @@ class AsyncPostgresStore:
                 sql, params = plan.send(await self._read(sql, params))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+
+    async def stats(self, now: int) -> Stats:
+        names = ("stats_statuses", "stats_queued", "stats_due", "stats_leases", "stats_events")
+        return stats_from_rows({name: await self._read(SQL[name], {"now": now}) for name in names})
 
     async def history(self, run_id: str) -> list[RunEvent]:
         rows = await self._read(SQL["history"], {"run_id": run_id})

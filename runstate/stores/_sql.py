@@ -23,9 +23,11 @@ from .._events import RunEvent
 from .._model import Status
 from ._base import (
     Claimed,
+    KindStats,
     Now,
     Order,
     Page,
+    Stats,
     StoredRun,
     Sweep,
     Write,
@@ -180,6 +182,31 @@ def list_plan(
     return Page(runs, len(rows) > limit)
 
 
+_STATS_QUERIES = ("stats_statuses", "stats_queued", "stats_due", "stats_leases", "stats_events")
+
+
+def stats_from_rows(rows: Mapping[str, list[Any]]) -> Stats:
+    """``Stats`` from the rows of the stats queries, by name."""
+    kinds: dict[str, dict[str, Any]] = {}
+
+    def of(kind: str) -> dict[str, Any]:
+        return kinds.setdefault(
+            kind, {"statuses": {}, "oldest_queued": None, "due": 0, "leases": 0, "leases_ended": 0}
+        )
+
+    for kind, status, n in rows["stats_statuses"]:
+        of(kind)["statuses"][status] = int(n)
+    for kind, oldest in rows["stats_queued"]:
+        of(kind)["oldest_queued"] = int(oldest)
+    for kind, n in rows["stats_due"]:
+        of(kind)["due"] = int(n)
+    for kind, n, ended in rows["stats_leases"]:
+        of(kind)["leases"], of(kind)["leases_ended"] = int(n), int(ended or 0)
+    return Stats(
+        {k: KindStats(**v) for k, v in sorted(kinds.items())}, int(rows["stats_events"][0][0])
+    )
+
+
 class SQLStore:
     """What the SQL backends share: the reads, and the claims and sweeps (pick rows under
     the write lock, decide, write them). A backend sets ``SQL`` (its named statements) and
@@ -271,6 +298,11 @@ class SQLStore:
             conn.execute(self.SQL["delete_events"], {"id": run_id})
             deleted: bool = conn.execute(self.SQL["delete_run"], {"id": run_id}).rowcount == 1
             return deleted
+
+    def stats(self, now: int) -> Stats:
+        return stats_from_rows(
+            {name: self._read(self.SQL[name], {"now": now}) for name in _STATS_QUERIES}
+        )
 
     def input_of(self, run_id: str) -> Any:
         rows = self._read(self.SQL["input_of"], {"id": run_id})

@@ -99,3 +99,24 @@ DELETE FROM runs WHERE id = %(id)s;
 -- runs_ended; locked on PostgreSQL (a row another transaction holds is left for later).
 SELECT id FROM runs WHERE kind = %(kind)s AND NOT active AND ended_at <= %(before)s
     {statuses} ORDER BY ended_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED;
+
+-- stats_statuses --
+-- How many objects of each kind are in each status.
+SELECT kind, status, count(*) FROM runs GROUP BY kind, status;
+
+-- stats_queued --
+-- The oldest queued object of each kind (through runs_queue).
+SELECT kind, min(created_at) FROM runs WHERE status = 'queued' GROUP BY kind;
+
+-- stats_due --
+-- Active objects whose time has run out, by kind (through runs_due).
+SELECT kind, count(*) FROM runs WHERE active AND expires_at <= %(now)s GROUP BY kind;
+
+-- stats_leases --
+-- Leases held by workers, and how many of them have ended, by kind (through runs_leases).
+SELECT kind, count(*), sum(CASE WHEN lease_expires_at <= %(now)s THEN 1 ELSE 0 END) FROM runs
+WHERE lease_owner IS NOT NULL GROUP BY kind;
+
+-- stats_events --
+-- How many events are stored.
+SELECT count(*) FROM run_events;

@@ -102,3 +102,24 @@ SELECT seq, run_id, to_status FROM run_events WHERE seq > :after_seq ORDER BY se
 -- runs_ended; locked on PostgreSQL (a row another transaction holds is left for later).
 SELECT id FROM runs WHERE kind = :kind AND active = 0 AND ended_at <= :before
     {statuses} ORDER BY ended_at LIMIT :limit;
+
+-- stats_statuses --
+-- How many objects of each kind are in each status.
+SELECT kind, status, count(*) FROM runs GROUP BY kind, status;
+
+-- stats_queued --
+-- The oldest queued object of each kind (through runs_queue).
+SELECT kind, min(created_at) FROM runs WHERE status = 'queued' GROUP BY kind;
+
+-- stats_due --
+-- Active objects whose time has run out, by kind (through runs_due).
+SELECT kind, count(*) FROM runs WHERE active = 1 AND expires_at <= :now GROUP BY kind;
+
+-- stats_leases --
+-- Leases held by workers, and how many of them have ended, by kind (through runs_leases).
+SELECT kind, count(*), sum(CASE WHEN lease_expires_at <= :now THEN 1 ELSE 0 END) FROM runs
+WHERE lease_owner IS NOT NULL GROUP BY kind;
+
+-- stats_events --
+-- How many events are stored.
+SELECT count(*) FROM run_events;
