@@ -265,3 +265,79 @@ def test_migrate_on_memory_says_there_is_no_schema() -> None:
         cli("migrate", "memory://").stdout
         == "MemoryStore(0 runs) keeps no schema: nothing to migrate\n"
     )
+
+
+# --- a fleet's operations: stats, prune, cancel ---------------------------------------------
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A store with an ended run (long ago), a queued run, a leased run, a queued
+    response and a cancelled response."""
+    path = tmp_path / "fleet.db"
+    store = SQLiteStore(path)
+    runs = RunEngine(store, clock=lambda: 1_000, ttl=2 * 10**9)  # due in 2033
+    done = runs.create(thread_id="t1", assistant_id="a")
+    runs.claim("w")
+    runs.complete(done.id)
+    leased = runs.create(thread_id="t2", assistant_id="a")
+    runs.claim("w")
+    queued = runs.create(thread_id="t3", assistant_id="a")
+    responses = ResponseEngine(store, lambda: 1_000, timeout=2 * 10**9)
+    waiting = responses.create(model="m", input="hi")
+    ended = responses.create(model="m", input="hi")
+    responses.cancel(ended.id)
+    store.close()
+    ids = {"done": done.id, "leased": leased.id, "queued": queued.id}
+    ids |= {"waiting": waiting.id, "ended": ended.id}
+    return f"sqlite:///{path}", ids
+
+
+def test_stats_counts_by_lifecycle_and_status(fleet: tuple[str, dict[str, str]]) -> None:
+    url, _ = fleet
+    figures = json.loads(cli("stats", url, "--json").stdout)
+    assert figures["events"] == 4 + 3 + 2 + 2 + 3
+    run = figures["lifecycles"]["run"]
+    assert run["statuses"] == {"completed": 1, "in_progress": 1, "queued": 1}
+    assert run["queued"] == 1 and run["oldest_queued_age"] > 0
+    assert (run["leases"], run["leases_ended"], run["due"]) == (1, 1, 0)  # its lease ran out
+    response = figures["lifecycles"]["response"]
+    assert response["statuses"] == {"cancelled": 1, "queued": 1}
+    table = rows(cli("stats", url).stdout.replace("lifecycle", "id", 1))
+    assert ["run", "completed", "1"] in table and ["all", "events stored", "14"] in table
+
+
+def test_prune_and_sweep_retain_delete_only_what_ended_long_ago(
+    fleet: tuple[str, dict[str, str]],
+) -> None:
+    url, ids = fleet
+    # They ended at 1970-01-01T00:16:40Z: more than 20,000 days ago, not 30,000.
+    empty = cli("prune", url, "--older-than", "30000d").stdout
+    assert empty == "pruned 0 runs, pruned 0 responses\n"
+    pruned = json.loads(cli("prune", url, "--older-than", "1d", "--json").stdout)
+    assert pruned == {"pruned": {"runs": 1, "responses": 1}, "older_than": 86_400}
+    assert cli("show", url, ids["done"], check=False).returncode == 1
+    out = cli("sweep", url, "--retain", "1h").stdout
+    assert "recovered 1 stalled runs, pruned 0" in out  # the lease had run out
+    figures = json.loads(cli("stats", url, "--json").stdout)
+    assert figures["lifecycles"]["run"]["statuses"] == {"queued": 2}  # none deleted
+
+
+def test_cancel_a_run_or_a_response_by_its_id(fleet: tuple[str, dict[str, str]]) -> None:
+    url, ids = fleet
+    assert cli("cancel", url, ids["queued"]).stdout == f"{ids['queued']}: cancelled\n"
+    shown = json.loads(cli("cancel", url, ids["waiting"], "--json").stdout)
+    assert shown["status"] == "cancelled" and shown["object"] == "response"
+    leased = json.loads(cli("cancel", url, ids["leased"], "--json").stdout)
+    assert leased["status"] == "cancelling"  # its worker confirms
+    again = cli("cancel", url, ids["done"], check=False)
+    assert again.returncode == 1 and "Cannot cancel run with status 'completed'" in again.stderr
+    missing = cli("cancel", url, "run_missing", check=False)
+    assert missing.returncode == 1 and "No run or response found" in missing.stderr
+
+
+@pytest.mark.parametrize("bad", ["30x", "-5", "", "1.5h", "d", "9" * 20])
+def test_a_bad_duration_is_a_usage_error(fleet: tuple[str, dict[str, str]], bad: str) -> None:
+    url, _ = fleet
+    done = cli("prune", url, "--older-than", bad, check=False)
+    assert done.returncode == 2 and "not a duration" in done.stderr
