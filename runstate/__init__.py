@@ -18,6 +18,7 @@ from ._diagram import mermaid
 from ._errors import (
     ActiveRunError,
     ConcurrentUpdateError,
+    IdempotencyError,
     InvalidTransitionError,
     LeaseError,
     RunNotFoundError,
@@ -53,6 +54,7 @@ __all__ = [
     "AsyncRunEngine",
     "AsyncStore",
     "ConcurrentUpdateError",
+    "IdempotencyError",
     "InvalidTransitionError",
     "LeaseError",
     "ManualClock",

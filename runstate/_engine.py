@@ -21,6 +21,8 @@ then, and no heartbeat can slip between a recovery's look at a lease and its wri
 from __future__ import annotations
 
 import builtins
+import hashlib
+import json
 import time
 from collections.abc import (
     AsyncIterator,
@@ -37,6 +39,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import (
     ConcurrentUpdateError,
+    IdempotencyError,
     LeaseError,
     RunNotFoundError,
     RunStateError,
@@ -47,6 +50,7 @@ from ._lifecycle import Lifecycle, Transition, refusal, sealed
 from ._model import Status
 from ._validate import MAX_DURATION, require_int, require_seconds, require_string
 from .stores import AsyncStore, Claimed, MemoryStore, Order, StoredRun, Write
+from .stores._base import IdempotencyKey, KeyTaken
 from .stores._bell import QUEUED, Bell
 
 __all__ = [
@@ -78,6 +82,7 @@ _STORE_METHODS = (
 T = TypeVar("T")
 _PAGE = 1000  # events read at a time by a follower
 _PRUNE_BATCH = 500  # objects deleted in one transaction by prune
+_UNIQUE_FIELDS = frozenset({"id", "created_at", "expires_at"})  # not in a key's fingerprint
 _FALLBACK = 2.0  # a waiting claim looks again at least this often, in case a ring was missed
 
 
@@ -207,8 +212,13 @@ class Engine(Generic[T]):
         *,
         lease_seconds: int,
         max_attempts: int,
+        idempotency_window: int = 86_400,
     ) -> None:
         require_int(lease_seconds, "lease_seconds", maximum=MAX_DURATION)
+        #: How long an idempotency key is remembered, in seconds.
+        self.idempotency_window = require_int(
+            idempotency_window, "idempotency_window", maximum=MAX_DURATION
+        )
         require_int(max_attempts, "max_attempts", maximum=1_000_000)
         if store is not None and not all(
             callable(getattr(store, method, None)) for method in _STORE_METHODS
@@ -365,6 +375,32 @@ class Engine(Generic[T]):
         if after is not None:
             require_int(after, "after", minimum=0)
         return after, require_seconds(poll, "poll", maximum=3600)
+
+    # --- creating ----------------------------------------------------------------------------
+
+    def _key(self, idempotency_key: str | None, obj: Any, input: Any = None) -> Any:
+        """The create's ``IdempotencyKey``: the key, and a fingerprint of the object as
+        its parameters made it (everything but its id and times) and of its input."""
+        if idempotency_key is None:
+            return None
+        key = require_string(idempotency_key, "idempotency_key", max_length=255)
+        made = {k: v for k, v in obj.to_dict().items() if k not in _UNIQUE_FIELDS}
+        text = json.dumps([obj.KIND, obj.version, made, input], sort_keys=True)
+        fingerprint = hashlib.sha256(text.encode()).hexdigest()
+        now = obj.created_at
+        return IdempotencyKey(key, fingerprint, now, now - self.idempotency_window)
+
+    def _p_insert(self, obj: Any, steps: Sequence[Transition], input: Any, key: Any) -> Plan[Any]:
+        """Store a new object; with a key that is remembered, the object it made first
+        (no second object, no event), or ``IdempotencyError`` if its parameters differ."""
+        try:
+            seqs = yield call("insert", obj, steps, input, key)
+        except KeyTaken as taken:
+            if taken.fingerprint != key.fingerprint:
+                raise IdempotencyError(key.key) from None
+            return (yield from self._p_get(taken.object_id))
+        self._publish(obj, steps, seqs, 0)
+        return obj
 
     # --- retention --------------------------------------------------------------------------
 

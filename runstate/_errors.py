@@ -7,6 +7,7 @@
     ├── ActiveRunError             400  the thread already has an active run
     ├── LeaseError                 409  the run is leased to another worker, or to none
     ├── RunNotFoundError           404  no run with that id
+    ├── IdempotencyError           409  an idempotency key used again with other parameters
     ├── ConcurrentUpdateError      409  the run kept changing under us; nothing was written
     └── StoreError                 503  the store is unreachable, corrupt or not ours
 
@@ -88,6 +89,20 @@ class RunNotFoundError(RunStateError):
     def __init__(self, run_id: str, noun: str = "run"):
         super().__init__(f"No {noun} found with id '{run_id}'.")
         self.run_id = run_id
+
+
+class IdempotencyError(RunStateError):
+    """An idempotency key was used again with other parameters than the first time."""
+
+    http_status = 409
+
+    def __init__(self, key: str):
+        super().__init__(
+            f"Idempotency key {key!r} was first used with other parameters; a key may only "
+            "be used again with the same ones.",
+            param="idempotency_key",
+        )
+        self.key = key
 
 
 class ConcurrentUpdateError(RunStateError):

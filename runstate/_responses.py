@@ -49,6 +49,7 @@ class ResponsePlans(Engine[Response]):
         lease_seconds: int = 60,
         max_attempts: int = 3,
         id_factory: Callable[[str], str] | None = None,
+        idempotency_window: int = 86_400,
     ) -> None:
         lifecycle = ResponseLifecycle(clock, timeout, id_factory=id_factory)
         super().__init__(
@@ -57,12 +58,14 @@ class ResponsePlans(Engine[Response]):
             {"response": lifecycle},
             lease_seconds=lease_seconds,
             max_attempts=max_attempts,
+            idempotency_window=idempotency_window,
         )
         self.lifecycle: ResponseLifecycle = lifecycle
         self.timeout = timeout
 
-    def _p_create(self, fields: dict[str, Any]) -> Plan[Response]:
+    def _p_create(self, fields: dict[str, Any], idempotency_key: str | None) -> Plan[Response]:
         response, given, steps = self.lifecycle.new_response(**fields)
+        key = self._key(idempotency_key, response, given)
         previous = fields["previous_response_id"]
         if previous is not None:
             try:
@@ -72,9 +75,8 @@ class ResponsePlans(Engine[Response]):
                     f"Previous response with id '{previous}' not found.",
                     param="previous_response_id",
                 ) from None
-        seqs = yield call("insert", response, steps, given)
-        self._publish(response, steps, seqs, 0)
-        return response
+        made: Response = yield from self._p_insert(response, steps, given, key)
+        return made
 
     def _p_input_of(self, response_id: str) -> Plan[str | builtins.list[dict[str, Any]]]:
         yield from self._p_stored(require_string(response_id, "response_id"))
@@ -217,10 +219,13 @@ class ResponseEngine(SyncFace[Response], ResponsePlans):
         top_p: float | None = None,
         max_output_tokens: int | None = None,
         previous_response_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Response:
         """A new response: ``queued`` for a worker to claim (``background=True``), or
         ``in_progress`` for a caller that generates it itself and completes it (ours).
-        ``previous_response_id`` must name a stored response."""
+        ``previous_response_id`` must name a stored response. With ``idempotency_key``,
+        a create repeated with the same key and parameters returns the response made
+        first; with other parameters it is an ``IdempotencyError`` (409)."""
         return self._run(
             self._p_create(
                 _fields(
@@ -236,7 +241,8 @@ class ResponseEngine(SyncFace[Response], ResponsePlans):
                     top_p=top_p,
                     max_output_tokens=max_output_tokens,
                     previous_response_id=previous_response_id,
-                )
+                ),
+                idempotency_key,
             )
         )
 
@@ -368,6 +374,7 @@ class AsyncResponseEngine(AsyncFace[Response], ResponsePlans):
         top_p: float | None = None,
         max_output_tokens: int | None = None,
         previous_response_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Response:
         """As ``ResponseEngine.create``."""
         return await self._arun(
@@ -385,7 +392,8 @@ class AsyncResponseEngine(AsyncFace[Response], ResponsePlans):
                     top_p=top_p,
                     max_output_tokens=max_output_tokens,
                     previous_response_id=previous_response_id,
-                )
+                ),
+                idempotency_key,
             )
         )
 

@@ -45,6 +45,7 @@ class RunPlans(Engine[Run]):
         max_attempts: int = 3,
         id_factory: Callable[[str], str] | None = None,
         version: str = "v1",
+        idempotency_window: int = 86_400,
     ) -> None:
         lifecycle = RunLifecycle(clock, ttl, id_factory=id_factory, version=version)
         # A store may hold runs of both versions: each is decided by its own lifecycle.
@@ -55,26 +56,33 @@ class RunPlans(Engine[Run]):
             for v in ("v1", "v2")
         }
         super().__init__(
-            store, lifecycle, lifecycles, lease_seconds=lease_seconds, max_attempts=max_attempts
+            store,
+            lifecycle,
+            lifecycles,
+            lease_seconds=lease_seconds,
+            max_attempts=max_attempts,
+            idempotency_window=idempotency_window,
         )
         self.lifecycle: RunLifecycle = lifecycle
         self._run_lifecycles = lifecycles
 
-    def _p_create(self, version: str | None, fields: dict[str, Any]) -> Plan[Run]:
+    def _p_create(
+        self, version: str | None, fields: dict[str, Any], idempotency_key: str | None
+    ) -> Plan[Run]:
         lifecycle = (
             self.lifecycle if version is None else self._run_lifecycles[require_version(version)]
         )
         run, steps = lifecycle.new_run(**fields)
+        key = self._key(idempotency_key, run)
         for _ in range(self._retries):
             try:
-                seqs = yield call("insert", run, steps)
+                made: Run = yield from self._p_insert(run, steps, None, key)
             except ActiveRunError as exc:
                 # A due run is active until something expires it; reading it does.
                 if (yield from self._p_get(exc.run_id)).status.is_active:
                     raise
                 continue
-            self._publish(run, steps, seqs, 0)
-            return run
+            return made
         raise ConcurrentUpdateError(f"Thread {run.thread_id} kept changing; no run was created.")
 
     def _p_list_runs(
@@ -145,10 +153,14 @@ class RunEngine(SyncFace[Run], RunPlans):
         file_ids: Sequence[str] | None = None,
         metadata: dict[str, str] | None = None,
         version: str | None = None,
+        idempotency_key: str | None = None,
         **settings: Any,
     ) -> Run:
         """A new queued run of the engine's version (or of ``version``, "v1" or "v2");
-        refused with ``ActiveRunError`` if the thread has an active one. A v2 run also
+        refused with ``ActiveRunError`` if the thread has an active one. With
+        ``idempotency_key``, a create repeated with the same key and parameters (within
+        the engine's ``idempotency_window``) returns the run made first, and makes
+        nothing; with other parameters it is an ``IdempotencyError`` (409). A v2 run also
         takes the v2 settings (``temperature``, ``top_p``, ``max_prompt_tokens``,
         ``max_completion_tokens``, ``truncation_strategy``, ``tool_choice``,
         ``parallel_tool_calls``, ``response_format``), and no ``file_ids``."""
@@ -162,7 +174,7 @@ class RunEngine(SyncFace[Run], RunPlans):
             metadata=metadata,
             **settings,
         )
-        return self._run(self._p_create(version, fields))
+        return self._run(self._p_create(version, fields, idempotency_key))
 
     def get(self, run_id: str) -> Run:
         """The run (expired first, and stored so, if it is due)."""
@@ -279,6 +291,7 @@ class AsyncRunEngine(AsyncFace[Run], RunPlans):
         file_ids: Sequence[str] | None = None,
         metadata: dict[str, str] | None = None,
         version: str | None = None,
+        idempotency_key: str | None = None,
         **settings: Any,
     ) -> Run:
         """As ``RunEngine.create``."""
@@ -292,7 +305,7 @@ class AsyncRunEngine(AsyncFace[Run], RunPlans):
             metadata=metadata,
             **settings,
         )
-        return await self._arun(self._p_create(version, fields))
+        return await self._arun(self._p_create(version, fields, idempotency_key))
 
     async def get(self, run_id: str) -> Run:
         return await self._arun(self._p_get(run_id))

@@ -228,3 +228,15 @@ def cancel_later(url: str, response_id: str, ready: Any) -> None:
     engine = ResponseEngine(open_store(url))
     ready.wait()
     engine.cancel(response_id)
+
+
+def create_with_key(url: str, now: float, kind: str, barrier: Barrier, results: Any) -> None:
+    """Create with one idempotency key, at the same moment as the others."""
+    if kind == "run":
+        runs = engine_at(url, now)
+        barrier.wait()
+        results.put(runs.create(thread_id="keyed", assistant_id="a", idempotency_key="k").id)
+    else:
+        responses = ResponseEngine(open_store(url), ManualClock(now))
+        barrier.wait()
+        results.put(responses.create(model="m", input="hi", idempotency_key="k").id)

@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from http_common import STREAM_POLL, Body
 from scripted_executor import read_script
@@ -64,7 +64,9 @@ def add_responses_routes(app: FastAPI, engines: Engines) -> None:
         return StreamingResponse(frames(), media_type="text/event-stream")
 
     @app.post("/v1/responses", response_model=None)
-    async def create_response(body: ResponseCreate) -> JSONResponse | StreamingResponse:
+    async def create_response(
+        request: Request, body: ResponseCreate
+    ) -> JSONResponse | StreamingResponse:
         read_script(validate_metadata(body.metadata))  # the executor's script, checked now
         background = bool(body.background)
         response = await engines.responses.create(
@@ -80,6 +82,7 @@ def add_responses_routes(app: FastAPI, engines: Engines) -> None:
             top_p=body.top_p,
             max_output_tokens=body.max_output_tokens,
             previous_response_id=body.previous_response_id,
+            idempotency_key=request.headers.get("idempotency-key"),
         )
         if not background:  # generated here, now: the caller waits for it (or streams it)
             generating = asyncio.ensure_future(engines.executor.play_response(response, None))

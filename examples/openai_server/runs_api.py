@@ -14,6 +14,7 @@ shape it was created with.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
@@ -129,9 +130,17 @@ def add_runs_routes(app: FastAPI, engines: Engines, *, poll_after_ms: int = 100)
 
         return StreamingResponse(frames(), media_type="text/event-stream")
 
-    def new_thread(body: ThreadCreate | None, param: str = "metadata") -> dict[str, Any]:
+    def new_thread(
+        body: ThreadCreate | None, param: str = "metadata", key: str | None = None
+    ) -> dict[str, Any]:
+        # With an idempotency key, the thread's id comes from it: a retried request
+        # names the same thread, so its run is found, not made again.
+        if key is None:
+            suffix = secrets.token_hex(12)
+        else:
+            suffix = hashlib.sha256(key.encode()).hexdigest()[:24]
         return {
-            "id": "thread_" + secrets.token_hex(12),
+            "id": "thread_" + suffix,
             "object": "thread",
             "created_at": engines.runs.lifecycle.now(),
             "metadata": validate_metadata(body.metadata if body else None, param),
@@ -143,7 +152,7 @@ def add_runs_routes(app: FastAPI, engines: Engines, *, poll_after_ms: int = 100)
         return thread
 
     async def start_run(
-        thread_id: str, body: RunFields, instructions: str, version: str
+        request: Request, thread_id: str, body: RunFields, instructions: str, version: str
     ) -> JSONResponse | StreamingResponse:
         read_script(validate_metadata(body.metadata))  # the executor's script, checked now
         run = await engines.runs.create(
@@ -154,6 +163,7 @@ def add_runs_routes(app: FastAPI, engines: Engines, *, poll_after_ms: int = 100)
             tools=body.tools,
             metadata=body.metadata,
             version=version,
+            idempotency_key=request.headers.get("idempotency-key"),
             **body.settings(),
         )
         return stream(run.id, None) if body.stream else respond(run)
@@ -166,8 +176,10 @@ def add_runs_routes(app: FastAPI, engines: Engines, *, poll_after_ms: int = 100)
     async def create_thread_and_run(
         request: Request, body: ThreadAndRunCreate
     ) -> JSONResponse | StreamingResponse:
-        thread = new_thread(body.thread, "thread.metadata")
-        response = await start_run(thread["id"], body, body.instructions or "", version_of(request))
+        key = request.headers.get("idempotency-key")
+        thread = new_thread(body.thread, "thread.metadata", key)
+        instructions = body.instructions or ""
+        response = await start_run(request, thread["id"], body, instructions, version_of(request))
         keep(thread)  # only once its run exists: a refused request leaves no thread
         return response
 
@@ -180,7 +192,7 @@ def add_runs_routes(app: FastAPI, engines: Engines, *, poll_after_ms: int = 100)
         instructions = body.instructions or ""
         if body.additional_instructions:
             instructions = f"{instructions}\n{body.additional_instructions}".strip()
-        return await start_run(thread_id, body, instructions, version)
+        return await start_run(request, thread_id, body, instructions, version)
 
     @app.get("/v1/threads/{thread_id}/runs")
     async def list_runs(

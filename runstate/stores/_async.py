@@ -18,7 +18,18 @@ from typing import Any
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status
-from ._base import Claimed, Now, Order, Page, Stats, Store, StoredRun, Sweep, Write
+from ._base import (
+    Claimed,
+    IdempotencyKey,
+    Now,
+    Order,
+    Page,
+    Stats,
+    Store,
+    StoredRun,
+    Sweep,
+    Write,
+)
 
 __all__ = ["AsyncStore"]
 
@@ -39,8 +50,14 @@ class AsyncStore:
             return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
         return fn(*args, **kwargs)
 
-    async def insert(self, run: Any, steps: Sequence[Transition], input: Any = None) -> list[int]:
-        result: list[int] = await self._call(self.sync.insert, run, steps, input)
+    async def insert(
+        self,
+        run: Any,
+        steps: Sequence[Transition],
+        input: Any = None,
+        key: IdempotencyKey | None = None,
+    ) -> list[int]:
+        result: list[int] = await self._call(self.sync.insert, run, steps, input, key)
         return result
 
     async def get(self, run_id: str) -> StoredRun:

@@ -27,6 +27,8 @@ from .._model import Status
 
 __all__ = [
     "Claimed",
+    "IdempotencyKey",
+    "KeyTaken",
     "KindStats",
     "Now",
     "Order",
@@ -77,6 +79,27 @@ class Write:
 
 
 @dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A create's idempotency key: the key, a fingerprint of the create's parameters, the
+    time of the create, and the oldest a stored key may be and still count."""
+
+    key: str
+    fingerprint: str
+    now: int
+    not_before: int
+
+
+class KeyTaken(Exception):
+    """``insert`` found the key remembered, for ``object_id`` made with parameters whose
+    fingerprint is ``fingerprint``: the engine answers with that object, or a conflict."""
+
+    def __init__(self, object_id: str, fingerprint: str) -> None:
+        super().__init__(object_id)
+        self.object_id = object_id
+        self.fingerprint = fingerprint
+
+
+@dataclass(frozen=True, slots=True)
 class KindStats:
     """One kind's part of ``Stats``."""
 
@@ -106,10 +129,18 @@ class Page:
 class Store(Protocol):
     """What a backend implements. Methods raise ``RunStateError``s only."""
 
-    def insert(self, run: Any, steps: Sequence[Transition], input: Any = None) -> list[int]:
+    def insert(
+        self,
+        run: Any,
+        steps: Sequence[Transition],
+        input: Any = None,
+        key: IdempotencyKey | None = None,
+    ) -> list[int]:
         """Store a new object, its creation events, and ``input`` (JSON kept for its
-        worker, not part of the object); the events' places in the log. Raises
-        ``ActiveRunError`` if the object's group already has an active object."""
+        worker, not part of the object); the events' places in the log. With ``key``,
+        first look the key up: remembered (since ``key.not_before``, for an object that
+        still exists), raise ``KeyTaken``; else remember it with the object, atomically.
+        Raises ``ActiveRunError`` if the object's group already has an active object."""
 
     def get(self, run_id: str) -> StoredRun:
         """The stored object, whatever its kind, or ``RunNotFoundError``."""

@@ -23,6 +23,8 @@ from .._lifecycle import Transition
 from .._model import Status, _clone
 from ._base import (
     Claimed,
+    IdempotencyKey,
+    KeyTaken,
     KindStats,
     Now,
     Order,
@@ -83,6 +85,8 @@ class MemoryStore:
         self._leases: defaultdict[str, list[tuple[int, int, str]]] = defaultdict(list)
         self._queue: defaultdict[str, list[tuple[int, int, int, str]]] = defaultdict(list)
         self._ended: defaultdict[str, list[tuple[int, int, str]]] = defaultdict(list)
+        # (kind, key) -> (fingerprint, object id, when it was remembered)
+        self._keys: dict[tuple[str, str], tuple[str, str, int]] = {}
         self.bell = Bell()  # rung on every write: there is no other process to hear of
 
     def __repr__(self) -> str:
@@ -90,14 +94,26 @@ class MemoryStore:
 
     # --- writes -------------------------------------------------------------------------
 
-    def insert(self, run: Any, steps: Sequence[Transition], input: Any = None) -> list[int]:
+    def insert(
+        self,
+        run: Any,
+        steps: Sequence[Transition],
+        input: Any = None,
+        key: IdempotencyKey | None = None,
+    ) -> list[int]:
         with self._lock:
+            if key is not None:
+                known = self._keys.get((run.KIND, key.key))
+                if known is not None and known[2] >= key.not_before and known[1] in self._rows:
+                    raise KeyTaken(known[1], known[0])
             group = group_of(run)
             if group is not None and group in self._active:
                 raise ActiveRunError(group, self._active[group])
             row = _Row(
                 run.KIND, group, run.to_dict(), run.expires_at, 1, next(self._orders), _clone(input)
             )
+            if key is not None:
+                self._keys[(run.KIND, key.key)] = (key.fingerprint, run.id, key.now)
             self._rows[run.id] = row
             if group is not None:
                 self._groups[group].append(run.id)

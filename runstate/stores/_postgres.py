@@ -33,12 +33,13 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ActiveRunError, StoreError, ValidationError
 from .._lifecycle import Transition
 from .._validate import require_int, require_string
-from ._base import Write, group_of
+from ._base import IdempotencyKey, KeyTaken, Write, group_of
 from ._bell import ANY, QUEUED, Bell, ring_for, ring_for_won
 from ._sql import (
     SQLStore,
     dumps,
     insert_params,
+    key_params,
     load_migrations,
     load_queries,
     write_params,
@@ -138,7 +139,13 @@ class PostgresStore(SQLStore):
 
     # --- writes -------------------------------------------------------------------------
 
-    def insert(self, run: Any, steps: Sequence[Transition], input: Any = None) -> list[int]:
+    def insert(
+        self,
+        run: Any,
+        steps: Sequence[Transition],
+        input: Any = None,
+        key: IdempotencyKey | None = None,
+    ) -> list[int]:
         """The run at version 0, then its first write (to version 1, with its events),
         in one transaction: events are numbered on the one write path."""
         body = dumps(run.to_dict())
@@ -146,6 +153,8 @@ class PostgresStore(SQLStore):
         for _ in range(10):
             try:
                 with self._transaction() as conn:
+                    if key is not None and not _remember(conn, run, key):
+                        continue  # another create took the key meanwhile: look again
                     conn.execute(SQL["insert_run"], insert_params(run, body, 0, input))
                     seqs = _write(conn, [first], self._channel)[0]
                     assert seqs is not None  # our own row, inserted just now
@@ -269,6 +278,21 @@ def write_batch(writes: Sequence[Write]) -> Any:
     from psycopg.types.json import Jsonb  # imported with the store; a lookup here
 
     return Jsonb(batch)
+
+
+def _remember(conn: psycopg.Connection[Any], run: Any, key: IdempotencyKey) -> bool:
+    """In the create's transaction: raise ``KeyTaken`` if the key is remembered for an
+    object that exists; else remember it (replacing one forgotten). False if another
+    transaction remembered it first (this one waited for it: look again)."""
+    known = conn.execute(SQL["key_of_locked"], {"kind": run.KIND, "key": key.key}).fetchone()
+    if known is not None:
+        fingerprint, object_id, created_at = known
+        alive = conn.execute(SQL["run_exists"], {"id": object_id}).fetchone()
+        if created_at >= key.not_before and alive:
+            raise KeyTaken(object_id, fingerprint)
+        conn.execute(SQL["remember_key"], key_params(run, key))
+        return True
+    return conn.execute(SQL["claim_key"], key_params(run, key)).fetchone() is not None
 
 
 def _first(cursor: psycopg.Cursor[Any]) -> Any:

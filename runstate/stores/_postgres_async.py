@@ -19,7 +19,19 @@ from .._errors import ActiveRunError, RunNotFoundError, StoreError
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status
-from ._base import Claimed, Now, Order, Page, Stats, StoredRun, Sweep, Write, group_of
+from ._base import (
+    Claimed,
+    IdempotencyKey,
+    KeyTaken,
+    Now,
+    Order,
+    Page,
+    Stats,
+    StoredRun,
+    Sweep,
+    Write,
+    group_of,
+)
 from ._bell import Bell, ring_for, ring_for_won
 from ._postgres import (
     SQL,
@@ -35,6 +47,7 @@ from ._sql import (
     dumps,
     event_from_row,
     insert_params,
+    key_params,
     list_plan,
     stats_from_rows,
     stored_from_row,
@@ -134,12 +147,20 @@ class AsyncPostgresStore:
 
     # --- writes ------------------------------------------------------------------------------
 
-    async def insert(self, run: Any, steps: Sequence[Transition], input: Any = None) -> list[int]:
+    async def insert(
+        self,
+        run: Any,
+        steps: Sequence[Transition],
+        input: Any = None,
+        key: IdempotencyKey | None = None,
+    ) -> list[int]:
         """As ``PostgresStore.insert``: the object at version 0, then its first write."""
         body = dumps(run.to_dict())
         for _ in range(10):
             try:
                 async with self._transaction() as conn:
+                    if key is not None and not await self._remember(conn, run, key):
+                        continue  # another create took the key meanwhile: look again
                     await conn.execute(SQL["insert_run"], insert_params(run, body, 0, input))
                     seqs = (await self._write(conn, [Write(run, 0, steps)]))[0]
                     assert seqs is not None  # our own row, inserted just now
@@ -153,6 +174,22 @@ class AsyncPostgresStore:
                 if winner:
                     raise ActiveRunError(str(group), winner[0][0]) from exc.__cause__
         raise StoreError(f"Thread {group_of(run)} kept changing; no run was inserted.")
+
+    async def _remember(
+        self, conn: psycopg.AsyncConnection[Any], run: Any, key: IdempotencyKey
+    ) -> bool:
+        """As ``_postgres._remember``, awaited."""
+        params = {"kind": run.KIND, "key": key.key}
+        known = await (await conn.execute(SQL["key_of_locked"], params)).fetchone()
+        if known is not None:
+            fingerprint, object_id, created_at = known
+            alive = await (await conn.execute(SQL["run_exists"], {"id": object_id})).fetchone()
+            if created_at >= key.not_before and alive:
+                raise KeyTaken(object_id, fingerprint)
+            await conn.execute(SQL["remember_key"], key_params(run, key))
+            return True
+        claimed = await conn.execute(SQL["claim_key"], key_params(run, key))
+        return await claimed.fetchone() is not None
 
     async def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         with _translate(self._psycopg, self.schema):

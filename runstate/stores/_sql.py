@@ -23,6 +23,7 @@ from .._events import RunEvent
 from .._model import Status
 from ._base import (
     Claimed,
+    IdempotencyKey,
     KindStats,
     Now,
     Order,
@@ -103,6 +104,17 @@ def insert_params(run: Any, body: str, event_count: int, input: Any) -> dict[str
         "created_at": run.created_at,
         "expires_at": run.expires_at,
         "body": body,
+    }
+
+
+def key_params(run: Any, key: IdempotencyKey) -> dict[str, Any]:
+    """The named parameters of ``remember_key``."""
+    return {
+        "kind": run.KIND,
+        "key": key.key,
+        "fingerprint": key.fingerprint,
+        "object_id": run.id,
+        "created_at": key.now,
     }
 
 

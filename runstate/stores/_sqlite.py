@@ -28,12 +28,13 @@ from typing import Any
 from .._errors import ActiveRunError, StoreError
 from .._lifecycle import Transition
 from .._validate import require_int, require_seconds, require_string
-from ._base import Write, group_of
+from ._base import IdempotencyKey, KeyTaken, Write, group_of
 from ._bell import QUEUED, Bell, Feed, ring_for, ring_for_won
 from ._sql import (
     SQLStore,
     dumps,
     insert_params,
+    key_params,
     load_migrations,
     load_queries,
     write_params,
@@ -248,9 +249,24 @@ class SQLiteStore(SQLStore):
 
     # --- writes -------------------------------------------------------------------------
 
-    def insert(self, run: Any, steps: Sequence[Transition], input: Any = None) -> list[int]:
+    def insert(
+        self,
+        run: Any,
+        steps: Sequence[Transition],
+        input: Any = None,
+        key: IdempotencyKey | None = None,
+    ) -> list[int]:
         body = dumps(run.to_dict())
         with self._transaction() as conn:
+            if key is not None:  # under the write lock: looked up and remembered at once
+                known = conn.execute(SQL["key_of"], {"kind": run.KIND, "key": key.key}).fetchone()
+                if (
+                    known is not None
+                    and known[2] >= key.not_before
+                    and conn.execute(SQL["run_exists"], {"id": known[1]}).fetchone()
+                ):
+                    raise KeyTaken(known[1], known[0])
+                conn.execute(SQL["remember_key"], key_params(run, key))
             # The write lock is held: this check and the insert are one atomic step (the
             # partial unique index is the backstop).
             group = group_of(run)

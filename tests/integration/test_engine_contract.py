@@ -15,6 +15,7 @@ from faces import RunEngine, face  # noqa: F401
 from runstate import (
     ActiveRunError,
     ConcurrentUpdateError,
+    IdempotencyError,
     InvalidTransitionError,
     LeaseError,
     ManualClock,
@@ -570,7 +571,7 @@ class AlwaysBlocked(StoreProxy):
         super().__init__(store)
         self._blocker = blocker
 
-    def insert(self, run: Run, steps: Any, input: Any = None) -> list[int]:
+    def insert(self, run: Run, steps: Any, input: Any = None, key: Any = None) -> list[int]:
         raise ActiveRunError(run.thread_id, self._blocker)
 
 
@@ -1043,3 +1044,46 @@ def test_prune_of_many_goes_in_batches(store: Store, clock: ManualClock) -> None
     assert engine.prune(older_than=0, limit=1202) == 1202  # three batches, the last short
     assert engine.prune(older_than=0) == 1
     assert [r.id for r in engine.list(None).data] == [kept.id]
+
+
+# --- idempotent creates -------------------------------------------------------------------
+
+
+def test_a_repeated_create_with_its_key_returns_the_first_run(
+    store: Store, clock: ManualClock
+) -> None:
+    engine = RunEngine(store, clock=clock, idempotency_window=60)
+    first = new(engine, idempotency_key="key-1", metadata={"k": "v"})
+    clock.advance(30)
+    again = new(engine, idempotency_key="key-1", metadata={"k": "v"})
+    assert again.id == first.id and again.created_at == first.created_at
+    assert len(engine.history(first.id)) == 2  # no second event
+    assert [r.id for r in engine.list(None).data] == [first.id]
+    with pytest.raises(IdempotencyError) as info:
+        new(engine, idempotency_key="key-1", metadata={"k": "other"})
+    assert info.value.http_status == 409 and info.value.param == "idempotency_key"
+    other = new(engine, "thread_2", idempotency_key="key-2")  # another key: another run
+    assert other.id != first.id
+    engine.cancel(first.id)
+    clock.advance(31)  # the key is forgotten after the window: the same key makes anew
+    later = new(engine, idempotency_key="key-1", metadata={"k": "v"})
+    assert later.id != first.id
+
+
+def test_a_key_whose_run_was_pruned_makes_a_new_one(store: Store, clock: ManualClock) -> None:
+    engine = RunEngine(store, clock=clock)
+    first = new(engine, idempotency_key="key")
+    engine.cancel(first.id)
+    assert engine.prune(older_than=0) == 1
+    assert new(engine, idempotency_key="key").id != first.id
+
+
+@pytest.mark.parametrize("key", ["", "k\x00", "k\ud800", "x" * 256, 5])
+def test_a_bad_idempotency_key_is_refused_and_makes_nothing(
+    store: Store, clock: ManualClock, key: Any
+) -> None:
+    engine = RunEngine(store, clock=clock)
+    with pytest.raises(ValidationError) as info:
+        new(engine, idempotency_key=key)
+    assert info.value.param == "idempotency_key"
+    assert engine.list(None).data == []

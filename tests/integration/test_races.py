@@ -222,6 +222,25 @@ def test_response_claims_never_overlap_and_never_take_a_run(url: str) -> None:
     assert all(runs.get(run_id).status is RunStatus.QUEUED for run_id in run_ids)
 
 
+@pytest.mark.parametrize("kind", ["run", "response"])
+def test_eight_processes_creating_with_one_key_make_one_object(url: str, kind: str) -> None:
+    engine_on(url, None).close()  # the schema exists before they race
+    barrier = ctx.Barrier(8)
+    results = ctx.Queue()
+    run_all([(workers.create_with_key, (url, T0, kind, barrier, results)) for _ in range(8)])
+    made = {results.get(timeout=10) for _ in range(8)}
+    assert len(made) == 1  # every process got the one object
+    (object_id,) = made
+    if kind == "run":
+        engine = engine_on(url, lambda: T0)
+        assert [r.id for r in engine.list(None).data] == [object_id]
+        assert len(engine.history(object_id)) == 2
+    else:
+        responses = ResponseEngine(open_store(url), lambda: T0)
+        assert [r.id for r in responses.list().data] == [object_id]
+        assert len(responses.events(object_id)) == 2
+
+
 def test_one_active_run_per_thread_across_processes(url: str) -> None:
     threads = [f"thread_{i}" for i in range(100)]
     engine_on(url, None).close()

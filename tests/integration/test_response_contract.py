@@ -16,6 +16,7 @@ from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from runstate import (
+    IdempotencyError,
     InvalidTransitionError,
     LeaseError,
     ManualClock,
@@ -614,3 +615,14 @@ def test_responses_are_pruned_apart_from_runs(engine: ResponseEngine, clock: Man
     assert [r.id for r in engine.list().data] == [active.id]
     assert runs.get(run.id).status.value == "cancelled"
     del done
+
+
+def test_a_repeated_response_create_with_its_key_returns_the_first(
+    engine: ResponseEngine,
+) -> None:
+    first = new(engine, idempotency_key="key")
+    again = new(engine, idempotency_key="key")
+    assert again.id == first.id and len(engine.events(first.id)) == 2
+    with pytest.raises(IdempotencyError):  # the input is one of its parameters
+        engine.create(model="gpt-4o", input="Something else", idempotency_key="key")
+    assert [r.id for r in engine.list().data] == [first.id]

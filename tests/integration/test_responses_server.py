@@ -143,3 +143,23 @@ def test_a_bad_resume_point_is_a_400(client: openai.OpenAI) -> None:
         list(client.responses.retrieve(created.id, stream=True, starting_after=-1))
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve("resp_missing")
+
+
+def test_the_idempotency_key_header_makes_one_object(url: str) -> None:
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=30) as http:
+        body = {"model": "gpt-4o", "input": "Hi", "background": True}
+        first = http.post("/responses", json=body, headers={"Idempotency-Key": "k-resp"})
+        again = http.post("/responses", json=body, headers={"Idempotency-Key": "k-resp"})
+        assert first.status_code == again.status_code == 200
+        assert first.json()["id"] == again.json()["id"]
+        other = http.post(
+            "/responses", json={**body, "input": "Other"}, headers={"Idempotency-Key": "k-resp"}
+        )
+        assert other.status_code == 409 and other.json()["error"]["param"] == "idempotency_key"
+        run_body = {"assistant_id": "asst_1"}
+        made = http.post("/threads/runs", json=run_body, headers={"Idempotency-Key": "k-run"})
+        retried = http.post("/threads/runs", json=run_body, headers={"Idempotency-Key": "k-run"})
+        assert made.json()["id"] == retried.json()["id"]
+        assert made.json()["thread_id"] == retried.json()["thread_id"]

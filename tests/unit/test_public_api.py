@@ -18,6 +18,7 @@ PUBLIC = [
     "AsyncRunEngine",
     "AsyncStore",
     "ConcurrentUpdateError",
+    "IdempotencyError",
     "InvalidTransitionError",
     "LeaseError",
     "ManualClock",
@@ -65,6 +66,7 @@ def test_every_error_has_one_root() -> None:
         runstate.LeaseError,
         runstate.RunNotFoundError,
         runstate.ConcurrentUpdateError,
+        runstate.IdempotencyError,
         runstate.StoreError,
     ]
     assert all(issubclass(e, runstate.RunStateError) for e in errors)
@@ -97,12 +99,14 @@ STORES_PUBLIC = [
     "AsyncPostgresStore",
     "AsyncStore",
     "Claimed",
+    "KindStats",
     "MemoryStore",
     "Now",
     "Order",
     "Page",
     "PostgresStore",
     "SQLiteStore",
+    "Stats",
     "Store",
     "StoredRun",
     "Sweep",
@@ -120,6 +124,7 @@ STORE_METHODS = [
     "insert",
     "list_runs",
     "prune",
+    "stats",
     "sweep",
     "write",
 ]

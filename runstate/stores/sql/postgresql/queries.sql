@@ -120,3 +120,27 @@ WHERE lease_owner IS NOT NULL GROUP BY kind;
 -- stats_events --
 -- How many events are stored.
 SELECT count(*) FROM run_events;
+
+-- key_of --
+-- A remembered idempotency key: what its first create's parameters were, and what it made.
+SELECT fingerprint, object_id, created_at FROM idempotency_keys
+WHERE kind = %(kind)s AND key = %(key)s;
+
+-- remember_key --
+-- Remember an idempotency key (one that had been forgotten is replaced).
+INSERT INTO idempotency_keys (kind, key, fingerprint, object_id, created_at)
+VALUES (%(kind)s, %(key)s, %(fingerprint)s, %(object_id)s, %(created_at)s)
+ON CONFLICT (kind, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+    object_id = excluded.object_id, created_at = excluded.created_at;
+
+-- key_of_locked --
+-- A remembered idempotency key, locked for the create's transaction.
+SELECT fingerprint, object_id, created_at FROM idempotency_keys
+WHERE kind = %(kind)s AND key = %(key)s FOR UPDATE;
+
+-- claim_key --
+-- Remember a new idempotency key; no row back if another transaction has it (this one
+-- waits for that one to end first).
+INSERT INTO idempotency_keys (kind, key, fingerprint, object_id, created_at)
+VALUES (%(kind)s, %(key)s, %(fingerprint)s, %(object_id)s, %(created_at)s)
+ON CONFLICT (kind, key) DO NOTHING RETURNING 1;

@@ -123,3 +123,15 @@ WHERE lease_owner IS NOT NULL GROUP BY kind;
 -- stats_events --
 -- How many events are stored.
 SELECT count(*) FROM run_events;
+
+-- key_of --
+-- A remembered idempotency key: what its first create's parameters were, and what it made.
+SELECT fingerprint, object_id, created_at FROM idempotency_keys
+WHERE kind = :kind AND key = :key;
+
+-- remember_key --
+-- Remember an idempotency key (one that had been forgotten is replaced).
+INSERT INTO idempotency_keys (kind, key, fingerprint, object_id, created_at)
+VALUES (:kind, :key, :fingerprint, :object_id, :created_at)
+ON CONFLICT (kind, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+    object_id = excluded.object_id, created_at = excluded.created_at;
