@@ -87,6 +87,7 @@ class MemoryStore:
         self._ended: defaultdict[str, list[tuple[int, int, str]]] = defaultdict(list)
         # (kind, key) -> (fingerprint, object id, when it was remembered)
         self._keys: dict[tuple[str, str], tuple[str, str, int]] = {}
+        self._key_of: dict[str, tuple[str, str]] = {}  # object id -> its key, if it has one
         self.bell = Bell()  # rung on every write: there is no other process to hear of
 
     def __repr__(self) -> str:
@@ -114,6 +115,7 @@ class MemoryStore:
             )
             if key is not None:
                 self._keys[(run.KIND, key.key)] = (key.fingerprint, run.id, key.now)
+                self._key_of[run.id] = (run.KIND, key.key)
             self._rows[run.id] = row
             if group is not None:
                 self._groups[group].append(run.id)
@@ -147,6 +149,9 @@ class MemoryStore:
             row = self._rows.pop(run_id, None)
             if row is None:
                 return False
+            key = self._key_of.pop(run_id, None)
+            if key is not None and self._keys.get(key, ("", ""))[1] == run_id:
+                del self._keys[key]
             if row.group_id is not None:
                 self._groups[row.group_id].remove(run_id)
                 if self._active.get(row.group_id) == run_id:

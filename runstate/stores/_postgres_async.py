@@ -250,13 +250,14 @@ class AsyncPostgresStore:
             cursor = await conn.execute(sql, params)
             ids = [row[0] for row in await cursor.fetchall()]
             for run_id in ids:
-                await conn.execute(SQL["delete_events"], {"id": run_id})
-                await conn.execute(SQL["delete_run"], {"id": run_id})
+                for name in ("delete_events", "delete_keys", "delete_run"):
+                    await conn.execute(SQL[name], {"id": run_id})
         return ids
 
     async def delete(self, run_id: str) -> bool:
         async with self._transaction() as conn:
             await conn.execute(SQL["delete_events"], {"id": run_id})
+            await conn.execute(SQL["delete_keys"], {"id": run_id})
             cursor = await conn.execute(SQL["delete_run"], {"id": run_id})
             return cursor.rowcount == 1
 

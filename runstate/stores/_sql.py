@@ -194,6 +194,8 @@ def list_plan(
     return Page(runs, len(rows) > limit)
 
 
+#: What deleting one object deletes, in this order: its events, its keys, itself.
+_DELETES = ("delete_events", "delete_keys", "delete_run")
 _STATS_QUERIES = ("stats_statuses", "stats_queued", "stats_due", "stats_leases", "stats_events")
 
 
@@ -301,13 +303,14 @@ class SQLStore:
         with self._transaction() as conn:
             ids = [row[0] for row in conn.execute(sql, params).fetchall()]
             for run_id in ids:
-                conn.execute(self.SQL["delete_events"], {"id": run_id})
-                conn.execute(self.SQL["delete_run"], {"id": run_id})
+                for name in _DELETES:
+                    conn.execute(self.SQL[name], {"id": run_id})
         return ids
 
     def delete(self, run_id: str) -> bool:
         with self._transaction() as conn:
             conn.execute(self.SQL["delete_events"], {"id": run_id})
+            conn.execute(self.SQL["delete_keys"], {"id": run_id})
             deleted: bool = conn.execute(self.SQL["delete_run"], {"id": run_id}).rowcount == 1
             return deleted
 

@@ -303,3 +303,15 @@ def test_connect_closes_the_store_when_the_engine_options_are_refused(tmp_path: 
     with pytest.raises(ValidationError, match="lease_seconds"):
         connect(f"sqlite:///{tmp_path / 'runs.db'}", lease_seconds=0)
     assert open_descriptors() == before
+
+
+def test_a_pruned_object_takes_its_idempotency_key_with_it(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    engine = RunEngine(SQLiteStore(path))
+    kept = engine.create(thread_id="a", assistant_id="x", idempotency_key="kept")
+    gone = engine.create(thread_id="b", assistant_id="x", idempotency_key="gone")
+    engine.cancel(gone.id)
+    assert engine.prune(older_than=0) == 1
+    with sqlite3.connect(path) as conn:
+        keys = conn.execute("SELECT key, object_id FROM idempotency_keys").fetchall()
+    assert keys == [("kept", kept.id)]

@@ -93,6 +93,10 @@ DELETE FROM run_events WHERE run_id = %(id)s;
 -- One object (its events first, in the same transaction).
 DELETE FROM runs WHERE id = %(id)s;
 
+-- delete_keys --
+-- The idempotency keys that name one object (deleted with it).
+DELETE FROM idempotency_keys WHERE object_id = %(id)s;
+
 -- ended --
 -- The oldest ended objects of one kind that ended at or before %(before)s, in any of the
 -- statuses asked for ({statuses}: a fixed fragment of named parameters), through

@@ -88,6 +88,10 @@ DELETE FROM run_events WHERE run_id = :id;
 -- One object (its events first, in the same transaction).
 DELETE FROM runs WHERE id = :id;
 
+-- delete_keys --
+-- The idempotency keys that name one object (deleted with it).
+DELETE FROM idempotency_keys WHERE object_id = :id;
+
 -- last_event --
 -- Where the event log ends now (a feed of other processes' events starts there).
 SELECT max(seq) FROM run_events;

@@ -1,7 +1,7 @@
 -- Schema version 6: idempotency keys. A create given a key stores it here, in the same
 -- transaction as the object, with a fingerprint of its parameters: the same key again
 -- finds the object made first (or, with other parameters, a conflict), for as long as
--- the engine's window says the key is remembered.
+-- the engine's window says the key is remembered (and its object exists).
 CREATE TABLE idempotency_keys (
     kind text NOT NULL,
     key text NOT NULL,
@@ -10,5 +10,7 @@ CREATE TABLE idempotency_keys (
     created_at bigint NOT NULL,
     PRIMARY KEY (kind, key)
 );
-CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+-- A key goes with its object when the object is deleted (pruned): the table stays as
+-- big as what it remembers.
+CREATE INDEX idempotency_keys_by_object ON idempotency_keys (object_id);
 UPDATE runstate_meta SET value = '6' WHERE key = 'schema_version';
