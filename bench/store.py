@@ -8,7 +8,8 @@ of file (WAL, synchronous=NORMAL):
    of one row on the same file, with the same pragmas (on PostgreSQL: one round trip).
    The least that changing one run can cost. Target: within 2.5x.
 2. Claim throughput (claim, then complete) with 1, 2 and 4 worker processes on one file.
-3. ``expire_due`` of 1,000 due runs among 10,000 stored and among 1,000,000 stored.
+3. ``expire_due`` of 1,000 due runs among 10,000 stored and among 1,000,000 stored
+   (and 6., ``prune`` of 1,000 runs that ended long ago, likewise; target: within 2x).
    Target: the two sweeps within 2x of each other (the sweep reads an index of active
    runs by ``expires_at``, so it does not grow with what is stored).
 
@@ -186,6 +187,55 @@ def sweeps(engines: list[RunEngine], rounds: int) -> list[float]:
     return best
 
 
+# --- 6. retention ------------------------------------------------------------------------------
+
+
+def with_ended(folder: Path, stored: int, old: int) -> RunEngine:
+    """``stored`` runs: ``old`` of them ended long ago (at T0 - 10**6 + i), the rest ended
+    just now or still active."""
+    path = folder / f"prune_{stored}.db"
+    engine = RunEngine(SQLiteStore(path), clock=ManualClock(T0), ttl=600)
+    template = engine.create(thread_id="template", assistant_id="a", model="gpt-4o").to_dict()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous = OFF")  # loading only; prune runs as configured
+
+    def rows() -> object:
+        for i in range(stored - 1):
+            run_id = new_id("run")
+            if i < old:
+                status, ended = "completed", T0 - 10**6 + i
+            elif i % 10:
+                status, ended = "completed", T0
+            else:
+                status, ended = "queued", None
+            body = json.dumps(template | {"id": run_id, "thread_id": f"t{i}", "status": status})
+            yield (run_id, f"t{i}", status, ended is None, T0 - 10**6, ended, body)
+
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO runs (id, kind, group_id, status, active, created_at, ended_at, "
+        "version, body) VALUES (?, 'run', ?, ?, ?, ?, ?, 1, ?)",
+        rows(),  # type: ignore[arg-type]
+    )
+    conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return engine
+
+
+def prunes(engines: list[RunEngine], rounds: int) -> list[float]:
+    """The best of ``rounds`` prunes of 1,000 old runs for each engine, interleaved."""
+    best = [float("inf")] * len(engines)
+    for _ in range(rounds):
+        for i, engine in enumerate(engines):
+            t = time.perf_counter()
+            pruned = engine.prune(older_than=1000, limit=1000)
+            best[i] = min(best[i], time.perf_counter() - t)
+            assert pruned == 1000, pruned
+    return best
+
+
 def sqlite_raw(path: Path) -> Callable[[], sqlite3.Connection]:
     def connect() -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None)  # autocommit
@@ -232,6 +282,18 @@ def main() -> None:
         print(f"3. expire_due of 1,000 due runs on SQLite (best of {rounds} interleaved sweeps)")
         small, big = sweeps(
             [populated(folder, 10_000, rounds), populated(folder, args.big, rounds)], rounds
+        )
+        print(f"   among 10,000 stored       {small * 1e3:8.1f} ms")
+        print(f"   among {args.big:,} stored  {big * 1e3:8.1f} ms")
+        print(f"   big / small               {big / small:8.2f}x (target <= 2x)")
+
+        print(f"6. prune of 1,000 ended runs on SQLite (best of {rounds} interleaved rounds)")
+        small, big = prunes(
+            [
+                with_ended(folder, 10_000, 1000 * rounds),
+                with_ended(folder, args.big, 1000 * rounds),
+            ],
+            rounds,
         )
         print(f"   among 10,000 stored       {small * 1e3:8.1f} ms")
         print(f"   among {args.big:,} stored  {big * 1e3:8.1f} ms")
