@@ -23,6 +23,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
+import logging
 import time
 from collections.abc import (
     AsyncIterator,
@@ -81,6 +82,7 @@ _STORE_METHODS = (
 )
 T = TypeVar("T")
 _PAGE = 1000  # events read at a time by a follower
+log = logging.getLogger("runstate")
 _PRUNE_BATCH = 500  # objects deleted in one transaction by prune
 _UNIQUE_FIELDS = frozenset({"id", "created_at", "expires_at"})  # not in a key's fingerprint
 _FALLBACK = 2.0  # a waiting claim looks again at least this often, in case a ring was missed
@@ -448,7 +450,7 @@ class Engine(Generic[T]):
         if claimed is None:
             return None
         write, seqs = claimed
-        self._publish(write.run, write.steps, seqs, write.first_number)
+        self._publish(write.run, write.steps, seqs, write.first_number, worker_id)
         obj: T = write.run
         return obj
 
@@ -468,7 +470,10 @@ class Engine(Generic[T]):
         timed_out: set[str] = set()
         recover = partial(self._recover, timed_out)
         written = yield call("sweep", "stalled", self.lifecycle.now, recover, limit, kind=self.kind)
-        return [write.run for write in self._published(written) if write.run.id not in timed_out]
+        recovered = [w.run for w in self._published(written) if w.run.id not in timed_out]
+        self._swept("recovered stalled", recovered)
+        self._swept("timed out", [w.run for w, _ in written if w.run.id in timed_out])
+        return recovered
 
     def _p_expire_due(self, limit: int) -> Plan[builtins.list[T]]:
         """Apply the time-out to up to ``limit`` due active objects in one batch (a run
@@ -477,7 +482,9 @@ class Engine(Generic[T]):
         written = yield call(
             "sweep", "due", self.lifecycle.now, self._expire, limit, kind=self.kind
         )
-        return [write.run for write in self._published(written)]
+        done = [write.run for write in self._published(written)]
+        self._swept("timed out", done)
+        return done
 
     def _recover(self, timed_out: set[str], stored: StoredRun, now: int) -> Write | None:
         """The decision for one stalled object, on the row the store holds for the write
@@ -629,10 +636,45 @@ class Engine(Generic[T]):
         return self._lifecycles[obj.version]
 
     def _publish(
-        self, obj: Any, steps: Sequence[Transition], seqs: Sequence[int], first_number: int
+        self,
+        obj: Any,
+        steps: Sequence[Transition],
+        seqs: Sequence[int],
+        first_number: int,
+        worker: str | None = None,
     ) -> None:
+        """Tell listeners of stored steps, and log each at DEBUG (never at INFO: a busy
+        service makes thousands a second), with its object, lifecycle, event and worker
+        as the record's fields."""
         if steps and self._listeners.listening:
             self._listeners.publish(self.lifecycle.events_for(obj, steps, seqs, first_number))
+        if steps and log.isEnabledFor(logging.DEBUG):
+            for step in steps:
+                log.debug(
+                    "%s %s: %s",
+                    self.definition.name,
+                    obj.id,
+                    step.event,
+                    extra={
+                        "object_id": obj.id,
+                        "lifecycle": self.definition.name,
+                        "event": step.event,
+                        "from_status": None if step.from_status is None else str(step.from_status),
+                        "to_status": str(step.to_status),
+                        "worker": worker,
+                    },
+                )
+
+    def _swept(self, what: str, objs: builtins.list[Any]) -> None:
+        """A sweep that changed something says so once, at INFO, with the ids."""
+        if objs:
+            log.info(
+                "%s %d %s(s)",
+                what,
+                len(objs),
+                self._noun,
+                extra={"lifecycle": self.definition.name, "object_ids": [o.id for o in objs]},
+            )
 
     def _lease_seconds(self, lease_seconds: int | None) -> int:
         if lease_seconds is None:

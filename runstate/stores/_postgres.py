@@ -25,6 +25,7 @@ does not need them. ``psycopg`` errors become ``StoreError`` in ``_translate``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresStore"]
 
+log = logging.getLogger("runstate")
 LOCK_SCHEMA = 0x52554E5301  # the advisory lock key that serialises schema changes
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SQL = load_queries("postgresql")
@@ -247,7 +249,14 @@ class Listener:
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
                             self._bell.ring(parse_notification(note.payload))
-            except psycopg.Error:
+            except psycopg.Error as exc:
+                if not self._stop.is_set():
+                    log.warning(
+                        "runstate: the LISTEN connection of %s was lost (%s); reconnecting",
+                        self._channel,
+                        " ".join(str(exc).split()) or type(exc).__name__,
+                        extra={"channel": self._channel},
+                    )
                 self._stop.wait(1.0)
 
     def close(self) -> None:
