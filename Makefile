@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,cli,server,postgres,bench]'
+	$(BIN)/pip install -q -e '.[test,cli,server,postgres,otel,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)

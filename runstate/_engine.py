@@ -244,6 +244,7 @@ class Engine(Generic[T]):
         # Where waits hear of changes; a store without a bell is polled (nobody rings it).
         self._bell: Bell = getattr(self.store, "bell", None) or Bell()
         self._stream_ends = self.definition.terminal | self.definition.pauses
+        self._observe: Any = None  # a runstate.telemetry.Telemetry, once instrumented
 
     def _default_store(self) -> Any:
         return MemoryStore()
@@ -259,7 +260,20 @@ class Engine(Generic[T]):
 
     def _run(self, plan: Plan[R]) -> R:
         """Carry out ``plan`` on the (sync) store: each call made, its result sent back,
-        its error thrown in."""
+        its error thrown in (inside a span, if the engine is instrumented)."""
+        if self._observe is None:
+            return self._drive(plan)
+        with self._observe.operation(self, plan):
+            return self._drive(plan)
+
+    async def _arun(self, plan: Plan[R]) -> R:
+        """The same on an async store: each call awaited."""
+        if self._observe is None:
+            return await self._adrive(plan)
+        with self._observe.operation(self, plan):
+            return await self._adrive(plan)
+
+    def _drive(self, plan: Plan[R]) -> R:
         store = self.store
         try:
             step = next(plan)
@@ -274,8 +288,7 @@ class Engine(Generic[T]):
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    async def _arun(self, plan: Plan[R]) -> R:
-        """The same on an async store: each call awaited."""
+    async def _adrive(self, plan: Plan[R]) -> R:
         store = self.store
         try:
             step = next(plan)
@@ -451,6 +464,8 @@ class Engine(Generic[T]):
             return None
         write, seqs = claimed
         self._publish(write.run, write.steps, seqs, write.first_number, worker_id)
+        if self._observe is not None:
+            self._observe.claimed(self, write.run, write.steps[-1].at)
         obj: T = write.run
         return obj
 
@@ -473,6 +488,8 @@ class Engine(Generic[T]):
         recovered = [w.run for w in self._published(written) if w.run.id not in timed_out]
         self._swept("recovered stalled", recovered)
         self._swept("timed out", [w.run for w, _ in written if w.run.id in timed_out])
+        if self._observe is not None:
+            self._observe.swept(self, written, len(recovered), len(timed_out))
         return recovered
 
     def _p_expire_due(self, limit: int) -> Plan[builtins.list[T]]:
@@ -484,6 +501,8 @@ class Engine(Generic[T]):
         )
         done = [write.run for write in self._published(written)]
         self._swept("timed out", done)
+        if self._observe is not None:
+            self._observe.swept(self, (), 0, len(done))
         return done
 
     def _recover(self, timed_out: set[str], stored: StoredRun, now: int) -> Write | None:
@@ -648,6 +667,8 @@ class Engine(Generic[T]):
         as the record's fields."""
         if steps and self._listeners.listening:
             self._listeners.publish(self.lifecycle.events_for(obj, steps, seqs, first_number))
+        if steps and self._observe is not None:
+            self._observe.stepped(self, obj, steps)
         if steps and log.isEnabledFor(logging.DEBUG):
             for step in steps:
                 log.debug(

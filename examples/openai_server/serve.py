@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from http_common import BodyLimit, install_error_handlers
 from responses_api import add_responses_routes
 from runs_api import add_runs_routes
 from scripted_executor import ScriptedExecutor
 
 from runstate import AsyncResponseEngine, AsyncRunEngine, RunStateError, open_store_async
+from runstate.telemetry import Telemetry
 
 log = logging.getLogger("serve")
 
@@ -49,9 +50,10 @@ class Engines:
     inline: set[asyncio.Future[Any]] = field(default_factory=set)
 
 
-async def sweep(engines: list[Any], every: float) -> None:
-    """Time out due objects and recover stalled ones every ``every`` seconds. A sweep
-    that fails (the store is away) is logged, and the next one tries again."""
+async def sweep(engines: list[Any], every: float, telemetry: Telemetry | None = None) -> None:
+    """Time out due objects and recover stalled ones every ``every`` seconds (and read
+    the queue figures for ``/metrics``). A sweep that fails (the store is away) is
+    logged, and the next one tries again."""
     while True:
         await asyncio.sleep(every)
         for engine in engines:
@@ -60,6 +62,28 @@ async def sweep(engines: list[Any], every: float) -> None:
                 await engine.recover_stalled()
             except RunStateError as exc:
                 log.warning("sweep failed, will try again: %s", exc.message)
+        if telemetry is not None:
+            with contextlib.suppress(RunStateError):
+                await telemetry.refresh()
+
+
+_metrics: tuple[Telemetry, Any] | None = None
+
+
+def metrics_for(engines: list[Any]) -> Telemetry:
+    """The process's metrics, through the OpenTelemetry Prometheus exporter (made once:
+    it registers with prometheus_client's registry), now counting ``engines`` too."""
+    global _metrics
+    if _metrics is None:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from opentelemetry.sdk.metrics import MeterProvider
+
+        provider = MeterProvider(metric_readers=[PrometheusMetricReader()])
+        _metrics = (Telemetry(meter_provider=provider), provider)
+    telemetry = _metrics[0]
+    for engine in engines:
+        telemetry.add(engine)
+    return telemetry
 
 
 def create_app(
@@ -81,9 +105,10 @@ def create_app(
         engines.runs = AsyncRunEngine(store, ttl=ttl, lease_seconds=lease)
         engines.responses = AsyncResponseEngine(store, lease_seconds=lease)
         engines.executor = ScriptedExecutor(engines.runs, engines.responses)
+        telemetry = metrics_for([engines.runs, engines.responses])
         if executors:
             engines.executor.start(executors)
-        sweeper = asyncio.ensure_future(sweep([engines.runs, engines.responses], 0.25))
+        sweeper = asyncio.ensure_future(sweep([engines.runs, engines.responses], 0.25, telemetry))
         try:
             yield
         finally:
@@ -98,6 +123,14 @@ def create_app(
     app.state.engines = engines  # for a look inside (the tests count waiting followers)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     install_error_handlers(app)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """The engines' metrics in the Prometheus text format."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     add_runs_routes(app, engines, poll_after_ms=poll_after_ms)
     add_responses_routes(app, engines)
     return app

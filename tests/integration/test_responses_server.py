@@ -163,3 +163,12 @@ def test_the_idempotency_key_header_makes_one_object(url: str) -> None:
         retried = http.post("/threads/runs", json=run_body, headers={"Idempotency-Key": "k-run"})
         assert made.json()["id"] == retried.json()["id"]
         assert made.json()["thread_id"] == retried.json()["thread_id"]
+
+
+def test_metrics_are_served_in_the_prometheus_format(client: openai.OpenAI, url: str) -> None:
+    import httpx
+
+    poll(client, client.responses.create(model="gpt-4o", input="Hi", background=True).id)
+    text = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=30).text
+    assert "runstate_transitions" in text and 'runstate_lifecycle="response"' in text
+    assert "runstate_claims" in text and "runstate_queue_depth" in text
