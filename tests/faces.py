@@ -56,7 +56,13 @@ def async_store(store: Any) -> Any:
     if store is None or not callable(getattr(store, "get", None)):
         return store  # the default, or not a store at all: the engine says so
     if type(store) is PostgresStore:
-        return block(runstate.AsyncPostgresStore.open(store._conninfo, schema=store.schema))
+        opened = block(
+            runstate.AsyncPostgresStore.open(
+                store._conninfo, schema=store.schema, max_events=store.max_events
+            )
+        )
+        _opened.append(opened)  # closed after the test
+        return opened
     return runstate.AsyncStore(store, offload=type(store) is not MemoryStore)
 
 

@@ -21,6 +21,7 @@ from .._errors import ActiveRunError, RunNotFoundError
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status, _clone
+from .._validate import require_int
 from ._base import (
     Claimed,
     IdempotencyKey,
@@ -66,14 +67,17 @@ class _Row:
             self.lease_owner,
             self.lease_expires_at,
             self.attempts,
-            len(self.history),
+            # How many events it has had (the next is numbered so), kept or trimmed.
+            self.history[-1].sequence_number + 1 if self.history else 0,  # type: ignore[operator]
         )
 
 
 class MemoryStore:
     """Objects in a dict, guarded by one lock. Nothing survives the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_events: int | None = None) -> None:
+        #: The most events kept per object (None: all); older ones are dropped.
+        self.max_events = None if max_events is None else require_int(max_events, "max_events")
         self._lock = threading.RLock()
         self._rows: dict[str, _Row] = {}
         self._active: dict[str, str] = {}  # group id -> its active object's id
@@ -350,10 +354,15 @@ class MemoryStore:
         history = self._rows[run_id].history
         for step in steps:
             own = data if step.data is None else step.data
-            event = step.to_event(run_id, _clone(own), len(self._events) + 1, len(history))
+            number = history[-1].sequence_number + 1 if history else 0  # type: ignore[operator]
+            event = step.to_event(run_id, _clone(own), len(self._events) + 1, number)
             self._events.append(event)
             history.append(event)
             seqs.append(len(self._events))
+        if self.max_events is not None and len(history) > self.max_events:
+            for dropped in history[: len(history) - self.max_events]:
+                self._events[dropped.seq - 1] = None  # type: ignore[operator]
+            del history[: len(history) - self.max_events]
         return seqs
 
     def _index(self, run_id: str, row: _Row, obj: Any) -> None:

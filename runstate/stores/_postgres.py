@@ -81,8 +81,11 @@ class PostgresStore(SQLStore):
         schema: str = "runstate",
         max_size: int = 8,
         connect_timeout: int = 10,
+        max_events: int | None = None,
     ) -> None:
         pg, options = checked_options(conninfo, schema, max_size, connect_timeout)
+        if max_events is not None:
+            self.max_events = require_int(max_events, "max_events")
         from psycopg_pool import ConnectionPool
 
         self.schema = schema
@@ -177,13 +180,20 @@ class PostgresStore(SQLStore):
         # One statement, its own transaction (the connection is in autocommit).
         with self._translate(), self._pool.connection() as conn:
             done = _write(conn, writes, self._channel)
+            for params in self._trims(writes, done):  # only with max_events set
+                conn.execute(SQL["trim_events"], params)
         ring_for_won(self.bell, writes, done)  # committed: this process hears at once
         return done
 
     def _write_batch(
         self, conn: psycopg.Connection[Any], writes: Sequence[Write]
     ) -> list[list[int] | None]:
-        return _write(conn, writes, self._channel) if writes else []
+        if not writes:
+            return []
+        done = _write(conn, writes, self._channel)
+        for params in self._trims(writes, done):
+            conn.execute(SQL["trim_events"], params)
+        return done
 
 
 def _write(

@@ -19,6 +19,7 @@ from .._errors import ActiveRunError, RunNotFoundError, StoreError
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status
+from .._validate import require_int
 from ._base import (
     Claimed,
     IdempotencyKey,
@@ -51,6 +52,7 @@ from ._sql import (
     list_plan,
     stats_from_rows,
     stored_from_row,
+    trims,
 )
 
 if TYPE_CHECKING:
@@ -73,6 +75,7 @@ class AsyncPostgresStore:
         listen: tuple[str, dict[str, Any]],
     ):
         self._pool = pool
+        self.max_events: int | None = None  # the most events kept per object (None: all)
         self.schema = schema
         self._psycopg = pg
         self.upgraded_from = upgraded_from
@@ -93,8 +96,11 @@ class AsyncPostgresStore:
         schema: str = "runstate",
         max_size: int = 8,
         connect_timeout: int = 10,
+        max_events: int | None = None,
     ) -> AsyncPostgresStore:
         pg, options = checked_options(conninfo, schema, max_size, connect_timeout)
+        if max_events is not None:
+            require_int(max_events, "max_events")
         from psycopg_pool import AsyncConnectionPool
 
         def upgrade() -> int:
@@ -111,7 +117,9 @@ class AsyncPostgresStore:
             except BaseException:
                 await pool.close()
                 raise
-        return cls(pool, schema, pg, upgraded_from, (conninfo, options))
+        store = cls(pool, schema, pg, upgraded_from, (conninfo, options))
+        store.max_events = max_events
+        return store
 
     def __repr__(self) -> str:
         return f"AsyncPostgresStore(schema={self.schema!r})"
@@ -143,6 +151,8 @@ class AsyncPostgresStore:
         row = await cursor.fetchone()
         assert row is not None
         result: list[list[int] | None] = row[0]
+        for params in trims(self.max_events, writes, result):  # only with max_events set
+            await conn.execute(SQL["trim_events"], params)
         return result
 
     # --- writes ------------------------------------------------------------------------------

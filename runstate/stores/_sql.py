@@ -107,6 +107,21 @@ def insert_params(run: Any, body: str, event_count: int, input: Any) -> dict[str
     }
 
 
+def trims(
+    max_events: int | None, writes: Sequence[Write], done: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """The ``trim_events`` parameters for the writes that won and now hold more than
+    ``max_events`` events (none when every event is kept)."""
+    if max_events is None:
+        return []
+    found = []
+    for w, seqs in zip(writes, done, strict=True):
+        count = w.first_number + len(w.steps)
+        if seqs is not None and count > max_events:
+            found.append({"id": w.run.id, "below": count - max_events})
+    return found
+
+
 def key_params(run: Any, key: IdempotencyKey) -> dict[str, Any]:
     """The named parameters of ``remember_key``."""
     return {
@@ -229,6 +244,10 @@ class SQLStore:
 
     SQL: ClassVar[Mapping[str, str]]
     bell: Bell
+    max_events: int | None = None  # the most events kept per object (None: all)
+
+    def _trims(self, writes: Sequence[Write], done: Sequence[Any]) -> list[dict[str, Any]]:
+        return trims(self.max_events, writes, done)
 
     @staticmethod
     def param(name: str) -> str:

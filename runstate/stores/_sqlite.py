@@ -70,6 +70,7 @@ class SQLiteStore(SQLStore):
         create: bool = True,
         busy_timeout: float = 30.0,
         max_connections: int = 16,
+        max_events: int | None = None,
     ):
         if not isinstance(path, (str, os.PathLike)):
             path = require_string(path, "path")  # raises: not a path
@@ -81,6 +82,8 @@ class SQLiteStore(SQLStore):
         if not create and not os.path.exists(self.path):
             raise StoreError(f"No SQLite database at {self.path}.")
         self._busy = require_seconds(busy_timeout, "busy_timeout")
+        if max_events is not None:
+            self.max_events = require_int(max_events, "max_events")
         self._guard = threading.Lock()
         self._slots = threading.BoundedSemaphore(
             require_int(max_connections, "max_connections", maximum=1024)
@@ -288,7 +291,10 @@ class SQLiteStore(SQLStore):
     def _write_batch(
         self, conn: sqlite3.Connection, writes: Sequence[Write]
     ) -> list[list[int] | None]:
-        return [_write_one(conn, w) for w in writes]
+        done = [_write_one(conn, w) for w in writes]
+        for params in self._trims(writes, done):
+            conn.execute(SQL["trim_events"], params)
+        return done
 
 
 def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:

@@ -9,7 +9,7 @@ from typing import Any
 # Every test here runs on the sync engine and on its async twin (``face``).
 import faces
 import pytest
-from conftest import CALLS, OUTPUTS, T0, USAGE
+from conftest import CALLS, OUTPUTS, PG_BASE, T0, USAGE
 from faces import RunEngine, face  # noqa: F401
 
 from runstate import (
@@ -20,6 +20,7 @@ from runstate import (
     LeaseError,
     ManualClock,
     MemoryStore,
+    PostgresStore,
     Run,
     RunEvent,
     RunNotFoundError,
@@ -1087,3 +1088,39 @@ def test_a_bad_idempotency_key_is_refused_and_makes_nothing(
         new(engine, idempotency_key=key)
     assert info.value.param == "idempotency_key"
     assert engine.list(None).data == []
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+def test_a_store_keeps_at_most_max_events_per_object(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
+) -> None:
+    from conftest import make_store
+
+    if kind == "postgres":
+        store: Any = PostgresStore(
+            PG_BASE, schema=request.getfixturevalue("pg_schema"), max_events=3
+        )
+    elif kind == "sqlite":
+        store = SQLiteStore(tmp_path / "trim.db", max_events=3)
+    else:
+        store = MemoryStore(max_events=3)
+    del make_store
+    engine = RunEngine(store, clock=clock)
+    run = new(engine)
+    engine.claim("w")
+    engine.require_action(run.id, CALLS)
+    engine.submit_tool_outputs(run.id, OUTPUTS)
+    engine.claim("w")
+    engine.complete(run.id)
+    history = engine.history(run.id)
+    assert [(e.sequence_number, e.event) for e in history] == [  # the newest three
+        (4, "thread.run.queued"),
+        (5, "thread.run.in_progress"),
+        (6, "thread.run.completed"),
+    ]
+    other = new(engine, "t2")  # numbering goes on from the count, not from what is kept
+    engine.cancel(other.id)
+    assert [e.sequence_number for e in engine.history(other.id)] == [1, 2, 3]
+    store.close()
+    with pytest.raises(ValidationError):
+        MemoryStore(max_events=0)

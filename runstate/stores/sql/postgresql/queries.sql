@@ -148,3 +148,8 @@ WHERE kind = %(kind)s AND key = %(key)s FOR UPDATE;
 INSERT INTO idempotency_keys (kind, key, fingerprint, object_id, created_at)
 VALUES (%(kind)s, %(key)s, %(fingerprint)s, %(object_id)s, %(created_at)s)
 ON CONFLICT (kind, key) DO NOTHING RETURNING 1;
+
+-- trim_events --
+-- The oldest events of one object, below event number %(below)s (the store keeps at
+-- most its max_events newest of each object's events).
+DELETE FROM run_events WHERE run_id = %(id)s AND number < %(below)s;

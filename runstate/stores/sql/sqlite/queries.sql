@@ -139,3 +139,8 @@ INSERT INTO idempotency_keys (kind, key, fingerprint, object_id, created_at)
 VALUES (:kind, :key, :fingerprint, :object_id, :created_at)
 ON CONFLICT (kind, key) DO UPDATE SET fingerprint = excluded.fingerprint,
     object_id = excluded.object_id, created_at = excluded.created_at;
+
+-- trim_events --
+-- The oldest events of one object, below event number :below (the store keeps at
+-- most its max_events newest of each object's events).
+DELETE FROM run_events WHERE run_id = :id AND number < :below;
