@@ -256,12 +256,14 @@ def test_a_follower_hears_changes_after_its_listener_lost_its_connection(pg_sche
     seen = []
     for event in engine.follow(response.id, poll=HOUR):
         seen.append(event)
-        if len(seen) == 2:  # listening now: cut its connection, then let the other write
+        if len(seen) == 2:  # cut the listener's connection, then let the other write
             with psycopg.connect(PG_BASE, autocommit=True) as conn:
-                killed = conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s",
-                    (f"LISTEN runstate_{pg_schema}",),
-                ).fetchall()
+                killed: list[Any] = []
+                while not killed:  # the listener may still be connecting: until it listens
+                    killed = conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s",
+                        (f"LISTEN runstate_{pg_schema}",),
+                    ).fetchall()
             assert killed == [(True,)]
             ready.set()
     far.join(timeout=60)
