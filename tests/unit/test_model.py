@@ -311,3 +311,16 @@ def test_object_and_pending_calls_of_a_run_that_waits_for_nothing(
     run = run_in(RunStatus.QUEUED)
     assert run.object == "thread.run"
     assert run.pending_tool_calls == []
+
+
+def test_ids_made_later_sort_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runstate._model import new_id
+
+    made = []
+    for millis in (0, 1, 61, 62, 1_700_000_000_000, 1_700_000_000_001, 218_340_105_584_895):
+        monkeypatch.setattr("runstate._model.time.time_ns", lambda m=millis: m * 1_000_000)
+        made.append(new_id("resp"))
+    assert made == sorted(made)  # the time, in base 62, leads: string order is time order
+    assert made[0].startswith("resp_00000000") and made[-1].startswith("resp_zzzzzzzz")
+    tails = {new_id("run")[12:] for _ in range(50)}
+    assert len(tails) == 50  # the 16 random characters differ
