@@ -12,6 +12,13 @@ from runstate import Run, RunEvent
 console = Console(width=140)
 
 
+def short(object_id: str) -> str:
+    """An id cut short for a table: its prefix and its random tail (its middle is the
+    time it was made, alike for objects made together)."""
+    prefix, _, rest = object_id.partition("_")
+    return f"{prefix}_…{rest[-8:]}"
+
+
 def runs_table(title: str, runs: Iterable[Run], start: int = 0) -> None:
     """One row per run: status and every timestamp, as seconds after ``start``."""
     table = Table(title=title)
@@ -38,7 +45,7 @@ def runs_table(title: str, runs: Iterable[Run], start: int = 0) -> None:
             else f"{run.last_error['code']}: {run.last_error['message']}"
         )
         table.add_row(
-            run.id[:12] + "…",
+            short(run.id),
             run.thread_id,
             run.status.value,
             t(run.created_at),
@@ -58,7 +65,7 @@ def events_table(title: str, events: Iterable[RunEvent], start: int = 0) -> None
         table.add_row(
             "" if e.seq is None else str(e.seq),
             f"+{e.at - start}s",
-            e.run_id[:12] + "…",
+            short(e.run_id),
             e.event,
             e.from_status or "",
             e.to_status,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from _show import console
+from _show import console, short
 from rich.table import Table
 
 from runstate import (
@@ -113,7 +113,7 @@ def main() -> None:
         table.add_column(column)
     for response in engine.list(order="asc").data:
         table.add_row(
-            response.id[:13] + "…",
+            short(response.id),
             response.metadata.get("path", "foreground"),
             response.status.value,
             f"+{response.created_at - T0}s",
@@ -127,7 +127,7 @@ def main() -> None:
     # stream of the first response after the event it had seen last.
     other = ResponseEngine(SQLiteStore(path), clock, timeout=TIMEOUT)
     seen = 2
-    console.print(f"resuming {streamed.id[:13]}… after event {seen}:")
+    console.print(f"resuming {short(streamed.id)} after event {seen}:")
     for event in other.events(streamed.id, starting_after=seen):
         for line in event.to_sse().splitlines():  # each frame: "event:", "data:", a blank
             console.print(line if len(line) <= 138 else line[:135] + "...", markup=False)
