@@ -185,7 +185,14 @@ class SQLiteStore(SQLStore):
 
     def _open_schema_once(self, create: bool) -> None:
         with self._connection() as conn, _translate(self.path):
-            found = self._check_schema(conn, create)
+            # One read transaction for the header and the table count: read apart, a
+            # creator committing between them would show tables but no mark yet, and
+            # the file would look like another application's.
+            conn.execute("BEGIN")
+            try:
+                found = self._check_schema(conn, create)
+            finally:
+                conn.execute("COMMIT")
             if found < SCHEMA_VERSION:
                 with self._transaction() as conn:
                     # Under the write lock: another process may have just upgraded it.
