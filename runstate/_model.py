@@ -96,6 +96,7 @@ _ID_DROP = bytes(range(248, 256))
 
 #: The time prefix's digits, in ASCII order, so that ids sort by when they were made.
 _SORTED_DIGITS = string.digits + string.ascii_uppercase + string.ascii_lowercase
+_last_head: tuple[int, str] = (-1, "")  # the last millisecond's prefix (one tuple: atomic)
 
 
 def new_id(prefix: str) -> str:
@@ -103,11 +104,16 @@ def new_id(prefix: str) -> str:
     time in milliseconds (base 62, in ASCII order), the other 16 random from ``secrets``
     (95 bits). Ids made later sort later, so the stores' id indexes grow, and are pruned,
     at one end rather than on a random page each."""
+    global _last_head
     millis = time.time_ns() // 1_000_000
-    head = ""
-    for _ in range(8):
-        millis, digit = divmod(millis, 62)
-        head = _SORTED_DIGITS[digit] + head
+    cached = _last_head  # read once: another thread may replace it meanwhile
+    if cached[0] != millis:  # the prefix changes once a millisecond: made once
+        head, rest = "", millis
+        for _ in range(8):
+            rest, digit = divmod(rest, 62)
+            head = _SORTED_DIGITS[digit] + head
+        cached = _last_head = (millis, head)
+    head = cached[1]
     chars = b""
     while len(chars) < 16:
         chars += secrets.token_bytes(24).translate(_ID_TABLE, _ID_DROP)
