@@ -44,7 +44,7 @@ from ._validate import require_seconds
 from .stores import Store
 
 #: The engine of each kind of object a store holds, by the kind's name.
-ENGINES: dict[str, Callable[[Store], SyncFace[Any]]] = {
+ENGINES: dict[str, Callable[[Store], RunEngine | ResponseEngine]] = {
     "run": RunEngine,
     "response": ResponseEngine,
 }
@@ -228,8 +228,10 @@ def _show(store: Store, object_id: str, as_json: bool) -> int:
     except RunNotFoundError:
         raise RunNotFoundError(object_id, "run or response") from None
     engine = ENGINES[kind](store)
-    run = engine._run(engine._p_get(object_id))
-    history = engine._run(engine._p_history(object_id))
+    run = engine.get(object_id)
+    history = (
+        engine.history(object_id) if isinstance(engine, RunEngine) else engine.events(object_id)
+    )
     if as_json:
         events = [
             {
@@ -353,7 +355,7 @@ def _cancel(store: Store, object_id: str, as_json: bool) -> int:
     except RunNotFoundError:
         raise RunNotFoundError(object_id, "run or response") from None
     engine = ENGINES[kind](store)
-    done = engine._run(engine._p_cancel(object_id))  # type: ignore[attr-defined]
+    done = engine.cancel(object_id)
     if as_json:
         _print_json(done.to_dict())
     else:

@@ -351,13 +351,12 @@ class Engine(Generic[T]):
                 before=before,
             )
             now = self.lifecycle.now()
-            if not any(self.lifecycle.is_due(obj, now) for obj in page.runs):
+            due = [self.lifecycle.is_due(obj, now) for obj in page.runs]
+            if not any(due):
                 return page.runs, page.has_more
             objs: builtins.list[Any] = []
-            for obj in page.runs:
-                objs.append(
-                    (yield from self._p_get(obj.id)) if self.lifecycle.is_due(obj, now) else obj
-                )
+            for obj, is_due_now in zip(page.runs, due, strict=True):
+                objs.append((yield from self._p_get(obj.id)) if is_due_now else obj)
             if status is None or all(obj.status is status for obj in objs):
                 return objs, page.has_more
         raise ConcurrentUpdateError("The listing kept changing; gave up.")
