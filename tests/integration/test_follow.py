@@ -52,6 +52,18 @@ def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return pg_url(request.getfixturevalue("pg_schema"))
 
 
+def tell_when_waiting(engine: Any, ready: Any) -> None:
+    """Set ``ready`` as the engine starts to wait on its bell: what happens after that
+    can only reach the waiter through the bell."""
+    wait = engine._bell.wait
+
+    def waiting(*args: Any) -> bool:
+        ready.set()
+        return bool(wait(*args))
+
+    engine._bell.wait = waiting
+
+
 def names(events: Any) -> list[str]:
     return [e.event for e in events]
 
@@ -117,7 +129,7 @@ def test_a_waiting_claim_is_woken_by_a_run_queued_elsewhere(sql_url: str) -> Non
     ready = ctx.Event()
     far = ctx.Process(target=workers.create_run_later, args=(sql_url, ready))
     far.start()
-    threading.Timer(0.2, ready.set).start()  # not a timing assertion: only lets the wait begin
+    tell_when_waiting(engine, ready)  # the other process writes only once this one waits
     claimed = engine.claim("w", wait=HOUR)
     far.join(timeout=60)
     assert claimed is not None and claimed.thread_id == "far-thread"
@@ -278,7 +290,7 @@ def test_a_worker_waiting_on_its_object_hears_a_cancel_made_elsewhere(sql_url: s
     ready = ctx.Event()
     far = ctx.Process(target=workers.cancel_later, args=(sql_url, response.id, ready))
     far.start()
-    threading.Timer(0.2, ready.set).start()  # not timed: only lets the wait begin
+    tell_when_waiting(engine, ready)
     current = engine.wait_for_change(response.id, status="in_progress", timeout=HOUR)
     far.join(timeout=60)
     assert current.status.value == "cancelled"
