@@ -50,10 +50,9 @@ class Engines:
     inline: set[asyncio.Future[Any]] = field(default_factory=set)
 
 
-async def sweep(engines: list[Any], every: float, telemetry: Telemetry | None = None) -> None:
-    """Time out due objects and recover stalled ones every ``every`` seconds (and read
-    the queue figures for ``/metrics``). A sweep that fails (the store is away) is
-    logged, and the next one tries again."""
+async def sweep(engines: list[Any], every: float) -> None:
+    """Time out due objects and recover stalled ones every ``every`` seconds. A sweep
+    that fails (the store is away) is logged, and the next one tries again."""
     while True:
         await asyncio.sleep(every)
         for engine in engines:
@@ -62,9 +61,6 @@ async def sweep(engines: list[Any], every: float, telemetry: Telemetry | None = 
                 await engine.recover_stalled()
             except RunStateError as exc:
                 log.warning("sweep failed, will try again: %s", exc.message)
-        if telemetry is not None:
-            with contextlib.suppress(RunStateError):
-                await telemetry.refresh()
 
 
 _metrics: tuple[Telemetry, Any] | None = None
@@ -98,6 +94,7 @@ def create_app(
     """The app on the store at ``store_url``: opened when the server starts, with the
     sweeper and ``executors`` workers of each kind (0: none here)."""
     engines = Engines()
+    telemetry: list[Telemetry] = []  # the process's, once the server has started
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -105,10 +102,10 @@ def create_app(
         engines.runs = AsyncRunEngine(store, ttl=ttl, lease_seconds=lease)
         engines.responses = AsyncResponseEngine(store, lease_seconds=lease)
         engines.executor = ScriptedExecutor(engines.runs, engines.responses)
-        telemetry = metrics_for([engines.runs, engines.responses])
+        telemetry.append(metrics_for([engines.runs, engines.responses]))
         if executors:
             engines.executor.start(executors)
-        sweeper = asyncio.ensure_future(sweep([engines.runs, engines.responses], 0.25, telemetry))
+        sweeper = asyncio.ensure_future(sweep([engines.runs, engines.responses], 0.25))
         try:
             yield
         finally:
@@ -126,8 +123,13 @@ def create_app(
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        """The engines' metrics in the Prometheus text format."""
+        """The engines' metrics in the Prometheus text format; the queue figures are
+        read from the store now, when they are asked for."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        for each in telemetry:
+            with contextlib.suppress(RunStateError):
+                await each.refresh()
 
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
