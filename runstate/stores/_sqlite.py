@@ -185,27 +185,27 @@ class SQLiteStore(SQLStore):
 
     def _open_schema_once(self, create: bool) -> None:
         with self._connection() as conn, _translate(self.path):
-            # One read transaction for the header and the table count: read apart, a
-            # creator committing between them would show tables but no mark yet, and
-            # the file would look like another application's.
-            conn.execute("BEGIN")
-            try:
-                found = self._check_schema(conn, create)
-            finally:
-                conn.execute("COMMIT")
+            found = self._check_schema(conn, create, settled=False)
             if found < SCHEMA_VERSION:
                 with self._transaction() as conn:
-                    # Under the write lock: another process may have just upgraded it.
-                    self._upgrade(conn, self._check_schema(conn, create))
+                    # Under the write lock: another process may have just created or
+                    # upgraded it, and no creator is half-way through.
+                    found = self._check_schema(conn, create, settled=True)
+                    self._upgrade(conn, found)
             self.upgraded_from = found
             # WAL is a property of the file: set only once the file is known to be ours.
             conn.execute("PRAGMA journal_mode = WAL")
 
-    def _check_schema(self, conn: sqlite3.Connection, create: bool) -> int:
+    def _check_schema(self, conn: sqlite3.Connection, create: bool, *, settled: bool) -> int:
         """The file's schema version (0 for a new, empty file), or a StoreError for a
-        file that is not runstate's, is newer than this code, or may not be created."""
+        file that is not runstate's, is newer than this code, or may not be created.
+        Tables without runstate's mark may be another process's creation committing
+        between the two reads: unless ``settled`` (read under the write lock), that is
+        -1, "look again under the lock", not a refusal."""
         if self._pragma(conn, "application_id") == 0:
             if conn.execute(SQL["table_count"]).fetchone()[0]:
+                if not settled:
+                    return -1
                 raise StoreError(f"{self.path} is a SQLite database, but not runstate's.")
             if not create:
                 raise StoreError(f"{self.path} is not a runstate database (it is empty).")

@@ -315,3 +315,29 @@ def test_a_pruned_object_takes_its_idempotency_key_with_it(tmp_path: Path) -> No
     with sqlite3.connect(path) as conn:
         keys = conn.execute("SELECT key, object_id FROM idempotency_keys").fetchall()
     assert keys == [("kept", kept.id)]
+
+
+def test_a_file_being_created_meanwhile_is_not_taken_for_a_foreign_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tables without runstate's mark are what a reader sees when another process's
+    creation commits between its two reads: it looks again under the write lock."""
+    from runstate.stores._sqlite import APPLICATION_ID
+
+    path = tmp_path / "runs.db"
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA application_id = 0")  # as it reads before the creator's commit
+    original = SQLiteStore._check_schema
+
+    def check(self: SQLiteStore, conn: sqlite3.Connection, create: bool, *, settled: bool) -> int:
+        found = original(self, conn, create, settled=settled)
+        if not settled:  # ... and the creator commits right after that read
+            with sqlite3.connect(path) as other:
+                other.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        return found
+
+    monkeypatch.setattr(SQLiteStore, "_check_schema", check)
+    store = SQLiteStore(path)
+    assert store.upgraded_from == store.schema_version  # found complete, under the lock
+    store.close()
