@@ -117,6 +117,52 @@ class Lease:
         )
 
 
+class Known:
+    """What this engine last stored of each object it is driving, at the version it
+    stored: a worker's next step is decided on what it holds and written with one
+    compare-and-set, with no read first. A stale entry (another writer moved the object
+    on) costs one read: its write changes nothing and the loop reads and decides again.
+    An entry is only ever used for a write that wins, so a refusal or a "nothing to do"
+    decided on it is checked on a fresh read before it is answered. Ended objects are
+    forgotten; at most ``size`` are held, the oldest dropped first."""
+
+    __slots__ = ("_ended", "_entries", "_size")
+
+    def __init__(self, ended: frozenset[Status], size: int = 4096) -> None:
+        self._entries: dict[str, StoredRun] = {}
+        self._ended = ended
+        self._size = size
+
+    def take(self, object_id: str) -> StoredRun | None:
+        """The entry for ``object_id``, removed (a write puts it back)."""
+        return self._entries.pop(object_id, None)
+
+    def keep(self, stored: StoredRun) -> None:
+        entries = self._entries
+        if stored.run.status in self._ended:
+            entries.pop(stored.run.id, None)
+            return
+        entries[stored.run.id] = stored
+        if len(entries) > self._size:
+            del entries[next(iter(entries))]
+
+    def written(self, write: Write) -> None:
+        """Keep what ``write`` stored (its object copied: the caller gets the original)."""
+        self.keep(
+            StoredRun(
+                write.run.copy(),
+                write.expected_version + 1,
+                write.lease_owner,
+                write.lease_expires_at,
+                write.attempts,
+                write.first_number + len(write.steps),
+            )
+        )
+
+    def forget(self, object_id: str) -> None:
+        self._entries.pop(object_id, None)
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What a change decided for one object: the steps it made (none for a change that
@@ -241,6 +287,7 @@ class Engine(Generic[T]):
         self.max_attempts = max_attempts
         self._listeners = Listeners()
         self._retries = 100
+        self._known = Known(self.definition.terminal)
         # Where waits hear of changes; a store without a bell is polled (nobody rings it).
         self._bell: Bell = getattr(self.store, "bell", None) or Bell()
         self._stream_ends = self.definition.terminal | self.definition.pauses
@@ -413,6 +460,7 @@ class Engine(Generic[T]):
             if taken.fingerprint != key.fingerprint:
                 raise IdempotencyError(key.key) from None
             return (yield from self._p_get(taken.object_id))
+        self._known.keep(StoredRun(obj.copy(), 1, None, None, 0, len(steps)))
         self._publish(obj, steps, seqs, 0)
         return obj
 
@@ -462,6 +510,7 @@ class Engine(Generic[T]):
         if claimed is None:
             return None
         write, seqs = claimed
+        self._known.written(write)
         self._publish(write.run, write.steps, seqs, write.first_number, worker_id)
         if self._observe is not None:
             self._observe.claimed(self, write.run, write.steps[-1].at)
@@ -536,6 +585,7 @@ class Engine(Generic[T]):
 
     def _published(self, written: builtins.list[Claimed]) -> builtins.list[Write]:
         for write, seqs in written:
+            self._known.forget(write.run.id)
             self._publish(write.run, write.steps, seqs, write.first_number)
         return [write for write, _ in written]
 
@@ -615,8 +665,13 @@ class Engine(Generic[T]):
         Returns the object and, if this call stored a change, its events' places in the
         store's log (None if it stored nothing)."""
         require_string(object_id, f"{self._noun}_id")
+        known = self._known
         for _ in range(self._retries):
-            stored = yield from self._p_stored(object_id)
+            # A change starts from what this engine last stored, if it holds it.
+            stored = known.take(object_id) if change is not None else None
+            held = stored is not None
+            if stored is None:
+                stored = yield from self._p_stored(object_id)
             obj = stored.run.copy()
             now = self.lifecycle.now()
             lifecycle = self._lifecycle_of(obj)
@@ -630,6 +685,8 @@ class Engine(Generic[T]):
                 try:
                     decided = change(obj, stored, now, bool(steps))
                 except RunStateError as exc:
+                    if held:
+                        continue  # maybe stale: refuse only what a fresh read refuses
                     if not steps:
                         raise
                     error = exc  # the time-out still has to be stored
@@ -637,10 +694,15 @@ class Engine(Generic[T]):
                 steps += decided.steps
                 lease = decided.lease
             elif not steps:
+                if held:
+                    continue  # likewise: "nothing to do" is answered from a fresh read
+                known.keep(stored)
                 return obj, None
-            seqs = (yield call("write", [lease.write(obj, stored, steps)]))[0]
+            write = lease.write(obj, stored, steps)
+            seqs = (yield call("write", [write]))[0]
             if seqs is None:
                 continue
+            known.written(write)
             self._publish(obj, steps, seqs, stored.event_count)
             if error is not None:
                 raise error
