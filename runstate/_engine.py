@@ -51,7 +51,7 @@ from ._lifecycle import Lifecycle, Transition, refusal, sealed
 from ._model import Status
 from ._validate import MAX_DURATION, require_int, require_seconds, require_string
 from .stores import AsyncStore, Claimed, MemoryStore, Order, StoredRun, Write
-from .stores._base import IdempotencyKey, KeyTaken
+from .stores._base import IdempotencyKey, KeyTaken, body_of, restore
 from .stores._bell import QUEUED, Bell
 
 __all__ = [
@@ -114,6 +114,8 @@ class Lease:
             self.expires_at,
             self.attempts,
             stored.event_count,
+            stored,
+            obj.to_dict(),
         )
 
 
@@ -147,10 +149,11 @@ class Known:
             del entries[next(iter(entries))]
 
     def written(self, write: Write) -> None:
-        """Keep what ``write`` stored (its object copied: the caller gets the original)."""
+        """Keep what ``write`` stored, rebuilt from its body: the caller gets the written
+        object itself, and nothing it may change in place is shared with what is kept."""
         self.keep(
             StoredRun(
-                write.run.copy(),
+                restore(write.run.KIND, body_of(write), write.run.expires_at),
                 write.expected_version + 1,
                 write.lease_owner,
                 write.lease_expires_at,
@@ -460,7 +463,7 @@ class Engine(Generic[T]):
             if taken.fingerprint != key.fingerprint:
                 raise IdempotencyError(key.key) from None
             return (yield from self._p_get(taken.object_id))
-        self._known.keep(StoredRun(obj.copy(), 1, None, None, 0, len(steps)))
+        self._known.written(Write(obj, 0, steps))
         self._publish(obj, steps, seqs, 0)
         return obj
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ._errors import ValidationError
-from ._model import OnMachine, Status, _clone, _string
+from ._model import Fields, OnMachine, Status, _clone, _string
 from ._validate import (
     RESPONSE_ERROR_CODES,
     RESPONSE_INCOMPLETE_REASONS,
@@ -99,10 +99,7 @@ class Response(OnMachine):
     def copy(self) -> Response:
         """A copy that can be changed without touching this one (nested values are shared
         but never changed in place by runstate)."""
-        clone = object.__new__(Response)
-        for name in Response.__slots__:
-            object.__setattr__(clone, name, getattr(self, name))
-        return clone
+        return _FIELDS.copy(self)  # type: ignore[no-any-return]
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON shape, keys in the API reference's order."""
@@ -179,13 +176,12 @@ class Response(OnMachine):
     @classmethod
     def _trusted(cls, data: Mapping[str, Any]) -> Response:
         """Rebuild a response that runstate itself wrote (a store row): no validation."""
-        response = object.__new__(cls)
-        for name in Response.__slots__:
-            object.__setattr__(response, name, data.get(name))
+        response: Response = _FIELDS.build(data)
         response.status = _STATUS_BY_VALUE[data["status"]]
         return response
 
 
+_FIELDS = Fields(Response, Response.__slots__)
 _KEYS: tuple[str, ...] = tuple(
     Response(id="resp_x", created_at=0, status=ResponseStatus.QUEUED, model="m").to_dict()
 )

@@ -67,7 +67,10 @@ class StoredRun:
 @dataclass(frozen=True, slots=True)
 class Write:
     """Replace a stored run, only if it is still at ``expected_version``; its new events
-    (one per step) are numbered from ``first_number``, the count of its events so far."""
+    (one per step) are numbered from ``first_number``, the count of its events so far.
+    ``before`` is the stored state the write was decided from, if known: a store may
+    write only what changed (the row is exactly that state if the write wins). ``body``
+    is ``run.to_dict()``, made once for the store and the engine to share (read only)."""
 
     run: Any
     expected_version: int
@@ -76,6 +79,13 @@ class Write:
     lease_expires_at: int | None = None
     attempts: int = 0
     first_number: int = 0
+    before: StoredRun | None = None
+    body: dict[str, Any] | None = None
+
+
+def body_of(w: Write) -> dict[str, Any]:
+    """The public dict of the object ``w`` writes (made now if the write has none)."""
+    return w.body if w.body is not None else w.run.to_dict()  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)

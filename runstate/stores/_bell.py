@@ -42,10 +42,18 @@ class Bell:
             defaultdict(set)
         )
         self.on_first_wait: Callable[[], None] | None = None  # starts a cross-process feed
+        # Rings count only once somebody has marked a key: until then nobody can be
+        # waiting, and a writer's ring is one attribute read. A mark made before a
+        # write's commit is seen by the ring after it; a mark made after the commit is
+        # followed by a read of the store that sees the write. Either way nothing is
+        # missed.
+        self._marked = False
 
     def ring(self, keys: Iterable[str]) -> None:
         """Count one change for each key, and wake whoever waits on them (``ANY`` wakes
         every waiter: rung only when it is not known what changed)."""
+        if not self._marked:
+            return
         wake: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         with self._cond:
             for key in keys:
@@ -58,6 +66,7 @@ class Bell:
 
     def mark(self, key: str) -> int:
         """The key's count now: wait for it to move on from here."""
+        self._marked = True
         self._feed()
         with self._cond:
             return self._counts[key] + self._counts[ANY]

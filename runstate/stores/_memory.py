@@ -8,6 +8,7 @@ has moved on since (or is gone) is dropped when it surfaces.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import threading
@@ -34,6 +35,7 @@ from ._base import (
     StoredRun,
     Sweep,
     Write,
+    body_of,
     check_page_args,
     cursor_error,
     group_of,
@@ -49,7 +51,9 @@ __all__ = ["MemoryStore"]
 class _Row:
     kind: str
     group_id: str | None
-    data: dict[str, Any]  # the object's public dict, owned by the store
+    # The object's public dict, written once per version and never changed in place:
+    # the objects and events read from it share its nested values (copy-on-write).
+    data: dict[str, Any]
     expires_at: int | None
     version: int
     order: int  # creation order, the tie-break among objects created in the same second
@@ -62,7 +66,7 @@ class _Row:
 
     def stored(self) -> StoredRun:
         return StoredRun(
-            restore(self.kind, _clone(self.data), self.expires_at),
+            restore(self.kind, _clone(self.data), self.expires_at),  # the reader's own
             self.version,
             self.lease_owner,
             self.lease_expires_at,
@@ -175,7 +179,7 @@ class MemoryStore:
         row = self._rows.get(w.run.id)
         if row is None or row.version != w.expected_version:
             return None
-        row.data = w.run.to_dict()
+        row.data = _clone(body_of(w))  # ours: the engine keeps the body it made
         row.expires_at = w.run.expires_at
         if is_active(w.run):
             row.ended_at = None
@@ -326,7 +330,7 @@ class MemoryStore:
             row = self._rows.get(run_id)
             if row is None:
                 raise RunNotFoundError(run_id)
-            return list(row.history)
+            return [_own(event) for event in row.history]
 
     def events(
         self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
@@ -336,13 +340,13 @@ class MemoryStore:
                 found: list[RunEvent] = []
                 for event in itertools.islice(self._events, max(after_seq, 0), None):
                     if event is not None:
-                        found.append(event)
+                        found.append(_own(event))
                         if len(found) == limit:
                             break
                 return found
             row = self._rows.get(run_id)
             history = [] if row is None else row.history
-            return [e for e in history if e.seq is not None and e.seq > after_seq][:limit]
+            return [_own(e) for e in history if e.seq is not None and e.seq > after_seq][:limit]
 
     def close(self) -> None:
         pass
@@ -355,7 +359,7 @@ class MemoryStore:
         for step in steps:
             own = data if step.data is None else step.data
             number = history[-1].sequence_number + 1 if history else 0  # type: ignore[operator]
-            event = step.to_event(run_id, _clone(own), len(self._events) + 1, number)
+            event = step.to_event(run_id, own, len(self._events) + 1, number)
             self._events.append(event)
             history.append(event)
             seqs.append(len(self._events))
@@ -400,3 +404,9 @@ class MemoryStore:
         for entry in popped:
             heapq.heappush(heap, entry)
         return iter(found)
+
+
+def _own(event: RunEvent) -> RunEvent:
+    """An event to hand out: its data copied (the stored event shares the object's
+    stored dict, which nothing may change in place)."""
+    return dataclasses.replace(event, data=_clone(event.data))

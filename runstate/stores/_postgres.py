@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ActiveRunError, StoreError, ValidationError
 from .._lifecycle import Transition
 from .._validate import require_int, require_string
-from ._base import IdempotencyKey, KeyTaken, Write, group_of
+from ._base import IdempotencyKey, KeyTaken, Write, body_of, group_of
 from ._bell import ANY, QUEUED, Bell, ring_for, ring_for_won
 from ._sql import (
     SQLStore,
@@ -277,7 +277,7 @@ def write_batch(writes: Sequence[Write]) -> Any:
     """The one write path's argument: the writes and their numbered events, as jsonb."""
     batch = []
     for w in writes:
-        body = dumps(w.run.to_dict())
+        body = dumps(body_of(w))
         batch.append(
             {
                 **write_params(w, body),

@@ -28,7 +28,7 @@ from typing import Any
 from .._errors import ActiveRunError, StoreError
 from .._lifecycle import Transition
 from .._validate import require_int, require_seconds, require_string
-from ._base import IdempotencyKey, KeyTaken, Write, group_of
+from ._base import IdempotencyKey, KeyTaken, Write, body_of, group_of, is_active
 from ._bell import QUEUED, Bell, Feed, ring_for, ring_for_won
 from ._sql import (
     SQLStore,
@@ -304,10 +304,45 @@ class SQLiteStore(SQLStore):
         return done
 
 
+#: The columns ``update_run`` sets beside the body, by what the write changes: the status;
+#: whether the object is active (and so when it ended); its deadline; its lease.
+_SETS = (
+    ", status = :status",
+    ", active = :active,"
+    " ended_at = CASE WHEN :active THEN NULL ELSE COALESCE(ended_at, :ended_at) END",
+    ", expires_at = :expires_at",
+    ", lease_owner = :lease_owner, lease_expires_at = :lease_expires_at, attempts = :attempts",
+)
+_UPDATES: dict[tuple[bool, ...], str] = {}
+
+
+def _update_sql(w: Write) -> str:
+    """``update_run`` setting only the columns ``w`` changes (all when it does not say
+    what it was decided from). SQLite writes every index that reads a column an UPDATE
+    sets, even to the value it had: a step that moves neither the deadline nor the lease
+    writes the row and no index page."""
+    b, run = w.before, w.run
+    if b is None:
+        changed: tuple[bool, ...] = (True,) * len(_SETS)
+    else:
+        changed = (
+            run.status is not b.run.status,
+            is_active(run) != is_active(b.run),
+            run.expires_at != b.run.expires_at,
+            (w.lease_owner, w.lease_expires_at, w.attempts)
+            != (b.lease_owner, b.lease_expires_at, b.attempts),
+        )
+    sql = _UPDATES.get(changed)
+    if sql is None:
+        sets = "".join(fragment for fragment, on in zip(_SETS, changed, strict=True) if on)
+        sql = _UPDATES[changed] = SQL["update_run"].format(set=sets)
+    return sql
+
+
 def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:
     run = w.run
-    body = dumps(run.to_dict())
-    cursor = conn.execute(SQL["update_run"], write_params(w, body))
+    body = dumps(body_of(w))
+    cursor = conn.execute(_update_sql(w), write_params(w, body))
     if cursor.rowcount != 1:
         return None
     return _append(conn, run.id, body, w.steps, w.first_number)

@@ -16,12 +16,10 @@ SELECT id FROM runs WHERE group_id = :group_id AND active = 1;
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE id = :id;
 
 -- update_run --
--- The compare-and-set: the new state, only if the run is still at :expected.
-UPDATE runs SET status = :status, active = :active, expires_at = :expires_at,
-    version = version + 1, lease_owner = :lease_owner,
-    lease_expires_at = :lease_expires_at, attempts = :attempts, body = :body,
-    event_count = :event_count,
-    ended_at = CASE WHEN :active THEN NULL ELSE COALESCE(ended_at, :ended_at) END
+-- The compare-and-set: the new state, only if the run is still at :expected. {set} is
+-- filled from fixed fragments with the columns the write changes (see _sqlite.py): an
+-- index is written only when a column it reads is set.
+UPDATE runs SET version = version + 1, body = :body, event_count = :event_count{set}
 WHERE id = :id AND version = :expected;
 
 -- insert_event --
