@@ -103,6 +103,11 @@ class Definition:
         )
         object.__setattr__(self, "event_names", {by_value[s]: f"{self.object}.{s}" for s in states})
 
+    def dest_of(self, event: str) -> Status:
+        """Where ``event`` goes (every row of one event has one destination)."""
+        (dest,) = {dest for name, _, dest in self.transitions if name == event}
+        return dest
+
     @property
     def terminal(self) -> frozenset[Status]:
         return frozenset(self.statuses) - self.active

@@ -51,7 +51,7 @@ from ._lifecycle import Lifecycle, Transition, refusal, sealed
 from ._model import Status
 from ._validate import MAX_DURATION, require_int, require_seconds, require_string
 from .stores import AsyncStore, Claimed, MemoryStore, Order, StoredRun, Write
-from .stores._base import IdempotencyKey, KeyTaken, body_of, restore
+from .stores._base import ClaimStep, IdempotencyKey, KeyTaken, body_of, restore
 from .stores._bell import QUEUED, Bell
 
 __all__ = [
@@ -509,7 +509,8 @@ class Engine(Generic[T]):
         worker_id = require_string(worker_id, "worker_id")
         lease = self._lease_seconds(lease_seconds)
         decide = partial(self._claimed, worker_id, lease)
-        claimed = yield call("claim", self.lifecycle.now, decide, kind=self.kind)
+        step = self._claim_step(worker_id, lease)
+        claimed = yield call("claim", self.lifecycle.now, decide, kind=self.kind, step=step)
         if claimed is None:
             return None
         write, seqs = claimed
@@ -519,6 +520,14 @@ class Engine(Generic[T]):
             self._observe.claimed(self, write.run, write.steps[-1].at)
         obj: T = write.run
         return obj
+
+    def _claim_step(self, worker_id: str, lease: int) -> ClaimStep | None:
+        """The claim's step as data (see ``ClaimStep``), if the declaration says it all."""
+        fired = self.lifecycle.fired_as_data("start")
+        if fired is None:
+            return None
+        source, dest, event, clear, stamp, floors = fired
+        return ClaimStep(source.value, dest.value, event, clear, stamp, floors, worker_id, lease)
 
     def _p_heartbeat(self, object_id: str, worker_id: str, lease_seconds: int | None) -> Plan[T]:
         """Extend ``worker_id``'s lease on the object (never its deadline). The object is

@@ -6,7 +6,19 @@ driver is imported only when one is made). All pass the same contract suite.
 """
 
 from ._async import AsyncStore
-from ._base import Claimed, KindStats, Now, Order, Page, Stats, Store, StoredRun, Sweep, Write
+from ._base import (
+    Claimed,
+    ClaimStep,
+    KindStats,
+    Now,
+    Order,
+    Page,
+    Stats,
+    Store,
+    StoredRun,
+    Sweep,
+    Write,
+)
 from ._memory import MemoryStore
 from ._postgres import PostgresStore
 from ._postgres_async import AsyncPostgresStore
@@ -15,6 +27,7 @@ from ._sqlite import SQLiteStore
 __all__ = [
     "AsyncPostgresStore",
     "AsyncStore",
+    "ClaimStep",
     "Claimed",
     "KindStats",
     "MemoryStore",

@@ -20,6 +20,7 @@ from .._lifecycle import Transition
 from .._model import Status
 from ._base import (
     Claimed,
+    ClaimStep,
     IdempotencyKey,
     Now,
     Order,
@@ -84,9 +85,16 @@ class AsyncStore:
         return result
 
     async def claim(
-        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+        self,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write],
+        *,
+        kind: str,
+        step: ClaimStep | None = None,
     ) -> Claimed | None:
-        result: Claimed | None = await self._call(self.sync.claim, now, decide, kind=kind)
+        result: Claimed | None = await self._call(
+            self.sync.claim, now, decide, kind=kind, step=step
+        )
         return result
 
     async def sweep(

@@ -26,6 +26,7 @@ from .._lifecycle import Transition
 from .._model import Status
 
 __all__ = [
+    "ClaimStep",
     "Claimed",
     "IdempotencyKey",
     "KeyTaken",
@@ -85,7 +86,28 @@ class Write:
 
 def body_of(w: Write) -> dict[str, Any]:
     """The public dict of the object ``w`` writes (made now if the write has none)."""
-    return w.body if w.body is not None else w.run.to_dict()  # type: ignore[no-any-return]
+    return w.body if w.body is not None else w.run.to_dict()
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimStep:
+    """A claim's step as data, for a store that takes it inside the database in the same
+    statement that picks the object (PostgreSQL: one round trip). It is what the
+    lifecycle's declaration makes of an event without an argument: the status moves from
+    ``source`` to ``dest`` (``event`` names it); ``clear`` (if any) becomes null;
+    ``stamp`` (if any) gets the time, never earlier than any of ``floors``; the object is
+    leased to ``owner`` for ``lease_seconds``, and its claim count goes up. A store that
+    takes it still calls ``decide`` on the row as it was, and refuses a result that
+    differs from what the database wrote (it would be a bug in runstate)."""
+
+    source: str
+    dest: str
+    event: str
+    clear: str | None
+    stamp: str | None
+    floors: tuple[str, ...]
+    owner: str
+    lease_seconds: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +194,17 @@ class Store(Protocol):
         atomic step. Per write: the new events' sequence numbers, or None if it lost."""
 
     def claim(
-        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+        self,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write],
+        *,
+        kind: str,
+        step: ClaimStep | None = None,
     ) -> Claimed | None:
         """Once the write can happen (the lock or connection held), read ``now()``, pick
         the oldest ``queued`` object of ``kind`` that is not due then, write ``decide(it,
-        now)`` and return what was written; None when nothing is claimable."""
+        now)`` and return what was written; None when nothing is claimable. ``step``, when
+        given, is the same decision as data (a store may write it in the database)."""
 
     def sweep(
         self,

@@ -25,6 +25,7 @@ from .._model import Status, _clone
 from .._validate import require_int
 from ._base import (
     Claimed,
+    ClaimStep,
     IdempotencyKey,
     KeyTaken,
     KindStats,
@@ -195,7 +196,12 @@ class MemoryStore:
         return self._append(w.run.id, row.data, w.steps)
 
     def claim(
-        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+        self,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write],
+        *,
+        kind: str,
+        step: ClaimStep | None = None,
     ) -> Claimed | None:
         with self._lock:
             t = now()  # read under the lock: the write happens at this time

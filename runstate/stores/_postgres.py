@@ -25,16 +25,28 @@ does not need them. ``psycopg`` errors become ``StoreError`` in ``_translate``.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ActiveRunError, StoreError, ValidationError
 from .._lifecycle import Transition
 from .._validate import require_int, require_string
-from ._base import IdempotencyKey, KeyTaken, Write, body_of, group_of
+from ._base import (
+    Claimed,
+    ClaimStep,
+    IdempotencyKey,
+    KeyTaken,
+    Now,
+    StoredRun,
+    Write,
+    body_of,
+    group_of,
+    restore,
+)
 from ._bell import ANY, QUEUED, Bell, ring_for, ring_for_won
 from ._sql import (
     SQLStore,
@@ -43,6 +55,7 @@ from ._sql import (
     key_params,
     load_migrations,
     load_queries,
+    trims,
     write_params,
 )
 
@@ -151,18 +164,18 @@ class PostgresStore(SQLStore):
         input: Any = None,
         key: IdempotencyKey | None = None,
     ) -> list[int]:
-        """The run at version 0, then its first write (to version 1, with its events),
-        in one transaction: events are numbered on the one write path."""
-        body = dumps(run.to_dict())
-        first = Write(run, 0, steps)
+        """The object at version 0, then its first write (to version 1, with its
+        events, numbered on the one write path), its key remembered: one statement,
+        ``runstate_insert_v7``, one round trip."""
+        params = insert_statement(run, steps, input, key, self._channel)
         for _ in range(10):
             try:
-                with self._transaction() as conn:
-                    if key is not None and not _remember(conn, run, key):
+                with self._translate(), self._pool.connection() as conn:
+                    seqs = inserted(conn.execute(SQL["insert"], params).fetchone())
+                    if seqs is None:
                         continue  # another create took the key meanwhile: look again
-                    conn.execute(SQL["insert_run"], insert_params(run, body, 0, input))
-                    seqs = _write(conn, [first], self._channel)[0]
-                    assert seqs is not None  # our own row, inserted just now
+                    for trim in trims(self.max_events, [Write(run, 0, steps)], [seqs]):
+                        conn.execute(SQL["trim_events"], trim)
                 ring_for(self.bell, [run])
                 return seqs
             except StoreError as exc:
@@ -175,6 +188,30 @@ class PostgresStore(SQLStore):
                 if winner:
                     raise ActiveRunError(str(group), winner[0][0]) from exc.__cause__
         raise StoreError(f"Thread {group_of(run)} kept changing; no run was inserted.")
+
+    def claim(
+        self,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write],
+        *,
+        kind: str,
+        step: ClaimStep | None = None,
+    ) -> Claimed | None:
+        """With ``step``: ``runstate_claim_v7``, one statement, one round trip (the
+        clock read just before it; ``FOR UPDATE SKIP LOCKED`` never waits). Without:
+        the rows picked and written in a transaction, as every SQL store does."""
+        if step is None:
+            return super().claim(now, decide, kind=kind)
+        with self._translate(), self._pool.connection() as conn:
+            t = now()
+            params = claim_statement(step, kind, t, self._channel)
+            claimed = claimed_from(conn.execute(SQL["claim"], params).fetchone(), kind, t, decide)
+            if claimed is not None:
+                for trim in trims(self.max_events, [claimed[0]], [claimed[1]]):
+                    conn.execute(SQL["trim_events"], trim)
+        if claimed is not None:
+            ring_for(self.bell, [claimed[0]])
+        return claimed
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         # One statement, its own transaction (the connection is in autocommit).
@@ -275,43 +312,117 @@ class Listener:
 
 def write_batch(writes: Sequence[Write]) -> Any:
     """The one write path's argument: the writes and their numbered events, as jsonb."""
-    batch = []
-    for w in writes:
-        body = dumps(body_of(w))
-        batch.append(
-            {
-                **write_params(w, body),
-                "events": [
-                    [
-                        step.event,
-                        None if step.from_status is None else step.from_status.value,
-                        step.to_status.value,
-                        step.at,
-                        None if step.data is None else dumps(step.data),
-                        number,
-                    ]
-                    for number, step in enumerate(w.steps, w.first_number)
-                ],
-            }
-        )
     from psycopg.types.json import Jsonb  # imported with the store; a lookup here
 
-    return Jsonb(batch)
+    return Jsonb([write_element(w) for w in writes])
 
 
-def _remember(conn: psycopg.Connection[Any], run: Any, key: IdempotencyKey) -> bool:
-    """In the create's transaction: raise ``KeyTaken`` if the key is remembered for an
-    object that exists; else remember it (replacing one forgotten). False if another
-    transaction remembered it first (this one waited for it: look again)."""
-    known = conn.execute(SQL["key_of_locked"], {"kind": run.KIND, "key": key.key}).fetchone()
-    if known is not None:
-        fingerprint, object_id, created_at = known
-        alive = conn.execute(SQL["run_exists"], {"id": object_id}).fetchone()
-        if created_at >= key.not_before and alive:
-            raise KeyTaken(object_id, fingerprint)
-        conn.execute(SQL["remember_key"], key_params(run, key))
-        return True
-    return conn.execute(SQL["claim_key"], key_params(run, key)).fetchone() is not None
+def write_element(w: Write) -> dict[str, Any]:
+    """One write of a batch, with its numbered events."""
+    return {
+        **write_params(w, dumps(body_of(w))),
+        "events": [
+            [
+                step.event,
+                None if step.from_status is None else step.from_status.value,
+                step.to_status.value,
+                step.at,
+                None if step.data is None else dumps(step.data),
+                number,
+            ]
+            for number, step in enumerate(w.steps, w.first_number)
+        ],
+    }
+
+
+def insert_statement(
+    run: Any,
+    steps: Sequence[Transition],
+    input: Any,
+    key: IdempotencyKey | None,
+    channel: str,
+) -> dict[str, Any]:
+    """``runstate_insert_v7``'s argument: the key (if any), the row, its first write
+    and the notification."""
+    from psycopg.types.json import Jsonb
+
+    first = Write(run, 0, steps)
+    row = insert_params(run, dumps(run.to_dict()), 0, input)
+    return {
+        "p": Jsonb(
+            {
+                "key": None
+                if key is None
+                else {**key_params(run, key), "not_before": key.not_before},
+                "row": row,
+                "write": write_element(first),
+                "channel": channel,
+                "notify": write_statement([first], channel)["ids"],
+            }
+        )
+    }
+
+
+def inserted(row: Any) -> list[int] | None:
+    """The events' places from ``runstate_insert_v7``'s answer; None for "look again";
+    ``KeyTaken`` when the key names an object that exists."""
+    result = row[0]
+    if "taken" in result:
+        raise KeyTaken(*result["taken"])
+    if result.get("retry"):
+        return None
+    seqs: list[int] = result["seqs"]
+    return seqs
+
+
+def claim_statement(step: ClaimStep, kind: str, now: int, channel: str) -> dict[str, Any]:
+    """``runstate_claim_v7``'s argument."""
+    from psycopg.types.json import Jsonb
+
+    return {
+        "p": Jsonb(
+            {
+                "kind": kind,
+                "now": now,
+                "from": step.source,
+                "to": step.dest,
+                "event": step.event,
+                "clear": step.clear,
+                "stamp": step.stamp,
+                "floors": list(step.floors),
+                "owner": step.owner,
+                "lease_expires_at": now + step.lease_seconds,
+                "channel": channel,
+            }
+        )
+    }
+
+
+def claimed_from(
+    row: Any, kind: str, now: int, decide: Callable[[StoredRun, int], Write]
+) -> Claimed | None:
+    """What ``runstate_claim_v7`` claimed, as the engine's write: the engine's decision
+    on the row as it was, which must be what the database wrote."""
+    result = row[0]
+    if result is None:
+        return None
+    was = StoredRun(
+        restore(kind, json.loads(result["old"]), result["expires_at"]),
+        result["version"],
+        result["lease_owner"],
+        result["lease_expires_at"],
+        result["attempts"],
+        result["event_count"],
+    )
+    write = decide(was, now)
+    made = json.loads(result["body"])
+    if body_of(write) != made or len(write.steps) != 1:
+        raise StoreError(
+            f"PostgreSQL's claim of {was.run.id} wrote {made}, where the lifecycle decides "
+            f"{body_of(write)}: the claim step and the declaration disagree (a bug in "
+            f"runstate)."
+        )
+    return write, [result["seq"]]
 
 
 def _first(cursor: psycopg.Cursor[Any]) -> Any:

@@ -22,8 +22,8 @@ from .._model import Status
 from .._validate import require_int
 from ._base import (
     Claimed,
+    ClaimStep,
     IdempotencyKey,
-    KeyTaken,
     Now,
     Order,
     Page,
@@ -39,16 +39,17 @@ from ._postgres import (
     Listener,
     channel_of,
     checked_options,
+    claim_statement,
+    claimed_from,
+    insert_statement,
+    inserted,
     open_schema,
     pool_options,
     write_statement,
 )
 from ._sql import (
     decided,
-    dumps,
     event_from_row,
-    insert_params,
-    key_params,
     list_plan,
     stats_from_rows,
     stored_from_row,
@@ -164,16 +165,18 @@ class AsyncPostgresStore:
         input: Any = None,
         key: IdempotencyKey | None = None,
     ) -> list[int]:
-        """As ``PostgresStore.insert``: the object at version 0, then its first write."""
-        body = dumps(run.to_dict())
+        """As ``PostgresStore.insert``: one statement, ``runstate_insert_v7``."""
+        params = insert_statement(run, steps, input, key, self._channel)
         for _ in range(10):
             try:
-                async with self._transaction() as conn:
-                    if key is not None and not await self._remember(conn, run, key):
-                        continue  # another create took the key meanwhile: look again
-                    await conn.execute(SQL["insert_run"], insert_params(run, body, 0, input))
-                    seqs = (await self._write(conn, [Write(run, 0, steps)]))[0]
-                    assert seqs is not None  # our own row, inserted just now
+                with _translate(self._psycopg, self.schema):
+                    async with self._pool.connection() as conn:
+                        cursor = await conn.execute(SQL["insert"], params)
+                        seqs = inserted(await cursor.fetchone())
+                        if seqs is None:
+                            continue  # another create took the key meanwhile: look again
+                        for trim in trims(self.max_events, [Write(run, 0, steps)], [seqs]):
+                            await conn.execute(SQL["trim_events"], trim)
                 ring_for(self.bell, [run])
                 return seqs
             except StoreError as exc:
@@ -185,22 +188,6 @@ class AsyncPostgresStore:
                     raise ActiveRunError(str(group), winner[0][0]) from exc.__cause__
         raise StoreError(f"Thread {group_of(run)} kept changing; no run was inserted.")
 
-    async def _remember(
-        self, conn: psycopg.AsyncConnection[Any], run: Any, key: IdempotencyKey
-    ) -> bool:
-        """As ``_postgres._remember``, awaited."""
-        params = {"kind": run.KIND, "key": key.key}
-        known = await (await conn.execute(SQL["key_of_locked"], params)).fetchone()
-        if known is not None:
-            fingerprint, object_id, created_at = known
-            alive = await (await conn.execute(SQL["run_exists"], {"id": object_id})).fetchone()
-            if created_at >= key.not_before and alive:
-                raise KeyTaken(object_id, fingerprint)
-            await conn.execute(SQL["remember_key"], key_params(run, key))
-            return True
-        claimed = await conn.execute(SQL["claim_key"], key_params(run, key))
-        return await claimed.fetchone() is not None
-
     async def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         with _translate(self._psycopg, self.schema):
             async with self._pool.connection() as conn:
@@ -209,8 +196,26 @@ class AsyncPostgresStore:
         return done
 
     async def claim(
-        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+        self,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write],
+        *,
+        kind: str,
+        step: ClaimStep | None = None,
     ) -> Claimed | None:
+        if step is not None:  # as PostgresStore.claim: one statement
+            with _translate(self._psycopg, self.schema):
+                async with self._pool.connection() as conn:
+                    t = now()
+                    params = claim_statement(step, kind, t, self._channel)
+                    cursor = await conn.execute(SQL["claim"], params)
+                    claimed = claimed_from(await cursor.fetchone(), kind, t, decide)
+                    if claimed is not None:
+                        for trim in trims(self.max_events, [claimed[0]], [claimed[1]]):
+                            await conn.execute(SQL["trim_events"], trim)
+            if claimed is not None:
+                ring_for(self.bell, [claimed[0]])
+            return claimed
         picked = await self._pick_and_write("claimable", now, decide, 1, kind)
         return picked[0] if picked else None
 

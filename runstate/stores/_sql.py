@@ -23,6 +23,7 @@ from .._events import RunEvent
 from .._model import Status
 from ._base import (
     Claimed,
+    ClaimStep,
     IdempotencyKey,
     KindStats,
     Now,
@@ -263,7 +264,12 @@ class SQLStore:
         raise NotImplementedError
 
     def claim(
-        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+        self,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write],
+        *,
+        kind: str,
+        step: ClaimStep | None = None,
     ) -> Claimed | None:
         picked = self._pick_and_write("claimable", now, decide, 1, kind)
         return picked[0] if picked else None

@@ -31,7 +31,7 @@ from runstate import (
     ValidationError,
     connect,
 )
-from runstate.stores import Claimed, Now, StoredRun, Sweep, Write
+from runstate.stores import Claimed, ClaimStep, Now, StoredRun, Sweep, Write
 
 S = RunStatus
 TTL = 600
@@ -468,10 +468,15 @@ class Meddler(StoreProxy):
         return self._store.write(writes)
 
     def claim(
-        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+        self,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write],
+        *,
+        kind: str,
+        step: ClaimStep | None = None,
     ) -> Claimed | None:
         self._maybe_meddle()
-        return self._store.claim(now, decide, kind=kind)
+        return self._store.claim(now, decide, kind=kind, step=step)
 
     def sweep(
         self,
@@ -800,10 +805,15 @@ class WaitsForTheLock(StoreProxy):
         self._seconds = seconds
 
     def claim(
-        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+        self,
+        now: Now,
+        decide: Callable[[StoredRun, int], Write],
+        *,
+        kind: str,
+        step: ClaimStep | None = None,
     ) -> Claimed | None:
         self._clock.advance(self._seconds)
-        return self._store.claim(now, decide, kind=kind)
+        return self._store.claim(now, decide, kind=kind, step=step)
 
     def sweep(
         self,

@@ -98,6 +98,7 @@ def test_the_version_has_one_source() -> None:
 STORES_PUBLIC = [
     "AsyncPostgresStore",
     "AsyncStore",
+    "ClaimStep",
     "Claimed",
     "KindStats",
     "MemoryStore",

@@ -1,13 +1,13 @@
 -- The PostgreSQL store's statements. Format: a "-- name --" line, a line that says
 -- what the statement does, then the statement, with %(named)s parameters.
 
--- insert_run --
--- A new run at version 0: its first write (runstate_write_v3, expected 0) stores its
--- state and numbers its creation events, on the one write path.
-INSERT INTO runs (id, kind, group_id, status, active, created_at, expires_at, version, body,
-    event_count, input)
-VALUES (%(id)s, %(kind)s, %(group_id)s, %(status)s, %(active)s, %(created_at)s, %(expires_at)s, 0,
-    %(body)s, %(event_count)s, %(input)s);
+-- insert --
+-- A new object, its key and its first write, in one round trip: see runstate_insert_v7.
+SELECT runstate_insert_v7(%(p)s);
+
+-- claim --
+-- The oldest claimable object of a kind, claimed in one round trip: see runstate_claim_v7.
+SELECT runstate_claim_v7(%(p)s);
 
 -- active_of_group --
 -- The group's active object (a thread's active run), if any.
@@ -129,25 +129,6 @@ SELECT count(*) FROM run_events;
 -- A remembered idempotency key: what its first create's parameters were, and what it made.
 SELECT fingerprint, object_id, created_at FROM idempotency_keys
 WHERE kind = %(kind)s AND key = %(key)s;
-
--- remember_key --
--- Remember an idempotency key (one that had been forgotten is replaced).
-INSERT INTO idempotency_keys (kind, key, fingerprint, object_id, created_at)
-VALUES (%(kind)s, %(key)s, %(fingerprint)s, %(object_id)s, %(created_at)s)
-ON CONFLICT (kind, key) DO UPDATE SET fingerprint = excluded.fingerprint,
-    object_id = excluded.object_id, created_at = excluded.created_at;
-
--- key_of_locked --
--- A remembered idempotency key, locked for the create's transaction.
-SELECT fingerprint, object_id, created_at FROM idempotency_keys
-WHERE kind = %(kind)s AND key = %(key)s FOR UPDATE;
-
--- claim_key --
--- Remember a new idempotency key; no row back if another transaction has it (this one
--- waits for that one to end first).
-INSERT INTO idempotency_keys (kind, key, fingerprint, object_id, created_at)
-VALUES (%(kind)s, %(key)s, %(fingerprint)s, %(object_id)s, %(created_at)s)
-ON CONFLICT (kind, key) DO NOTHING RETURNING 1;
 
 -- trim_events --
 -- The oldest events of one object, below event number %(below)s (the store keeps at
