@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import re
+import select
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -433,15 +434,48 @@ def _first(cursor: psycopg.Cursor[Any]) -> Any:
 def pool_options(pool_class: Any, options: dict[str, Any], max_size: int) -> dict[str, Any]:
     """How both stores' pools are made. Autocommit: a read is one round trip; writes open
     a transaction explicitly. ``check``: a connection whose backend was killed is found
-    out (and replaced) before it is handed out, so it costs a retry, not a failed call."""
+    out (and replaced) before it is handed out, so it costs a reconnect, not a failed
+    call; the check makes no round trip (see ``idle_and_well``)."""
+    is_async = pool_class.__name__.startswith("Async")
     return {
         "kwargs": {**options, "autocommit": True},
         "min_size": 1,
         "max_size": max_size,
         "open": False,
         "name": "runstate",
-        "check": pool_class.check_connection,
+        "check": _check_async if is_async else idle_and_well,
     }
+
+
+def idle_and_well(conn: Any) -> None:
+    """Raise unless ``conn`` can be handed out: open, and with nothing arrived on it while
+    it sat idle in the pool. A healthy idle connection has nothing to say; a backend that
+    was terminated (or a server that shut down) has sent its last message and closed the
+    socket, which is then readable (the connection is closed here, so that the pool
+    discards it). One ``select`` with no wait: no round trip, where psycopg_pool's own
+    check sends a query and waits for the answer on every checkout."""
+    if _spoke_while_idle(conn):
+        conn.close()
+        _raise_closed()
+
+
+async def _check_async(conn: Any) -> None:
+    if _spoke_while_idle(conn):
+        await conn.close()
+        _raise_closed()
+
+
+def _spoke_while_idle(conn: Any) -> bool:
+    if conn.closed:
+        return True
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    return bool(readable)
+
+
+def _raise_closed() -> None:
+    import psycopg
+
+    raise psycopg.OperationalError("the server closed the connection while it was idle")
 
 
 def checked_options(

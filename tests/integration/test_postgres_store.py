@@ -3,6 +3,7 @@ event numbers that follow commit order under concurrent writers."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 
@@ -11,6 +12,8 @@ import pytest
 from conftest import PG_BASE, pg_url
 
 from runstate import (
+    AsyncPostgresStore,
+    AsyncRunEngine,
     ManualClock,
     PostgresStore,
     RunEngine,
@@ -154,12 +157,31 @@ def test_a_killed_backend_costs_a_retry_not_a_failed_call(pg_schema: str) -> Non
     with store._pool.connection() as conn:  # the pool's only connection
         pid = conn.info.backend_pid
     with psycopg.connect(PG_BASE, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))  # returns once it is gone
     assert engine.get(run.id).id == run.id  # the dead connection is found and replaced
     assert engine.start(run.id).status is RunStatus.IN_PROGRESS
     with store._pool.connection() as conn:
         assert conn.info.backend_pid != pid
     engine.close()
+
+
+def test_a_killed_backend_costs_a_reconnect_on_the_async_pool_too(pg_schema: str) -> None:
+    async def scenario() -> None:
+        store = await AsyncPostgresStore.open(PG_BASE, schema=pg_schema, max_size=1)
+        engine = AsyncRunEngine(store)
+        run = await engine.create(thread_id="t", assistant_id="a")
+        async with store._pool.connection() as conn:  # the pool's only connection
+            pid = conn.info.backend_pid
+        with psycopg.connect(PG_BASE, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(%s, 10000)", (pid,)
+            )  # returns once it is gone
+        assert (await engine.start(run.id)).status is RunStatus.IN_PROGRESS
+        async with store._pool.connection() as conn:
+            assert conn.info.backend_pid != pid
+        await store.close()
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("conninfo", ["host=x port", "postgresql://u:s3cret@[::1/x", "a=b=c"])
