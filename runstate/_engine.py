@@ -818,7 +818,9 @@ class SyncFace(Engine[T]):
         seconds for one, woken when one is queued (in any process) rather than polling."""
         deadline = None if wait is None else time.monotonic() + require_seconds(wait, "wait")
         while True:
-            mark = self._bell.mark(QUEUED)
+            # Only a claim that may wait marks the bell (marking starts the feed of other
+            # processes' writes, and makes every write ring).
+            mark = self._bell.mark(QUEUED) if deadline is not None else 0
             claimed = self._run(self._p_claim(worker_id, lease_seconds))
             left = 0.0 if deadline is None else deadline - time.monotonic()
             if claimed is not None or left <= 0:
@@ -908,7 +910,9 @@ class AsyncFace(Engine[T]):
         """As ``RunEngine.claim``: with ``wait``, the event loop goes on meanwhile."""
         deadline = None if wait is None else time.monotonic() + require_seconds(wait, "wait")
         while True:
-            mark = self._bell.mark(QUEUED)
+            # Only a claim that may wait marks the bell (marking starts the feed of other
+            # processes' writes, and makes every write ring).
+            mark = self._bell.mark(QUEUED) if deadline is not None else 0
             claimed = await self._arun(self._p_claim(worker_id, lease_seconds))
             left = 0.0 if deadline is None else deadline - time.monotonic()
             if claimed is not None or left <= 0:
