@@ -43,6 +43,7 @@ from ._sql import (
 __all__ = ["SQLiteStore"]
 
 APPLICATION_ID = 0x52554E53  # "RUNS": marks a file as runstate's
+WAL_LIMIT = 4 * 1024 * 1024  # bytes the WAL file is cut back to after a checkpoint
 SQL = load_queries("sqlite")
 MIGRATIONS = load_migrations("sqlite")
 #: The schema version this code writes: the number of its last migration.
@@ -143,6 +144,11 @@ class SQLiteStore(SQLStore):
                 conn.execute(f"PRAGMA busy_timeout = {int(self._busy * 1000)}")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages stay hot
+                # The WAL stays bounded: the write that takes it past 1,000 pages
+                # checkpoints it (SQLite's default, said here as policy), and a
+                # checkpoint that empties it cuts the file back to 4 MiB.
+                conn.execute("PRAGMA wal_autocheckpoint = 1000")
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
             except BaseException:
                 conn.close()
                 raise

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import CALLS, OUTPUTS
 
 from runstate import ManualClock, RunEngine, RunStatus, SQLiteStore, StoreError, ValidationError
 from runstate.stores._sqlite import SQL
@@ -29,6 +30,24 @@ def test_runs_and_history_survive_reopening(tmp_path: Path) -> None:
     assert again.get(run.id).metadata == {"k": "v"}
     assert [e.event for e in again.history(run.id)][-1] == "thread.run.in_progress"
     assert again.store.get(run.id).lease_owner == "w"
+
+
+def test_the_wal_stays_bounded_under_steady_writes(tmp_path: Path) -> None:
+    from runstate.stores._sqlite import WAL_LIMIT
+
+    path = tmp_path / "runs.db"
+    engine = RunEngine(SQLiteStore(path))
+    run = engine.create(thread_id="t", assistant_id="a")
+    engine.start(run.id)
+    largest = 0
+    for _ in range(1500):  # about 7,500 WAL frames (30 MB) were it never checkpointed
+        engine.require_action(run.id, CALLS)
+        engine.submit_tool_outputs(run.id, OUTPUTS)
+        engine.start(run.id)
+        largest = max(largest, os.path.getsize(f"{path}-wal"))
+    page = 4096
+    assert largest <= WAL_LIMIT + 1100 * page, largest
+    engine.close()
 
 
 def test_the_file_is_in_wal_mode_with_our_marks(tmp_path: Path) -> None:
