@@ -237,24 +237,54 @@ class PostgresStore(SQLStore):
 def _write(
     conn: psycopg.Connection[Any], writes: Sequence[Write], channel: str
 ) -> list[list[int] | None]:
-    """The one write path: every compare-and-set and its events in one statement
-    (``runstate_write_v3``). Per write, its events' places in the log, or None if it lost."""
-    row = conn.execute(SQL["write"], write_statement(writes, channel)).fetchone()
+    """The one write path: every compare-and-set and its events in one statement, one
+    round trip. Per write, its events' places in the log, or None if it lost."""
+    sql, params = write_statement_for(writes, channel)
+    row = conn.execute(sql, params).fetchone()
     assert row is not None
-    result: list[list[int] | None] = row[0]
-    return result
+    return written_from(writes, row)
+
+
+def write_statement_for(writes: Sequence[Write], channel: str) -> tuple[str, dict[str, Any]]:
+    """The statement that makes ``writes``: ``write_one`` for one write of one step (a
+    worker's step), the write function for anything else."""
+    if len(writes) != 1 or len(writes[0].steps) != 1:
+        return SQL["write"], write_statement(writes, channel)
+    (w,) = writes
+    (step,) = w.steps
+    return SQL["write_one"], {
+        **write_params(w, dumps(body_of(w))),
+        "event": step.event,
+        "from_status": None if step.from_status is None else step.from_status.value,
+        "to_status": step.to_status.value,
+        "at": step.at,
+        "data": None if step.data is None else dumps(step.data),
+        "number": w.first_number,
+        "channel": channel,
+        "ids": _ids(writes),
+    }
+
+
+def written_from(writes: Sequence[Write], row: Sequence[Any]) -> list[list[int] | None]:
+    """Per write, its events' places (None if it lost), from the statement's row."""
+    if len(writes) != 1 or len(writes[0].steps) != 1:
+        result: list[list[int] | None] = row[0]
+        return result
+    return [None if row[0] is None else [row[0]]]
 
 
 def write_statement(writes: Sequence[Write], channel: str) -> dict[str, Any]:
     """The one write statement's parameters: the batch, and the notification on
     ``channel`` that tells the schema's listeners which objects it wrote (``id!`` for one
     queued now; ``*`` for a batch too big to list, which wakes every waiter)."""
+    return {"writes": write_batch(writes), "channel": channel, "ids": _ids(writes)}
+
+
+def _ids(writes: Sequence[Write]) -> str:
+    """The notification's payload: the written ids (``id!`` for one queued now; ``*`` for
+    a batch too big to list)."""
     ids = ",".join(w.run.id + ("!" if w.run.status == "queued" else "") for w in writes)
-    return {
-        "writes": write_batch(writes),
-        "channel": channel,
-        "ids": ids if len(ids) < 7000 else "*",
-    }
+    return ids if len(ids) < 7000 else "*"
 
 
 def channel_of(schema: str) -> str:
@@ -358,7 +388,7 @@ def insert_statement(
                 "row": row,
                 "write": write_element(first),
                 "channel": channel,
-                "notify": write_statement([first], channel)["ids"],
+                "notify": _ids([first]),
             }
         )
     }
@@ -505,7 +535,12 @@ def checked_options(
             "key=value pairs.",
             param="conninfo",
         ) from None
-    return psycopg, {"options": f"-c search_path={schema}", "connect_timeout": connect_timeout}
+    # Generic plans: psycopg prepares a statement run five times, and PostgreSQL would go
+    # on planning each execution of the write statement afresh (its generic plan's
+    # estimate looks dear), which costs more than executing it. Every statement here
+    # reads by key or through a partial index, where a generic plan is the plan.
+    options = f"-c search_path={schema} -c plan_cache_mode=force_generic_plan"
+    return psycopg, {"options": options, "connect_timeout": connect_timeout}
 
 
 def open_schema(conn: psycopg.Connection[Any], schema: str) -> int:

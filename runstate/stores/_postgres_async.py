@@ -45,7 +45,8 @@ from ._postgres import (
     inserted,
     open_schema,
     pool_options,
-    write_statement,
+    write_statement_for,
+    written_from,
 )
 from ._sql import (
     decided,
@@ -148,10 +149,11 @@ class AsyncPostgresStore:
     async def _write(
         self, conn: psycopg.AsyncConnection[Any], writes: Sequence[Write]
     ) -> list[list[int] | None]:
-        cursor = await conn.execute(SQL["write"], write_statement(writes, self._channel))
+        sql, params = write_statement_for(writes, self._channel)
+        cursor = await conn.execute(sql, params)
         row = await cursor.fetchone()
         assert row is not None
-        result: list[list[int] | None] = row[0]
+        result = written_from(writes, row)
         for params in trims(self.max_events, writes, result):  # only with max_events set
             await conn.execute(SQL["trim_events"], params)
         return result

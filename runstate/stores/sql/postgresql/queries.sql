@@ -22,6 +22,32 @@ SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts,
 -- notification (the written ids) reaches the store's listeners when the write commits.
 SELECT runstate_write_v5(%(writes)s), pg_notify(%(channel)s, %(ids)s);
 
+-- write_one --
+-- One write of one step (a worker's step: the common case) as one plain statement,
+-- without the write function's PL/pgSQL: the compare-and-set; then, only if it won, its
+-- event's place taken from the counter row (locked after the run's row, as the function
+-- does) and the event inserted; the event's place (none if the write lost), and the
+-- notification.
+WITH w AS (
+    UPDATE runs SET status = %(status)s, active = %(active)s, expires_at = %(expires_at)s,
+        version = version + 1, lease_owner = %(lease_owner)s,
+        lease_expires_at = %(lease_expires_at)s, attempts = %(attempts)s, body = %(body)s,
+        event_count = %(event_count)s,
+        ended_at = CASE WHEN %(active)s THEN NULL ELSE COALESCE(ended_at, %(ended_at)s) END
+    WHERE id = %(id)s AND version = %(expected)s
+    RETURNING id
+), c AS (
+    UPDATE run_event_counter SET last = last + 1 WHERE EXISTS (SELECT 1 FROM w)
+    RETURNING last
+), e AS (
+    INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
+    SELECT c.last, w.id, %(event)s, %(from_status)s, %(to_status)s, %(at)s,
+        COALESCE(%(data)s, %(body)s), %(number)s
+    FROM w, c
+    RETURNING seq
+)
+SELECT (SELECT seq FROM e), pg_notify(%(channel)s, %(ids)s);
+
 -- claimable --
 -- The oldest queued run that is not due, locked; one another worker holds is skipped.
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs

@@ -8,7 +8,7 @@ DROP INDEX run_events_by_number;
 -- The claim: pick the oldest queued object of a kind that is not due, skipping rows
 -- another transaction holds, and take the lifecycle's claim step on it, all in this one
 -- statement. The step is the one the lifecycle's declaration makes of an event without
--- an argument (runstate's Lifecycle._fire): the status moves from p.from to p.to; the
+-- an argument (runstate's Lifecycle._fire): the status moves from queued (p.from) to p.to; the
 -- field p.clear (if any) becomes null; the field p.stamp (if any) gets the time, which
 -- never goes back before any of p.floors; the object is leased to p.owner until
 -- p.lease_expires_at, and its claim count goes up. The body keeps its keys' order. One
@@ -29,7 +29,9 @@ BEGIN
     SELECT id, body, version, lease_owner, lease_expires_at, attempts, event_count,
         expires_at INTO r
     FROM runs
-    WHERE kind = p->>'kind' AND status = p->>'from' AND expires_at > (p->>'now')::bigint
+    -- 'queued' written out: the partial index of queued objects serves only a query
+    -- whose condition says so (a parameter would not, under a generic plan).
+    WHERE kind = p->>'kind' AND status = 'queued' AND expires_at > (p->>'now')::bigint
     ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN NULL;
