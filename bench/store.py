@@ -209,9 +209,8 @@ def sqlite_against_floor(folder: Path) -> None:
     store = SQLiteStore(folder / "operations.db")
     ops = Operations(store)
     floor_run = ops.ended("floor")
-    with store._connection() as conn:  # the engine's own connection, borrowed for good
-        pass
-    floor = update_floor(store._idle[0], "?", floor_run.id)
+    (conn,) = store._idle  # the engine's own (and only) connection, idle between calls
+    floor = update_floor(conn, "?", floor_run.id)
     against_floor(ops, floor, lambda: Statements(store).of, "statement", 3.0)
     store.close()
 
