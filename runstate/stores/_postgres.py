@@ -407,53 +407,47 @@ def inserted(row: Any) -> list[int] | None:
 
 
 def claim_statement(step: ClaimStep, kind: str, now: int, channel: str) -> dict[str, Any]:
-    """``runstate_claim_v7``'s argument."""
-    from psycopg.types.json import Jsonb
-
+    """The ``claim`` statement's parameters."""
     return {
-        "p": Jsonb(
-            {
-                "kind": kind,
-                "now": now,
-                "from": step.source,
-                "to": step.dest,
-                "event": step.event,
-                "clear": step.clear,
-                "stamp": step.stamp,
-                "floors": list(step.floors),
-                "owner": step.owner,
-                "lease_expires_at": now + step.lease_seconds,
-                "channel": channel,
-            }
-        )
+        "kind": kind,
+        "now": now,
+        "from": step.source,
+        "to": step.dest,
+        "event": step.event,
+        "clear": step.clear,
+        "stamp": step.stamp,
+        "floors": ",".join(step.floors),
+        "owner": step.owner,
+        "lease_expires_at": now + step.lease_seconds,
+        "channel": channel,
     }
 
 
 def claimed_from(
     row: Any, kind: str, now: int, decide: Callable[[StoredRun, int], Write]
 ) -> Claimed | None:
-    """What ``runstate_claim_v7`` claimed, as the engine's write: the engine's decision
+    """What the ``claim`` statement claimed, as the engine's write: the engine's decision
     on the row as it was, which must be what the database wrote."""
-    result = row[0]
-    if result is None:
+    if row is None:
         return None
+    old, new, version, owner, lease_ends, attempts, event_count, expires_at, seq, _ = row
     was = StoredRun(
-        restore(kind, json.loads(result["old"]), result["expires_at"]),
-        result["version"],
-        result["lease_owner"],
-        result["lease_expires_at"],
-        result["attempts"],
-        result["event_count"],
+        restore(kind, json.loads(old), expires_at),
+        version,
+        owner,
+        lease_ends,
+        attempts,
+        event_count,
     )
     write = decide(was, now)
-    made = json.loads(result["body"])
+    made = json.loads(new)
     if body_of(write) != made or len(write.steps) != 1:
         raise StoreError(
             f"PostgreSQL's claim of {was.run.id} wrote {made}, where the lifecycle decides "
             f"{body_of(write)}: the claim step and the declaration disagree (a bug in "
             f"runstate)."
         )
-    return write, [result["seq"]]
+    return write, [seq]
 
 
 def _first(cursor: psycopg.Cursor[Any]) -> Any:

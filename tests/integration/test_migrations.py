@@ -237,9 +237,9 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
                 (pg_schema,),
             )
         }
-    # One write path (the old write functions are gone), and the one-round-trip claim and
-    # create, which end on it.
-    assert functions == {"runstate_write_v5", "runstate_claim_v7", "runstate_insert_v7"}
+    # One write path (the old write functions are gone), and the one-round-trip create,
+    # which ends on it.
+    assert functions == {"runstate_write_v5", "runstate_insert_v7"}
     assert_fixture_reads_back(PostgresStore(PG_BASE, schema=pg_schema))
 
 

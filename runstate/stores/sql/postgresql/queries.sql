@@ -6,8 +6,57 @@
 SELECT runstate_insert_v7(%(p)s);
 
 -- claim --
--- The oldest claimable object of a kind, claimed in one round trip: see runstate_claim_v7.
-SELECT runstate_claim_v7(%(p)s);
+-- The claim in one plain statement, one round trip: pick the oldest queued object of a
+-- kind that is not due, skipping rows another transaction holds ('queued' written out:
+-- the partial index of queued objects serves only a query whose condition says so), and
+-- take the lifecycle's claim step on it (see ClaimStep, and Lifecycle._fire, which it
+-- does as data): the status moves to %(to)s; the field %(clear)s (if any) becomes null;
+-- the field %(stamp)s (if any) gets the time, never before any of the fields in
+-- %(floors)s (comma-separated); the object is leased to %(owner)s and its claim count
+-- goes up. The body keeps its keys' order. Its one event is placed from the counter row
+-- (locked last, as every write does), and the schema's listeners hear of it. No row
+-- when nothing is claimable; else what the row was, what its body became and the
+-- event's place (the engine decides the same step on the old row and checks that it
+-- agrees).
+WITH picked AS (
+    SELECT id, body, version, lease_owner, lease_expires_at, attempts, event_count, expires_at,
+        GREATEST(%(now)s, (
+            SELECT max((body::jsonb ->> floor_field)::bigint)
+            FROM unnest(string_to_array(%(floors)s, ',')) AS floor_field
+        )) AS at
+    FROM runs
+    WHERE kind = %(kind)s AND status = 'queued' AND expires_at > %(now)s
+    ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED
+), made AS (
+    SELECT picked.*, (
+        SELECT json_object_agg(e.key, CASE
+            WHEN e.key = 'status' THEN to_json(%(to)s::text)
+            WHEN e.key = %(stamp)s THEN to_json(picked.at)
+            WHEN e.key = %(clear)s THEN 'null'::json
+            ELSE e.value END ORDER BY e.ord)
+        FROM json_each(picked.body::json) WITH ORDINALITY AS e(key, value, ord)
+    )::text AS new_body
+    FROM picked
+), u AS (
+    UPDATE runs SET status = %(to)s, version = runs.version + 1, lease_owner = %(owner)s,
+        lease_expires_at = %(lease_expires_at)s, attempts = runs.attempts + 1,
+        body = made.new_body, event_count = runs.event_count + 1
+    FROM made WHERE runs.id = made.id
+    RETURNING runs.id
+), c AS (
+    UPDATE run_event_counter SET last = last + 1 WHERE EXISTS (SELECT 1 FROM u)
+    RETURNING last
+), ev AS (
+    INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
+    SELECT c.last, made.id, %(event)s, %(from)s, %(to)s, made.at, made.new_body,
+        made.event_count
+    FROM made, c
+    RETURNING seq
+)
+SELECT made.body, made.new_body, made.version, made.lease_owner, made.lease_expires_at,
+    made.attempts, made.event_count, made.expires_at, (SELECT seq FROM ev),
+    pg_notify(%(channel)s, made.id)
+FROM made;
 
 -- active_of_group --
 -- The group's active object (a thread's active run), if any.
