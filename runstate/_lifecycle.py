@@ -155,6 +155,17 @@ class Lifecycle:
         self._event_names = definition.event_names
         self._active = definition.active
         self._clears = definition.clears
+        self._by_value = {status.value: status for status in definition.statuses}
+        # What entering each status does: its event's name, the field it stamps, and
+        # whether it ends the expiry clock (one lookup per step).
+        self._entering = {
+            status: (
+                definition.event_names[status],
+                definition.stamps.get(status),
+                status in definition.ends_expiry,
+            )
+            for status in definition.statuses
+        }
         # The times a stamp may not precede: creation, and what entering an active
         # status stamps (a run's started_at).
         self._floors = (
@@ -278,26 +289,26 @@ class Lifecycle:
 
     def _fire(self, run: Any, event: str, now: int) -> list[Transition]:
         source = run.status
+        run._fsm_state = source._value_  # what the machine reads as the state
         try:
             self._events[event].trigger(run)
         except MachineError as exc:  # only reachable if the sources and the machine disagree
             raise refusal(run, event) from exc
-        dest = run.status
+        dest = run.status = self._by_value[run._fsm_state]
         cleared = self._clears.get(source)
         if cleared is not None:
             setattr(run, cleared, None)
         # Stamps never go back in time, even if the system clock does.
         at = now
-        for name in self._floors:
-            floor = getattr(run, name)
+        for floor in map(run.__getattribute__, self._floors):
             if floor is not None and floor > at:
                 at = floor
-        stamp = self._stamps.get(dest)
+        name, stamp, ends_expiry = self._entering[dest]
         if stamp is not None:
             setattr(run, stamp, at)
-        if dest in self._ends_expiry:
+        if ends_expiry:
             run.expires_at = None
-        return [Transition(self._event_names[dest], source, dest, at)]
+        return [Transition(name, source, dest, at)]
 
     def _publish(self, run: Any, steps: Sequence[Transition]) -> None:
         if steps and self._listeners.listening:

@@ -121,21 +121,15 @@ def new_id(prefix: str) -> str:
 
 
 class OnMachine:
-    """What an object the shared machines fire on has: its status as the machine names
-    it (the machines' states are the statuses' plain strings, faster than Enum members)
-    through ``_fsm_state``, from its class's ``_STATUSES`` (value to status)."""
+    """What an object the shared machines fire on has: a slot for its status as the
+    machine names it (the machines' states are the statuses' plain strings, faster than
+    Enum members, and a slot is read faster than a property). ``status`` is the truth:
+    the lifecycle writes ``_fsm_state`` from it before it fires an event, and ``status``
+    from ``_fsm_state`` after."""
 
-    __slots__ = ()
+    __slots__ = ("_fsm_state",)
     _STATUSES: ClassVar[Mapping[str, Any]]
     status: Any
-
-    @property
-    def _fsm_state(self) -> str:
-        return self.status._value_  # type: ignore[no-any-return]
-
-    @_fsm_state.setter
-    def _fsm_state(self, value: str) -> None:
-        self.status = self._STATUSES[value]
 
 
 @dataclass(slots=True, eq=True)
