@@ -1,9 +1,12 @@
 """Bell: how a store tells waiting followers and workers that something changed.
 
-A bell keeps a count per key (an object's id; ``QUEUED`` for "work may be claimable")
-that goes up each time the key is rung. A waiter reads the count first (``mark``),
-reads the store, and then waits until the count moves on from its mark, or its timeout
-passes: so a ring between its read and its wait is never missed. Threads wait on a
+A bell numbers its rings, and remembers the number of each key's last ring (a key: an
+object's id; ``QUEUED`` for "work may be claimable"). A waiter takes the number first
+(``mark``), reads the store, and then waits until its key (or ``ANY``) is rung after its
+mark, or its timeout passes: so a ring between its read and its wait is never missed.
+It remembers at most ``REMEMBERED`` keys: past that it forgets them all at once and
+counts every older mark as rung (a waiter wakes for nothing and reads again, the price
+of a bell whose memory does not grow with every object a process ever wrote). Threads wait on a
 condition; coroutines on an ``asyncio.Event`` set from whichever thread rings.
 
 Who rings: every store rings for its own writes, in this process, as they commit. What
@@ -26,6 +29,9 @@ from typing import Any
 
 __all__ = ["ANY", "QUEUED", "Bell"]
 
+#: The most keys a bell remembers (see the module's docstring).
+REMEMBERED = 10_000
+
 #: The key rung when an object may have become claimable (created, requeued, resumed).
 QUEUED = "<queued>"
 #: The key rung for "anything may have changed" (a notification too big to list ids).
@@ -37,7 +43,9 @@ class Bell:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._counts: defaultdict[str, int] = defaultdict(int)
+        self._serial = 0  # how many rings there have been
+        self._rung: dict[str, int] = {}  # a key's last ring
+        self._forgot = 0  # the rings up to here are forgotten: an older mark has moved
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = (
             defaultdict(set)
         )
@@ -56,8 +64,14 @@ class Bell:
             return
         wake: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         with self._cond:
+            self._serial += 1
+            serial = self._serial
+            rung = self._rung
+            if len(rung) >= REMEMBERED:
+                rung.clear()
+                self._forgot = serial - 1
             for key in keys:
-                self._counts[key] += 1
+                rung[key] = serial
                 wake.extend(self._waiters.pop(key, ()))
             self._cond.notify_all()
         for loop, event in wake:
@@ -65,14 +79,15 @@ class Bell:
                 loop.call_soon_threadsafe(event.set)
 
     def mark(self, key: str) -> int:
-        """The key's count now: wait for it to move on from here."""
+        """Where the rings stand now: wait for ``key`` to be rung after here."""
         self._marked = True
         self._feed()
         with self._cond:
-            return self._counts[key] + self._counts[ANY]
+            return self._serial
 
     def _moved(self, key: str, mark: int) -> bool:
-        return self._counts[key] + self._counts[ANY] != mark
+        rung = self._rung
+        return mark < self._forgot or rung.get(key, 0) > mark or rung.get(ANY, 0) > mark
 
     def wait(self, key: str, mark: int, timeout: float) -> bool:
         """Block until ``key`` (or ``ANY``) is rung after ``mark``, or ``timeout`` seconds;
