@@ -229,9 +229,7 @@ def _show(store: Store, object_id: str, as_json: bool) -> int:
         raise RunNotFoundError(object_id, "run or response") from None
     engine = ENGINES[kind](store)
     run = engine.get(object_id)
-    history = (
-        engine.history(object_id) if isinstance(engine, RunEngine) else engine.events(object_id)
-    )
+    history = engine.history(object_id)
     if as_json:
         events = [
             {

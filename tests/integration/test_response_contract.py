@@ -626,3 +626,21 @@ def test_a_repeated_response_create_with_its_key_returns_the_first(
     with pytest.raises(IdempotencyError):  # the input is one of its parameters
         engine.create(model="gpt-4o", input="Something else", idempotency_key="key")
     assert [r.id for r in engine.list().data] == [first.id]
+
+
+def test_history_is_every_event_as_with_a_run(engine: ResponseEngine) -> None:
+    response = engine.create(model="gpt-4o", input="hi", background=True)
+    assert engine.claim("w") is not None
+    engine.append(response.id, "response.output_text.delta", {"delta": "x"}, worker_id="w")
+    engine.complete(response.id, output=OUTPUT, worker_id="w")
+    history = engine.history(response.id)
+    assert history == engine.events(response.id)
+    assert [e.event for e in history] == [
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+        "response.output_text.delta",
+        "response.completed",
+    ]
+    with pytest.raises(RunNotFoundError):
+        engine.history("resp_missing")
