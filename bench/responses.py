@@ -25,24 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from store import sqlite_raw
+from store import CALLS, DELTA, OUTPUT, OUTPUTS, T0, sqlite_raw
 
 from runstate import ManualClock, ResponseEngine, RunEngine, open_store
 
-T0 = 1_700_000_000
 DELTAS = 20
-CALLS = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
-OUTPUTS = [{"tool_call_id": "call_1", "output": "x"}]
-DELTA = {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "tok"}
-OUTPUT = [
-    {
-        "type": "message",
-        "id": "msg_1",
-        "status": "completed",
-        "role": "assistant",
-        "content": [{"type": "output_text", "text": "tok" * DELTAS, "annotations": []}],
-    }
-]
 RESPONSE_WRITES = 3 + DELTAS  # create, claim, the deltas, complete
 RUN_WRITES = 6  # create, claim, require_action, submit_tool_outputs, claim, complete
 

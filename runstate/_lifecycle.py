@@ -703,23 +703,6 @@ class ResponseLifecycle(Lifecycle):
             response.incomplete_details = details
         return steps
 
-    def fired_as_data(
-        self, event: str
-    ) -> tuple[Status, Status, str, str | None, str | None, tuple[str, ...]] | None:
-        """What ``_fire`` does for ``event`` as data, for a store to do it in the database:
-        (source, dest, event name, the field cleared, the field stamped, the floors of the
-        stamp), when the declaration alone says it: an event without an argument, from
-        one status, into an active status that keeps the expiry. None otherwise."""
-        sources = self.sources.get(event)
-        if event in self._takes_argument or sources is None or len(sources) != 1:
-            return None
-        (source,) = sources
-        dest = self.definition.dest_of(event)
-        if dest not in self._active or dest in self._ends_expiry:
-            return None
-        name = self._event_names[dest]
-        return source, dest, name, self._clears.get(source), self._stamps.get(dest), self._floors
-
     def check_cancellable(self, obj: Any) -> None:
         """Only a background response can be cancelled (RESPONSES.md): a 400 otherwise."""
         if not obj.background:

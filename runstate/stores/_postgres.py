@@ -198,7 +198,7 @@ class PostgresStore(SQLStore):
         kind: str,
         step: ClaimStep | None = None,
     ) -> Claimed | None:
-        """With ``step``: ``runstate_claim_v7``, one statement, one round trip (the
+        """With ``step``: the ``claim`` statement, one round trip (the
         clock read just before it; ``FOR UPDATE SKIP LOCKED`` never waits). Without:
         the rows picked and written in a transaction, as every SQL store does."""
         if step is None:
