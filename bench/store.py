@@ -285,8 +285,13 @@ def _noop() -> None:
 
 
 def procrastinate_app(conninfo: str, schema: str) -> Any:
+    import logging
+
     import procrastinate
 
+    # It warns that an app made in a script's main module cannot be imported by name;
+    # this one is made the same way in each worker process, which needs no import.
+    logging.getLogger("procrastinate").setLevel(logging.ERROR)
     connector = procrastinate.PsycopgConnector(
         conninfo=conninfo, kwargs={"options": f"-c search_path={schema}"}
     )

@@ -165,14 +165,13 @@ class PostgresStore(SQLStore):
         input: Any = None,
         key: IdempotencyKey | None = None,
     ) -> list[int]:
-        """The object at version 0, then its first write (to version 1, with its
-        events, numbered on the one write path), its key remembered: one statement,
-        ``runstate_insert_v7``, one round trip."""
-        params = insert_statement(run, steps, input, key, self._channel)
+        """The object and its creation events (and its key remembered): one statement,
+        one round trip (``insert_one``, or ``runstate_insert_v7`` with a key)."""
+        sql, params = insert_statement(run, steps, input, key, self._channel)
         for _ in range(10):
             try:
                 with self._translate(), self._pool.connection() as conn:
-                    seqs = inserted(conn.execute(SQL["insert"], params).fetchone())
+                    seqs = inserted(conn.execute(sql, params).fetchone())
                     if seqs is None:
                         continue  # another create took the key meanwhile: look again
                     for trim in trims(self.max_events, [Write(run, 0, steps)], [seqs]):
@@ -372,20 +371,36 @@ def insert_statement(
     input: Any,
     key: IdempotencyKey | None,
     channel: str,
-) -> dict[str, Any]:
-    """``runstate_insert_v7``'s argument: the key (if any), the row, its first write
-    and the notification."""
+) -> tuple[str, dict[str, Any]]:
+    """The create's one statement and its parameters: ``insert_one`` without a key;
+    with one, ``runstate_insert_v7``'s argument (the key, the row, its first write and
+    the notification)."""
     from psycopg.types.json import Jsonb
 
     first = Write(run, 0, steps)
-    row = insert_params(run, dumps(run.to_dict()), 0, input)
-    return {
+    body = dumps(run.to_dict())
+    if key is None:
+        events = [
+            {
+                "event": step.event,
+                "from_status": None if step.from_status is None else step.from_status.value,
+                "to_status": step.to_status.value,
+                "at": step.at,
+                "data": None if step.data is None else dumps(step.data),
+            }
+            for step in steps
+        ]
+        return SQL["insert_one"], {
+            **insert_params(run, body, len(steps), input),
+            "events": Jsonb(events),
+            "channel": channel,
+            "ids": _ids([first]),
+        }
+    return SQL["insert"], {
         "p": Jsonb(
             {
-                "key": None
-                if key is None
-                else {**key_params(run, key), "not_before": key.not_before},
-                "row": row,
+                "key": key_params(run, key) | {"not_before": key.not_before},
+                "row": insert_params(run, body, 0, input),
                 "write": write_element(first),
                 "channel": channel,
                 "notify": _ids([first]),
@@ -395,9 +410,12 @@ def insert_statement(
 
 
 def inserted(row: Any) -> list[int] | None:
-    """The events' places from ``runstate_insert_v7``'s answer; None for "look again";
-    ``KeyTaken`` when the key names an object that exists."""
+    """The events' places from the create's answer; None for "look again" (another
+    create took the key meanwhile); ``KeyTaken`` when the key names an object that
+    exists."""
     result = row[0]
+    if isinstance(result, list):  # insert_one
+        return result
     if "taken" in result:
         raise KeyTaken(*result["taken"])
     if result.get("retry"):

@@ -168,12 +168,12 @@ class AsyncPostgresStore:
         key: IdempotencyKey | None = None,
     ) -> list[int]:
         """As ``PostgresStore.insert``: one statement, ``runstate_insert_v7``."""
-        params = insert_statement(run, steps, input, key, self._channel)
+        sql, params = insert_statement(run, steps, input, key, self._channel)
         for _ in range(10):
             try:
                 with _translate(self._psycopg, self.schema):
                     async with self._pool.connection() as conn:
-                        cursor = await conn.execute(SQL["insert"], params)
+                        cursor = await conn.execute(sql, params)
                         seqs = inserted(await cursor.fetchone())
                         if seqs is None:
                             continue  # another create took the key meanwhile: look again

@@ -2,8 +2,35 @@
 -- what the statement does, then the statement, with %(named)s parameters.
 
 -- insert --
--- A new object, its key and its first write, in one round trip: see runstate_insert_v7.
+-- A new object with an idempotency key, the key and the object's first write, in one
+-- round trip: see runstate_insert_v7.
 SELECT runstate_insert_v7(%(p)s);
+
+-- insert_one --
+-- A create without an idempotency key as one plain statement: the object at version 1
+-- with its creation events (placed from the counter row, locked after the new row), the
+-- events' places and the notification. A group that has an active object makes the
+-- insert fail on the partial unique index.
+WITH r AS (
+    INSERT INTO runs (id, kind, group_id, status, active, created_at, expires_at, version,
+        body, event_count, input)
+    VALUES (%(id)s, %(kind)s, %(group_id)s, %(status)s, %(active)s, %(created_at)s,
+        %(expires_at)s, 1, %(body)s, %(event_count)s, %(input)s)
+    RETURNING id
+), c AS (
+    UPDATE run_event_counter SET last = last + %(event_count)s
+    WHERE EXISTS (SELECT 1 FROM r)
+    RETURNING last - %(event_count)s AS before
+), e AS (
+    INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
+    SELECT c.before + x.i, r.id, x.event, x.from_status, x.to_status, x.at,
+        COALESCE(x.data, %(body)s), x.i - 1
+    FROM r, c, ROWS FROM (jsonb_to_recordset(%(events)s::jsonb)
+        AS (event text, from_status text, to_status text, at bigint, data text))
+        WITH ORDINALITY AS x(event, from_status, to_status, at, data, i)
+    RETURNING seq
+)
+SELECT ARRAY(SELECT seq FROM e ORDER BY seq), pg_notify(%(channel)s, %(ids)s);
 
 -- claim --
 -- The claim in one plain statement, one round trip: pick the oldest queued object of a
