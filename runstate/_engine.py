@@ -810,11 +810,6 @@ class SyncFace(Engine[T]):
         deleted, not what is stored. Never an active object. How many were deleted."""
         return self._run(self._p_prune(older_than, statuses, limit))
 
-    def history(self, object_id: str) -> builtins.list[RunEvent]:
-        """Every event of the object (a run's transitions; a response's, and its
-        worker's own events), oldest first."""
-        return self._run(self._p_history(object_id))
-
     def claim(
         self, worker_id: str, *, lease_seconds: int | None = None, wait: float | None = None
     ) -> T | None:
@@ -908,10 +903,6 @@ class AsyncFace(Engine[T]):
     ) -> int:
         """As ``RunEngine.prune``."""
         return await self._arun(self._p_prune(older_than, statuses, limit))
-
-    async def history(self, object_id: str) -> builtins.list[RunEvent]:
-        """As ``SyncFace.history``."""
-        return await self._arun(self._p_history(object_id))
 
     async def claim(
         self, worker_id: str, *, lease_seconds: int | None = None, wait: float | None = None

@@ -284,6 +284,11 @@ class ResponseEngine(SyncFace[Response], ResponsePlans):
         it finds it gone at its next step). False if there was no such response."""
         return self._run(self._p_delete(response_id))
 
+    def history(self, response_id: str) -> builtins.list[RunEvent]:
+        """Every event of the response (its transitions and its worker's own events),
+        oldest first: ``events`` without ``starting_after``, named as a run's is."""
+        return self._run(self._p_history(response_id))
+
     def events(
         self, response_id: str, *, starting_after: int | None = None
     ) -> builtins.list[RunEvent]:
@@ -422,6 +427,9 @@ class AsyncResponseEngine(AsyncFace[Response], ResponsePlans):
 
     async def delete(self, response_id: str) -> bool:
         return await self._arun(self._p_delete(response_id))
+
+    async def history(self, response_id: str) -> builtins.list[RunEvent]:
+        return await self._arun(self._p_history(response_id))
 
     async def events(
         self, response_id: str, *, starting_after: int | None = None

@@ -262,6 +262,10 @@ class RunEngine(SyncFace[Run], RunPlans):
 
     # --- history ------------------------------------------------------------------------------
 
+    def history(self, run_id: str) -> builtins.list[RunEvent]:
+        """Every transition of the run, oldest first."""
+        return self._run(self._p_history(run_id))
+
     def events(
         self, *, after_seq: int = 0, run_id: str | None = None, limit: int = 100
     ) -> builtins.list[RunEvent]:
@@ -371,6 +375,9 @@ class AsyncRunEngine(AsyncFace[Run], RunPlans):
         self, run_id: str, worker_id: str, *, lease_seconds: int | None = None
     ) -> Run:
         return await self._arun(self._p_heartbeat(run_id, worker_id, lease_seconds))
+
+    async def history(self, run_id: str) -> builtins.list[RunEvent]:
+        return await self._arun(self._p_history(run_id))
 
     async def events(
         self, *, after_seq: int = 0, run_id: str | None = None, limit: int = 100
