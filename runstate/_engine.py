@@ -524,7 +524,7 @@ class Engine(Generic[T]):
     def _claim_step(self, worker_id: str, lease: int) -> ClaimStep | None:
         """The claim's step as data (see ``ClaimStep``), if the declaration says it all."""
         fired = self.lifecycle.fired_as_data("start")
-        if fired is None or fired[0].value != "queued":  # a claim takes a queued object
+        if fired is None:
             return None
         source, dest, event, clear, stamp, floors = fired
         return ClaimStep(source.value, dest.value, event, clear, stamp, floors, worker_id, lease)

@@ -292,6 +292,8 @@ class SQLiteStore(SQLStore):
                     raise ActiveRunError(group, active[0])
             conn.execute(SQL["insert_run"], insert_params(run, body, len(steps), input))
             seqs = _append(conn, run.id, body, steps, 0)
+            for params in self._trims([Write(run, 0, steps)], [seqs]):
+                conn.execute(SQL["trim_events"], params)
         ring_for(self.bell, [run])  # committed
         return seqs
 

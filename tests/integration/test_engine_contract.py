@@ -1101,6 +1101,29 @@ def test_a_bad_idempotency_key_is_refused_and_makes_nothing(
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+def test_a_store_that_keeps_one_event_trims_at_create_and_at_claim(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
+) -> None:
+    if kind == "postgres":
+        schema = request.getfixturevalue("pg_schema")
+        store: Any = PostgresStore(PG_BASE, schema=schema, max_events=1)
+    elif kind == "sqlite":
+        store = SQLiteStore(tmp_path / "trim.db", max_events=1)
+    else:
+        store = MemoryStore(max_events=1)
+    engine = RunEngine(store, clock=clock)
+    run = new(engine)
+    assert [(e.sequence_number, e.event) for e in engine.history(run.id)] == [
+        (1, "thread.run.queued")
+    ]
+    assert engine.claim("w").id == run.id
+    assert [(e.sequence_number, e.event) for e in engine.history(run.id)] == [
+        (2, "thread.run.in_progress")
+    ]
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
 def test_a_store_keeps_at_most_max_events_per_object(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
 ) -> None:

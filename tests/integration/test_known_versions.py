@@ -157,3 +157,37 @@ def test_appended_deltas_are_written_with_no_read(store: Store, clock: ManualClo
         mine.append(response.id, "response.output_text.delta", {"delta": "x"}, worker_id="w")
     mine.complete(response.id, output=OUTPUT, worker_id="w")
     assert counted.calls == {"write": 4}
+
+
+def test_a_change_that_decides_nothing_on_a_held_entry_reads_first(
+    store: Store, clock: ManualClock
+) -> None:
+    mine, counted, _ = engines(store, clock)
+    run = mine.create(thread_id="t", assistant_id="a")
+    inner = getattr(mine, "_engine", mine)
+    nothing = lambda obj, stored, now, expired: None  # noqa: E731
+    counted.calls.clear()
+    if inner is mine:
+        obj, seqs = mine._run(mine._p_apply(run.id, nothing))
+    else:
+        from faces import block
+
+        obj, seqs = block(inner._arun(inner._p_apply(run.id, nothing)))
+    assert (obj.id, seqs) == (run.id, None)
+    assert counted.calls == {"get": 1}  # the held entry was not trusted for "nothing"
+
+
+def test_the_engine_holds_a_bounded_number_of_objects() -> None:
+    from runstate._engine import Known
+    from runstate.stores import StoredRun
+
+    engine = RunEngine()
+    known = Known(frozenset({S.COMPLETED}), size=2)
+    runs = [engine.create(thread_id=f"t{i}", assistant_id="a") for i in range(3)]
+    for run in runs:
+        known.keep(StoredRun(run, 1))
+    assert known.take(runs[0].id) is None  # the oldest was dropped
+    assert known.take(runs[2].id) is not None
+    done = engine.complete(engine.start(runs[1].id).id)
+    known.keep(StoredRun(done, 3))  # an ended object is forgotten
+    assert known.take(runs[1].id) is None

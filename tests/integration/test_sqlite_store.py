@@ -360,3 +360,27 @@ def test_a_file_being_created_meanwhile_is_not_taken_for_a_foreign_one(
     store = SQLiteStore(path)
     assert store.upgraded_from == store.schema_version  # found complete, under the lock
     store.close()
+
+
+def test_a_write_that_does_not_say_what_it_was_decided_from_sets_every_column(
+    tmp_path: Path,
+) -> None:
+    from runstate.stores import Write
+
+    store = SQLiteStore(tmp_path / "runs.db")
+    engine = RunEngine(store)
+    run = engine.create(thread_id="t", assistant_id="a")
+    stored = store.get(run.id)
+    changed = stored.run.copy()
+    changed.metadata = {"k": "v"}
+    write = Write(changed, stored.version, [], "w", 123, 4, stored.event_count)  # no before
+    assert store.write([write]) == [[]]
+    again = store.get(run.id)
+    assert (again.version, again.lease_owner, again.lease_expires_at, again.attempts) == (
+        stored.version + 1,
+        "w",
+        123,
+        4,
+    )
+    assert again.run.metadata == {"k": "v"}
+    store.close()

@@ -415,3 +415,19 @@ def test_stamps_never_go_back_when_the_clock_does() -> None:
     lifecycle.cancel(run)
     lifecycle.complete(run)
     assert run.completed_at == 2_000 and run.created_at == 2_000
+
+
+def test_only_a_step_the_declaration_says_all_of_is_given_as_data() -> None:
+    lifecycle = RunLifecycle()
+    assert lifecycle.fired_as_data("start") == (
+        RunStatus.QUEUED,
+        RunStatus.IN_PROGRESS,
+        "thread.run.in_progress",
+        None,
+        "started_at",
+        ("created_at", "started_at"),
+    )
+    assert lifecycle.fired_as_data("complete") is None  # takes an argument (usage)
+    assert lifecycle.fired_as_data("cancel") is None  # from three statuses
+    assert lifecycle.fired_as_data("confirm_cancel") is None  # into an ended status
+    assert lifecycle.fired_as_data("nonsense") is None
