@@ -269,6 +269,19 @@ def claim_throughput(url: str, processes: int, runs: int = 2000) -> float:
     return runs / max(s for s, _ in results)
 
 
+def cycle_trips(store: Any, count: Callable[[Callable[[], Any]], int]) -> int:
+    """What one claim and its complete take, as the workers above make them."""
+    engine = RunEngine(store, clock=ManualClock(T0))
+    engine.create(thread_id="counted", assistant_id="a")
+
+    def cycle() -> None:
+        run = engine.claim("w")
+        assert run is not None
+        engine.complete(run.id, worker_id="w")
+
+    return count(cycle)
+
+
 def create_throughput(url: str, n: int = 1000) -> float:
     engine = RunEngine(open_store(url), clock=ManualClock(T0))
     t = time.perf_counter()
@@ -428,11 +441,27 @@ def sweeps(engines: list[RunEngine], rounds: int) -> tuple[list[float], list[flo
     return expired, recovered
 
 
-def report_sweeps(big: int, expired: list[float], recovered: list[float]) -> None:
-    for name, (small_s, big_s) in (("expire_due", expired), ("recover_stalled", recovered)):
+def sweep_trips(engine: RunEngine, count: Callable[[Callable[[], Any]], int]) -> list[int]:
+    """What one more sweep of each kind takes (the population holds a batch more than
+    the timed rounds use)."""
+    clock = engine.lifecycle._clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(1)
+    return [
+        count(lambda: engine.expire_due(limit=1000)),
+        count(lambda: engine.recover_stalled(limit=1000)),
+    ]
+
+
+def report_sweeps(
+    big: int, expired: list[float], recovered: list[float], trips: list[int], unit: str
+) -> None:
+    for name, (small_s, big_s), n in zip(
+        ("expire_due", "recover_stalled"), (expired, recovered), trips, strict=True
+    ):
         print(
             f"   {name:<16} among 10,000 {small_s * 1e3:7.1f} ms   among {big:,} "
-            f"{big_s * 1e3:7.1f} ms   {big_s / small_s:5.2f}x (target <= 2x)"
+            f"{big_s * 1e3:7.1f} ms   {big_s / small_s:5.2f}x (target <= 2x)   {n} {unit}"
         )
 
 
@@ -494,6 +523,9 @@ def claims(folder: Path, postgres: str, pg_schema: Schema) -> None:
     for n in (1, 2, 4):
         rate = claim_throughput(f"sqlite:///{folder / f'claims_{n}.db'}", n)
         print(f"   SQLite, {n} process(es)          {rate:7.0f} claims/s")
+    sqlite = SQLiteStore(folder / "claim_count.db")
+    print(f"   (a claim + complete: {cycle_trips(sqlite, Statements(sqlite).of)} statements)")
+    sqlite.close()
     if not postgres:
         return
     import psycopg
@@ -527,21 +559,36 @@ def claims(folder: Path, postgres: str, pg_schema: Schema) -> None:
         f"   PostgreSQL create {made:7.0f}/s, procrastinate defer {defers:7.0f}/s: "
         f"{made / defers:.2f}x (target >= 1.5x)"
     )
+    store = PostgresStore(postgres, schema=pg_schema("count")[1], max_size=1)
+    print(f"   (a claim + complete: {cycle_trips(store, RoundTrips(store).of)} round trips)")
+    store.close()
     print("   (targets: claim + complete >= 3x procrastinate's; this machine has 2 cores)")
 
 
 def sweep_figures(folder: Path, big: int, postgres: str, pg_schema: Schema) -> None:
     print(f"4. sweeps of 1,000 due among 10,000 and {big:,} (best of {ROUNDS})")
     print("   SQLite")
-    engines = [sqlite_populated(folder, n, ROUNDS) for n in (10_000, big)]
-    report_sweeps(big, *sweeps(engines, ROUNDS))
+    engines = [sqlite_populated(folder, n, ROUNDS + 1) for n in (10_000, big)]
+    timed = sweeps(engines, ROUNDS)
+    trips = sweep_trips(engines[0], Statements(engines[0].store).of)
+    report_sweeps(big, *timed, trips, "statements")
     if postgres:
         print("   PostgreSQL")
+        schemas = [pg_schema(f"s{n}")[1] for n in (10_000, big)]
         engines = [
-            postgres_populated(postgres, pg_schema(f"s{n}")[1], n, ROUNDS) for n in (10_000, big)
+            postgres_populated(postgres, schema, n, ROUNDS + 1)
+            for schema, n in zip(schemas, (10_000, big), strict=True)
         ]
-        report_sweeps(big, *sweeps(engines, ROUNDS))
-        for engine in engines:
+        timed = sweeps(engines, ROUNDS)
+        counted = RunEngine(
+            PostgresStore(postgres, schema=schemas[0], max_size=1),
+            clock=ManualClock(T0 + ROUNDS),
+            ttl=600,
+            max_attempts=100,
+        )
+        trips = sweep_trips(counted, RoundTrips(counted.store).of)
+        report_sweeps(big, *timed, trips, "round trips")
+        for engine in [*engines, counted]:
             engine.close()
 
 
