@@ -4,12 +4,17 @@ The tables and the rules are the SQLite store's: a transition is a compare-and-s
 the run's version with its history rows in the same transaction, one active run per
 thread is a partial unique index, and the sweeps read partial indexes. What differs:
 
-- Every write goes one way: ``runstate_write_v3`` (``sql/postgresql/migrations``) takes
-  a batch of writes, one or many, and does every compare-and-set and numbers every
-  event in one statement, one round trip.
-- Many writers run at once (READ COMMITTED). A claim locks the oldest claimable row with
-  ``FOR UPDATE SKIP LOCKED``, so concurrent workers take different runs instead of
-  queueing on one.
+- Every operation is one statement, one round trip, in autocommit: a worker's step is
+  ``write_one`` (``sql/postgresql/queries.sql``: the compare-and-set, its event placed
+  and inserted, the notification); a batch (a sweep, a write of several steps) is
+  ``runstate_write_v5`` (``migrations``); a create is ``insert_one``, or
+  ``runstate_insert_v7`` with an idempotency key; a claim is ``claim``, which picks the
+  oldest claimable row with ``FOR UPDATE SKIP LOCKED`` (concurrent workers take
+  different runs instead of queueing on one) and takes the lifecycle's claim step on it
+  in SQL, from the ``ClaimStep`` the engine hands over; the engine's own decision on
+  the row as it was must agree (``claimed_from``).
+- Many writers run at once (READ COMMITTED). The pool checks a connection before
+  lending it with a ``select()`` on its socket, not a query (``idle_and_well``).
 - Event sequence numbers come from a one-row counter, updated as the transaction's last
   step and so locked until it commits: numbers follow commit order, and a reader
   following ``events(after_seq=...)`` never misses an event that commits late with a low

@@ -4,9 +4,12 @@ The file runs in WAL mode with ``synchronous=NORMAL``; every write is a ``BEGIN
 IMMEDIATE`` transaction, so it holds the write lock from its first statement and sees the
 latest committed state. A transition is ``UPDATE ... WHERE id = ? AND version = ?``: the
 version the change was decided from is part of the write's condition, and the history
-row is inserted in the same transaction. One active run per thread is a partial unique
-index. The sweeps read partial indexes over active runs and live leases, so their cost
-follows the number of runs they return, not the number stored.
+row is inserted in the same transaction; the ``UPDATE`` sets only the columns the write
+changes, so that an index is written only when what it reads moved (``_update_sql``).
+One active run per thread is a partial unique index. The sweeps read partial indexes
+over active runs and live leases, so their cost follows the number of runs they return,
+not the number stored. The WAL is checkpointed past 1,000 pages and cut back to
+``WAL_LIMIT`` after.
 
 Connections come from a small pool (at most ``max_connections``, 16 unless told): an
 operation borrows one and gives it back, so a process with many short-lived threads
