@@ -7,7 +7,10 @@ lifecycle decide on a copy (due expiry or time-out first, then the change), and 
 the result with one compare-and-set on that version. If another writer got there first,
 the write changes nothing and the loop re-reads and decides again, so a late
 ``complete`` after a ``cancel`` gets the answer the lifecycle gives for the status the
-cancel left, never a blind overwrite. Listeners hear of a step only after it is stored.
+cancel left, never a blind overwrite. A change starts from what the engine last stored
+of the object, if it holds it (``Known``), rather than from a read: a worker's step is
+one compare-and-set, and a stale entry costs the read it would have made anyway.
+Listeners hear of a step only after it is stored.
 
 Workers ``claim`` the oldest queued object with a lease, keep it alive with
 ``heartbeat``, and ``recover_stalled`` puts objects of vanished workers back in the
