@@ -54,7 +54,7 @@ from ._lifecycle import Lifecycle, Transition, refusal, sealed
 from ._model import Status
 from ._validate import MAX_DURATION, require_int, require_seconds, require_string
 from .stores import AsyncStore, Claimed, MemoryStore, Order, StoredRun, Write
-from .stores._base import ClaimStep, IdempotencyKey, KeyTaken, body_of, restore
+from .stores._base import ClaimStep, IdempotencyKey, KeyTaken, body_of, restore, takes_keyword
 from .stores._bell import QUEUED, Bell
 
 __all__ = [
@@ -296,6 +296,8 @@ class Engine(Generic[T]):
         self._known = Known(self.definition.terminal)
         # Where waits hear of changes; a store without a bell is polled (nobody rings it).
         self._bell: Bell = getattr(self.store, "bell", None) or Bell()
+        # A store written before claims took ``step`` is still served (without it).
+        self._claim_takes_step = takes_keyword(self.store.claim, "step")
         self._stream_ends = self.definition.terminal | self.definition.pauses
         self._observe: Any = None  # a runstate.telemetry.Telemetry, once instrumented
 
@@ -512,8 +514,8 @@ class Engine(Generic[T]):
         worker_id = require_string(worker_id, "worker_id")
         lease = self._lease_seconds(lease_seconds)
         decide = partial(self._claimed, worker_id, lease)
-        step = self._claim_step(worker_id, lease)
-        claimed = yield call("claim", self.lifecycle.now, decide, kind=self.kind, step=step)
+        extra = {"step": self._claim_step(worker_id, lease)} if self._claim_takes_step else {}
+        claimed = yield call("claim", self.lifecycle.now, decide, kind=self.kind, **extra)
         if claimed is None:
             return None
         write, seqs = claimed

@@ -30,6 +30,7 @@ from ._base import (
     StoredRun,
     Sweep,
     Write,
+    takes_keyword,
 )
 
 __all__ = ["AsyncStore"]
@@ -42,6 +43,7 @@ class AsyncStore:
         self.sync = store
         self._offload = offload
         self.bell = getattr(store, "bell", None)  # the same changes, heard the same way
+        self._claim_takes_step = takes_keyword(store.claim, "step")
 
     def __repr__(self) -> str:
         return f"AsyncStore({self.sync!r})"
@@ -92,9 +94,8 @@ class AsyncStore:
         kind: str,
         step: ClaimStep | None = None,
     ) -> Claimed | None:
-        result: Claimed | None = await self._call(
-            self.sync.claim, now, decide, kind=kind, step=step
-        )
+        extra = {"step": step} if self._claim_takes_step else {}
+        result: Claimed | None = await self._call(self.sync.claim, now, decide, kind=kind, **extra)
         return result
 
     async def sweep(

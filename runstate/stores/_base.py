@@ -15,6 +15,7 @@ backend passes the same contract suites (``tests/integration/test_*_contract.py`
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -82,6 +83,16 @@ class Write:
     first_number: int = 0
     before: StoredRun | None = None
     body: dict[str, Any] | None = None
+
+
+def takes_keyword(function: Callable[..., Any], name: str) -> bool:
+    """Whether ``function`` accepts the keyword argument ``name`` (how the engine serves
+    a store written before a protocol method gained one)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def body_of(w: Write) -> dict[str, Any]:

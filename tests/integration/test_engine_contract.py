@@ -1157,3 +1157,31 @@ def test_a_store_keeps_at_most_max_events_per_object(
     store.close()
     with pytest.raises(ValidationError):
         MemoryStore(max_events=0)
+
+
+class StoreOfBefore:
+    """A store written before claims took ``step``: its claim has no such parameter."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.claims = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def claim(
+        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+    ) -> Claimed | None:
+        self.claims += 1
+        return self._store.claim(now, decide, kind=kind)
+
+
+def test_a_store_whose_claim_takes_no_step_is_still_served(
+    store: Store, clock: ManualClock
+) -> None:
+    old = StoreOfBefore(store)
+    engine = RunEngine(old, clock=clock)
+    run = new(engine)
+    claimed = engine.claim("w")
+    assert claimed is not None and claimed.id == run.id and old.claims == 1
+    assert claimed.status is S.IN_PROGRESS and claimed.started_at == T0
