@@ -128,7 +128,6 @@ class OnMachine:
     from ``_fsm_state`` after."""
 
     __slots__ = ("_fsm_state",)
-    _STATUSES: ClassVar[Mapping[str, Any]]
     status: Any
 
 
@@ -139,7 +138,6 @@ class Run(OnMachine):
 
     _VERSION: ClassVar[str] = "v1"
     KIND: ClassVar[str] = "run"  # how a store files it (both versions alike)
-    _STATUSES: ClassVar[Mapping[str, RunStatus]] = {s.value: s for s in RunStatus}
 
     id: str
     created_at: int

@@ -52,7 +52,6 @@ class Response(OnMachine):
     """A ``response`` of the Responses API, as a background response's lifecycle keeps it."""
 
     KIND: ClassVar[str] = "response"
-    _STATUSES: ClassVar[Mapping[str, ResponseStatus]] = _STATUS_BY_VALUE
 
     id: str
     created_at: int
