@@ -52,7 +52,13 @@ from ._errors import (
 from ._events import Listener, Listeners, RunEvent
 from ._lifecycle import Lifecycle, Transition, refusal, sealed
 from ._model import Status
-from ._validate import MAX_DURATION, require_int, require_seconds, require_string
+from ._validate import (
+    MAX_DURATION,
+    require_int,
+    require_seconds,
+    require_string,
+    validate_metadata,
+)
 from .stores import AsyncStore, Claimed, MemoryStore, Order, StoredRun, Write
 from .stores._base import ClaimStep, IdempotencyKey, KeyTaken, body_of, restore, takes_keyword
 from .stores._bell import QUEUED, Bell
@@ -298,6 +304,7 @@ class Engine(Generic[T]):
         self._bell: Bell = getattr(self.store, "bell", None) or Bell()
         # A store written before claims took ``step`` is still served (without it).
         self._claim_takes_step = takes_keyword(self.store.claim, "step")
+        self._claim_fired = lifecycle.fired_as_data("start")  # the claim's step, as data
         self._stream_ends = self.definition.terminal | self.definition.pauses
         self._observe: Any = None  # a runstate.telemetry.Telemetry, once instrumented
 
@@ -506,6 +513,21 @@ class Engine(Generic[T]):
                 break
         return deleted
 
+    # --- the changes every lifecycle has ---------------------------------------------------------
+
+    def _p_step(
+        self, object_id: str, event: str, arg: Any = None, worker_id: str | None = None
+    ) -> Plan[T]:
+        """Fire ``event`` on the object (with its argument), by ``worker_id`` if given."""
+        return (yield from self._p_apply(object_id, self._event(event, arg, worker_id)))[0]
+
+    def _p_update_metadata(self, object_id: str, metadata: dict[str, str]) -> Plan[T]:
+        change = partial(self._new_metadata, validate_metadata(metadata))
+        return (yield from self._p_apply(object_id, change))[0]
+
+    def _p_cancel(self, object_id: str) -> Plan[T]:
+        return (yield from self._p_apply(object_id, self._cancelled))[0]
+
     # --- the worker's side ---------------------------------------------------------------------
 
     def _p_claim(self, worker_id: str, lease_seconds: int | None) -> Plan[T | None]:
@@ -528,10 +550,9 @@ class Engine(Generic[T]):
 
     def _claim_step(self, worker_id: str, lease: int) -> ClaimStep | None:
         """The claim's step as data (see ``ClaimStep``), if the declaration says it all."""
-        fired = self.lifecycle.fired_as_data("start")
-        if fired is None:
+        if self._claim_fired is None:
             return None
-        source, dest, event, clear, stamp, floors = fired
+        source, dest, event, clear, stamp, floors = self._claim_fired
         return ClaimStep(source.value, dest.value, event, clear, stamp, floors, worker_id, lease)
 
     def _p_heartbeat(self, object_id: str, worker_id: str, lease_seconds: int | None) -> Plan[T]:

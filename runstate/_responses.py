@@ -23,7 +23,7 @@ from ._errors import RunNotFoundError, ValidationError
 from ._events import RunEvent
 from ._lifecycle import ResponseLifecycle
 from ._response import Response, ResponseStatus
-from ._validate import json_value, require_int, require_string, validate_metadata
+from ._validate import json_value, require_int, require_string
 from .stores import Order, StoredRun
 
 __all__ = ["AsyncResponseEngine", "ResponseEngine", "ResponseList"]
@@ -62,6 +62,10 @@ class ResponsePlans(Engine[Response]):
         )
         self.lifecycle: ResponseLifecycle = lifecycle
         self.timeout = timeout
+        #: The lifecycle's own event names, which a worker's own event may not take.
+        self._transition_names = frozenset(self.definition.event_names.values()) | {
+            "response.created"
+        }
 
     def _p_create(self, fields: dict[str, Any], idempotency_key: str | None) -> Plan[Response]:
         response, given, steps = self.lifecycle.new_response(**fields)
@@ -105,13 +109,6 @@ class ResponsePlans(Engine[Response]):
             wanted = ResponseStatus(status)
         responses, has_more = yield from self._p_list(None, wanted, limit, order, after, before)
         return ResponseList(responses, has_more)
-
-    def _p_update_metadata(self, response_id: str, metadata: dict[str, str]) -> Plan[Response]:
-        checked = validate_metadata(metadata)
-        return (yield from self._p_apply(response_id, partial(self._new_metadata, checked)))[0]
-
-    def _p_cancel(self, response_id: str) -> Plan[Response]:
-        return (yield from self._p_apply(response_id, self._cancelled))[0]
 
     def _p_delete(self, response_id: str) -> Plan[bool]:
         try:
@@ -161,15 +158,6 @@ class ResponsePlans(Engine[Response]):
         at, number = placed["at"], placed["number"]
         return RunEvent(event_type, response_id, status, status, at, checked, seqs[-1], number)
 
-    def _p_step(
-        self, response_id: str, event: str, arg: Any, worker_id: str | None
-    ) -> Plan[Response]:
-        return (yield from self._p_apply(response_id, self._event(event, arg, worker_id)))[0]
-
-    @property
-    def _transition_names(self) -> frozenset[str]:
-        return frozenset(self.definition.event_names.values()) | {"response.created"}
-
     def _noted(
         self,
         event_type: str,
@@ -186,10 +174,6 @@ class ResponsePlans(Engine[Response]):
             check_lease(stored, worker_id)
         placed.update(number=stored.event_count, at=steps[0].at)
         return Decision(steps, Lease.after(stored, response, self._leased))
-
-
-def _fields(**fields: Any) -> dict[str, Any]:
-    return fields
 
 
 class ResponseEngine(SyncFace[Response], ResponsePlans):
@@ -228,7 +212,7 @@ class ResponseEngine(SyncFace[Response], ResponsePlans):
         first; with other parameters it is an ``IdempotencyError`` (409)."""
         return self._run(
             self._p_create(
-                _fields(
+                dict(
                     model=model,
                     input=input,
                     instructions=instructions,
@@ -384,7 +368,7 @@ class AsyncResponseEngine(AsyncFace[Response], ResponsePlans):
         """As ``ResponseEngine.create``."""
         return await self._arun(
             self._p_create(
-                _fields(
+                dict(
                     model=model,
                     input=input,
                     instructions=instructions,

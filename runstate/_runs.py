@@ -12,7 +12,6 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from ._clock import Clock
@@ -21,7 +20,7 @@ from ._errors import ActiveRunError, ConcurrentUpdateError
 from ._events import RunEvent
 from ._lifecycle import RunLifecycle, require_version
 from ._model import Run, RunStatus, require_status
-from ._validate import require_int, require_string, validate_metadata
+from ._validate import require_int, require_string
 from .stores import Order
 
 __all__ = ["AsyncRunEngine", "RunEngine", "RunList"]
@@ -100,19 +99,6 @@ class RunPlans(Engine[Run]):
         runs, has_more = yield from self._p_list(thread_id, wanted, limit, order, after, before)
         return RunList(runs, has_more)
 
-    def _p_step(
-        self, run_id: str, event: str, arg: Any = None, worker_id: str | None = None
-    ) -> Plan[Run]:
-        """Fire ``event`` on the run (with its argument), by ``worker_id`` if given."""
-        return (yield from self._p_apply(run_id, self._event(event, arg, worker_id)))[0]
-
-    def _p_update_metadata(self, run_id: str, metadata: dict[str, str]) -> Plan[Run]:
-        change = partial(self._new_metadata, validate_metadata(metadata))
-        return (yield from self._p_apply(run_id, change))[0]
-
-    def _p_cancel(self, run_id: str) -> Plan[Run]:
-        return (yield from self._p_apply(run_id, self._cancelled))[0]
-
     def _p_events(
         self, after_seq: int, run_id: str | None, limit: int
     ) -> Plan[builtins.list[RunEvent]]:
@@ -125,10 +111,6 @@ class RunPlans(Engine[Run]):
 
     def _fail_argument(self, code: str, message: str) -> Any:
         return (code, message, None)
-
-
-def _fields(**fields: Any) -> dict[str, Any]:
-    return fields
 
 
 class RunEngine(SyncFace[Run], RunPlans):
@@ -164,7 +146,7 @@ class RunEngine(SyncFace[Run], RunPlans):
         takes the v2 settings (``temperature``, ``top_p``, ``max_prompt_tokens``,
         ``max_completion_tokens``, ``truncation_strategy``, ``tool_choice``,
         ``parallel_tool_calls``, ``response_format``), and no ``file_ids``."""
-        fields = _fields(
+        fields = dict(
             thread_id=thread_id,
             assistant_id=assistant_id,
             model=model,
@@ -295,7 +277,7 @@ class AsyncRunEngine(AsyncFace[Run], RunPlans):
         **settings: Any,
     ) -> Run:
         """As ``RunEngine.create``."""
-        fields = _fields(
+        fields = dict(
             thread_id=thread_id,
             assistant_id=assistant_id,
             model=model,
