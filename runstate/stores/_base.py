@@ -153,6 +153,11 @@ class KindStats:
     leases_ended: int
 
 
+def kind_figures() -> dict[str, Any]:
+    """A kind's ``KindStats`` fields before anything is counted (the stores fill them)."""
+    return {"statuses": {}, "oldest_queued": None, "due": 0, "leases": 0, "leases_ended": 0}
+
+
 @dataclass(frozen=True, slots=True)
 class Stats:
     """What a store holds: per kind, and the events stored."""

@@ -39,7 +39,8 @@ ANY = "<any>"
 
 
 class Bell:
-    """Counts per key, rung by writers, waited on by threads and coroutines."""
+    """Numbered rings and each key's last one, rung by writers, waited on by threads and
+    coroutines (see the module)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -58,8 +59,8 @@ class Bell:
         self._marked = False
 
     def ring(self, keys: Iterable[str]) -> None:
-        """Count one change for each key, and wake whoever waits on them (``ANY`` wakes
-        every waiter: rung only when it is not known what changed)."""
+        """Number this ring, record it as each key's last, and wake whoever waits on them
+        (``ANY`` wakes every waiter: rung only when it is not known what changed)."""
         if not self._marked:
             return
         wake: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []

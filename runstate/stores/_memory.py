@@ -41,6 +41,7 @@ from ._base import (
     cursor_error,
     group_of,
     is_active,
+    kind_figures,
     restore,
 )
 from ._bell import Bell, ring_for, ring_for_won
@@ -262,16 +263,7 @@ class MemoryStore:
         with self._lock:
             kinds: dict[str, dict[str, Any]] = {}
             for row in self._rows.values():
-                part = kinds.setdefault(
-                    row.kind,
-                    {
-                        "statuses": {},
-                        "oldest_queued": None,
-                        "due": 0,
-                        "leases": 0,
-                        "leases_ended": 0,
-                    },
-                )
+                part = kinds.setdefault(row.kind, kind_figures())
                 status = row.data["status"]
                 part["statuses"][status] = part["statuses"].get(status, 0) + 1
                 if status == "queued":
@@ -352,7 +344,7 @@ class MemoryStore:
                 return found
             row = self._rows.get(run_id)
             history = [] if row is None else row.history
-            return [_own(e) for e in history if e.seq is not None and e.seq > after_seq][:limit]
+            return [_own(e) for e in [e for e in history if (e.seq or 0) > after_seq][:limit]]
 
     def close(self) -> None:
         pass

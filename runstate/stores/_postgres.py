@@ -221,9 +221,7 @@ class PostgresStore(SQLStore):
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         # One statement, its own transaction (the connection is in autocommit).
         with self._translate(), self._pool.connection() as conn:
-            done = _write(conn, writes, self._channel)
-            for params in self._trims(writes, done):  # only with max_events set
-                conn.execute(SQL["trim_events"], params)
+            done = self._write_batch(conn, writes)
         ring_for_won(self.bell, writes, done)  # committed: this process hears at once
         return done
 
@@ -233,7 +231,7 @@ class PostgresStore(SQLStore):
         if not writes:
             return []
         done = _write(conn, writes, self._channel)
-        for params in self._trims(writes, done):
+        for params in self._trims(writes, done):  # only with max_events set
             conn.execute(SQL["trim_events"], params)
         return done
 

@@ -49,9 +49,12 @@ from ._postgres import (
     written_from,
 )
 from ._sql import (
+    DELETES,
+    STATS_QUERIES,
     decided,
     event_from_row,
     list_plan,
+    prune_statement,
     stats_from_rows,
     stored_from_row,
     trims,
@@ -257,26 +260,21 @@ class AsyncPostgresStore:
     async def prune(
         self, kind: str, *, before: int, statuses: Sequence[str], limit: int
     ) -> list[str]:
-        params: dict[str, Any] = {"kind": kind, "before": before, "limit": limit}
-        names = []
-        for i, status in enumerate(statuses):
-            params[f"s{i}"] = status
-            names.append(f"%(s{i})s")
-        sql = SQL["ended"].format(statuses=f"AND status IN ({', '.join(names)})")
+        sql, params = prune_statement(SQL, _param, kind, before, statuses, limit)
         async with self._transaction() as conn:
             cursor = await conn.execute(sql, params)
             ids = [row[0] for row in await cursor.fetchall()]
             for run_id in ids:
-                for name in ("delete_events", "delete_keys", "delete_run"):
+                for name in DELETES:
                     await conn.execute(SQL[name], {"id": run_id})
         return ids
 
     async def delete(self, run_id: str) -> bool:
         async with self._transaction() as conn:
-            await conn.execute(SQL["delete_events"], {"id": run_id})
-            await conn.execute(SQL["delete_keys"], {"id": run_id})
-            cursor = await conn.execute(SQL["delete_run"], {"id": run_id})
-            return cursor.rowcount == 1
+            for name in DELETES:  # the last deletes the object itself
+                cursor = await conn.execute(SQL[name], {"id": run_id})
+            deleted: bool = cursor.rowcount == 1
+            return deleted
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -312,8 +310,8 @@ class AsyncPostgresStore:
             return done.value  # type: ignore[no-any-return]
 
     async def stats(self, now: int) -> Stats:
-        names = ("stats_statuses", "stats_queued", "stats_due", "stats_leases", "stats_events")
-        return stats_from_rows({name: await self._read(SQL[name], {"now": now}) for name in names})
+        queries = {name: await self._read(SQL[name], {"now": now}) for name in STATS_QUERIES}
+        return stats_from_rows(queries)
 
     async def history(self, run_id: str) -> list[RunEvent]:
         rows = await self._read(SQL["history"], {"run_id": run_id})

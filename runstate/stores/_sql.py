@@ -37,6 +37,7 @@ from ._base import (
     cursor_error,
     group_of,
     is_active,
+    kind_figures,
     restore,
 )
 from ._bell import Bell, ring_for
@@ -211,8 +212,26 @@ def list_plan(
 
 
 #: What deleting one object deletes, in this order: its events, its keys, itself.
-_DELETES = ("delete_events", "delete_keys", "delete_run")
-_STATS_QUERIES = ("stats_statuses", "stats_queued", "stats_due", "stats_leases", "stats_events")
+DELETES = ("delete_events", "delete_keys", "delete_run")
+#: The queries ``stats_from_rows`` reads, by name.
+STATS_QUERIES = ("stats_statuses", "stats_queued", "stats_due", "stats_leases", "stats_events")
+
+
+def prune_statement(
+    queries: Mapping[str, str],
+    param: Callable[[str], str],
+    kind: str,
+    before: int,
+    statuses: Sequence[str],
+    limit: int,
+) -> tuple[str, dict[str, Any]]:
+    """The ``ended`` query for a prune, with one named parameter per status asked for."""
+    params: dict[str, Any] = {"kind": kind, "before": before, "limit": limit}
+    names = []
+    for i, status in enumerate(statuses):
+        params[f"s{i}"] = status
+        names.append(param(f"s{i}"))
+    return queries["ended"].format(statuses=f"AND status IN ({', '.join(names)})"), params
 
 
 def stats_from_rows(rows: Mapping[str, list[Any]]) -> Stats:
@@ -220,9 +239,7 @@ def stats_from_rows(rows: Mapping[str, list[Any]]) -> Stats:
     kinds: dict[str, dict[str, Any]] = {}
 
     def of(kind: str) -> dict[str, Any]:
-        return kinds.setdefault(
-            kind, {"statuses": {}, "oldest_queued": None, "due": 0, "leases": 0, "leases_ended": 0}
-        )
+        return kinds.setdefault(kind, kind_figures())
 
     for kind, status, n in rows["stats_statuses"]:
         of(kind)["statuses"][status] = int(n)
@@ -318,30 +335,24 @@ class SQLStore:
         """Delete up to ``limit`` of the oldest objects of ``kind`` that ended at or
         before ``before`` in one of ``statuses``, with their events, in one transaction;
         their ids."""
-        p = self.param
-        params: dict[str, Any] = {"kind": kind, "before": before, "limit": limit}
-        names = []
-        for i, status in enumerate(statuses):
-            params[f"s{i}"] = status
-            names.append(p(f"s{i}"))
-        sql = self.SQL["ended"].format(statuses=f"AND status IN ({', '.join(names)})")
+        sql, params = prune_statement(self.SQL, self.param, kind, before, statuses, limit)
         with self._transaction() as conn:
             ids = [row[0] for row in conn.execute(sql, params).fetchall()]
             for run_id in ids:
-                for name in _DELETES:
+                for name in DELETES:
                     conn.execute(self.SQL[name], {"id": run_id})
         return ids
 
     def delete(self, run_id: str) -> bool:
         with self._transaction() as conn:
-            conn.execute(self.SQL["delete_events"], {"id": run_id})
-            conn.execute(self.SQL["delete_keys"], {"id": run_id})
-            deleted: bool = conn.execute(self.SQL["delete_run"], {"id": run_id}).rowcount == 1
+            for name in DELETES:  # the last deletes the object itself
+                cursor = conn.execute(self.SQL[name], {"id": run_id})
+            deleted: bool = cursor.rowcount == 1
             return deleted
 
     def stats(self, now: int) -> Stats:
         return stats_from_rows(
-            {name: self._read(self.SQL[name], {"now": now}) for name in _STATS_QUERIES}
+            {name: self._read(self.SQL[name], {"now": now}) for name in STATS_QUERIES}
         )
 
     def input_of(self, run_id: str) -> Any:
