@@ -191,12 +191,13 @@ def test_closing_an_async_follower_stops_it(url: str) -> None:
         second = await waiting  # "queued" is stored already
         assert second.event == "thread.run.queued"
         blocked = asyncio.ensure_future(anext(stream))  # now it waits for a change
-        await asyncio.sleep(0.05)
+        bell = engine._bell
+        while not bell._waiters.get(run.id):  # until it is waiting on the bell
+            await asyncio.sleep(0)
         blocked.cancel()  # a client that hung up
         with pytest.raises(asyncio.CancelledError):
             await blocked
         await stream.aclose()
-        bell = engine._bell
         assert not any(bell._waiters.values())  # nothing left waiting for it
         claimed = await engine.claim("w", wait=HOUR)  # a run is queued: no wait at all
         assert claimed is not None
