@@ -7,8 +7,9 @@ store:
 - the run's figure: a full run through ``RunEngine`` on the same store (create, claim,
   require_action, submit_tool_outputs, claim, complete: 6 writes), per write, since a
   run has no deltas to make it as long;
-- the floor: one autocommit ``UPDATE`` of one row on the same file with the same pragmas
-  (on PostgreSQL: one round trip), the least one write can cost (see bench/store.py).
+- the floor: one autocommit ``UPDATE`` of one ended row on the store's own connection
+  (on PostgreSQL: one round trip), the least one write can cost (``engine_floor`` of
+  bench/store.py, whose floors these are).
 
 It prints, per store, the time of a full response, its cost per write, and that cost
 against the run's per write and against the floor. Run: ``.venv/bin/python
@@ -21,11 +22,9 @@ import argparse
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from store import CALLS, DELTA, OUTPUT, OUTPUTS, T0, sqlite_raw
+from store import DELTA, OUTPUT, T0, engine_floor, full_runs
 
 from runstate import ManualClock, ResponseEngine, RunEngine, open_store
 
@@ -45,45 +44,21 @@ def full_responses(engine: ResponseEngine, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
-def full_runs(engine: RunEngine, n: int) -> float:
-    t = time.perf_counter()
-    for i in range(n):
-        run = engine.create(thread_id=f"t{time.perf_counter_ns()}_{i}", assistant_id="a")
-        engine.claim("w")
-        engine.require_action(run.id, CALLS, worker_id="w")
-        engine.submit_tool_outputs(run.id, OUTPUTS)
-        engine.claim("w")
-        engine.complete(run.id, worker_id="w")
-    return (time.perf_counter() - t) / n
-
-
-def floor_writes(conn: Any, row_id: str, n: int) -> float:
-    """One autocommit UPDATE of one row, ``n`` times: the least one write costs."""
-    mark = "%s" if type(conn).__module__.startswith("psycopg") else "?"
-    cursor = conn.cursor()
-    cursor.execute(f"SELECT version FROM runs WHERE id = {mark}", (row_id,))
-    (version,) = cursor.fetchone()
-    update = f"UPDATE runs SET version = version + 1 WHERE id = {mark} AND version = {mark}"
-    t = time.perf_counter()
-    for _ in range(n):
-        cursor.execute(update, (row_id, version))
-        version += 1
-    return (time.perf_counter() - t) / n
-
-
-def measure(name: str, url: str, raw: Callable[[], Any] | None, rounds: int, n: int) -> None:
+def measure(name: str, url: str, rounds: int, n: int) -> None:
     store = open_store(url)
     clock = ManualClock(T0)
     responses = ResponseEngine(store, clock, timeout=10**9)
     runs = RunEngine(store, clock, ttl=10**9)
-    conn = raw() if raw is not None else None
-    row = responses.create(model="m", input="floor row", background=False).id  # unclaimable
+    floor = None
+    if url != "memory://":
+        row = responses.create(model="m", input="floor row", background=False)
+        floor = engine_floor(store, responses.complete(row.id, output=OUTPUT).id)  # ended
     best = {"response": float("inf"), "run": float("inf"), "floor": float("inf")}
     for _ in range(rounds):  # interleaved, so a slow moment hits every measure alike
         best["response"] = min(best["response"], full_responses(responses, n))
         best["run"] = min(best["run"], full_runs(runs, n))
-        if conn is not None:
-            best["floor"] = min(best["floor"], floor_writes(conn, row, n * RESPONSE_WRITES))
+        if floor is not None:
+            best["floor"] = min(best["floor"], floor(n * RESPONSE_WRITES))
     per_write = best["response"] / RESPONSE_WRITES
     run_per_write = best["run"] / RUN_WRITES
     lines = [
@@ -92,10 +67,9 @@ def measure(name: str, url: str, raw: Callable[[], Any] | None, rounds: int, n: 
         (f"full run ({RUN_WRITES} writes), per write", f"{run_per_write * 1e6:8.1f} us"),
         ("response / run, per write", f"{per_write / run_per_write:8.2f}x"),
     ]
-    if conn is not None:
+    if floor is not None:
         lines.append(("floor (one autocommit UPDATE)", f"{best['floor'] * 1e6:8.1f} us"))
         lines.append(("response write / floor", f"{per_write / best['floor']:8.2f}x"))
-        conn.close()
     print(f"{name}: best of {rounds} rounds of {n}")
     for label, value in lines:
         print(f"   {label:<34}{value}")
@@ -111,26 +85,17 @@ def main() -> None:
         help="a PostgreSQL database ('' to skip it)",
     )
     args = parser.parse_args()
-    measure("memory", "memory://", None, args.rounds, 200)
+    measure("memory", "memory://", args.rounds, 200)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "responses.db"
-        measure(
-            "SQLite (WAL, synchronous=NORMAL)",
-            f"sqlite:///{path}",
-            sqlite_raw(path),
-            args.rounds,
-            40,
-        )
+        measure("SQLite (WAL, synchronous=NORMAL)", f"sqlite:///{path}", args.rounds, 40)
     if args.postgres:
         import psycopg
 
         schema = "bench_" + secrets.token_hex(4)
         sep = "&" if "?" in args.postgres else "?"
         try:
-            raw = lambda: psycopg.connect(  # noqa: E731
-                args.postgres, options=f"-c search_path={schema}", autocommit=True
-            )
-            measure("PostgreSQL", f"{args.postgres}{sep}schema={schema}", raw, args.rounds, 20)
+            measure("PostgreSQL", f"{args.postgres}{sep}schema={schema}", args.rounds, 20)
         finally:
             with psycopg.connect(args.postgres, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

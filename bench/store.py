@@ -193,24 +193,39 @@ def update_floor(conn: Any, mark: str, run_id: str) -> Callable[[int], float]:
     return floor
 
 
-def sqlite_raw(path: Path) -> Callable[[], sqlite3.Connection]:
-    """A connection to ``path`` with the store's pragmas, in autocommit (for the other
-    benches' floors)."""
+def engine_floor(store: Any, run_id: str) -> Callable[[int], float]:
+    """The floor on the store's own connection: SQLite's one idle connection (its file,
+    pragmas and cache), or a connection from PostgreSQL's pool (one round trip), taken
+    for each round. ``run_id`` names an ended object."""
+    if isinstance(store, SQLiteStore):
+        (conn,) = store._idle  # the engine's own (and only) connection, idle between calls
+        return update_floor(conn, "?", run_id)
 
-    def connect() -> sqlite3.Connection:
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("PRAGMA synchronous = NORMAL")
-        return conn
+    def floor_round(n: int) -> float:
+        with store._pool.connection() as conn:
+            return update_floor(conn, "%s", run_id)(n)
 
-    return connect
+    return floor_round
+
+
+def full_runs(engine: RunEngine, n: int) -> float:
+    """Seconds per full run as a worker makes it: create, claim, require_action,
+    submit_tool_outputs, claim, complete (6 writes)."""
+    t = time.perf_counter()
+    for _ in range(n):
+        run = engine.create(thread_id=new_id("thread"), assistant_id="a")
+        engine.claim("w")
+        engine.require_action(run.id, CALLS, worker_id="w")
+        engine.submit_tool_outputs(run.id, OUTPUTS)
+        engine.claim("w")
+        engine.complete(run.id, worker_id="w")
+    return (time.perf_counter() - t) / n
 
 
 def sqlite_against_floor(folder: Path) -> None:
     store = SQLiteStore(folder / "operations.db")
     ops = Operations(store)
-    floor_run = ops.ended("floor")
-    (conn,) = store._idle  # the engine's own (and only) connection, idle between calls
-    floor = update_floor(conn, "?", floor_run.id)
+    floor = engine_floor(store, ops.ended("floor").id)
     against_floor(ops, floor, lambda: Statements(store).of, "statement", 3.0)
     store.close()
 
@@ -218,13 +233,8 @@ def sqlite_against_floor(folder: Path) -> None:
 def postgres_against_floor(url: str, schema: str) -> None:
     store = PostgresStore(url, schema=schema, max_size=1)
     ops = Operations(store)
-    floor_run = ops.ended("floor")
-
-    def floor_round(n: int) -> float:  # on the pool's one connection, in autocommit
-        with store._pool.connection() as conn:
-            return update_floor(conn, "%s", floor_run.id)(n)
-
-    against_floor(ops, floor_round, lambda: RoundTrips(store).of, "round trip", 1.3)
+    floor = engine_floor(store, ops.ended("floor").id)
+    against_floor(ops, floor, lambda: RoundTrips(store).of, "round trip", 1.3)
     store.close()
 
 

@@ -15,26 +15,13 @@ Run: ``.venv/bin/python bench/telemetry.py``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+
+from store import full_runs
 
 from runstate import ManualClock, RunEngine
 
-CALLS = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
-OUTPUTS = [{"tool_call_id": "call_1", "output": "x"}]
 N = 400
-
-
-def full_runs(engine: RunEngine) -> float:
-    t = time.perf_counter()
-    for i in range(N):
-        run = engine.create(thread_id=f"t{i}", assistant_id="a")
-        engine.claim("w")
-        engine.require_action(run.id, CALLS, worker_id="w")
-        engine.submit_tool_outputs(run.id, OUTPUTS)
-        engine.claim("w")
-        engine.complete(run.id, worker_id="w")
-    return (time.perf_counter() - t) / N
 
 
 def main() -> None:
@@ -66,7 +53,7 @@ def main() -> None:
     best = dict.fromkeys(variants, float("inf"))
     for _ in range(7):
         for name, make in variants.items():
-            best[name] = min(best[name], full_runs(make()))
+            best[name] = min(best[name], full_runs(make(), N))
     base = best["not instrumented"]
     print(f"one full run on RunEngine() (6 operations), best of 7 interleaved rounds of {N}")
     for name, value in best.items():
