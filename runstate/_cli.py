@@ -220,14 +220,19 @@ def _responses(engine: ResponseEngine, args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(store: Store, object_id: str, as_json: bool) -> int:
-    """The object, whatever its kind, through its own engine (which times it out first
-    if it is due), and its history."""
+def _engine_of(store: Store, object_id: str) -> RunEngine | ResponseEngine:
+    """The engine of the object's own lifecycle, whichever kind the id names."""
     try:
         kind = store.get(object_id).run.KIND
     except RunNotFoundError:
         raise RunNotFoundError(object_id, "run or response") from None
-    engine = ENGINES[kind](store)
+    return ENGINES[kind](store)
+
+
+def _show(store: Store, object_id: str, as_json: bool) -> int:
+    """The object, whatever its kind, through its own engine (which times it out first
+    if it is due), and its history."""
+    engine = _engine_of(store, object_id)
     run = engine.get(object_id)
     history = engine.history(object_id)
     if as_json:
@@ -348,12 +353,7 @@ def _stats(store: Store, as_json: bool) -> int:
 
 def _cancel(store: Store, object_id: str, as_json: bool) -> int:
     """Cancel a run or a background response, whichever the id names."""
-    try:
-        kind = store.get(object_id).run.KIND
-    except RunNotFoundError:
-        raise RunNotFoundError(object_id, "run or response") from None
-    engine = ENGINES[kind](store)
-    done = engine.cancel(object_id)
+    done = _engine_of(store, object_id).cancel(object_id)
     if as_json:
         _print_json(done.to_dict())
     else:
