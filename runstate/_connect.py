@@ -7,7 +7,7 @@ sqlite:////var/lib/runs.db      sqlite:////var/lib/runs.db)
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._errors import ValidationError
@@ -18,14 +18,27 @@ from .stores import AsyncPostgresStore, AsyncStore, MemoryStore, PostgresStore, 
 __all__ = ["connect", "connect_async", "open_store", "open_store_async"]
 
 
-class _PostgresURL(NamedTuple):
-    """A checked PostgreSQL URL, split into the connection string and the schema."""
-
-    conninfo: str
-    schema: str
+_POSTGRES = ("postgresql", "postgres")
 
 
-def open_store(url: str, *, create: bool = True, _lazy: bool = False) -> Any:
+def _postgres_url(url: str) -> tuple[str, str]:
+    """A PostgreSQL URL's connection string and its ``schema`` parameter (default
+    ``runstate``), or a ValidationError that never repeats the URL (it may hold a
+    password)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is what finds a bad one
+    except ValueError:
+        raise ValidationError(
+            "Not a PostgreSQL URL: use postgresql://user@host:port/db?schema=name.",
+            param="url",
+        ) from None
+    query = dict(parse_qsl(parts.query))
+    schema = query.pop("schema", "runstate")
+    return urlunsplit(parts._replace(query=urlencode(query))), schema
+
+
+def open_store(url: str, *, create: bool = True) -> Any:
     """The store a URL names; ``create=False`` refuses a SQLite file that does not exist."""
     if not isinstance(url, str):
         raise ValidationError(
@@ -51,21 +64,8 @@ def open_store(url: str, *, create: bool = True, _lazy: bool = False) -> Any:
                 param="url",
             )
         return SQLiteStore(rest[1:], create=create)
-    if scheme in ("postgresql", "postgres"):
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 - parsing the port is what finds a bad one
-        except ValueError:
-            # Never repeat the URL: it may hold a password.
-            raise ValidationError(
-                "Not a PostgreSQL URL: use postgresql://user@host:port/db?schema=name.",
-                param="url",
-            ) from None
-        query = dict(parse_qsl(parts.query))
-        schema = query.pop("schema", "runstate")
-        conninfo = urlunsplit(parts._replace(query=urlencode(query)))
-        if _lazy:  # for the async store, which opens its own pool
-            return _PostgresURL(conninfo, schema)
+    if scheme in _POSTGRES:
+        conninfo, schema = _postgres_url(url)
         return PostgresStore(conninfo, schema=schema)
     raise ValidationError(
         f"Unknown store scheme {scheme!r} in {url!r}; runstate knows memory://, sqlite:/// "
@@ -77,10 +77,10 @@ def open_store(url: str, *, create: bool = True, _lazy: bool = False) -> Any:
 async def open_store_async(url: str, *, create: bool = True) -> Any:
     """The async store a URL names: PostgreSQL on psycopg's async pool; SQLite through
     worker threads; memory called in the event loop (see ``AsyncStore``)."""
-    if isinstance(url, str) and url.partition("://")[0] in ("postgresql", "postgres"):
-        store = open_store(url, create=create, _lazy=True)
-        assert isinstance(store, _PostgresURL)
-        return await AsyncPostgresStore.open(store.conninfo, schema=store.schema)
+    if isinstance(url, str) and url.partition("://")[0] in _POSTGRES:
+        require_string(url, "url")
+        conninfo, schema = _postgres_url(url)
+        return await AsyncPostgresStore.open(conninfo, schema=schema)
     sync = open_store(url, create=create)
     return AsyncStore(sync, offload=not isinstance(sync, MemoryStore))
 
