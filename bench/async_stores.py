@@ -116,7 +116,7 @@ async def main() -> None:
 
     async def store_write() -> Any:
         stored = await store.get(run.id)
-        write = Write(stored.run, stored.version, [], None, None, 0, stored.event_count)
+        write = Write(stored.obj, stored.version, [], None, None, 0, stored.event_count)
         return await store.write([write])
 
     names = ["floor read", "aiosqlite read", "AsyncStore.get", "floor write", "aiosqlite write"]

@@ -9,26 +9,34 @@ responses (``response``).
 
 ``RunLifecycle`` is the machine alone, on runs held in memory by the caller;
 ``RunEngine`` keeps runs in a store and is safe for many workers; ``ResponseEngine``
-does the same for the Responses API's background responses, in the same store.
+does the same for the Responses API's background responses, in the same store. A
+lifecycle of a service's own is a ``Definition`` made known with ``declare`` and driven
+by an ``ObjectEngine``; a store of its own implements ``Store``.
 """
 
+from ._arguments import Completion, Failure, Incompletion
 from ._clock import ManualClock, system_clock
 from ._connect import connect, connect_async, open_store, open_store_async
+from ._definitions import Cancel, Definition, TimeOut, Workers, declare, undeclare
 from ._diagram import mermaid
+from ._engine import ListPage
 from ._errors import (
     ActiveRunError,
     ConcurrentUpdateError,
     IdempotencyError,
     InvalidTransitionError,
     LeaseError,
+    ObjectNotFoundError,
+    ResponseNotFoundError,
     RunNotFoundError,
     RunStateError,
     StoreError,
     ValidationError,
 )
 from ._events import DONE_SSE, RunEvent
-from ._lifecycle import RunLifecycle
-from ._model import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus, RunV2
+from ._lifecycle import Lifecycle, RunLifecycle, Transition
+from ._model import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus, RunV2, Status
+from ._objects import AsyncObjectEngine, ObjectEngine, ObjectModel
 from ._response import Response, ResponseStatus
 from ._responses import AsyncResponseEngine, ResponseEngine, ResponseList
 from ._runs import AsyncRunEngine, RunEngine, RunList
@@ -36,10 +44,15 @@ from ._validate import validate_metadata
 from .stores import (
     AsyncPostgresStore,
     AsyncStore,
+    IdempotencyKey,
+    KeyTaken,
     MemoryStore,
+    Page,
     PostgresStore,
     SQLiteStore,
     Store,
+    StoredObject,
+    Write,
 )
 
 __version__ = "0.1.0"
@@ -49,20 +62,35 @@ __all__ = [
     "DONE_SSE",
     "TERMINAL_STATUSES",
     "ActiveRunError",
+    "AsyncObjectEngine",
     "AsyncPostgresStore",
     "AsyncResponseEngine",
     "AsyncRunEngine",
     "AsyncStore",
+    "Cancel",
+    "Completion",
     "ConcurrentUpdateError",
+    "Definition",
+    "Failure",
     "IdempotencyError",
+    "IdempotencyKey",
+    "Incompletion",
     "InvalidTransitionError",
+    "KeyTaken",
     "LeaseError",
+    "Lifecycle",
+    "ListPage",
     "ManualClock",
     "MemoryStore",
+    "ObjectEngine",
+    "ObjectModel",
+    "ObjectNotFoundError",
+    "Page",
     "PostgresStore",
     "Response",
     "ResponseEngine",
     "ResponseList",
+    "ResponseNotFoundError",
     "ResponseStatus",
     "Run",
     "RunEngine",
@@ -74,14 +102,22 @@ __all__ = [
     "RunStatus",
     "RunV2",
     "SQLiteStore",
+    "Status",
     "Store",
     "StoreError",
+    "StoredObject",
+    "TimeOut",
+    "Transition",
     "ValidationError",
+    "Workers",
+    "Write",
     "connect",
     "connect_async",
+    "declare",
     "mermaid",
     "open_store",
     "open_store_async",
     "system_clock",
+    "undeclare",
     "validate_metadata",
 ]

@@ -35,7 +35,7 @@ from ._connect import open_store
 from ._definitions import DEFINITIONS
 from ._diagram import mermaid
 from ._engine import SyncFace
-from ._errors import RunNotFoundError, RunStateError
+from ._errors import ObjectNotFoundError, RunStateError
 from ._model import RunStatus
 from ._response import ResponseStatus
 from ._responses import ResponseEngine
@@ -223,9 +223,9 @@ def _responses(engine: ResponseEngine, args: argparse.Namespace) -> int:
 def _engine_of(store: Store, object_id: str) -> RunEngine | ResponseEngine:
     """The engine of the object's own lifecycle, whichever kind the id names."""
     try:
-        kind = store.get(object_id).run.KIND
-    except RunNotFoundError:
-        raise RunNotFoundError(object_id, "run or response") from None
+        kind = store.get(object_id).obj.KIND
+    except ObjectNotFoundError:
+        raise ObjectNotFoundError(object_id, "run or response") from None
     return ENGINES[kind](store)
 
 
@@ -289,7 +289,7 @@ def _sweep(engines: Sequence[SyncFace[Any]], every: float | None, retain: int | 
                 noun = engine.definition.object.rsplit(".", 1)[-1]
                 due = _drain(engine.expire_due, 1000)
                 recovered = _drain(engine.recover_stalled, 100)
-                what = "expired" if engine.definition.on_due[0] == "expire" else "timed out"
+                what = "expired" if engine.definition.on_due.exclusive else "timed out"
                 line = f"{what} {due} {noun}s, recovered {recovered} stalled {noun}s"
                 if retain is not None:
                     line += f", pruned {engine.prune(older_than=retain)}"
@@ -326,11 +326,11 @@ def _stats(store: Store, as_json: bool) -> int:
     rows: list[tuple[str, str, object]] = []
     figures: dict[str, Any] = {"events": stats.events, "lifecycles": {}}
     for kind, part in stats.kinds.items():
-        age = None if part.oldest_queued is None else max(0, now - part.oldest_queued)
+        age = None if part.oldest_waiting is None else max(0, now - part.oldest_waiting)
         figures["lifecycles"][kind] = {
             "statuses": part.statuses,
-            "queued": part.statuses.get("queued", 0),
-            "oldest_queued_age": age,
+            "waiting": part.waiting,
+            "oldest_waiting_age": age,
             "due": part.due,
             "leases": part.leases,
             "leases_ended": part.leases_ended,
@@ -338,7 +338,8 @@ def _stats(store: Store, as_json: bool) -> int:
         for status, n in sorted(part.statuses.items()):
             rows.append((kind, status, n))
         rows += [
-            (kind, "queued: oldest age (s)", "" if age is None else age),
+            (kind, "waiting for a worker", part.waiting),
+            (kind, "waiting: oldest age (s)", "" if age is None else age),
             (kind, "due now", part.due),
             (kind, "leases held", part.leases),
             (kind, "leases ended", part.leases_ended),

@@ -45,12 +45,12 @@ from ._errors import (
     ConcurrentUpdateError,
     IdempotencyError,
     LeaseError,
-    RunNotFoundError,
+    ObjectNotFoundError,
     RunStateError,
     ValidationError,
 )
 from ._events import Listener, Listeners, RunEvent
-from ._lifecycle import Lifecycle, Transition, refusal, sealed
+from ._lifecycle import Lifecycle, Transition, noun_of, sealed
 from ._model import Status
 from ._validate import (
     MAX_DURATION,
@@ -59,9 +59,9 @@ from ._validate import (
     require_string,
     validate_metadata,
 )
-from .stores import AsyncStore, Claimed, MemoryStore, Order, StoredRun, Write
+from .stores import AsyncStore, Claimed, MemoryStore, Order, StoredObject, Write
 from .stores._base import ClaimStep, IdempotencyKey, KeyTaken, body_of, restore, takes_keyword
-from .stores._bell import QUEUED, Bell
+from .stores._bell import WAITING, Bell
 
 __all__ = [
     "AsyncFace",
@@ -82,7 +82,7 @@ _STORE_METHODS = (
     "write",
     "claim",
     "sweep",
-    "list_runs",
+    "list_objects",
     "history",
     "events",
     "input_of",
@@ -106,14 +106,14 @@ class Lease:
     attempts: int
 
     @classmethod
-    def after(cls, stored: StoredRun, obj: Any, leased: frozenset[Status]) -> Lease:
+    def after(cls, stored: StoredObject, obj: Any, leased: frozenset[Status]) -> Lease:
         """The stored lease, kept while the object is in a ``leased`` status (a worker
         holds it); any other status ends it (the claim count stays)."""
         if obj.status in leased:
             return cls(stored.lease_owner, stored.lease_expires_at, stored.attempts)
         return cls(None, None, stored.attempts)
 
-    def write(self, obj: Any, stored: StoredRun, steps: Sequence[Transition]) -> Write:
+    def write(self, obj: Any, stored: StoredObject, steps: Sequence[Transition]) -> Write:
         """The store's write of ``obj``, decided from ``stored``, with this lease."""
         return Write(
             obj,
@@ -140,20 +140,20 @@ class Known:
     __slots__ = ("_ended", "_entries", "_size")
 
     def __init__(self, ended: frozenset[Status], size: int = 4096) -> None:
-        self._entries: dict[str, StoredRun] = {}
+        self._entries: dict[str, StoredObject] = {}
         self._ended = ended
         self._size = size
 
-    def take(self, object_id: str) -> StoredRun | None:
+    def take(self, object_id: str) -> StoredObject | None:
         """The entry for ``object_id``, removed (a write puts it back)."""
         return self._entries.pop(object_id, None)
 
-    def keep(self, stored: StoredRun) -> None:
+    def keep(self, stored: StoredObject) -> None:
         entries = self._entries
-        if stored.run.status in self._ended:
-            entries.pop(stored.run.id, None)
+        if stored.obj.status in self._ended:
+            entries.pop(stored.obj.id, None)
             return
-        entries[stored.run.id] = stored
+        entries[stored.obj.id] = stored
         if len(entries) > self._size:
             del entries[next(iter(entries))]
 
@@ -161,8 +161,8 @@ class Known:
         """Keep what ``write`` stored, rebuilt from its body: the caller gets the written
         object itself, and nothing it may change in place is shared with what is kept."""
         self.keep(
-            StoredRun(
-                restore(write.run.KIND, body_of(write), write.run.expires_at),
+            StoredObject(
+                restore(write.obj.KIND, body_of(write), write.obj.expires_at),
                 write.expected_version + 1,
                 write.lease_owner,
                 write.lease_expires_at,
@@ -190,7 +190,7 @@ class Change(Protocol):
     raised to refuse."""
 
     def __call__(
-        self, obj: Any, stored: StoredRun, now: int, expired: bool, /
+        self, obj: Any, stored: StoredObject, now: int, expired: bool, /
     ) -> Decision | None: ...
 
 
@@ -263,6 +263,8 @@ class Engine(Generic[T]):
     """
 
     store: Any  # a Store, or an AsyncStore for the async engines
+    #: What a face raises for an id it does not hold (a subclass of ObjectNotFoundError).
+    not_found: type[ObjectNotFoundError] = ObjectNotFoundError
 
     def __init__(
         self,
@@ -304,7 +306,8 @@ class Engine(Generic[T]):
         self._bell: Bell = getattr(self.store, "bell", None) or Bell()
         # A store written before claims took ``step`` is still served (without it).
         self._claim_takes_step = takes_keyword(self.store.claim, "step")
-        self._claim_fired = lifecycle.fired_as_data("start")  # the claim's step, as data
+        self._roles = self.definition.workers
+        self._claim_fired = lifecycle.fired_as_data(self._roles.claim)  # the claim's step, as data
         self._stream_ends = self.definition.terminal | self.definition.pauses
         self._observe: Any = None  # a runstate.telemetry.Telemetry, once instrumented
 
@@ -377,14 +380,14 @@ class Engine(Generic[T]):
         events: builtins.list[RunEvent] = yield call("history", object_id)
         return events
 
-    def _p_stored(self, object_id: str) -> Plan[StoredRun]:
-        """The stored object of this engine's kind, or ``RunNotFoundError``."""
+    def _p_stored(self, object_id: str) -> Plan[StoredObject]:
+        """The stored object of this engine's kind, or the face's ``not_found`` error."""
         try:
-            stored: StoredRun = yield call("get", object_id)
-        except RunNotFoundError:
-            raise RunNotFoundError(object_id, self._noun) from None
-        if self.kind != stored.run.KIND:
-            raise RunNotFoundError(object_id, self._noun)
+            stored: StoredObject = yield call("get", object_id)
+        except ObjectNotFoundError:
+            raise self.not_found(object_id, self._noun) from None
+        if self.kind != stored.obj.KIND:
+            raise self.not_found(object_id, self._noun)
         return stored
 
     def _p_list(
@@ -403,7 +406,7 @@ class Engine(Generic[T]):
                 require_string(cursor, param)
         for _ in range(self._retries):
             page = yield call(
-                "list_runs",
+                "list_objects",
                 group_id,
                 kind=self.kind,
                 status=status,
@@ -413,11 +416,11 @@ class Engine(Generic[T]):
                 before=before,
             )
             now = self.lifecycle.now()
-            due = [self.lifecycle.is_due(obj, now) for obj in page.runs]
+            due = [self.lifecycle.is_due(obj, now) for obj in page.items]
             if not any(due):
-                return page.runs, page.has_more
+                return page.items, page.has_more
             objs: builtins.list[Any] = []
-            for obj, is_due_now in zip(page.runs, due, strict=True):
+            for obj, is_due_now in zip(page.items, due, strict=True):
                 objs.append((yield from self._p_get(obj.id)) if is_due_now else obj)
             if status is None or all(obj.status is status for obj in objs):
                 return objs, page.has_more
@@ -542,10 +545,10 @@ class Engine(Generic[T]):
             return None
         write, seqs = claimed
         self._known.written(write)
-        self._publish(write.run, write.steps, seqs, write.first_number, worker_id)
+        self._publish(write.obj, write.steps, seqs, write.first_number, worker_id)
         if self._observe is not None:
-            self._observe.claimed(self, write.run, write.steps[-1].at)
-        obj: T = write.run
+            self._observe.claimed(self, write.obj, write.steps[-1].at)
+        obj: T = write.obj
         return obj
 
     def _claim_step(self, worker_id: str, lease: int) -> ClaimStep | None:
@@ -571,9 +574,9 @@ class Engine(Generic[T]):
         timed_out: set[str] = set()
         recover = partial(self._recover, timed_out)
         written = yield call("sweep", "stalled", self.lifecycle.now, recover, limit, kind=self.kind)
-        recovered = [w.run for w in self._published(written) if w.run.id not in timed_out]
+        recovered = [w.obj for w in self._published(written) if w.obj.id not in timed_out]
         self._swept("recovered stalled", recovered)
-        self._swept("timed out", [w.run for w, _ in written if w.run.id in timed_out])
+        self._swept("timed out", [w.obj for w, _ in written if w.obj.id in timed_out])
         if self._observe is not None:
             self._observe.swept(self, written, len(recovered), len(timed_out))
         return recovered
@@ -585,16 +588,16 @@ class Engine(Generic[T]):
         written = yield call(
             "sweep", "due", self.lifecycle.now, self._expire, limit, kind=self.kind
         )
-        done = [write.run for write in self._published(written)]
+        done = [write.obj for write in self._published(written)]
         self._swept("timed out", done)
         if self._observe is not None:
             self._observe.swept(self, (), 0, len(done))
         return done
 
-    def _recover(self, timed_out: set[str], stored: StoredRun, now: int) -> Write | None:
+    def _recover(self, timed_out: set[str], stored: StoredObject, now: int) -> Write | None:
         """The decision for one stalled object, on the row the store holds for the write
         (one that is due is timed out instead, and its id put in ``timed_out``)."""
-        obj = stored.run.copy()
+        obj = stored.obj.copy()
         lifecycle = self._lifecycle_of(obj)
         steps = lifecycle.expire_if_due(obj, now)
         if steps:
@@ -602,20 +605,20 @@ class Engine(Generic[T]):
         else:
             if stored.lease_owner is None or (stored.lease_expires_at or 0) > now:
                 return None  # the lease is alive (a heartbeat came in): never touch it
-            if obj.status in lifecycle.sources.get("confirm_cancel", ()):
-                steps = lifecycle.decide(obj, "confirm_cancel", now)
+            roles = self._roles
+            confirm = self.definition.cancel.confirm
+            if confirm is not None and obj.status in lifecycle.sources[confirm]:
+                steps = lifecycle.decide(obj, confirm, now)
             elif stored.attempts >= self.max_attempts:
                 message = f"The {self._noun}'s worker stopped responding {stored.attempts} times."
-                steps = lifecycle.decide(
-                    obj, "fail", now, self._fail_argument("server_error", message)
-                )
+                steps = lifecycle.decide(obj, roles.lost, now, roles.lost_argument(message))
             else:
-                steps = lifecycle.decide(obj, "requeue", now)
+                steps = lifecycle.decide(obj, roles.requeue, now)
         return Lease(None, None, stored.attempts).write(obj, stored, steps)
 
-    def _expire(self, stored: StoredRun, now: int) -> Write | None:
+    def _expire(self, stored: StoredObject, now: int) -> Write | None:
         """The decision for one due object, on the row the store holds for the write."""
-        obj = stored.run.copy()
+        obj = stored.obj.copy()
         steps = self._lifecycle_of(obj).expire_if_due(obj, now)
         if not steps:
             return None  # not due at the time of the write after all
@@ -623,15 +626,11 @@ class Engine(Generic[T]):
 
     def _published(self, written: builtins.list[Claimed]) -> builtins.list[Write]:
         for write, seqs in written:
-            self._known.forget(write.run.id)
-            self._publish(write.run, write.steps, seqs, write.first_number)
+            self._known.forget(write.obj.id)
+            self._publish(write.obj, write.steps, seqs, write.first_number)
         return [write for write, _ in written]
 
     # --- the changes: each decides on a copy of the stored object --------------------------------
-
-    def _fail_argument(self, code: str, message: str) -> Any:
-        """The argument the lifecycle's ``fail`` takes for this code and message."""
-        return (code, message)
 
     def _event(self, event: str, arg: Any = None, worker_id: str | None = None) -> Change:
         """The change that fires ``event`` (with its argument), by ``worker_id`` if given."""
@@ -645,53 +644,55 @@ class Engine(Generic[T]):
         arg: Any,
         worker_id: str | None,
         obj: Any,
-        stored: StoredRun,
+        stored: StoredObject,
         now: int,
         expired: bool,
     ) -> Decision | None:
-        if expired and event == "expire":
-            return None
+        if expired and event == self.lifecycle._exclusive_time_out:
+            return None  # the time-out was this call's whole work, and is done
         lifecycle = self._lifecycle_of(obj)
         if worker_id is not None and obj.status in lifecycle.sources.get(event, ()):
             check_lease(stored, worker_id)
         steps = lifecycle.decide(obj, event, now, arg)
         return Decision(steps, Lease.after(stored, obj, self._leased))
 
-    def _cancelled(self, obj: Any, stored: StoredRun, now: int, expired: bool) -> Decision | None:
+    def _cancelled(
+        self, obj: Any, stored: StoredObject, now: int, expired: bool
+    ) -> Decision | None:
         """A cancel as the definition declares it. Immediate: one step. Two-phase: to
         ``cancelling``, and, for an object no worker holds (nobody to confirm it), on to
         ``cancelled`` in the same write, both events stored (ours). An object that has
         ended is refused, or returned unchanged with no event, as the definition says."""
-        definition = self.definition
+        cancel = self.definition.cancel
         lifecycle = self._lifecycle_of(obj)
-        if obj.status in definition.terminal and definition.cancel_ended == "unchanged":
+        if obj.status in self.definition.terminal and cancel.ended == "unchanged":
             lifecycle.check_cancellable(obj)
             return None
         held = obj.status in self._leased
-        steps = lifecycle.decide(obj, "cancel", now)
-        if definition.cancel == "two_phase" and not held:
+        steps = lifecycle.decide(obj, cancel.event, now)
+        if cancel.confirm is not None and not held:
             # The cancelling event carries the object as it was then.
-            steps = sealed(steps, obj) + lifecycle.decide(obj, "confirm_cancel", now)
+            steps = sealed(steps, obj) + lifecycle.decide(obj, cancel.confirm, now)
         return Decision(steps, Lease.after(stored, obj, self._leased))
 
     def _new_metadata(
-        self, metadata: dict[str, str], obj: Any, stored: StoredRun, now: int, expired: bool
+        self, metadata: dict[str, str], obj: Any, stored: StoredObject, now: int, expired: bool
     ) -> Decision:
         obj.metadata = metadata
         return Decision([], Lease.after(stored, obj, self._leased))
 
     def _heartbeat(
-        self, worker_id: str, lease: int, obj: Any, stored: StoredRun, now: int, expired: bool
+        self, worker_id: str, lease: int, obj: Any, stored: StoredObject, now: int, expired: bool
     ) -> Decision:
         if obj.status not in self._leased:
-            raise refusal(obj, "heartbeat")
+            raise self.lifecycle.refusal(obj, "heartbeat")
         check_lease(stored, worker_id)
         return Decision([], Lease(worker_id, now + lease, stored.attempts))
 
-    def _claimed(self, worker_id: str, lease: int, stored: StoredRun, now: int) -> Write:
+    def _claimed(self, worker_id: str, lease: int, stored: StoredObject, now: int) -> Write:
         """The write that starts a claimed object and leases it to ``worker_id``."""
-        obj = stored.run.copy()
-        steps = self._lifecycle_of(obj).decide(obj, "start", now)
+        obj = stored.obj.copy()
+        steps = self._lifecycle_of(obj).decide(obj, self._roles.claim, now)
         return Lease(worker_id, now + lease, stored.attempts + 1).write(obj, stored, steps)
 
     # --- the one loop ----------------------------------------------------------------------
@@ -710,7 +711,7 @@ class Engine(Generic[T]):
             held = stored is not None
             if stored is None:
                 stored = yield from self._p_stored(object_id)
-            obj = stored.run.copy()
+            obj = stored.obj.copy()
             now = self.lifecycle.now()
             lifecycle = self._lifecycle_of(obj)
             steps = lifecycle.expire_if_due(obj, now)
@@ -802,11 +803,11 @@ class Engine(Generic[T]):
         return require_int(lease_seconds, "lease_seconds", maximum=MAX_DURATION)
 
 
-def check_lease(stored: StoredRun, worker_id: str) -> None:
+def check_lease(stored: StoredObject, worker_id: str) -> None:
     if stored.lease_owner != worker_id:
         holder = "no worker" if stored.lease_owner is None else f"worker {stored.lease_owner!r}"
-        noun = stored.run.object.rsplit(".", 1)[-1].capitalize()
-        raise LeaseError(f"{noun} {stored.run.id} is leased to {holder}, not to {worker_id!r}.")
+        noun = noun_of(stored.obj).capitalize()
+        raise LeaseError(f"{noun} {stored.obj.id} is leased to {holder}, not to {worker_id!r}.")
 
 
 class SyncFace(Engine[T]):
@@ -846,12 +847,12 @@ class SyncFace(Engine[T]):
         while True:
             # Only a claim that may wait marks the bell (marking starts the feed of other
             # processes' writes, and makes every write ring).
-            mark = self._bell.mark(QUEUED) if deadline is not None else 0
+            mark = self._bell.mark(WAITING) if deadline is not None else 0
             claimed = self._run(self._p_claim(worker_id, lease_seconds))
             left = 0.0 if deadline is None else deadline - time.monotonic()
             if claimed is not None or left <= 0:
                 return claimed
-            self._bell.wait(QUEUED, mark, min(left, _FALLBACK))
+            self._bell.wait(WAITING, mark, min(left, _FALLBACK))
 
     def wait_for_change(self, object_id: str, *, status: Any, timeout: float) -> T:
         """The object as soon as its status is other than ``status``, whichever process
@@ -938,12 +939,12 @@ class AsyncFace(Engine[T]):
         while True:
             # Only a claim that may wait marks the bell (marking starts the feed of other
             # processes' writes, and makes every write ring).
-            mark = self._bell.mark(QUEUED) if deadline is not None else 0
+            mark = self._bell.mark(WAITING) if deadline is not None else 0
             claimed = await self._arun(self._p_claim(worker_id, lease_seconds))
             left = 0.0 if deadline is None else deadline - time.monotonic()
             if claimed is not None or left <= 0:
                 return claimed
-            await self._bell.wait_async(QUEUED, mark, min(left, _FALLBACK))
+            await self._bell.wait_async(WAITING, mark, min(left, _FALLBACK))
 
     async def wait_for_change(self, object_id: str, *, status: Any, timeout: float) -> T:
         """As ``RunEngine.wait_for_change``: the event loop goes on meanwhile."""

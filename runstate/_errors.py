@@ -2,13 +2,16 @@
 
     RunStateError                  (root; carries .http_status and .to_dict())
     ├── ValidationError            400  bad input: a field, metadata, tool outputs, a URL
-    ├── InvalidTransitionError     409  the status does not allow the event (400 for the
-    │                                   caller-side cancel and submit_tool_outputs)
-    ├── ActiveRunError             400  the thread already has an active run
-    ├── LeaseError                 409  the run is leased to another worker, or to none
-    ├── RunNotFoundError           404  no run with that id
+    ├── InvalidTransitionError     409  the status does not allow the event (400 where
+    │                                   the declaration says: a cancel, tool outputs)
+    ├── ActiveRunError             400  the group already has an active object (a thread,
+    │                                   its run)
+    ├── LeaseError                 409  the object is leased to another worker, or to none
+    ├── ObjectNotFoundError        404  no object with that id
+    │   ├── RunNotFoundError            ... no run
+    │   └── ResponseNotFoundError       ... no response
     ├── IdempotencyError           409  an idempotency key used again with other parameters
-    ├── ConcurrentUpdateError      409  the run kept changing under us; nothing was written
+    ├── ConcurrentUpdateError      409  the object kept changing under us; nothing was written
     └── StoreError                 503  the store is unreachable, corrupt or not ours
 
 Each error knows the HTTP status and the JSON body an OpenAI-compatible server sends
@@ -81,14 +84,31 @@ class LeaseError(RunStateError):
     http_status = 409
 
 
-class RunNotFoundError(RunStateError):
-    """No run (or response: ``noun``) has the given id."""
+class ObjectNotFoundError(RunStateError):
+    """No object has the given id (a store says so; each engine refines it by its
+    object's noun: ``RunNotFoundError``, ``ResponseNotFoundError``)."""
 
     http_status = 404
 
+    def __init__(self, object_id: str, noun: str = "object"):
+        super().__init__(f"No {noun} found with id '{object_id}'.")
+        self.object_id = object_id
+
+
+class RunNotFoundError(ObjectNotFoundError):
+    """No run has the given id."""
+
     def __init__(self, run_id: str, noun: str = "run"):
-        super().__init__(f"No {noun} found with id '{run_id}'.")
+        super().__init__(run_id, noun)
         self.run_id = run_id
+
+
+class ResponseNotFoundError(ObjectNotFoundError):
+    """No response has the given id."""
+
+    def __init__(self, response_id: str, noun: str = "response"):
+        super().__init__(response_id, noun)
+        self.response_id = response_id
 
 
 class IdempotencyError(RunStateError):

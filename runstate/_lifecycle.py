@@ -16,10 +16,11 @@ engine can write the result with one compare-and-set.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from transitions import MachineError
 
+from ._arguments import Completion, Failure, Incompletion
 from ._clock import Clock, read_clock, system_clock
 from ._definitions import RESPONSE, RUN_V1, RUN_V2, Definition
 from ._errors import InvalidTransitionError, ValidationError
@@ -53,9 +54,6 @@ from ._validate import (
 )
 
 __all__ = [
-    "MACHINE",
-    "SOURCES",
-    "TRANSITIONS",
     "Lifecycle",
     "ResponseLifecycle",
     "RunLifecycle",
@@ -64,12 +62,9 @@ __all__ = [
 ]
 
 S = RunStatus
+T = TypeVar("T")
 
-#: The seed run's table, declared once in ``_definitions.RUN_V1``.
-TRANSITIONS = RUN_V1.transitions
-MACHINE = RUN_V1.machine
-SOURCES = RUN_V1.sources
-#: The events whose argument must be checked even when it is None (it is required).
+#: The run's events whose argument must be checked even when it is None (it is required).
 _TAKES_ARGUMENT = frozenset({"require_action", "submit_tool_outputs", "fail", "incomplete"})
 #: The versions of the run object, each with its lifecycle and its class.
 VERSIONS: dict[str, tuple[Definition, type[Run]]] = {"v1": (RUN_V1, Run), "v2": (RUN_V2, RunV2)}
@@ -111,22 +106,53 @@ def sealed(steps: list[Transition], run: Run) -> list[Transition]:
     return [step if step.data is not None else step._replace(data=data) for step in steps]
 
 
-def refusal(obj: Any, event: str) -> InvalidTransitionError:
-    """The error for an event the object's status does not allow, worded as the API words it."""
+#: How a refusal is worded where the declaration does not word it its own way.
+_REFUSED = ("Cannot {event} {noun} with status '{status}'.", 409)
+
+
+def refusal(definition: Definition, obj: Any, event: str) -> InvalidTransitionError:
+    """The error for an event the object's status does not allow, worded as the
+    declaration says (``Definition.refusals``), or as every other refusal is."""
     status = obj.status.value
-    noun = obj.object.rsplit(".", 1)[-1]  # "run", "response"
-    if event == "cancel":
-        message, http = f"Cannot cancel {noun} with status '{status}'.", 400
-    elif event == "submit_tool_outputs":
-        message, http = f'Runs in status "{status}" do not accept tool outputs.', 400
-    else:
-        message, http = f"Cannot {event} {noun} with status '{status}'.", 409
+    template, http = definition.refusals.get(event, _REFUSED)
+    message = template.format(event=event, noun=noun_of(obj), status=status)
     return InvalidTransitionError(message, status=status, event=event, http_status=http)
+
+
+def noun_of(obj: Any) -> str:
+    """What messages call the object: the last word of its public name ("run" for a
+    ``thread.run``)."""
+    noun: str = obj.object.rsplit(".", 1)[-1]
+    return noun
+
+
+def argument(arg: Any, expected: type[T], event: str) -> T:
+    """``arg`` if it is the ``expected`` named argument of ``event``, else a
+    ``ValidationError`` (an engine always passes the right one; a caller of ``decide``
+    may not)."""
+    if not isinstance(arg, expected):
+        raise ValidationError(
+            f"Invalid argument of {event!r}: expected a runstate.{expected.__name__}, got "
+            f"{type(arg).__name__}.",
+            param="argument",
+        )
+    return arg
 
 
 def is_due(run: Any, now: int, active: frozenset[Any] = ACTIVE_STATUSES) -> bool:
     """Whether an object with these ``active`` statuses has run out of time at ``now``."""
     return run.status in active and run.expires_at is not None and now >= run.expires_at
+
+
+class _State:
+    """What the shared machine fires an event on: the object's status as its plain
+    string (the machine never sees the object, and an object model needs no slot of
+    the machine's)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: str) -> None:
+        self.state = state
 
 
 class Lifecycle:
@@ -155,6 +181,8 @@ class Lifecycle:
         self._event_names = definition.event_names
         self._active = definition.active
         self._clears = definition.clears
+        # The time-out's event, where it is the time-out's alone (refused before it is due).
+        self._exclusive_time_out = definition.on_due.event if definition.on_due.exclusive else None
         self._by_value = {status.value: status for status in definition.statuses}
         # What entering each status does: its event's name, the field it stamps, and
         # whether it ends the expiry clock (one lookup per step).
@@ -183,10 +211,46 @@ class Lifecycle:
             )
         self._new_id = id_factory if id_factory is not None else new_id
         self._listeners = Listeners()
+        if type(self)._with_argument is Lifecycle._with_argument:
+            self._takes_argument = frozenset(definition.arguments)
 
     def now(self) -> int:
         """The clock's time, floored to whole seconds."""
         return read_clock(self._clock)
+
+    def new_object(self, **fields: Any) -> tuple[Any, list[Transition]]:
+        """A new object in the initial status, made by the model's ``new`` from
+        ``fields``, and its creation events: ``<object>.created``, then the initial
+        status's own event."""
+        definition = self.definition
+        now = self.now()
+        initial = definition.initial
+        try:
+            obj = self._model.new(
+                id=require_string(self._new_id(definition.prefix), "id_factory()"),
+                status=initial,
+                created_at=now,
+                expires_at=now + self.ttl,
+                **fields,
+            )
+        except TypeError as exc:  # a field the model does not have, or one missing
+            raise ValidationError(
+                f"Invalid fields for a new {definition.object}: {exc}.", param="fields"
+            ) from None
+        return obj, [
+            Transition(f"{definition.object}.created", None, initial, now),
+            Transition(self._event_names[initial], None, initial, now),
+        ]
+
+    def status_of(self, status: Any) -> Status:
+        """``status`` as one of the lifecycle's statuses, or a ``ValidationError``."""
+        found = self._by_value.get(status) if isinstance(status, str) else None
+        if found is None:
+            raise ValidationError(
+                f"Unknown status {status!r}; expected one of {sorted(self._by_value)}.",
+                param="status",
+            )
+        return found
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(RunEvent)`` on every transition; returns the unsubscribe function."""
@@ -200,8 +264,8 @@ class Lifecycle:
         run expires; a response fails); the transition, or ``[]``."""
         if not is_due(obj, now, self._active):
             return []
-        event, arg = self.definition.on_due
-        return self.decide(obj, event, now, arg)
+        due = self.definition.on_due
+        return self.decide(obj, due.event, now, due.argument)
 
     def decide(self, obj: Any, event: str, now: int, arg: Any = None) -> list[Transition]:
         """Apply ``event`` to ``obj`` in place and return what happened.
@@ -213,18 +277,22 @@ class Lifecycle:
         if sources is None:
             raise ValidationError(f"Unknown event {event!r}.", param="event")
         if obj.status not in sources:
-            raise refusal(obj, event)
+            raise self.refusal(obj, event)
         # Events without an argument (the common case) skip the argument checks.
         if arg is not None or event in self._takes_argument:
             return self._with_argument(obj, event, now, arg)
-        if event == "expire" and not is_due(obj, now, self._active):
+        if event == self._exclusive_time_out and not is_due(obj, now, self._active):
             raise InvalidTransitionError(
-                f"Cannot expire run with status '{obj.status.value}': it is not due until "
-                f"{obj.expires_at}.",
+                f"Cannot {event} {noun_of(obj)} with status '{obj.status.value}': it is not "
+                f"due until {obj.expires_at}.",
                 status=obj.status.value,
                 event=event,
             )
         return self._fire(obj, event, now)
+
+    def refusal(self, obj: Any, event: str) -> InvalidTransitionError:
+        """The error for ``event``, refused in ``obj``'s status."""
+        return refusal(self.definition, obj, event)
 
     def fired_as_data(
         self, event: str
@@ -282,19 +350,28 @@ class Lifecycle:
 
     # --- internals ------------------------------------------------------------------------------
 
+    #: The events whose argument is checked even when it is None (it is required). The
+    #: base class: those the declaration gives an argument.
     _takes_argument: frozenset[str] = frozenset()
 
     def _with_argument(self, obj: Any, event: str, now: int, arg: Any) -> list[Transition]:
-        raise NotImplementedError
+        """An event with an argument: the declaration's ``arguments[event]`` applies it to
+        the object (checking it first), then the event fires. An event the declaration
+        gives no argument takes none."""
+        apply = self.definition.arguments.get(event)
+        if apply is None:
+            raise ValidationError(f"Invalid argument: {event!r} takes none.", param="argument")
+        apply(obj, arg)
+        return self._fire(obj, event, now)
 
     def _fire(self, run: Any, event: str, now: int) -> list[Transition]:
         source = run.status
-        run._fsm_state = source._value_  # what the machine reads as the state
+        state = _State(source._value_)  # what the machine reads and moves
         try:
-            self._events[event].trigger(run)
+            self._events[event].trigger(state)
         except MachineError as exc:  # only reachable if the sources and the machine disagree
-            raise refusal(run, event) from exc
-        dest = run.status = self._by_value[run._fsm_state]
+            raise self.refusal(run, event) from exc
+        dest = run.status = self._by_value[state.state]
         cleared = self._clears.get(source)
         if cleared is not None:
             setattr(run, cleared, None)
@@ -323,8 +400,6 @@ class RunLifecycle(Lifecycle):
     ``version`` is the run object's: ``"v1"`` (the seed's, the default) or ``"v2"`` (with
     ``incomplete``, ``usage`` and the sampling settings).
     """
-
-    machine = MACHINE  # v1's; an instance has its version's
 
     def __init__(
         self,
@@ -382,7 +457,7 @@ class RunLifecycle(Lifecycle):
 
     def complete(self, run: Run, *, usage: dict[str, int] | None = None) -> Run:
         """``in_progress`` or ``cancelling`` to ``completed`` (v2: with its ``usage``)."""
-        return self._do(run, "complete", usage)
+        return self._do(run, "complete", None if usage is None else Completion(usage=usage))
 
     def fail(
         self,
@@ -393,12 +468,12 @@ class RunLifecycle(Lifecycle):
         usage: dict[str, int] | None = None,
     ) -> Run:
         """Any active status to ``failed``, recording ``last_error`` (v2: and ``usage``)."""
-        return self._do(run, "fail", (code, message, usage))
+        return self._do(run, "fail", Failure(code, message, usage))
 
     def incomplete(self, run: Run, *, reason: str, usage: dict[str, int] | None = None) -> Run:
         """v2: ``in_progress`` or ``cancelling`` to ``incomplete``: the model stopped at a
         token limit (``reason``: ``max_completion_tokens`` or ``max_prompt_tokens``)."""
-        return self._do(run, "incomplete", (reason, usage))
+        return self._do(run, "incomplete", Incompletion(reason, usage=usage))
 
     def cancel(self, run: Run) -> Run:
         """Ask for cancellation: ``queued``, ``in_progress`` or ``requires_action`` to
@@ -441,7 +516,7 @@ class RunLifecycle(Lifecycle):
         return [
             name
             for name, sources in self.sources.items()
-            if run.status in sources and name != "expire"
+            if run.status in sources and name != self._exclusive_time_out
         ]
 
     # --- the engine's building blocks ---------------------------------------------------------
@@ -515,16 +590,16 @@ class RunLifecycle(Lifecycle):
         elif event == "submit_tool_outputs":
             _check_outputs_match(run, validate_tool_outputs(arg))
         elif event == "fail":
-            code, message, usage = arg
-            code = validate_error_code(code)
-            message = require_string(message, "message", allow_empty=True)
-            usage = _usage(run, usage)
+            failure = argument(arg, Failure, event)
+            code = validate_error_code(failure.code)
+            message = require_string(failure.message, "message", allow_empty=True)
+            usage = _usage(run, failure.usage)
         elif event == "complete":
-            usage = _usage(run, arg)
+            usage = _usage(run, argument(arg, Completion, event).usage)
         elif event == "incomplete":
-            reason, usage = arg
-            reason = validate_incomplete_reason(reason)
-            usage = _usage(run, usage)
+            stop = argument(arg, Incompletion, event)
+            reason = validate_incomplete_reason(stop.reason)
+            usage = _usage(run, stop.usage)
         steps = self._fire(run, event, now)
         if event == "require_action":
             run.required_action = required_action_for(calls)
@@ -546,7 +621,7 @@ class RunLifecycle(Lifecycle):
         now = read_clock(self._clock)
         expires_at = run.expires_at
         if expires_at is not None and now >= expires_at and run.status in ACTIVE_STATUSES:
-            steps = self._fire(run, "expire", now)
+            steps = self._fire(run, self.definition.on_due.event, now)
         else:
             steps = []
         try:
@@ -675,19 +750,23 @@ class ResponseLifecycle(Lifecycle):
     _takes_argument = frozenset({"complete", "incomplete", "fail"})
 
     def _with_argument(self, response: Any, event: str, now: int, arg: Any) -> list[Transition]:
-        """``complete``: (output, usage); ``incomplete``: (reason, output, usage);
-        ``fail``: (code, message). Checked before anything changes."""
+        """``complete``: a ``Completion``; ``incomplete``: an ``Incompletion``; ``fail``:
+        a ``Failure``. Checked before anything changes."""
         output = usage = error = details = None
         if event == "complete":
-            output, usage = arg
+            done = argument(arg, Completion, event)
+            output, usage = done.output, done.usage
         elif event == "incomplete":
-            reason, output, usage = arg
-            details = {"reason": validate_one_of(reason, RESPONSE_INCOMPLETE_REASONS, "reason")}
+            stop = argument(arg, Incompletion, event)
+            output, usage = stop.output, stop.usage
+            details = {
+                "reason": validate_one_of(stop.reason, RESPONSE_INCOMPLETE_REASONS, "reason")
+            }
         elif event == "fail":
-            code, message = arg
+            failure = argument(arg, Failure, event)
             error = {
-                "code": validate_one_of(code, RESPONSE_ERROR_CODES, "code"),
-                "message": require_string(message, "message", allow_empty=True),
+                "code": validate_one_of(failure.code, RESPONSE_ERROR_CODES, "code"),
+                "message": require_string(failure.message, "message", allow_empty=True),
             }
         if output is not None:
             output = validate_output(output)
@@ -714,6 +793,6 @@ class ResponseLifecycle(Lifecycle):
             )
 
     def decide(self, obj: Any, event: str, now: int, arg: Any = None) -> list[Transition]:
-        if event == "cancel":
+        if event == self.definition.cancel.event:
             self.check_cancellable(obj)
         return super().decide(obj, event, now, arg)

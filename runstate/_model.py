@@ -36,7 +36,6 @@ __all__ = [
     "ACTIVE_STATUSES",
     "ERROR_CODES",
     "TERMINAL_STATUSES",
-    "OnMachine",
     "Run",
     "RunStatus",
     "RunV2",
@@ -120,19 +119,8 @@ def new_id(prefix: str) -> str:
     return prefix + "_" + head + chars[:16].decode("ascii")
 
 
-class OnMachine:
-    """What an object the shared machines fire on has: a slot for its status as the
-    machine names it (the machines' states are the statuses' plain strings, faster than
-    Enum members, and a slot is read faster than a property). ``status`` is the truth:
-    the lifecycle writes ``_fsm_state`` from it before it fires an event, and ``status``
-    from ``_fsm_state`` after."""
-
-    __slots__ = ("_fsm_state",)
-    status: Any
-
-
 @dataclass(slots=True, eq=True)
-class Run(OnMachine):
+class Run:
     """A ``thread.run`` as the seed has it (v1): one field per field of the public object
     (``object`` is constant). ``RunV2`` is the second version."""
 
@@ -267,7 +255,7 @@ class Run(OnMachine):
         }
 
     @classmethod
-    def _trusted(cls, data: Mapping[str, Any]) -> Run:
+    def from_stored(cls, data: Mapping[str, Any]) -> Run:
         """Rebuild a run that runstate itself wrote (a store row): no validation. The
         body tells the version: only a v2 run has ``usage``."""
         kind = RunV2 if "usage" in data else Run

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ._errors import ValidationError
-from ._model import Fields, OnMachine, Status, _clone, _string
+from ._model import Fields, Status, _clone, _string
 from ._validate import (
     RESPONSE_ERROR_CODES,
     RESPONSE_INCOMPLETE_REASONS,
@@ -48,7 +48,7 @@ _STATUS_BY_VALUE = {status.value: status for status in ResponseStatus}
 
 
 @dataclass(slots=True, eq=True)
-class Response(OnMachine):
+class Response:
     """A ``response`` of the Responses API, as a background response's lifecycle keeps it."""
 
     KIND: ClassVar[str] = "response"
@@ -173,7 +173,7 @@ class Response(OnMachine):
         return response
 
     @classmethod
-    def _trusted(cls, data: Mapping[str, Any]) -> Response:
+    def from_stored(cls, data: Mapping[str, Any]) -> Response:
         """Rebuild a response that runstate itself wrote (a store row): no validation."""
         response: Response = _FIELDS.build(data)
         response.status = _STATUS_BY_VALUE[data["status"]]

@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from ._arguments import Completion, Failure, Incompletion
 from ._clock import Clock
 from ._engine import AsyncFace, Decision, Engine, Lease, ListPage, Plan, SyncFace, call, check_lease
-from ._errors import RunNotFoundError, ValidationError
+from ._errors import ObjectNotFoundError, ResponseNotFoundError, ValidationError
 from ._events import RunEvent
 from ._lifecycle import ResponseLifecycle
 from ._response import Response, ResponseStatus
 from ._validate import json_value, require_int, require_string
-from .stores import Order, StoredRun
+from .stores import Order, StoredObject
 
 __all__ = ["AsyncResponseEngine", "ResponseEngine", "ResponseList"]
 
@@ -39,6 +40,8 @@ class ResponseList(ListPage[Response]):
 
 class ResponsePlans(Engine[Response]):
     """What both response engines do, as plans (see ``Engine``)."""
+
+    not_found = ResponseNotFoundError
 
     def __init__(
         self,
@@ -74,7 +77,7 @@ class ResponsePlans(Engine[Response]):
         if previous is not None:
             try:
                 yield from self._p_stored(previous)
-            except RunNotFoundError:
+            except ObjectNotFoundError:
                 raise ValidationError(
                     f"Previous response with id '{previous}' not found.",
                     param="previous_response_id",
@@ -86,8 +89,8 @@ class ResponsePlans(Engine[Response]):
         yield from self._p_stored(require_string(response_id, "response_id"))
         try:
             given: str | builtins.list[dict[str, Any]] = yield call("input_of", response_id)
-        except RunNotFoundError:  # deleted meanwhile
-            raise RunNotFoundError(response_id, "response") from None
+        except ObjectNotFoundError:  # deleted meanwhile
+            raise ResponseNotFoundError(response_id) from None
         return given
 
     def _p_list_responses(
@@ -113,7 +116,7 @@ class ResponsePlans(Engine[Response]):
     def _p_delete(self, response_id: str) -> Plan[bool]:
         try:
             yield from self._p_stored(require_string(response_id, "response_id"))
-        except RunNotFoundError:
+        except ObjectNotFoundError:
             return False
         deleted: bool = yield call("delete", response_id)
         return deleted
@@ -165,7 +168,7 @@ class ResponsePlans(Engine[Response]):
         worker_id: str | None,
         placed: dict[str, int],
         response: Response,
-        stored: StoredRun,
+        stored: StoredObject,
         now: int,
         expired: bool,
     ) -> Decision:
@@ -315,7 +318,9 @@ class ResponseEngine(SyncFace[Response], ResponsePlans):
     ) -> Response:
         """``in_progress`` to ``completed``, with the ``output`` items (messages, function
         calls) and ``usage``; stamps ``completed_at``. Refused after a cancel."""
-        return self._run(self._p_step(response_id, "complete", (output, usage), worker_id))
+        return self._run(
+            self._p_step(response_id, "complete", Completion(output, usage), worker_id)
+        )
 
     def incomplete(
         self,
@@ -328,7 +333,7 @@ class ResponseEngine(SyncFace[Response], ResponsePlans):
     ) -> Response:
         """``in_progress`` to ``incomplete``: generation stopped early (``reason``:
         ``max_output_tokens``, ``content_filter``, ...), with what was generated."""
-        arg = (reason, output, usage)
+        arg = Incompletion(reason, output, usage)
         return self._run(self._p_step(response_id, "incomplete", arg, worker_id))
 
     def fail(
@@ -340,7 +345,7 @@ class ResponseEngine(SyncFace[Response], ResponsePlans):
         worker_id: str | None = None,
     ) -> Response:
         """``queued`` or ``in_progress`` to ``failed``, with ``error = {code, message}``."""
-        return self._run(self._p_step(response_id, "fail", (code, message), worker_id))
+        return self._run(self._p_step(response_id, "fail", Failure(code, message), worker_id))
 
 
 class AsyncResponseEngine(AsyncFace[Response], ResponsePlans):
@@ -443,7 +448,9 @@ class AsyncResponseEngine(AsyncFace[Response], ResponsePlans):
         usage: dict[str, Any] | None = None,
         worker_id: str | None = None,
     ) -> Response:
-        return await self._arun(self._p_step(response_id, "complete", (output, usage), worker_id))
+        return await self._arun(
+            self._p_step(response_id, "complete", Completion(output, usage), worker_id)
+        )
 
     async def incomplete(
         self,
@@ -454,7 +461,7 @@ class AsyncResponseEngine(AsyncFace[Response], ResponsePlans):
         usage: dict[str, Any] | None = None,
         worker_id: str | None = None,
     ) -> Response:
-        arg = (reason, output, usage)
+        arg = Incompletion(reason, output, usage)
         return await self._arun(self._p_step(response_id, "incomplete", arg, worker_id))
 
     async def fail(
@@ -465,4 +472,6 @@ class AsyncResponseEngine(AsyncFace[Response], ResponsePlans):
         message: str,
         worker_id: str | None = None,
     ) -> Response:
-        return await self._arun(self._p_step(response_id, "fail", (code, message), worker_id))
+        return await self._arun(
+            self._p_step(response_id, "fail", Failure(code, message), worker_id)
+        )

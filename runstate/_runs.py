@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._arguments import Completion, Failure, Incompletion
 from ._clock import Clock
 from ._engine import AsyncFace, Engine, ListPage, Plan, SyncFace, call
-from ._errors import ActiveRunError, ConcurrentUpdateError
+from ._errors import ActiveRunError, ConcurrentUpdateError, RunNotFoundError
 from ._events import RunEvent
 from ._lifecycle import RunLifecycle, require_version
 from ._model import Run, RunStatus, require_status
@@ -33,6 +34,8 @@ class RunList(ListPage[Run]):
 
 class RunPlans(Engine[Run]):
     """What both run engines do, as plans (see ``Engine``)."""
+
+    not_found = RunNotFoundError
 
     def __init__(
         self,
@@ -109,8 +112,10 @@ class RunPlans(Engine[Run]):
         events: builtins.list[RunEvent] = yield call("events", after_seq, run_id, limit)
         return events
 
-    def _fail_argument(self, code: str, message: str) -> Any:
-        return (code, message, None)
+
+def _done(usage: dict[str, int] | None) -> Completion | None:
+    """A run's ``complete`` argument: its usage, if given."""
+    return None if usage is None else Completion(usage=usage)
 
 
 class RunEngine(SyncFace[Run], RunPlans):
@@ -205,7 +210,7 @@ class RunEngine(SyncFace[Run], RunPlans):
         self, run_id: str, *, usage: dict[str, int] | None = None, worker_id: str | None = None
     ) -> Run:
         """The run is done (a v2 run with its ``usage``, if given)."""
-        return self._run(self._p_step(run_id, "complete", usage, worker_id))
+        return self._run(self._p_step(run_id, "complete", _done(usage), worker_id))
 
     def fail(
         self,
@@ -216,7 +221,7 @@ class RunEngine(SyncFace[Run], RunPlans):
         usage: dict[str, int] | None = None,
         worker_id: str | None = None,
     ) -> Run:
-        return self._run(self._p_step(run_id, "fail", (code, message, usage), worker_id))
+        return self._run(self._p_step(run_id, "fail", Failure(code, message, usage), worker_id))
 
     def incomplete(
         self,
@@ -228,7 +233,9 @@ class RunEngine(SyncFace[Run], RunPlans):
     ) -> Run:
         """A v2 run stopped at a token limit (``max_completion_tokens`` or
         ``max_prompt_tokens``): ``in_progress`` or ``cancelling`` to ``incomplete``."""
-        return self._run(self._p_step(run_id, "incomplete", (reason, usage), worker_id))
+        return self._run(
+            self._p_step(run_id, "incomplete", Incompletion(reason, usage=usage), worker_id)
+        )
 
     def confirm_cancel(self, run_id: str, *, worker_id: str | None = None) -> Run:
         return self._run(self._p_step(run_id, "confirm_cancel", None, worker_id))
@@ -324,7 +331,7 @@ class AsyncRunEngine(AsyncFace[Run], RunPlans):
     async def complete(
         self, run_id: str, *, usage: dict[str, int] | None = None, worker_id: str | None = None
     ) -> Run:
-        return await self._arun(self._p_step(run_id, "complete", usage, worker_id))
+        return await self._arun(self._p_step(run_id, "complete", _done(usage), worker_id))
 
     async def fail(
         self,
@@ -335,7 +342,9 @@ class AsyncRunEngine(AsyncFace[Run], RunPlans):
         usage: dict[str, int] | None = None,
         worker_id: str | None = None,
     ) -> Run:
-        return await self._arun(self._p_step(run_id, "fail", (code, message, usage), worker_id))
+        return await self._arun(
+            self._p_step(run_id, "fail", Failure(code, message, usage), worker_id)
+        )
 
     async def incomplete(
         self,
@@ -345,7 +354,9 @@ class AsyncRunEngine(AsyncFace[Run], RunPlans):
         usage: dict[str, int] | None = None,
         worker_id: str | None = None,
     ) -> Run:
-        return await self._arun(self._p_step(run_id, "incomplete", (reason, usage), worker_id))
+        return await self._arun(
+            self._p_step(run_id, "incomplete", Incompletion(reason, usage=usage), worker_id)
+        )
 
     async def confirm_cancel(self, run_id: str, *, worker_id: str | None = None) -> Run:
         return await self._arun(self._p_step(run_id, "confirm_cancel", None, worker_id))

@@ -143,8 +143,8 @@ class Telemetry:
         if part is None:
             self._figures[engine.definition.name] = (0, None)
         else:
-            age = None if part.oldest_queued is None else max(0, now - part.oldest_queued)
-            self._figures[engine.definition.name] = (part.statuses.get("queued", 0), age)
+            age = None if part.oldest_waiting is None else max(0, now - part.oldest_waiting)
+            self._figures[engine.definition.name] = (part.waiting, age)
 
     def _read(self) -> dict[str, tuple[int, float | None]]:
         for engine in self._engines:

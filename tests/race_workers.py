@@ -157,7 +157,7 @@ def open_store_at_once(url: str, barrier: Barrier) -> None:
     barrier.wait()
     try:
         store = open_store(url, create=False)
-        store.list_runs(None, kind="run", limit=100)
+        store.list_objects(None, kind="run", limit=100)
         store.close()
     except RunStateError as exc:
         print(f"{exc.message}", file=sys.stderr)

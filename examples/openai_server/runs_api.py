@@ -195,7 +195,7 @@ def add_runs_routes(app: FastAPI, engines: Engines, *, poll_after_ms: int = 100)
         return await start_run(request, thread_id, body, instructions, version)
 
     @app.get("/v1/threads/{thread_id}/runs")
-    async def list_runs(
+    async def list_objects(
         thread_id: str,
         limit: int = 20,
         order: Literal["asc", "desc"] = "desc",

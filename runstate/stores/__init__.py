@@ -1,4 +1,4 @@
-"""Where runs are kept: the store protocol and its backends.
+"""Where objects are kept: the store protocol and its backends.
 
 ``MemoryStore`` is the embedded default; ``SQLiteStore`` keeps runs in one file shared by
 processes; ``PostgresStore`` keeps them in PostgreSQL for workers on many machines (its
@@ -9,13 +9,15 @@ from ._async import AsyncStore
 from ._base import (
     Claimed,
     ClaimStep,
+    IdempotencyKey,
+    KeyTaken,
     KindStats,
     Now,
     Order,
     Page,
     Stats,
     Store,
-    StoredRun,
+    StoredObject,
     Sweep,
     Write,
 )
@@ -29,6 +31,8 @@ __all__ = [
     "AsyncStore",
     "ClaimStep",
     "Claimed",
+    "IdempotencyKey",
+    "KeyTaken",
     "KindStats",
     "MemoryStore",
     "Now",
@@ -38,7 +42,7 @@ __all__ = [
     "SQLiteStore",
     "Stats",
     "Store",
-    "StoredRun",
+    "StoredObject",
     "Sweep",
     "Write",
 ]

@@ -27,7 +27,7 @@ from ._base import (
     Page,
     Stats,
     Store,
-    StoredRun,
+    StoredObject,
     Sweep,
     Write,
     takes_keyword,
@@ -55,20 +55,20 @@ class AsyncStore:
 
     async def insert(
         self,
-        run: Any,
+        obj: Any,
         steps: Sequence[Transition],
         input: Any = None,
         key: IdempotencyKey | None = None,
     ) -> list[int]:
-        result: list[int] = await self._call(self.sync.insert, run, steps, input, key)
+        result: list[int] = await self._call(self.sync.insert, obj, steps, input, key)
         return result
 
-    async def get(self, run_id: str) -> StoredRun:
-        result: StoredRun = await self._call(self.sync.get, run_id)
+    async def get(self, object_id: str) -> StoredObject:
+        result: StoredObject = await self._call(self.sync.get, object_id)
         return result
 
-    async def input_of(self, run_id: str) -> Any:
-        return await self._call(self.sync.input_of, run_id)
+    async def input_of(self, object_id: str) -> Any:
+        return await self._call(self.sync.input_of, object_id)
 
     async def prune(
         self, kind: str, *, before: int, statuses: Sequence[str], limit: int
@@ -78,8 +78,8 @@ class AsyncStore:
         )
         return result
 
-    async def delete(self, run_id: str) -> bool:
-        result: bool = await self._call(self.sync.delete, run_id)
+    async def delete(self, object_id: str) -> bool:
+        result: bool = await self._call(self.sync.delete, object_id)
         return result
 
     async def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
@@ -89,7 +89,7 @@ class AsyncStore:
     async def claim(
         self,
         now: Now,
-        decide: Callable[[StoredRun, int], Write],
+        decide: Callable[[StoredObject, int], Write],
         *,
         kind: str,
         step: ClaimStep | None = None,
@@ -102,7 +102,7 @@ class AsyncStore:
         self,
         which: Sweep,
         now: Now,
-        decide: Callable[[StoredRun, int], Write | None],
+        decide: Callable[[StoredObject, int], Write | None],
         limit: int,
         *,
         kind: str,
@@ -112,7 +112,7 @@ class AsyncStore:
         )
         return result
 
-    async def list_runs(
+    async def list_objects(
         self,
         group_id: str | None,
         *,
@@ -124,7 +124,7 @@ class AsyncStore:
         before: str | None = None,
     ) -> Page:
         result: Page = await self._call(
-            self.sync.list_runs,
+            self.sync.list_objects,
             group_id,
             kind=kind,
             status=status,
@@ -139,14 +139,14 @@ class AsyncStore:
         result: Stats = await self._call(self.sync.stats, now)
         return result
 
-    async def history(self, run_id: str) -> list[RunEvent]:
-        result: list[RunEvent] = await self._call(self.sync.history, run_id)
+    async def history(self, object_id: str) -> list[RunEvent]:
+        result: list[RunEvent] = await self._call(self.sync.history, object_id)
         return result
 
     async def events(
-        self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
+        self, after_seq: int = 0, object_id: str | None = None, limit: int = 100
     ) -> list[RunEvent]:
-        result: list[RunEvent] = await self._call(self.sync.events, after_seq, run_id, limit)
+        result: list[RunEvent] = await self._call(self.sync.events, after_seq, object_id, limit)
         return result
 
     async def close(self) -> None:

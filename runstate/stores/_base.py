@@ -7,7 +7,7 @@ state only if the version it was computed from is still the stored one
 and answers the indexed questions the engine's sweeps ask of one kind (which objects are
 due, whose lease ran out, which queued one is oldest). What it knows of an object is
 what every object model has: ``KIND``, ``id``, ``status``, ``created_at``, ``expires_at``,
-``to_dict()`` and ``_trusted()``; and what its kind's declaration says: which statuses
+``to_dict()`` and ``from_stored()``; and what its kind's declaration says: which statuses
 are active (``ACTIVE_OF``) and which field names its group (``GROUP_BY``: at most one
 active object per group, a run's thread; None for objects that are not grouped). Every
 backend passes the same contract suites (``tests/integration/test_*_contract.py``).
@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .._definitions import ACTIVE_OF, GROUP_BY, KINDS
-from .._errors import ValidationError
+from .._definitions import ACTIVE_OF, GROUP_BY, KINDS, WAITING_OF
+from .._errors import StoreError, ValidationError
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status
@@ -37,7 +37,7 @@ __all__ = [
     "Page",
     "Stats",
     "Store",
-    "StoredRun",
+    "StoredObject",
     "Sweep",
     "Write",
     "check_page_args",
@@ -54,11 +54,11 @@ Now = Callable[[], int]
 
 
 @dataclass(frozen=True, slots=True)
-class StoredRun:
+class StoredObject:
     """An object (a run, a response) as stored: its state, the version that state has,
     and the worker lease."""
 
-    run: Any
+    obj: Any
     version: int
     lease_owner: str | None = None
     lease_expires_at: int | None = None
@@ -74,14 +74,14 @@ class Write:
     write only what changed (the row is exactly that state if the write wins). ``body``
     is ``run.to_dict()``, made once for the store and the engine to share (read only)."""
 
-    run: Any
+    obj: Any
     expected_version: int
     steps: Sequence[Transition]
     lease_owner: str | None = None
     lease_expires_at: int | None = None
     attempts: int = 0
     first_number: int = 0
-    before: StoredRun | None = None
+    before: StoredObject | None = None
     body: dict[str, Any] | None = None
 
 
@@ -97,7 +97,7 @@ def takes_keyword(function: Callable[..., Any], name: str) -> bool:
 
 def body_of(w: Write) -> dict[str, Any]:
     """The public dict of the object ``w`` writes (made now if the write has none)."""
-    return w.body if w.body is not None else w.run.to_dict()
+    return w.body if w.body is not None else w.obj.to_dict()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +147,8 @@ class KindStats:
     """One kind's part of ``Stats``."""
 
     statuses: dict[str, int]
-    oldest_queued: int | None  # the oldest queued object's created_at
+    waiting: int  # how many wait for a worker
+    oldest_waiting: int | None  # the created_at of the oldest of them
     due: int
     leases: int
     leases_ended: int
@@ -155,7 +156,14 @@ class KindStats:
 
 def kind_figures() -> dict[str, Any]:
     """A kind's ``KindStats`` fields before anything is counted (the stores fill them)."""
-    return {"statuses": {}, "oldest_queued": None, "due": 0, "leases": 0, "leases_ended": 0}
+    return {
+        "statuses": {},
+        "waiting": 0,
+        "oldest_waiting": None,
+        "due": 0,
+        "leases": 0,
+        "leases_ended": 0,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +178,7 @@ class Stats:
 class Page:
     """One page of a listing, in the order asked for, and whether more lie beyond it."""
 
-    runs: list[Any]
+    items: list[Any]
     has_more: bool
 
 
@@ -179,7 +187,7 @@ class Store(Protocol):
 
     def insert(
         self,
-        run: Any,
+        obj: Any,
         steps: Sequence[Transition],
         input: Any = None,
         key: IdempotencyKey | None = None,
@@ -190,13 +198,13 @@ class Store(Protocol):
         still exists), raise ``KeyTaken``; else remember it with the object, atomically.
         Raises ``ActiveRunError`` if the object's group already has an active object."""
 
-    def get(self, run_id: str) -> StoredRun:
-        """The stored object, whatever its kind, or ``RunNotFoundError``."""
+    def get(self, object_id: str) -> StoredObject:
+        """The stored object, whatever its kind, or ``ObjectNotFoundError``."""
 
-    def input_of(self, run_id: str) -> Any:
-        """The ``input`` stored with the object (None if none), or ``RunNotFoundError``."""
+    def input_of(self, object_id: str) -> Any:
+        """The ``input`` stored with the object (None if none), or ``ObjectNotFoundError``."""
 
-    def delete(self, run_id: str) -> bool:
+    def delete(self, object_id: str) -> bool:
         """Delete the object and its events; False if there was no such object."""
 
     def prune(self, kind: str, *, before: int, statuses: Sequence[str], limit: int) -> list[str]:
@@ -212,7 +220,7 @@ class Store(Protocol):
     def claim(
         self,
         now: Now,
-        decide: Callable[[StoredRun, int], Write],
+        decide: Callable[[StoredObject, int], Write],
         *,
         kind: str,
         step: ClaimStep | None = None,
@@ -226,7 +234,7 @@ class Store(Protocol):
         self,
         which: Sweep,
         now: Now,
-        decide: Callable[[StoredRun, int], Write | None],
+        decide: Callable[[StoredObject, int], Write | None],
         limit: int,
         *,
         kind: str,
@@ -238,7 +246,7 @@ class Store(Protocol):
         first), write ``decide(it, now)`` for each where it gives a write, and return
         what was written."""
 
-    def list_runs(
+    def list_objects(
         self,
         group_id: str | None,
         *,
@@ -258,11 +266,11 @@ class Store(Protocol):
         queued object's ``created_at``, how many active ones are due at ``now``, leases
         held and ended; and the events stored."""
 
-    def history(self, run_id: str) -> list[RunEvent]:
-        """Every event of one object, oldest first (``RunNotFoundError`` if none)."""
+    def history(self, object_id: str) -> list[RunEvent]:
+        """Every event of one object, oldest first (``ObjectNotFoundError`` if none)."""
 
     def events(
-        self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
+        self, after_seq: int = 0, object_id: str | None = None, limit: int = 100
     ) -> list[RunEvent]:
         """Events with ``seq > after_seq`` in sequence order, optionally of one object."""
 
@@ -282,9 +290,9 @@ def check_page_args(limit: object, order: object) -> None:
         )
 
 
-def cursor_error(param: str, run_id: str) -> ValidationError:
+def cursor_error(param: str, object_id: str) -> ValidationError:
     return ValidationError(
-        f"Invalid '{param}': no object with id {run_id!r} in this list.", param=param
+        f"Invalid '{param}': no object with id {object_id!r} in this list.", param=param
     )
 
 
@@ -292,9 +300,16 @@ def restore(kind: str, data: dict[str, Any], expires_at: int | None) -> Any:
     """The object a store wrote, rebuilt from its body by its kind's model (no checks:
     runstate wrote it); ``expires_at`` comes from the row, where an object that does not
     show it (a response's deadline) keeps it."""
-    obj = KINDS[kind]._trusted(data)
+    obj = KINDS[kind].from_stored(data)
     obj.expires_at = expires_at
     return obj
+
+
+def kept_changing(obj: Any) -> StoreError:
+    """The error for a create that kept finding the group's active object gone by the
+    time it looked at it (after many tries)."""
+    noun = obj.object.rsplit(".", 1)[-1]
+    return StoreError(f"Group {group_of(obj)} kept changing; no {noun} was inserted.")
 
 
 def group_of(obj: Any) -> str | None:
@@ -307,3 +322,9 @@ def group_of(obj: Any) -> str | None:
 def is_active(obj: Any) -> bool:
     """What the stores keep in the ``active`` column (the partial indexes read it)."""
     return obj.status in ACTIVE_OF[obj.KIND]
+
+
+def is_waiting(obj: Any) -> bool:
+    """What the stores keep in the ``waiting`` column: whether the object is in the
+    status its kind's workers claim from (the queue's partial index reads it)."""
+    return obj.status in WAITING_OF[obj.KIND]

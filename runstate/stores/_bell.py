@@ -1,19 +1,19 @@
 """Bell: how a store tells waiting followers and workers that something changed.
 
 A bell numbers its rings, and remembers the number of each key's last ring (a key: an
-object's id; ``QUEUED`` for "work may be claimable"). A waiter takes the number first
+object's id; ``WAITING`` for "work may be claimable"). A waiter takes the number first
 (``mark``), reads the store, and then waits until its key (or ``ANY``) is rung after its
 mark, or its timeout passes: so a ring between its read and its wait is never missed.
 It remembers at most ``REMEMBERED`` keys: past that it forgets them all at once and
 counts every older mark as rung (a waiter wakes for nothing and reads again, the price
-of a bell whose memory does not grow with every object a process ever wrote). Threads wait on a
-condition; coroutines on an ``asyncio.Event`` set from whichever thread rings.
+of a bell whose memory does not grow with every object a process ever wrote). Threads
+wait on a condition; coroutines on an ``asyncio.Event`` set from whichever thread rings.
 
 Who rings: every store rings for its own writes, in this process, as they commit. What
 other processes write reaches the bell by the store's own means: PostgreSQL's
 ``LISTEN/NOTIFY`` (``_postgres.py``), or for SQLite a poller thread that reads the
 events committed since it last looked, with a back-off that stays short while things
-change and grows to ``max_interval`` while nothing does (``SQLitePoller``). A follower
+change and grows to ``max_interval`` while nothing does (``Feed``). A follower
 also re-reads after a slow fallback timeout of its own, because a notification can be
 missed (a dropped connection, a waiter that came late).
 """
@@ -27,13 +27,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-__all__ = ["ANY", "QUEUED", "Bell"]
+from .._definitions import WAITING_OF
+
+__all__ = ["ANY", "WAITING", "Bell", "waiting_statuses"]
 
 #: The most keys a bell remembers (see the module's docstring).
 REMEMBERED = 10_000
 
 #: The key rung when an object may have become claimable (created, requeued, resumed).
-QUEUED = "<queued>"
+WAITING = "<waiting>"
 #: The key rung for "anything may have changed" (a notification too big to list ids).
 ANY = "<any>"
 
@@ -126,20 +128,27 @@ class Bell:
             start()
 
 
+def waiting_statuses() -> frozenset[str]:
+    """Every status that workers of some kind claim from (a feed that reads only an
+    event's status rings ``WAITING`` for any of them: at worst a claim looks for
+    nothing)."""
+    return frozenset().union(*WAITING_OF.values())
+
+
 def ring_for_won(bell: Bell, writes: Sequence[Any], done: Sequence[Any]) -> None:
     """Ring for the writes of a batch that won (``done``: per write, None if it lost)."""
     ring_for(bell, [w for w, seqs in zip(writes, done, strict=True) if seqs is not None])
 
 
 def ring_for(bell: Bell, writes: Iterable[Any]) -> None:
-    """Ring for objects just written (``Write``s or objects): each id, and ``QUEUED``
-    where one is queued now."""
+    """Ring for objects just written (``Write``s or objects): each id, and ``WAITING``
+    where one waits for a worker now."""
     keys: list[str] = []
     for write in writes:
-        obj = getattr(write, "run", write)
+        obj = getattr(write, "obj", write)
         keys.append(obj.id)
-        if obj.status == "queued":
-            keys.append(QUEUED)
+        if obj.status in WAITING_OF[obj.KIND]:
+            keys.append(WAITING)
     if keys:
         bell.ring(keys)
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._definitions import ACTIVE_OF
-from .._errors import ActiveRunError, RunNotFoundError
+from .._definitions import ACTIVE_OF, WAITING_OF
+from .._errors import ActiveRunError, ObjectNotFoundError
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status, _clone
@@ -33,7 +33,7 @@ from ._base import (
     Order,
     Page,
     Stats,
-    StoredRun,
+    StoredObject,
     Sweep,
     Write,
     body_of,
@@ -41,6 +41,7 @@ from ._base import (
     cursor_error,
     group_of,
     is_active,
+    is_waiting,
     kind_figures,
     restore,
 )
@@ -66,8 +67,8 @@ class _Row:
     ended_at: int | None = None  # when it left its active statuses
     history: list[RunEvent] = field(default_factory=list)  # its events, oldest first
 
-    def stored(self) -> StoredRun:
-        return StoredRun(
+    def stored(self) -> StoredObject:
+        return StoredObject(
             restore(self.kind, _clone(self.data), self.expires_at),  # the reader's own
             self.version,
             self.lease_owner,
@@ -107,31 +108,31 @@ class MemoryStore:
 
     def insert(
         self,
-        run: Any,
+        obj: Any,
         steps: Sequence[Transition],
         input: Any = None,
         key: IdempotencyKey | None = None,
     ) -> list[int]:
         with self._lock:
             if key is not None:
-                known = self._keys.get((run.KIND, key.key))
+                known = self._keys.get((obj.KIND, key.key))
                 if known is not None and known[2] >= key.not_before and known[1] in self._rows:
                     raise KeyTaken(known[1], known[0])
-            group = group_of(run)
+            group = group_of(obj)
             if group is not None and group in self._active:
                 raise ActiveRunError(group, self._active[group])
             row = _Row(
-                run.KIND, group, run.to_dict(), run.expires_at, 1, next(self._orders), _clone(input)
+                obj.KIND, group, obj.to_dict(), obj.expires_at, 1, next(self._orders), _clone(input)
             )
             if key is not None:
-                self._keys[(run.KIND, key.key)] = (key.fingerprint, run.id, key.now)
-                self._key_of[run.id] = (run.KIND, key.key)
-            self._rows[run.id] = row
+                self._keys[(obj.KIND, key.key)] = (key.fingerprint, obj.id, key.now)
+                self._key_of[obj.id] = (obj.KIND, key.key)
+            self._rows[obj.id] = row
             if group is not None:
-                self._groups[group].append(run.id)
-            self._index(run.id, row, run)
-            seqs = self._append(run.id, row.data, steps)
-            ring_for(self.bell, [run])
+                self._groups[group].append(obj.id)
+            self._index(obj.id, row, obj)
+            seqs = self._append(obj.id, row.data, steps)
+            ring_for(self.bell, [obj])
             return seqs
 
     def prune(self, kind: str, *, before: int, statuses: Sequence[str], limit: int) -> list[str]:
@@ -150,21 +151,21 @@ class MemoryStore:
                     kept.append(entry)
             for entry in kept:
                 heapq.heappush(heap, entry)
-            for run_id in pruned:
-                self.delete(run_id)
+            for object_id in pruned:
+                self.delete(object_id)
             return pruned
 
-    def delete(self, run_id: str) -> bool:
+    def delete(self, object_id: str) -> bool:
         with self._lock:
-            row = self._rows.pop(run_id, None)
+            row = self._rows.pop(object_id, None)
             if row is None:
                 return False
-            key = self._key_of.pop(run_id, None)
-            if key is not None and self._keys.get(key, ("", ""))[1] == run_id:
+            key = self._key_of.pop(object_id, None)
+            if key is not None and self._keys.get(key, ("", ""))[1] == object_id:
                 del self._keys[key]
             if row.group_id is not None:
-                self._groups[row.group_id].remove(run_id)
-                if self._active.get(row.group_id) == run_id:
+                self._groups[row.group_id].remove(object_id)
+                if self._active.get(row.group_id) == object_id:
                     del self._active[row.group_id]
             for event in row.history:
                 assert event.seq is not None
@@ -178,12 +179,12 @@ class MemoryStore:
             return done
 
     def _write_one(self, w: Write) -> list[int] | None:
-        row = self._rows.get(w.run.id)
+        row = self._rows.get(w.obj.id)
         if row is None or row.version != w.expected_version:
             return None
         row.data = _clone(body_of(w))  # ours: the engine keeps the body it made
-        row.expires_at = w.run.expires_at
-        if is_active(w.run):
+        row.expires_at = w.obj.expires_at
+        if is_active(w.obj):
             row.ended_at = None
         elif row.ended_at is None and w.steps:
             row.ended_at = w.steps[-1].at
@@ -193,13 +194,13 @@ class MemoryStore:
             w.lease_expires_at,
             w.attempts,
         )
-        self._index(w.run.id, row, w.run)
-        return self._append(w.run.id, row.data, w.steps)
+        self._index(w.obj.id, row, w.obj)
+        return self._append(w.obj.id, row.data, w.steps)
 
     def claim(
         self,
         now: Now,
-        decide: Callable[[StoredRun, int], Write],
+        decide: Callable[[StoredObject, int], Write],
         *,
         kind: str,
         step: ClaimStep | None = None,
@@ -231,7 +232,7 @@ class MemoryStore:
         self,
         which: Sweep,
         now: Now,
-        decide: Callable[[StoredRun, int], Write | None],
+        decide: Callable[[StoredObject, int], Write | None],
         limit: int,
         *,
         kind: str,
@@ -252,11 +253,11 @@ class MemoryStore:
 
     # --- reads --------------------------------------------------------------------------
 
-    def get(self, run_id: str) -> StoredRun:
+    def get(self, object_id: str) -> StoredObject:
         with self._lock:
-            row = self._rows.get(run_id)
+            row = self._rows.get(object_id)
             if row is None:
-                raise RunNotFoundError(run_id)
+                raise ObjectNotFoundError(object_id)
             return row.stored()
 
     def stats(self, now: int) -> Stats:
@@ -266,10 +267,11 @@ class MemoryStore:
                 part = kinds.setdefault(row.kind, kind_figures())
                 status = row.data["status"]
                 part["statuses"][status] = part["statuses"].get(status, 0) + 1
-                if status == "queued":
+                if status in WAITING_OF[row.kind]:
                     created = row.data["created_at"]
-                    oldest = part["oldest_queued"]
-                    part["oldest_queued"] = created if oldest is None else min(oldest, created)
+                    oldest = part["oldest_waiting"]
+                    part["waiting"] += 1
+                    part["oldest_waiting"] = created if oldest is None else min(oldest, created)
                 active = status in ACTIVE_OF[row.kind]
                 if active and row.expires_at is not None and row.expires_at <= now:
                     part["due"] += 1
@@ -279,14 +281,14 @@ class MemoryStore:
             events = sum(len(row.history) for row in self._rows.values())
             return Stats({k: KindStats(**v) for k, v in sorted(kinds.items())}, events)
 
-    def input_of(self, run_id: str) -> Any:
+    def input_of(self, object_id: str) -> Any:
         with self._lock:
-            row = self._rows.get(run_id)
+            row = self._rows.get(object_id)
             if row is None:
-                raise RunNotFoundError(run_id)
+                raise ObjectNotFoundError(object_id)
             return _clone(row.input)
 
-    def list_runs(
+    def list_objects(
         self,
         group_id: str | None,
         *,
@@ -321,20 +323,20 @@ class MemoryStore:
             else:
                 page = listed[lo : min(hi, lo + limit)]
                 has_more = lo + limit < hi
-            return Page([self._rows[i].stored().run for i in page], has_more)
+            return Page([self._rows[i].stored().obj for i in page], has_more)
 
-    def history(self, run_id: str) -> list[RunEvent]:
+    def history(self, object_id: str) -> list[RunEvent]:
         with self._lock:
-            row = self._rows.get(run_id)
+            row = self._rows.get(object_id)
             if row is None:
-                raise RunNotFoundError(run_id)
+                raise ObjectNotFoundError(object_id)
             return [_own(event) for event in row.history]
 
     def events(
-        self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
+        self, after_seq: int = 0, object_id: str | None = None, limit: int = 100
     ) -> list[RunEvent]:
         with self._lock:
-            if run_id is None:  # seq n is self._events[n - 1]: read on from there
+            if object_id is None:  # seq n is self._events[n - 1]: read on from there
                 found: list[RunEvent] = []
                 for event in itertools.islice(self._events, max(after_seq, 0), None):
                     if event is not None:
@@ -342,7 +344,7 @@ class MemoryStore:
                         if len(found) == limit:
                             break
                 return found
-            row = self._rows.get(run_id)
+            row = self._rows.get(object_id)
             history = [] if row is None else row.history
             return [_own(e) for e in [e for e in history if (e.seq or 0) > after_seq][:limit]]
 
@@ -351,13 +353,15 @@ class MemoryStore:
 
     # --- internals ------------------------------------------------------------------------
 
-    def _append(self, run_id: str, data: dict[str, Any], steps: Sequence[Transition]) -> list[int]:
+    def _append(
+        self, object_id: str, data: dict[str, Any], steps: Sequence[Transition]
+    ) -> list[int]:
         seqs = []
-        history = self._rows[run_id].history
+        history = self._rows[object_id].history
         for step in steps:
             own = data if step.data is None else step.data
             number = history[-1].sequence_number + 1 if history else 0  # type: ignore[operator]
-            event = step.to_event(run_id, own, len(self._events) + 1, number)
+            event = step.to_event(object_id, own, len(self._events) + 1, number)
             self._events.append(event)
             history.append(event)
             seqs.append(len(self._events))
@@ -367,23 +371,23 @@ class MemoryStore:
             del history[: len(history) - self.max_events]
         return seqs
 
-    def _index(self, run_id: str, row: _Row, obj: Any) -> None:
+    def _index(self, object_id: str, row: _Row, obj: Any) -> None:
         group = row.group_id
         if is_active(obj):
             if group is not None:
-                self._active[group] = run_id
+                self._active[group] = object_id
             if row.expires_at is not None:
-                heapq.heappush(self._due[row.kind], (row.expires_at, row.version, run_id))
+                heapq.heappush(self._due[row.kind], (row.expires_at, row.version, object_id))
         else:
-            if group is not None and self._active.get(group) == run_id:
+            if group is not None and self._active.get(group) == object_id:
                 del self._active[group]
             if row.ended_at is not None:
-                heapq.heappush(self._ended[row.kind], (row.ended_at, row.version, run_id))
-        if obj.status == "queued":
-            entry = (obj.created_at, row.order, row.version, run_id)
+                heapq.heappush(self._ended[row.kind], (row.ended_at, row.version, object_id))
+        if is_waiting(obj):
+            entry = (obj.created_at, row.order, row.version, object_id)
             heapq.heappush(self._queue[row.kind], entry)
         if row.lease_owner is not None and row.lease_expires_at is not None:
-            heapq.heappush(self._leases[row.kind], (row.lease_expires_at, row.version, run_id))
+            heapq.heappush(self._leases[row.kind], (row.lease_expires_at, row.version, object_id))
 
     def _valid(self, entry: tuple[Any, ...]) -> _Row | None:
         row = self._rows.get(entry[-1])

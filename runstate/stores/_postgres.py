@@ -7,8 +7,8 @@ thread is a partial unique index, and the sweeps read partial indexes. What diff
 - Every operation is one statement, one round trip, in autocommit: a worker's step is
   ``write_one`` (``sql/postgresql/queries.sql``: the compare-and-set, its event placed
   and inserted, the notification); a batch (a sweep, a write of several steps) is
-  ``runstate_write_v5`` (``migrations``); a create is ``insert_one``, or
-  ``runstate_insert_v7`` with an idempotency key; a claim is ``claim``, which picks the
+  ``runstate_write_v8`` (``migrations``); a create is ``insert_one``, or
+  ``runstate_insert_v8`` with an idempotency key; a claim is ``claim``, which picks the
   oldest claimable row with ``FOR UPDATE SKIP LOCKED`` (concurrent workers take
   different runs instead of queueing on one) and takes the lifecycle's claim step on it
   in SQL, from the ``ClaimStep`` the engine hands over; the engine's own decision on
@@ -47,13 +47,15 @@ from ._base import (
     IdempotencyKey,
     KeyTaken,
     Now,
-    StoredRun,
+    StoredObject,
     Write,
     body_of,
     group_of,
+    is_waiting,
+    kept_changing,
     restore,
 )
-from ._bell import ANY, QUEUED, Bell, ring_for, ring_for_won
+from ._bell import ANY, WAITING, Bell, ring_for, ring_for_won
 from ._sql import (
     SQLStore,
     dumps,
@@ -165,39 +167,39 @@ class PostgresStore(SQLStore):
 
     def insert(
         self,
-        run: Any,
+        obj: Any,
         steps: Sequence[Transition],
         input: Any = None,
         key: IdempotencyKey | None = None,
     ) -> list[int]:
         """The object and its creation events (and its key remembered): one statement,
         one round trip (``insert_one``, or ``runstate_insert_v7`` with a key)."""
-        sql, params = insert_statement(run, steps, input, key, self._channel)
+        sql, params = insert_statement(obj, steps, input, key, self._channel)
         for _ in range(10):
             try:
                 with self._translate(), self._pool.connection() as conn:
                     seqs = inserted(conn.execute(sql, params).fetchone())
                     if seqs is None:
                         continue  # another create took the key meanwhile: look again
-                    for trim in trims(self.max_events, [Write(run, 0, steps)], [seqs]):
+                    for trim in trims(self.max_events, [Write(obj, 0, steps)], [seqs]):
                         conn.execute(SQL["trim_events"], trim)
-                ring_for(self.bell, [run])
+                ring_for(self.bell, [obj])
                 return seqs
             except StoreError as exc:
                 # The group has an active object: the partial unique index refused ours.
                 # Name the winner, or try again if it has finished meanwhile.
                 if not isinstance(exc.__cause__, self._psycopg.errors.UniqueViolation):
                     raise
-                group = group_of(run)
+                group = group_of(obj)
                 winner = self._read(SQL["active_of_group"], {"group_id": group})
                 if winner:
                     raise ActiveRunError(str(group), winner[0][0]) from exc.__cause__
-        raise StoreError(f"Thread {group_of(run)} kept changing; no run was inserted.")
+        raise kept_changing(obj)
 
     def claim(
         self,
         now: Now,
-        decide: Callable[[StoredRun, int], Write],
+        decide: Callable[[StoredObject, int], Write],
         *,
         kind: str,
         step: ClaimStep | None = None,
@@ -278,14 +280,14 @@ def written_from(writes: Sequence[Write], row: Sequence[Any]) -> list[list[int] 
 def write_statement(writes: Sequence[Write], channel: str) -> dict[str, Any]:
     """The one write statement's parameters: the batch, and the notification on
     ``channel`` that tells the schema's listeners which objects it wrote (``id!`` for one
-    queued now; ``*`` for a batch too big to list, which wakes every waiter)."""
+    waiting for a worker now; ``*`` for a batch too big to list, which wakes every waiter)."""
     return {"writes": write_batch(writes), "channel": channel, "ids": _ids(writes)}
 
 
 def _ids(writes: Sequence[Write]) -> str:
-    """The notification's payload: the written ids (``id!`` for one queued now; ``*`` for
-    a batch too big to list)."""
-    ids = ",".join(w.run.id + ("!" if w.run.status == "queued" else "") for w in writes)
+    """The notification's payload: the written ids (``id!`` for one waiting for a worker
+    now; ``*`` for a batch too big to list)."""
+    ids = ",".join(w.obj.id + ("!" if is_waiting(w.obj) else "") for w in writes)
     return ids if len(ids) < 7000 else "*"
 
 
@@ -301,7 +303,7 @@ def parse_notification(payload: str) -> list[str]:
     keys = []
     for item in payload.split(","):
         if item.endswith("!"):
-            keys += [item[:-1], QUEUED]
+            keys += [item[:-1], WAITING]
         elif item:
             keys.append(item)
     return keys
@@ -369,7 +371,7 @@ def write_element(w: Write) -> dict[str, Any]:
 
 
 def insert_statement(
-    run: Any,
+    obj: Any,
     steps: Sequence[Transition],
     input: Any,
     key: IdempotencyKey | None,
@@ -380,8 +382,8 @@ def insert_statement(
     the notification)."""
     from psycopg.types.json import Jsonb
 
-    first = Write(run, 0, steps)
-    body = dumps(run.to_dict())
+    first = Write(obj, 0, steps)
+    body = dumps(obj.to_dict())
     if key is None:
         events = [
             {
@@ -394,7 +396,7 @@ def insert_statement(
             for step in steps
         ]
         return SQL["insert_one"], {
-            **insert_params(run, body, len(steps), input),
+            **insert_params(obj, body, len(steps), input),
             "events": Jsonb(events),
             "channel": channel,
             "ids": _ids([first]),
@@ -402,8 +404,8 @@ def insert_statement(
     return SQL["insert"], {
         "p": Jsonb(
             {
-                "key": key_params(run, key) | {"not_before": key.not_before},
-                "row": insert_params(run, body, 0, input),
+                "key": key_params(obj, key) | {"not_before": key.not_before},
+                "row": insert_params(obj, body, 0, input),
                 "write": write_element(first),
                 "channel": channel,
                 "notify": _ids([first]),
@@ -445,14 +447,14 @@ def claim_statement(step: ClaimStep, kind: str, now: int, channel: str) -> dict[
 
 
 def claimed_from(
-    row: Any, kind: str, now: int, decide: Callable[[StoredRun, int], Write]
+    row: Any, kind: str, now: int, decide: Callable[[StoredObject, int], Write]
 ) -> Claimed | None:
     """What the ``claim`` statement claimed, as the engine's write: the engine's decision
     on the row as it was, which must be what the database wrote."""
     if row is None:
         return None
     old, new, version, owner, lease_ends, attempts, event_count, expires_at, seq, _ = row
-    was = StoredRun(
+    was = StoredObject(
         restore(kind, json.loads(old), expires_at),
         version,
         owner,
@@ -464,7 +466,7 @@ def claimed_from(
     made = json.loads(new)
     if body_of(write) != made or len(write.steps) != 1:
         raise StoreError(
-            f"PostgreSQL's claim of {was.run.id} wrote {made}, where the lifecycle decides "
+            f"PostgreSQL's claim of {was.obj.id} wrote {made}, where the lifecycle decides "
             f"{body_of(write)}: the claim step and the declaration disagree (a bug in "
             f"runstate)."
         )

@@ -15,7 +15,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ActiveRunError, RunNotFoundError, StoreError
+from .._errors import ActiveRunError, ObjectNotFoundError, StoreError
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status
@@ -28,10 +28,11 @@ from ._base import (
     Order,
     Page,
     Stats,
-    StoredRun,
+    StoredObject,
     Sweep,
     Write,
     group_of,
+    kept_changing,
 )
 from ._bell import Bell, ring_for, ring_for_won
 from ._postgres import (
@@ -165,13 +166,13 @@ class AsyncPostgresStore:
 
     async def insert(
         self,
-        run: Any,
+        obj: Any,
         steps: Sequence[Transition],
         input: Any = None,
         key: IdempotencyKey | None = None,
     ) -> list[int]:
         """As ``PostgresStore.insert``: one statement, ``runstate_insert_v7``."""
-        sql, params = insert_statement(run, steps, input, key, self._channel)
+        sql, params = insert_statement(obj, steps, input, key, self._channel)
         for _ in range(10):
             try:
                 with _translate(self._psycopg, self.schema):
@@ -180,18 +181,18 @@ class AsyncPostgresStore:
                         seqs = inserted(await cursor.fetchone())
                         if seqs is None:
                             continue  # another create took the key meanwhile: look again
-                        for trim in trims(self.max_events, [Write(run, 0, steps)], [seqs]):
+                        for trim in trims(self.max_events, [Write(obj, 0, steps)], [seqs]):
                             await conn.execute(SQL["trim_events"], trim)
-                ring_for(self.bell, [run])
+                ring_for(self.bell, [obj])
                 return seqs
             except StoreError as exc:
                 if not isinstance(exc.__cause__, self._psycopg.errors.UniqueViolation):
                     raise
-                group = group_of(run)
+                group = group_of(obj)
                 winner = await self._read(SQL["active_of_group"], {"group_id": group})
                 if winner:
                     raise ActiveRunError(str(group), winner[0][0]) from exc.__cause__
-        raise StoreError(f"Thread {group_of(run)} kept changing; no run was inserted.")
+        raise kept_changing(obj)
 
     async def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
         with _translate(self._psycopg, self.schema):
@@ -203,7 +204,7 @@ class AsyncPostgresStore:
     async def claim(
         self,
         now: Now,
-        decide: Callable[[StoredRun, int], Write],
+        decide: Callable[[StoredObject, int], Write],
         *,
         kind: str,
         step: ClaimStep | None = None,
@@ -228,7 +229,7 @@ class AsyncPostgresStore:
         self,
         which: Sweep,
         now: Now,
-        decide: Callable[[StoredRun, int], Write | None],
+        decide: Callable[[StoredObject, int], Write | None],
         limit: int,
         *,
         kind: str,
@@ -239,7 +240,7 @@ class AsyncPostgresStore:
         self,
         query: str,
         now: Now,
-        decide: Callable[[StoredRun, int], Write | None],
+        decide: Callable[[StoredObject, int], Write | None],
         limit: int,
         kind: str,
     ) -> list[Claimed]:
@@ -264,33 +265,33 @@ class AsyncPostgresStore:
         async with self._transaction() as conn:
             cursor = await conn.execute(sql, params)
             ids = [row[0] for row in await cursor.fetchall()]
-            for run_id in ids:
+            for object_id in ids:
                 for name in DELETES:
-                    await conn.execute(SQL[name], {"id": run_id})
+                    await conn.execute(SQL[name], {"id": object_id})
         return ids
 
-    async def delete(self, run_id: str) -> bool:
+    async def delete(self, object_id: str) -> bool:
         async with self._transaction() as conn:
             for name in DELETES:  # the last deletes the object itself
-                cursor = await conn.execute(SQL[name], {"id": run_id})
+                cursor = await conn.execute(SQL[name], {"id": object_id})
             deleted: bool = cursor.rowcount == 1
             return deleted
 
     # --- reads ------------------------------------------------------------------------------
 
-    async def get(self, run_id: str) -> StoredRun:
-        rows = await self._read(SQL["get_run"], {"id": run_id})
+    async def get(self, object_id: str) -> StoredObject:
+        rows = await self._read(SQL["get_run"], {"id": object_id})
         if not rows:
-            raise RunNotFoundError(run_id)
+            raise ObjectNotFoundError(object_id)
         return stored_from_row(rows[0])
 
-    async def input_of(self, run_id: str) -> Any:
-        rows = await self._read(SQL["input_of"], {"id": run_id})
+    async def input_of(self, object_id: str) -> Any:
+        rows = await self._read(SQL["input_of"], {"id": object_id})
         if not rows:
-            raise RunNotFoundError(run_id)
+            raise ObjectNotFoundError(object_id)
         return None if rows[0][0] is None else json.loads(rows[0][0])
 
-    async def list_runs(
+    async def list_objects(
         self,
         group_id: str | None,
         *,
@@ -313,17 +314,17 @@ class AsyncPostgresStore:
         queries = {name: await self._read(SQL[name], {"now": now}) for name in STATS_QUERIES}
         return stats_from_rows(queries)
 
-    async def history(self, run_id: str) -> list[RunEvent]:
-        rows = await self._read(SQL["history"], {"run_id": run_id})
-        if not rows and not await self._read(SQL["run_exists"], {"id": run_id}):
-            raise RunNotFoundError(run_id)
+    async def history(self, object_id: str) -> list[RunEvent]:
+        rows = await self._read(SQL["history"], {"run_id": object_id})
+        if not rows and not await self._read(SQL["run_exists"], {"id": object_id}):
+            raise ObjectNotFoundError(object_id)
         return [event_from_row(row) for row in rows]
 
     async def events(
-        self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
+        self, after_seq: int = 0, object_id: str | None = None, limit: int = 100
     ) -> list[RunEvent]:
-        params = {"after_seq": after_seq, "run_id": run_id, "limit": limit}
-        name = "events" if run_id is None else "events_of_run"
+        params = {"after_seq": after_seq, "run_id": object_id, "limit": limit}
+        name = "events" if object_id is None else "events_of_run"
         return [event_from_row(row) for row in await self._read(SQL[name], params)]
 
 

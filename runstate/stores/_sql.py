@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from importlib.resources import files
 from typing import Any, ClassVar
 
-from .._errors import RunNotFoundError
+from .._errors import ObjectNotFoundError
 from .._events import RunEvent
 from .._model import Status
 from ._base import (
@@ -30,13 +30,14 @@ from ._base import (
     Order,
     Page,
     Stats,
-    StoredRun,
+    StoredObject,
     Sweep,
     Write,
     check_page_args,
     cursor_error,
     group_of,
     is_active,
+    is_waiting,
     kind_figures,
     restore,
 )
@@ -74,11 +75,12 @@ def dumps(value: Any) -> str:
 def write_params(w: Write, body: str) -> dict[str, Any]:
     """The named parameters of a compare-and-set: the new state, then the condition
     (the run's id and the version the write was decided from)."""
-    run = w.run
+    obj = w.obj
     return {
-        "status": run.status.value,
-        "active": is_active(run),
-        "expires_at": run.expires_at,
+        "status": obj.status.value,
+        "active": is_active(obj),
+        "waiting": is_waiting(obj),
+        "expires_at": obj.expires_at,
         "lease_owner": w.lease_owner,
         "lease_expires_at": w.lease_expires_at,
         "attempts": w.attempts,
@@ -87,24 +89,25 @@ def write_params(w: Write, body: str) -> dict[str, Any]:
         # When it ended, if this write ends it (a write of an ended object keeps the
         # first; an active one has none): the time of its last step.
         "ended_at": w.steps[-1].at if w.steps else None,
-        "id": run.id,
+        "id": obj.id,
         "expected": w.expected_version,
     }
 
 
-def insert_params(run: Any, body: str, event_count: int, input: Any) -> dict[str, Any]:
+def insert_params(obj: Any, body: str, event_count: int, input: Any) -> dict[str, Any]:
     """The named parameters of ``insert_run`` (``event_count``: the events inserted with
     it, numbered from 0; ``input``: kept for its worker, as JSON, or None)."""
     return {
         "event_count": event_count,
-        "id": run.id,
-        "kind": run.KIND,
-        "group_id": group_of(run),
+        "id": obj.id,
+        "kind": obj.KIND,
+        "group_id": group_of(obj),
         "input": None if input is None else dumps(input),
-        "status": run.status.value,
-        "active": is_active(run),
-        "created_at": run.created_at,
-        "expires_at": run.expires_at,
+        "status": obj.status.value,
+        "active": is_active(obj),
+        "waiting": is_waiting(obj),
+        "created_at": obj.created_at,
+        "expires_at": obj.expires_at,
         "body": body,
     }
 
@@ -120,24 +123,24 @@ def trims(
     for w, seqs in zip(writes, done, strict=True):
         count = w.first_number + len(w.steps)
         if seqs is not None and count > max_events:
-            found.append({"id": w.run.id, "below": count - max_events})
+            found.append({"id": w.obj.id, "below": count - max_events})
     return found
 
 
-def key_params(run: Any, key: IdempotencyKey) -> dict[str, Any]:
+def key_params(obj: Any, key: IdempotencyKey) -> dict[str, Any]:
     """The named parameters of ``remember_key``."""
     return {
-        "kind": run.KIND,
+        "kind": obj.KIND,
         "key": key.key,
         "fingerprint": key.fingerprint,
-        "object_id": run.id,
+        "object_id": obj.id,
         "created_at": key.now,
     }
 
 
-def stored_from_row(row: Sequence[Any]) -> StoredRun:
+def stored_from_row(row: Sequence[Any]) -> StoredObject:
     kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count = row
-    return StoredRun(
+    return StoredObject(
         restore(kind, json.loads(body), expires_at),
         version,
         lease_owner,
@@ -148,12 +151,12 @@ def stored_from_row(row: Sequence[Any]) -> StoredRun:
 
 
 def event_from_row(row: Sequence[Any]) -> RunEvent:
-    seq, event, run_id, from_status, to_status, at, data, number = row
-    return RunEvent(event, run_id, from_status, to_status, at, json.loads(data), seq, number)
+    seq, event, object_id, from_status, to_status, at, data, number = row
+    return RunEvent(event, object_id, from_status, to_status, at, json.loads(data), seq, number)
 
 
 def decided(
-    rows: Sequence[Any], now: int, decide: Callable[[StoredRun, int], Write | None]
+    rows: Sequence[Any], now: int, decide: Callable[[StoredObject, int], Write | None]
 ) -> list[Write]:
     """The writes ``decide`` gives for the rows a sweep picked (None leaves a row be)."""
     writes = []
@@ -201,11 +204,11 @@ def list_plan(
     # The page nearest a lone "before" is read in reverse and turned round.
     reverse = before is not None and after is None
     direction = "DESC" if (order == "desc") != reverse else "ASC"
-    sql = queries["list_runs"].format(
+    sql = queries["list_objects"].format(
         where="".join(" AND " + condition for condition in where), direction=direction
     )
     rows = yield sql, params
-    runs = [stored_from_row(row).run for row in rows[:limit]]
+    runs = [stored_from_row(row).obj for row in rows[:limit]]
     if reverse:
         runs.reverse()
     return Page(runs, len(rows) > limit)
@@ -214,7 +217,7 @@ def list_plan(
 #: What deleting one object deletes, in this order: its events, its keys, itself.
 DELETES = ("delete_events", "delete_keys", "delete_run")
 #: The queries ``stats_from_rows`` reads, by name.
-STATS_QUERIES = ("stats_statuses", "stats_queued", "stats_due", "stats_leases", "stats_events")
+STATS_QUERIES = ("stats_statuses", "stats_waiting", "stats_due", "stats_leases", "stats_events")
 
 
 def prune_statement(
@@ -243,8 +246,8 @@ def stats_from_rows(rows: Mapping[str, list[Any]]) -> Stats:
 
     for kind, status, n in rows["stats_statuses"]:
         of(kind)["statuses"][status] = int(n)
-    for kind, oldest in rows["stats_queued"]:
-        of(kind)["oldest_queued"] = int(oldest)
+    for kind, n, oldest in rows["stats_waiting"]:
+        of(kind)["waiting"], of(kind)["oldest_waiting"] = int(n), int(oldest)
     for kind, n in rows["stats_due"]:
         of(kind)["due"] = int(n)
     for kind, n, ended in rows["stats_leases"]:
@@ -283,7 +286,7 @@ class SQLStore:
     def claim(
         self,
         now: Now,
-        decide: Callable[[StoredRun, int], Write],
+        decide: Callable[[StoredObject, int], Write],
         *,
         kind: str,
         step: ClaimStep | None = None,
@@ -295,7 +298,7 @@ class SQLStore:
         self,
         which: Sweep,
         now: Now,
-        decide: Callable[[StoredRun, int], Write | None],
+        decide: Callable[[StoredObject, int], Write | None],
         limit: int,
         *,
         kind: str,
@@ -306,7 +309,7 @@ class SQLStore:
         self,
         query: str,
         now: Now,
-        decide: Callable[[StoredRun, int], Write | None],
+        decide: Callable[[StoredObject, int], Write | None],
         limit: int,
         kind: str,
     ) -> list[Claimed]:
@@ -325,10 +328,10 @@ class SQLStore:
         ring_for(self.bell, writes)  # committed
         return done
 
-    def get(self, run_id: str) -> StoredRun:
-        rows = self._read(self.SQL["get_run"], {"id": run_id})
+    def get(self, object_id: str) -> StoredObject:
+        rows = self._read(self.SQL["get_run"], {"id": object_id})
         if not rows:
-            raise RunNotFoundError(run_id)
+            raise ObjectNotFoundError(object_id)
         return stored_from_row(rows[0])
 
     def prune(self, kind: str, *, before: int, statuses: Sequence[str], limit: int) -> list[str]:
@@ -338,15 +341,15 @@ class SQLStore:
         sql, params = prune_statement(self.SQL, self.param, kind, before, statuses, limit)
         with self._transaction() as conn:
             ids = [row[0] for row in conn.execute(sql, params).fetchall()]
-            for run_id in ids:
+            for object_id in ids:
                 for name in DELETES:
-                    conn.execute(self.SQL[name], {"id": run_id})
+                    conn.execute(self.SQL[name], {"id": object_id})
         return ids
 
-    def delete(self, run_id: str) -> bool:
+    def delete(self, object_id: str) -> bool:
         with self._transaction() as conn:
             for name in DELETES:  # the last deletes the object itself
-                cursor = conn.execute(self.SQL[name], {"id": run_id})
+                cursor = conn.execute(self.SQL[name], {"id": object_id})
             deleted: bool = cursor.rowcount == 1
             return deleted
 
@@ -355,13 +358,13 @@ class SQLStore:
             {name: self._read(self.SQL[name], {"now": now}) for name in STATS_QUERIES}
         )
 
-    def input_of(self, run_id: str) -> Any:
-        rows = self._read(self.SQL["input_of"], {"id": run_id})
+    def input_of(self, object_id: str) -> Any:
+        rows = self._read(self.SQL["input_of"], {"id": object_id})
         if not rows:
-            raise RunNotFoundError(run_id)
+            raise ObjectNotFoundError(object_id)
         return None if rows[0][0] is None else json.loads(rows[0][0])
 
-    def list_runs(
+    def list_objects(
         self,
         group_id: str | None,
         *,
@@ -380,15 +383,15 @@ class SQLStore:
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    def history(self, run_id: str) -> list[RunEvent]:
-        rows = self._read(self.SQL["history"], {"run_id": run_id})
-        if not rows and not self._read(self.SQL["run_exists"], {"id": run_id}):
-            raise RunNotFoundError(run_id)
+    def history(self, object_id: str) -> list[RunEvent]:
+        rows = self._read(self.SQL["history"], {"run_id": object_id})
+        if not rows and not self._read(self.SQL["run_exists"], {"id": object_id}):
+            raise ObjectNotFoundError(object_id)
         return [event_from_row(row) for row in rows]
 
     def events(
-        self, after_seq: int = 0, run_id: str | None = None, limit: int = 100
+        self, after_seq: int = 0, object_id: str | None = None, limit: int = 100
     ) -> list[RunEvent]:
-        params = {"after_seq": after_seq, "run_id": run_id, "limit": limit}
-        name = "events" if run_id is None else "events_of_run"
+        params = {"after_seq": after_seq, "run_id": object_id, "limit": limit}
+        name = "events" if object_id is None else "events_of_run"
         return [event_from_row(row) for row in self._read(self.SQL[name], params)]

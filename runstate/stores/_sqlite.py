@@ -32,7 +32,7 @@ from .._errors import ActiveRunError, StoreError
 from .._lifecycle import Transition
 from .._validate import require_int, require_seconds, require_string
 from ._base import IdempotencyKey, KeyTaken, Write, body_of, group_of, is_active
-from ._bell import QUEUED, Bell, Feed, ring_for, ring_for_won
+from ._bell import WAITING, Bell, Feed, ring_for, ring_for_won, waiting_statuses
 from ._sql import (
     SQLStore,
     dumps,
@@ -250,8 +250,9 @@ class SQLiteStore(SQLStore):
 
         def poll(last: int) -> tuple[list[str], int]:
             rows = self._read(SQL["events_since"], {"after_seq": last})
-            keys = [run_id for _, run_id, _ in rows]
-            keys += [QUEUED for _, _, status in rows if status == "queued"]
+            keys = [object_id for _, object_id, _ in rows]
+            waits = waiting_statuses()
+            keys += [WAITING for _, _, status in rows if status in waits]
             return keys, rows[-1][0] if rows else last
 
         self._feed = Feed(self.bell, poll, start or 0, name="runstate-sqlite-feed")
@@ -270,34 +271,34 @@ class SQLiteStore(SQLStore):
 
     def insert(
         self,
-        run: Any,
+        obj: Any,
         steps: Sequence[Transition],
         input: Any = None,
         key: IdempotencyKey | None = None,
     ) -> list[int]:
-        body = dumps(run.to_dict())
+        body = dumps(obj.to_dict())
         with self._transaction() as conn:
             if key is not None:  # under the write lock: looked up and remembered at once
-                known = conn.execute(SQL["key_of"], {"kind": run.KIND, "key": key.key}).fetchone()
+                known = conn.execute(SQL["key_of"], {"kind": obj.KIND, "key": key.key}).fetchone()
                 if (
                     known is not None
                     and known[2] >= key.not_before
                     and conn.execute(SQL["run_exists"], {"id": known[1]}).fetchone()
                 ):
                     raise KeyTaken(known[1], known[0])
-                conn.execute(SQL["remember_key"], key_params(run, key))
+                conn.execute(SQL["remember_key"], key_params(obj, key))
             # The write lock is held: this check and the insert are one atomic step (the
             # partial unique index is the backstop).
-            group = group_of(run)
+            group = group_of(obj)
             if group is not None:
                 active = conn.execute(SQL["active_of_group"], {"group_id": group}).fetchone()
                 if active is not None:
                     raise ActiveRunError(group, active[0])
-            conn.execute(SQL["insert_run"], insert_params(run, body, len(steps), input))
-            seqs = _append(conn, run.id, body, steps, 0)
-            for params in self._trims([Write(run, 0, steps)], [seqs]):
+            conn.execute(SQL["insert_run"], insert_params(obj, body, len(steps), input))
+            seqs = _append(conn, obj.id, body, steps, 0)
+            for params in self._trims([Write(obj, 0, steps)], [seqs]):
                 conn.execute(SQL["trim_events"], params)
-        ring_for(self.bell, [run])  # committed
+        ring_for(self.bell, [obj])  # committed
         return seqs
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
@@ -318,7 +319,7 @@ class SQLiteStore(SQLStore):
 #: The columns ``update_run`` sets beside the body, by what the write changes: the status;
 #: whether the object is active (and so when it ended); its deadline; its lease.
 _SETS = (
-    ", status = :status",
+    ", status = :status, waiting = :waiting",
     ", active = :active,"
     " ended_at = CASE WHEN :active THEN NULL ELSE COALESCE(ended_at, :ended_at) END",
     ", expires_at = :expires_at",
@@ -332,14 +333,14 @@ def _update_sql(w: Write) -> str:
     what it was decided from). SQLite writes every index that reads a column an UPDATE
     sets, even to the value it had: a step that moves neither the deadline nor the lease
     writes the row and no index page."""
-    b, run = w.before, w.run
+    b, obj = w.before, w.obj
     if b is None:
         changed: tuple[bool, ...] = (True,) * len(_SETS)
     else:
         changed = (
-            run.status is not b.run.status,
-            is_active(run) != is_active(b.run),
-            run.expires_at != b.run.expires_at,
+            obj.status is not b.obj.status,
+            is_active(obj) != is_active(b.obj),
+            obj.expires_at != b.obj.expires_at,
             (w.lease_owner, w.lease_expires_at, w.attempts)
             != (b.lease_owner, b.lease_expires_at, b.attempts),
         )
@@ -351,17 +352,17 @@ def _update_sql(w: Write) -> str:
 
 
 def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:
-    run = w.run
+    obj = w.obj
     body = dumps(body_of(w))
     cursor = conn.execute(_update_sql(w), write_params(w, body))
     if cursor.rowcount != 1:
         return None
-    return _append(conn, run.id, body, w.steps, w.first_number)
+    return _append(conn, obj.id, body, w.steps, w.first_number)
 
 
 def _append(
     conn: sqlite3.Connection,
-    run_id: str,
+    object_id: str,
     body: str,
     steps: Sequence[Transition],
     first_number: int,
@@ -371,7 +372,7 @@ def _append(
         cursor = conn.execute(
             SQL["insert_event"],
             {
-                "run_id": run_id,
+                "run_id": object_id,
                 "event": step.event,
                 "from_status": None if step.from_status is None else step.from_status.value,
                 "to_status": step.to_status.value,

@@ -163,8 +163,8 @@ def test_sweep_once(tmp_path: Path) -> None:
         "timed out 1 responses, recovered 0 stalled responses\n"
     )
     store = SQLiteStore(path)
-    assert store.get(run.id).run.status is RunStatus.EXPIRED
-    assert store.get(response.id).run.error["message"] == "The response timed out."
+    assert store.get(run.id).obj.status is RunStatus.EXPIRED
+    assert store.get(response.id).obj.error["message"] == "The response timed out."
 
 
 @pytest.fixture
@@ -299,7 +299,7 @@ def test_stats_counts_by_lifecycle_and_status(fleet: tuple[str, dict[str, str]])
     assert figures["events"] == 4 + 3 + 2 + 2 + 3
     run = figures["lifecycles"]["run"]
     assert run["statuses"] == {"completed": 1, "in_progress": 1, "queued": 1}
-    assert run["queued"] == 1 and run["oldest_queued_age"] > 0
+    assert run["waiting"] == 1 and run["oldest_waiting_age"] > 0
     assert (run["leases"], run["leases_ended"], run["due"]) == (1, 1, 0)  # its lease ran out
     response = figures["lifecycles"]["response"]
     assert response["statuses"] == {"cancelled": 1, "queued": 1}

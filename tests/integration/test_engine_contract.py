@@ -31,7 +31,7 @@ from runstate import (
     ValidationError,
     connect,
 )
-from runstate.stores import Claimed, ClaimStep, Now, StoredRun, Sweep, Write
+from runstate.stores import Claimed, ClaimStep, Now, StoredObject, Sweep, Write
 
 S = RunStatus
 TTL = 600
@@ -47,7 +47,7 @@ def new(engine: RunEngine, thread: str = "thread_1", **kwargs: Any) -> Run:
     return engine.create(thread_id=thread, assistant_id="asst_1", model="gpt-4o", **kwargs)
 
 
-def snapshot(engine: RunEngine, run_id: str) -> tuple[StoredRun, list[RunEvent]]:
+def snapshot(engine: RunEngine, run_id: str) -> tuple[StoredObject, list[RunEvent]]:
     return engine.store.get(run_id), engine.history(run_id)
 
 
@@ -198,10 +198,10 @@ def test_reading_a_due_run_expires_it_and_stores_that(
 ) -> None:
     run = due_and_waiting(engine, clock)
     # The store itself does not decide: until the engine reads it, it is as it was.
-    assert engine.store.get(run.id).run.status is S.REQUIRES_ACTION
+    assert engine.store.get(run.id).obj.status is S.REQUIRES_ACTION
     got = engine.get(run.id)
     assert got.status is S.EXPIRED and got.required_action is None and got.expires_at == T0 + TTL
-    assert engine.store.get(run.id).run == got
+    assert engine.store.get(run.id).obj == got
     assert engine.history(run.id)[-1].event == "thread.run.expired"
     assert engine.get(run.id) == got  # expired once
     assert len(engine.history(run.id)) == 5
@@ -215,7 +215,7 @@ def test_an_operation_on_a_due_run_expires_it_then_refuses(
         InvalidTransitionError, match='Runs in status "expired" do not accept tool outputs.'
     ):
         engine.submit_tool_outputs(run.id, OUTPUTS)
-    assert engine.store.get(run.id).run.status is S.EXPIRED
+    assert engine.store.get(run.id).obj.status is S.EXPIRED
     with pytest.raises(InvalidTransitionError, match="Cannot expire run with status 'expired'."):
         engine.expire(run.id)
 
@@ -241,8 +241,8 @@ def test_expire_due_expires_only_due_active_runs(engine: RunEngine, clock: Manua
     assert sorted(r.id for r in expired) == sorted(r.id for r in early)
     assert all(r.status is S.EXPIRED for r in expired)
     assert sorted(heard) == sorted(r.id for r in early)
-    assert all(engine.store.get(r.id).run.status is S.QUEUED for r in late)
-    assert engine.store.get(done.id).run.status is S.COMPLETED
+    assert all(engine.store.get(r.id).obj.status is S.QUEUED for r in late)
+    assert engine.store.get(done.id).obj.status is S.COMPLETED
     assert engine.expire_due() == []
     clock.advance(10)
     assert len(engine.expire_due(limit=2)) == 2
@@ -399,7 +399,7 @@ def test_list_applies_expiry(engine: RunEngine, clock: ManualClock) -> None:
     clock.advance(TTL)
     (listed,) = engine.list("thread_1").data
     assert listed.status is S.EXPIRED
-    assert engine.store.get(run.id).run.status is S.EXPIRED
+    assert engine.store.get(run.id).obj.status is S.EXPIRED
 
 
 def test_a_status_filter_never_returns_runs_that_expiry_moved_out_of_it(
@@ -470,7 +470,7 @@ class Meddler(StoreProxy):
     def claim(
         self,
         now: Now,
-        decide: Callable[[StoredRun, int], Write],
+        decide: Callable[[StoredObject, int], Write],
         *,
         kind: str,
         step: ClaimStep | None = None,
@@ -482,7 +482,7 @@ class Meddler(StoreProxy):
         self,
         which: Sweep,
         now: Now,
-        decide: Callable[[StoredRun, int], Write | None],
+        decide: Callable[[StoredObject, int], Write | None],
         limit: int,
         *,
         kind: str,
@@ -504,7 +504,7 @@ class StaleView(StoreProxy):
         self,
         which: Sweep,
         now: Now,
-        decide: Callable[[StoredRun, int], Write | None],
+        decide: Callable[[StoredObject, int], Write | None],
         limit: int,
         *,
         kind: str,
@@ -599,14 +599,14 @@ class StalePages(StoreProxy):
         super().__init__(store)
         self._page = page
 
-    def list_runs(self, *args: Any, **kwargs: Any) -> Any:
+    def list_objects(self, *args: Any, **kwargs: Any) -> Any:
         return self._page
 
 
 def test_a_listing_that_keeps_changing_gives_up_cleanly(store: Store, clock: ManualClock) -> None:
     plain = RunEngine(store, clock=clock, ttl=TTL)
     new(plain)
-    page = store.list_runs(None, kind="run", status=S.QUEUED)
+    page = store.list_objects(None, kind="run", status=S.QUEUED)
     clock.advance(TTL)
     stale = RunEngine(StalePages(store, page), clock=clock)  # type: ignore[arg-type]
     with pytest.raises(ConcurrentUpdateError, match="The listing kept changing; gave up."):
@@ -760,7 +760,7 @@ def test_a_heartbeat_just_before_the_recovery_writes_keeps_the_run(
     )
     assert sweeper.recover_stalled() == []
     stored = store.get(run.id)
-    assert stored.run.status is S.IN_PROGRESS and stored.lease_owner == "w1"
+    assert stored.obj.status is S.IN_PROGRESS and stored.lease_owner == "w1"
     assert stored.lease_expires_at == T0 + 2 * LEASE
     assert [e.event for e in plain.history(run.id)][-1] == "thread.run.in_progress"
 
@@ -792,7 +792,7 @@ def test_recover_stalled_does_not_call_an_expired_run_recovered(
     clock.advance(TTL)  # both the lease and the run's time have run out
     assert engine.recover_stalled() == []
     stored = engine.store.get(run.id)
-    assert stored.run.status is S.EXPIRED and stored.lease_owner is None
+    assert stored.obj.status is S.EXPIRED and stored.lease_owner is None
 
 
 class WaitsForTheLock(StoreProxy):
@@ -807,7 +807,7 @@ class WaitsForTheLock(StoreProxy):
     def claim(
         self,
         now: Now,
-        decide: Callable[[StoredRun, int], Write],
+        decide: Callable[[StoredObject, int], Write],
         *,
         kind: str,
         step: ClaimStep | None = None,
@@ -819,7 +819,7 @@ class WaitsForTheLock(StoreProxy):
         self,
         which: Sweep,
         now: Now,
-        decide: Callable[[StoredRun, int], Write | None],
+        decide: Callable[[StoredObject, int], Write | None],
         limit: int,
         *,
         kind: str,
@@ -1170,7 +1170,7 @@ class StoreOfBefore:
         return getattr(self._store, name)
 
     def claim(
-        self, now: Now, decide: Callable[[StoredRun, int], Write], *, kind: str
+        self, now: Now, decide: Callable[[StoredObject, int], Write], *, kind: str
     ) -> Claimed | None:
         self.claims += 1
         return self._store.claim(now, decide, kind=kind)

@@ -64,7 +64,7 @@ class EngineMachine(RuleBasedStateMachine):
         """Run one engine operation; on refusal, nothing stored may have changed (except
         an expiry, which every operation applies first)."""
         before = self.snapshot(run_id)
-        was_due = self.due(before[0].run)
+        was_due = self.due(before[0].obj)
         calls = {
             "start": lambda: self.engine.start(run_id),
             "require_action": lambda: self.engine.require_action(run_id, CALL),
@@ -83,7 +83,7 @@ class EngineMachine(RuleBasedStateMachine):
         except RunStateError:
             after = self.snapshot(run_id)
             if was_due:
-                assert after[0].run.status is RunStatus.EXPIRED
+                assert after[0].obj.status is RunStatus.EXPIRED
             else:
                 assert after == before
             return None
@@ -123,7 +123,7 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(status=st.sampled_from([RunStatus.REQUIRES_ACTION, RunStatus.CANCELLING]))
     def answer(self, status: RunStatus) -> None:
         """What a caller or a worker does next for a run that waits on it."""
-        waiting = [i for i in self.ids if self.engine.store.get(i).run.status is status]
+        waiting = [i for i in self.ids if self.engine.store.get(i).obj.status is status]
         if waiting:
             operation = "submit" if status is RunStatus.REQUIRES_ACTION else "confirm_cancel"
             self.attempt(waiting[-1], operation)
@@ -151,7 +151,7 @@ class EngineMachine(RuleBasedStateMachine):
     def one_active_run_per_thread(self) -> None:
         for thread in THREADS:
             stored = [
-                self.engine.store.get(r.id).run for r in self.engine.list(thread, limit=100).data
+                self.engine.store.get(r.id).obj for r in self.engine.list(thread, limit=100).data
             ]
             assert sum(r.status.is_active for r in stored) <= 1
 
@@ -165,15 +165,15 @@ class EngineMachine(RuleBasedStateMachine):
                 assert (event.from_status, event.to_status) in LEGAL_STEPS, event
                 assert event.from_status == status
                 status = event.to_status
-            assert status == stored.run.status.value
+            assert status == stored.obj.status.value
             leased = stored.lease_owner is not None
-            assert not leased or stored.run.status in (RunStatus.IN_PROGRESS, RunStatus.CANCELLING)
+            assert not leased or stored.obj.status in (RunStatus.IN_PROGRESS, RunStatus.CANCELLING)
 
     @invariant()
     def a_lease_is_held_exactly_while_a_claimed_run_runs(self) -> None:
         for run_id in self.ids:
             stored = self.engine.store.get(run_id)
-            if stored.run.status not in (RunStatus.IN_PROGRESS, RunStatus.CANCELLING):
+            if stored.obj.status not in (RunStatus.IN_PROGRESS, RunStatus.CANCELLING):
                 self.claimed.discard(run_id)  # leaving those statuses ends the claim
             expected = "w" if run_id in self.claimed else None
             assert stored.lease_owner == expected, (run_id, stored)

@@ -21,6 +21,7 @@ from conftest import CALLS, OUTPUTS, PG_BASE, pg_url
 from runstate import (
     AsyncResponseEngine,
     AsyncRunEngine,
+    ObjectNotFoundError,
     ResponseEngine,
     RunEngine,
     RunNotFoundError,
@@ -251,7 +252,7 @@ def test_the_async_stores_answer_as_the_sync_ones_for_missing_objects(url: str) 
     async def main() -> None:
         store = await open_store_async(url)
         for method in ("get", "history", "input_of"):
-            with pytest.raises(RunNotFoundError):
+            with pytest.raises(ObjectNotFoundError):
                 await getattr(store, method)("run_missing")
         assert await store.delete("run_missing") is False
         await store.close()

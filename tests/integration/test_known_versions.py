@@ -179,15 +179,15 @@ def test_a_change_that_decides_nothing_on_a_held_entry_reads_first(
 
 def test_the_engine_holds_a_bounded_number_of_objects() -> None:
     from runstate._engine import Known
-    from runstate.stores import StoredRun
+    from runstate.stores import StoredObject
 
     engine = RunEngine()
     known = Known(frozenset({S.COMPLETED}), size=2)
     runs = [engine.create(thread_id=f"t{i}", assistant_id="a") for i in range(3)]
     for run in runs:
-        known.keep(StoredRun(run, 1))
+        known.keep(StoredObject(run, 1))
     assert known.take(runs[0].id) is None  # the oldest was dropped
     assert known.take(runs[2].id) is not None
     done = engine.complete(engine.start(runs[1].id).id)
-    known.keep(StoredRun(done, 3))  # an ended object is forgotten
+    known.keep(StoredObject(done, 3))  # an ended object is forgotten
     assert known.take(runs[1].id) is None

@@ -123,17 +123,20 @@ def v1_file(tmp_path: Path) -> Path:
 def test_a_schema_1_file_is_upgraded_in_place_keeping_everything(v1_file: Path) -> None:
     before = sqlite_rows(v1_file)
     store = SQLiteStore(v1_file, create=False)
-    assert (store.upgraded_from, store.schema_version) == (1, 7)
+    assert (store.upgraded_from, store.schema_version) == (1, 8)
     store.close()
     assert sqlite_rows(v1_file) == before  # every run and event, byte for byte
     with sqlite3.connect(v1_file) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 8
         assert_numbered(conn.execute("SELECT run_id, number FROM run_events ORDER BY seq"))
         counts = conn.execute(
             "SELECT count(*) FROM runs WHERE event_count != "
             "(SELECT count(*) FROM run_events WHERE run_id = runs.id)"
         ).fetchone()
         assert counts == (0,)
+        # Schema 8's flag: what the claim took up to 7 (a queued object) waits for a worker.
+        for status, waiting in conn.execute("SELECT status, waiting FROM runs"):
+            assert waiting == (status == "queued")
         for status, active in conn.execute("SELECT status, active FROM runs"):
             assert active == (status in ACTIVE)
         assert conn.execute("SELECT DISTINCT kind, input FROM runs").fetchall() == [("run", None)]
@@ -177,8 +180,8 @@ def test_runstate_migrate_upgrades_and_then_says_it_is_up_to_date(v1_file: Path)
         )
         return done.stdout
 
-    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 1 -> 7\n"
-    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 7, up to date\n"
+    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 1 -> 8\n"
+    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 8, up to date\n"
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -218,15 +221,17 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
     load_v1_dump(pg_schema)
     before = pg_rows(pg_schema)
     store = PostgresStore(PG_BASE, schema=pg_schema)
-    assert (store.upgraded_from, store.schema_version) == (1, 7)
+    assert (store.upgraded_from, store.schema_version) == (1, 8)
     store.close()
     assert pg_rows(pg_schema) == before
     with psycopg.connect(PG_BASE) as conn:
         version = conn.execute(f"SELECT value FROM {pg_schema}.runstate_meta").fetchone()
-        assert version == ("7",)
+        assert version == ("8",)
         assert_numbered(
             conn.execute(f"SELECT run_id, number FROM {pg_schema}.run_events ORDER BY seq")
         )
+        for status, waiting in conn.execute(f"SELECT status, waiting FROM {pg_schema}.runs"):
+            assert waiting == (status == "queued")
         for status, active in conn.execute(f"SELECT status, active FROM {pg_schema}.runs"):
             assert active == (status in ACTIVE)
         functions = {
@@ -239,7 +244,7 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
         }
     # One write path (the old write functions are gone), and the one-round-trip create,
     # which ends on it.
-    assert functions == {"runstate_write_v5", "runstate_insert_v7"}
+    assert functions == {"runstate_write_v8", "runstate_insert_v8"}
     assert_fixture_reads_back(PostgresStore(PG_BASE, schema=pg_schema))
 
 

@@ -59,7 +59,7 @@ def test_a_newer_schema_is_refused(pg_schema: str) -> None:
     PostgresStore(PG_BASE, schema=pg_schema).close()
     with psycopg.connect(PG_BASE, autocommit=True) as conn:
         conn.execute(f"UPDATE {pg_schema}.runstate_meta SET value = '9'")
-    with pytest.raises(StoreError, match="schema version 9; this runstate reads versions up to 7"):
+    with pytest.raises(StoreError, match="schema version 9; this runstate reads versions up to 8"):
         PostgresStore(PG_BASE, schema=pg_schema)
 
 

@@ -267,7 +267,7 @@ def test_a_killed_worker_leaves_its_run_recoverable(url: str) -> None:
     proc.join(timeout=30)
     assert proc.exitcode == -signal.SIGKILL
     stored = engine.store.get(run.id)
-    assert (stored.run.status, stored.lease_owner) == (RunStatus.IN_PROGRESS, "doomed-worker")
+    assert (stored.obj.status, stored.lease_owner) == (RunStatus.IN_PROGRESS, "doomed-worker")
     later = engine_on(url, lambda: T0 + 30)
     (recovered,) = later.recover_stalled()
     assert recovered.status is RunStatus.QUEUED

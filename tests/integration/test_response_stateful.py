@@ -231,12 +231,12 @@ class ResponseMachine(RuleBasedStateMachine):
     def the_store_agrees_with_the_model(self) -> None:
         for response_id, model in self.models.items():
             stored = self.engine.store.get(response_id)
-            assert stored.run.status.value == model.status, (response_id, model)
+            assert stored.obj.status.value == model.status, (response_id, model)
             assert stored.lease_owner == model.owner
             events = self.engine.events(response_id)
             assert [e.sequence_number for e in events] == list(range(model.events))
         # Read as stored (a listing through the engine would apply the time-outs).
-        listed = self.engine.store.list_runs(None, kind="response", limit=100).runs
+        listed = self.engine.store.list_objects(None, kind="response", limit=100).items
         assert len(listed) == min(len(self.models), 100)
 
 

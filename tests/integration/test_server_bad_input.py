@@ -249,7 +249,7 @@ def test_the_sweeper_logs_a_store_error_and_goes_on(caplog: pytest.LogCaptureFix
         clock.advance(5)
         sweeper = asyncio.ensure_future(serve_module.sweep([engine], 0.01))
         try:
-            while store._store.get(run.id).run.status is not RunStatus.EXPIRED:
+            while store._store.get(run.id).obj.status is not RunStatus.EXPIRED:
                 await asyncio.sleep(0.01)  # bounded by the test's timeout, not timed
         finally:
             sweeper.cancel()

@@ -56,7 +56,7 @@ def test_the_file_is_in_wal_mode_with_our_marks(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA application_id").fetchone()[0] == 0x52554E53
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 8
     indexes = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
     }
@@ -116,9 +116,9 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     SQLiteStore(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 8")
+    conn.execute("PRAGMA user_version = 9")
     conn.close()
-    with pytest.raises(StoreError, match="schema version 8; this runstate reads versions up to 7"):
+    with pytest.raises(StoreError, match="schema version 9; this runstate reads versions up to 8"):
         SQLiteStore(path)
 
 
@@ -186,7 +186,7 @@ def test_sqlite_errors_never_reach_the_caller(tmp_path: Path) -> None:
     assert isinstance(caught.value.__cause__, sqlite3.Error)
     assert caught.value.http_status == 503
     assert caught.value.to_dict()["error"]["type"] == "server_error"
-    assert store.get(run.id).run.status is RunStatus.QUEUED  # the transaction rolled back
+    assert store.get(run.id).obj.status is RunStatus.QUEUED  # the transaction rolled back
 
 
 def test_create_false_refuses_an_empty_file_and_leaves_it_empty(tmp_path: Path) -> None:
@@ -371,7 +371,7 @@ def test_a_write_that_does_not_say_what_it_was_decided_from_sets_every_column(
     engine = RunEngine(store)
     run = engine.create(thread_id="t", assistant_id="a")
     stored = store.get(run.id)
-    changed = stored.run.copy()
+    changed = stored.obj.copy()
     changed.metadata = {"k": "v"}
     write = Write(changed, stored.version, [], "w", 123, 4, stored.event_count)  # no before
     assert store.write([write]) == [[]]
@@ -382,5 +382,5 @@ def test_a_write_that_does_not_say_what_it_was_decided_from_sets_every_column(
         123,
         4,
     )
-    assert again.run.metadata == {"k": "v"}
+    assert again.obj.metadata == {"k": "v"}
     store.close()

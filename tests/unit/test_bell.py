@@ -7,7 +7,7 @@ import asyncio
 import threading
 
 from runstate import RunEngine
-from runstate.stores._bell import ANY, QUEUED, Bell, ring_for
+from runstate.stores._bell import ANY, WAITING, Bell, ring_for
 
 
 def test_a_ring_after_the_mark_is_heard_and_one_before_is_not_waited_for() -> None:
@@ -25,10 +25,10 @@ def test_a_ring_after_the_mark_is_heard_and_one_before_is_not_waited_for() -> No
 def test_a_coroutine_is_woken_from_another_thread() -> None:
     async def main() -> None:
         bell = Bell()
-        mark = bell.mark(QUEUED)
-        assert await bell.wait_async(QUEUED, mark, 0.01) is False
-        threading.Timer(0.01, bell.ring, [[QUEUED]]).start()
-        assert await bell.wait_async(QUEUED, mark, 60) is True
+        mark = bell.mark(WAITING)
+        assert await bell.wait_async(WAITING, mark, 0.01) is False
+        threading.Timer(0.01, bell.ring, [[WAITING]]).start()
+        assert await bell.wait_async(WAITING, mark, 60) is True
         assert not any(bell._waiters.values())  # every waiter took itself off
         mark = bell.mark("x")
         bell.ring([ANY])
@@ -40,13 +40,13 @@ def test_a_coroutine_is_woken_from_another_thread() -> None:
 def test_writes_ring_their_objects_and_queued_work() -> None:
     engine = RunEngine()
     bell = engine.store.bell  # type: ignore[attr-defined]
-    queued = bell.mark(QUEUED)
+    queued = bell.mark(WAITING)
     run = engine.create(thread_id="t", assistant_id="a")
-    assert bell.wait(QUEUED, queued, 0)
-    mark, queued = bell.mark(run.id), bell.mark(QUEUED)
+    assert bell.wait(WAITING, queued, 0)
+    mark, queued = bell.mark(run.id), bell.mark(WAITING)
     engine.claim("w")
     assert bell.wait(run.id, mark, 0)
-    assert not bell.wait(QUEUED, queued, 0)  # nothing new is queued
+    assert not bell.wait(WAITING, queued, 0)  # nothing new is queued
     mark = bell.mark(run.id)
     ring_for(bell, [])  # nothing written: nothing rung
     assert not bell.wait(run.id, mark, 0)

@@ -10,6 +10,7 @@ import pytest
 from conftest import RESPONSE_ROWS, ROWS, ROWS_V2, V1_STATUSES, refused_pairs
 
 from runstate import ResponseStatus, RunStatus, ValidationError, mermaid
+from runstate._arguments import Failure
 from runstate._definitions import (
     ACTIVE_OF,
     DEFINITIONS,
@@ -17,6 +18,9 @@ from runstate._definitions import (
     KINDS,
     RESPONSE,
     RUN_V1,
+    RUN_V2,
+    Cancel,
+    TimeOut,
     declare,
 )
 
@@ -88,11 +92,20 @@ def test_each_diagram_draws_every_row(name: str) -> None:
 
 
 def test_the_response_lifecycle_is_declared_as_the_spec_says() -> None:
-    assert RESPONSE.cancel == "immediate" and RUN_V1.cancel == "two_phase"
-    assert RESPONSE.cancel_ended == "unchanged" and RUN_V1.cancel_ended == "refused"
+    assert RESPONSE.cancel == Cancel("cancel", confirm=None, ended="unchanged")
+    assert RUN_V1.cancel == Cancel("cancel", confirm="confirm_cancel", ended="refused")
+    assert RESPONSE.workers == RUN_V1.workers == RUN_V2.workers
+    assert (RUN_V1.workers.claim, RUN_V1.workers.requeue, RUN_V1.workers.lost) == (
+        "start",
+        "requeue",
+        "fail",
+    )
+    assert RUN_V1.workers.lost_argument("gone") == Failure("server_error", "gone")
+    assert RUN_V1.waiting is S.QUEUED and RESPONSE.waiting is R.QUEUED
+    assert RUN_V1.on_due == TimeOut("expire", None, exclusive=True)
     assert RESPONSE.group_by is None and RUN_V1.group_by == "thread_id"
     assert RESPONSE.leased == {R.IN_PROGRESS}
-    assert RESPONSE.on_due == ("fail", ("server_error", "The response timed out."))
+    assert RESPONSE.on_due == TimeOut("fail", Failure("server_error", "The response timed out."))
     assert RESPONSE.stamps == {R.COMPLETED: "completed_at"}
     assert RESPONSE.ends_expiry == RESPONSE.terminal
     assert RESPONSE.clears == {} and RUN_V1.clears == {S.REQUIRES_ACTION: "required_action"}

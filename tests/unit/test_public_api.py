@@ -13,20 +13,35 @@ PUBLIC = [
     "DONE_SSE",
     "TERMINAL_STATUSES",
     "ActiveRunError",
+    "AsyncObjectEngine",
     "AsyncPostgresStore",
     "AsyncResponseEngine",
     "AsyncRunEngine",
     "AsyncStore",
+    "Cancel",
+    "Completion",
     "ConcurrentUpdateError",
+    "Definition",
+    "Failure",
     "IdempotencyError",
+    "IdempotencyKey",
+    "Incompletion",
     "InvalidTransitionError",
+    "KeyTaken",
     "LeaseError",
+    "Lifecycle",
+    "ListPage",
     "ManualClock",
     "MemoryStore",
+    "ObjectEngine",
+    "ObjectModel",
+    "ObjectNotFoundError",
+    "Page",
     "PostgresStore",
     "Response",
     "ResponseEngine",
     "ResponseList",
+    "ResponseNotFoundError",
     "ResponseStatus",
     "Run",
     "RunEngine",
@@ -38,15 +53,23 @@ PUBLIC = [
     "RunStatus",
     "RunV2",
     "SQLiteStore",
+    "Status",
     "Store",
     "StoreError",
+    "StoredObject",
+    "TimeOut",
+    "Transition",
     "ValidationError",
+    "Workers",
+    "Write",
     "connect",
     "connect_async",
+    "declare",
     "mermaid",
     "open_store",
     "open_store_async",
     "system_clock",
+    "undeclare",
     "validate_metadata",
 ]
 
@@ -64,7 +87,9 @@ def test_every_error_has_one_root() -> None:
         runstate.InvalidTransitionError,
         runstate.ActiveRunError,
         runstate.LeaseError,
+        runstate.ObjectNotFoundError,
         runstate.RunNotFoundError,
+        runstate.ResponseNotFoundError,
         runstate.ConcurrentUpdateError,
         runstate.IdempotencyError,
         runstate.StoreError,
@@ -100,6 +125,8 @@ STORES_PUBLIC = [
     "AsyncStore",
     "ClaimStep",
     "Claimed",
+    "IdempotencyKey",
+    "KeyTaken",
     "KindStats",
     "MemoryStore",
     "Now",
@@ -109,7 +136,7 @@ STORES_PUBLIC = [
     "SQLiteStore",
     "Stats",
     "Store",
-    "StoredRun",
+    "StoredObject",
     "Sweep",
     "Write",
 ]
@@ -123,7 +150,7 @@ STORE_METHODS = [
     "history",
     "input_of",
     "insert",
-    "list_runs",
+    "list_objects",
     "prune",
     "stats",
     "sweep",
@@ -142,3 +169,13 @@ def test_the_store_surface_and_protocol_are_pinned() -> None:
     for backend in (runstate.AsyncStore, runstate.AsyncPostgresStore):  # the same, awaitable
         for name in STORE_METHODS:
             assert inspect.iscoroutinefunction(getattr(backend, name)), (backend, name)
+
+
+def test_the_extension_api_is_public() -> None:
+    """What a lifecycle or a store of one's own needs is importable from runstate."""
+    assert issubclass(runstate.RunNotFoundError, runstate.ObjectNotFoundError)
+    assert issubclass(runstate.ResponseNotFoundError, runstate.ObjectNotFoundError)
+    for name in ("Definition", "Workers", "Cancel", "TimeOut", "declare", "undeclare"):
+        assert getattr(runstate, name).__module__ == "runstate._definitions"
+    for name in ("StoredObject", "Write", "Page", "IdempotencyKey", "KeyTaken"):
+        assert getattr(runstate, name) is getattr(runstate.stores, name)

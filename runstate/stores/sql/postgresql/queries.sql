@@ -3,8 +3,8 @@
 
 -- insert --
 -- A new object with an idempotency key, the key and the object's first write, in one
--- round trip: see runstate_insert_v7.
-SELECT runstate_insert_v7(%(p)s);
+-- round trip: see runstate_insert_v8.
+SELECT runstate_insert_v8(%(p)s);
 
 -- insert_one --
 -- A create without an idempotency key as one plain statement: the object at version 1
@@ -12,10 +12,10 @@ SELECT runstate_insert_v7(%(p)s);
 -- events' places and the notification. A group that has an active object makes the
 -- insert fail on the partial unique index.
 WITH r AS (
-    INSERT INTO runs (id, kind, group_id, status, active, created_at, expires_at, version,
-        body, event_count, input)
-    VALUES (%(id)s, %(kind)s, %(group_id)s, %(status)s, %(active)s, %(created_at)s,
-        %(expires_at)s, 1, %(body)s, %(event_count)s, %(input)s)
+    INSERT INTO runs (id, kind, group_id, status, active, waiting, created_at, expires_at,
+        version, body, event_count, input)
+    VALUES (%(id)s, %(kind)s, %(group_id)s, %(status)s, %(active)s, %(waiting)s,
+        %(created_at)s, %(expires_at)s, 1, %(body)s, %(event_count)s, %(input)s)
     RETURNING id
 ), c AS (
     UPDATE run_event_counter SET last = last + %(event_count)s
@@ -33,14 +33,13 @@ WITH r AS (
 SELECT ARRAY(SELECT seq FROM e ORDER BY seq), pg_notify(%(channel)s, %(ids)s);
 
 -- claim --
--- The claim in one plain statement, one round trip: pick the oldest queued object of a
--- kind that is not due, skipping rows another transaction holds ('queued' written out:
--- the partial index of queued objects serves only a query whose condition says so), and
--- take the lifecycle's claim step on it (see ClaimStep, and Lifecycle._fire, which it
+-- The claim in one plain statement, one round trip: pick the oldest object of a kind
+-- that waits for a worker and is not due (through runs_queue), skipping rows another
+-- transaction holds, and take the lifecycle's claim step on it (see ClaimStep, and Lifecycle._fire, which it
 -- does as data): the status moves to %(to)s; the field %(clear)s (if any) becomes null;
 -- the field %(stamp)s (if any) gets the time, never before any of the fields in
--- %(floors)s (comma-separated); the object is leased to %(owner)s and its claim count
--- goes up. The body keeps its keys' order. Its one event is placed from the counter row
+-- %(floors)s (comma-separated); the object no longer waits (a claim's step goes to a
+-- status that a worker holds), is leased to %(owner)s, and its claim count goes up. The body keeps its keys' order. Its one event is placed from the counter row
 -- (locked last, as every write does), and the schema's listeners hear of it. No row
 -- when nothing is claimable; else what the row was, what its body became and the
 -- event's place (the engine decides the same step on the old row and checks that it
@@ -52,7 +51,7 @@ WITH picked AS (
             FROM unnest(string_to_array(%(floors)s, ',')) AS floor_field
         )) AS at
     FROM runs
-    WHERE kind = %(kind)s AND status = 'queued' AND expires_at > %(now)s
+    WHERE kind = %(kind)s AND waiting AND expires_at > %(now)s
     ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED
 ), made AS (
     SELECT picked.*, (
@@ -65,7 +64,8 @@ WITH picked AS (
     )::text AS new_body
     FROM picked
 ), u AS (
-    UPDATE runs SET status = %(to)s, version = runs.version + 1, lease_owner = %(owner)s,
+    UPDATE runs SET status = %(to)s, waiting = false, version = runs.version + 1,
+        lease_owner = %(owner)s,
         lease_expires_at = %(lease_expires_at)s, attempts = runs.attempts + 1,
         body = made.new_body, event_count = runs.event_count + 1
     FROM made WHERE runs.id = made.id
@@ -94,9 +94,9 @@ SELECT id FROM runs WHERE group_id = %(group_id)s AND active;
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE id = %(id)s;
 
 -- write --
--- Every write of a batch (one or many) in one round trip; see runstate_write_v5. The
+-- Every write of a batch (one or many) in one round trip; see runstate_write_v8. The
 -- notification (the written ids) reaches the store's listeners when the write commits.
-SELECT runstate_write_v5(%(writes)s), pg_notify(%(channel)s, %(ids)s);
+SELECT runstate_write_v8(%(writes)s), pg_notify(%(channel)s, %(ids)s);
 
 -- write_one --
 -- One write of one step (a worker's step: the common case) as one plain statement,
@@ -105,7 +105,8 @@ SELECT runstate_write_v5(%(writes)s), pg_notify(%(channel)s, %(ids)s);
 -- does) and the event inserted; the event's place (none if the write lost), and the
 -- notification.
 WITH w AS (
-    UPDATE runs SET status = %(status)s, active = %(active)s, expires_at = %(expires_at)s,
+    UPDATE runs SET status = %(status)s, active = %(active)s, waiting = %(waiting)s,
+        expires_at = %(expires_at)s,
         version = version + 1, lease_owner = %(lease_owner)s,
         lease_expires_at = %(lease_expires_at)s, attempts = %(attempts)s, body = %(body)s,
         event_count = %(event_count)s,
@@ -125,9 +126,10 @@ WITH w AS (
 SELECT (SELECT seq FROM e), pg_notify(%(channel)s, %(ids)s);
 
 -- claimable --
--- The oldest queued run that is not due, locked; one another worker holds is skipped.
+-- The oldest object waiting for a worker that is not due, locked; one another worker
+-- holds is skipped.
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
-WHERE kind = %(kind)s AND status = 'queued' AND expires_at > %(now)s ORDER BY created_at, seq LIMIT 1
+WHERE kind = %(kind)s AND waiting AND expires_at > %(now)s ORDER BY created_at, seq LIMIT 1
 FOR UPDATE SKIP LOCKED;
 
 -- due --
@@ -147,7 +149,7 @@ ORDER BY lease_expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED;
 -- Where a listing cursor (a run id) stands.
 SELECT created_at, seq, group_id, kind FROM runs WHERE id = %(id)s;
 
--- list_runs --
+-- list_objects --
 -- A page of one kind's objects; {where} and {direction} are filled from fixed fragments, never input.
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE kind = %(kind)s {where} ORDER BY created_at {direction}, seq {direction}
 LIMIT %(limit)s;
@@ -210,9 +212,10 @@ SELECT id FROM runs WHERE kind = %(kind)s AND NOT active AND ended_at <= %(befor
 -- How many objects of each kind are in each status.
 SELECT kind, status, count(*) FROM runs GROUP BY kind, status;
 
--- stats_queued --
--- The oldest queued object of each kind (through runs_queue).
-SELECT kind, min(created_at) FROM runs WHERE status = 'queued' GROUP BY kind;
+-- stats_waiting --
+-- How many objects wait for a worker, and the oldest one's created_at, by kind (through
+-- runs_queue).
+SELECT kind, count(*), min(created_at) FROM runs WHERE waiting GROUP BY kind;
 
 -- stats_due --
 -- Active objects whose time has run out, by kind (through runs_due).

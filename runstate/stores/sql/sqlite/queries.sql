@@ -2,10 +2,11 @@
 -- the statement does, then the statement, with :named parameters.
 
 -- insert_run --
--- A new run (its creation events are inserted with it).
-INSERT INTO runs (id, kind, group_id, status, active, created_at, expires_at, version, body,
-    event_count, input)
-VALUES (:id, :kind, :group_id, :status, :active, :created_at, :expires_at, 1, :body, :event_count, :input);
+-- A new object (its creation events are inserted with it).
+INSERT INTO runs (id, kind, group_id, status, active, waiting, created_at, expires_at, version,
+    body, event_count, input)
+VALUES (:id, :kind, :group_id, :status, :active, :waiting, :created_at, :expires_at, 1, :body,
+    :event_count, :input);
 
 -- active_of_group --
 -- The group's active object (a thread's active run), if any.
@@ -28,9 +29,9 @@ INSERT INTO run_events (run_id, event, from_status, to_status, at, data, number)
 VALUES (:run_id, :event, :from_status, :to_status, :at, :data, :number);
 
 -- claimable --
--- The oldest queued run that is not due.
+-- The oldest object waiting for a worker that is not due (through runs_queue).
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
-WHERE kind = :kind AND status = 'queued' AND expires_at > :now ORDER BY created_at, seq LIMIT 1;
+WHERE kind = :kind AND waiting = 1 AND expires_at > :now ORDER BY created_at, seq LIMIT 1;
 
 -- due --
 -- Active runs whose expires_at has come, soonest first.
@@ -47,7 +48,7 @@ ORDER BY lease_expires_at LIMIT :limit;
 -- Where a listing cursor (a run id) stands.
 SELECT created_at, seq, group_id, kind FROM runs WHERE id = :id;
 
--- list_runs --
+-- list_objects --
 -- A page of one kind's objects; {where} and {direction} are filled from fixed fragments, never input.
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE kind = :kind {where} ORDER BY created_at {direction}, seq {direction} LIMIT :limit;
 
@@ -109,9 +110,10 @@ SELECT id FROM runs WHERE kind = :kind AND active = 0 AND ended_at <= :before
 -- How many objects of each kind are in each status.
 SELECT kind, status, count(*) FROM runs GROUP BY kind, status;
 
--- stats_queued --
--- The oldest queued object of each kind (through runs_queue).
-SELECT kind, min(created_at) FROM runs WHERE status = 'queued' GROUP BY kind;
+-- stats_waiting --
+-- How many objects wait for a worker, and the oldest one's created_at, by kind (through
+-- runs_queue).
+SELECT kind, count(*), min(created_at) FROM runs WHERE waiting = 1 GROUP BY kind;
 
 -- stats_due --
 -- Active objects whose time has run out, by kind (through runs_due).
