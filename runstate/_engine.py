@@ -24,6 +24,7 @@ then, and no heartbeat can slip between a recovery's look at a lease and its wri
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
@@ -50,6 +52,7 @@ from ._errors import (
     ValidationError,
 )
 from ._events import Listener, Listeners, RunEvent
+from ._faces import Async, Emit, Sync, operation, streaming
 from ._lifecycle import Lifecycle, Transition, noun_of, sealed
 from ._model import Status
 from ._validate import (
@@ -69,10 +72,12 @@ __all__ = [
     "Change",
     "Decision",
     "Engine",
+    "Hook",
     "Lease",
     "ListPage",
     "Plan",
     "SyncFace",
+    "Wait",
     "call",
 ]
 
@@ -194,6 +199,24 @@ class Change(Protocol):
     ) -> Decision | None: ...
 
 
+class Hook(Protocol):
+    """What an engine tells an observer (``Engine.observe``): each operation, as a
+    context around it (its name, and the id of the object it is about, if any); each
+    step it stores (with its statuses); each claim; each sweep."""
+
+    def operation(
+        self, engine: Any, name: str, object_id: str | None
+    ) -> AbstractContextManager[Any]: ...
+
+    def stepped(self, engine: Any, obj: Any, steps: Sequence[Transition]) -> None: ...
+
+    def claimed(self, engine: Any, obj: Any, now: int) -> None: ...
+
+    def swept(
+        self, engine: Any, stalled: Iterable[Any], recovered: int, timed_out: int
+    ) -> None: ...
+
+
 class Listed(Protocol):
     """What a listed object has: an id, and its public dict."""
 
@@ -237,12 +260,24 @@ class ListPage(Generic[L]):
 #: sends the result back.
 Call = tuple[str, tuple[Any, ...], dict[str, Any]]
 R = TypeVar("R")
-#: An operation written once: a generator of store calls that returns the result.
-Plan = Generator[Call, Any, R]
+E = TypeVar("E")
+#: An operation written once: a generator of steps (store calls, waits on the bell, and
+#: for a stream the items it hands out) that returns the result.
+Plan = Generator["Call | Wait | Emit", Any, R]
 
 
 def call(method: str, *args: Any, **kwargs: Any) -> Call:
     return (method, args, kwargs)
+
+
+class Wait(tuple[str, int, float]):
+    """A plan's step that waits on the bell: until ``key`` is rung after ``mark``, or
+    ``timeout`` seconds pass (the driver answers whether it was rung)."""
+
+    __slots__ = ()
+
+    def __new__(cls, key: str, mark: int, timeout: float) -> Wait:
+        return tuple.__new__(cls, (key, mark, timeout))
 
 
 class Engine(Generic[T]):
@@ -309,7 +344,7 @@ class Engine(Generic[T]):
         self._roles = self.definition.workers
         self._claim_fired = lifecycle.fired_as_data(self._roles.claim)  # the claim's step, as data
         self._stream_ends = self.definition.terminal | self.definition.pauses
-        self._observe: Any = None  # a runstate.telemetry.Telemetry, once instrumented
+        self._hook: Hook | None = None  # told of what the engine does (``observe``)
 
     def _default_store(self) -> Any:
         return MemoryStore()
@@ -323,29 +358,19 @@ class Engine(Generic[T]):
 
     # --- the drivers -----------------------------------------------------------------------------
 
-    def _run(self, plan: Plan[R]) -> R:
-        """Carry out ``plan`` on the (sync) store: each call made, its result sent back,
-        its error thrown in (inside a span, if the engine is instrumented)."""
-        if self._observe is None:
-            return self._drive(plan)
-        with self._observe.operation(self, plan):
-            return self._drive(plan)
-
-    async def _arun(self, plan: Plan[R]) -> R:
-        """The same on an async store: each call awaited."""
-        if self._observe is None:
-            return await self._adrive(plan)
-        with self._observe.operation(self, plan):
-            return await self._adrive(plan)
-
     def _drive(self, plan: Plan[R]) -> R:
-        store = self.store
+        """Carry out ``plan`` on the (sync) store: each call made, its result sent back,
+        its error thrown in; a ``Wait`` waits on the bell."""
+        store, bell = self.store, self._bell
         try:
-            step = next(plan)
+            step: Any = next(plan)
             while True:
-                method, args, kwargs = step
                 try:
-                    result = getattr(store, method)(*args, **kwargs)
+                    if type(step) is Wait:
+                        result = bell.wait(*step)
+                    else:
+                        method, args, kwargs = step
+                        result = getattr(store, method)(*args, **kwargs)
                 except Exception as exc:
                     step = plan.throw(exc)
                 else:
@@ -354,19 +379,178 @@ class Engine(Generic[T]):
             return done.value  # type: ignore[no-any-return]
 
     async def _adrive(self, plan: Plan[R]) -> R:
-        store = self.store
+        """The same on an async store: each call awaited, the event loop free to go on
+        while it waits."""
+        store, bell = self.store, self._bell
         try:
-            step = next(plan)
+            step: Any = next(plan)
             while True:
-                method, args, kwargs = step
                 try:
-                    result = await getattr(store, method)(*args, **kwargs)
+                    if type(step) is Wait:
+                        result = await bell.wait_async(*step)
+                    else:
+                        method, args, kwargs = step
+                        result = await getattr(store, method)(*args, **kwargs)
                 except Exception as exc:
                     step = plan.throw(exc)
                 else:
                     step = plan.send(result)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+
+    def observe(self, hook: Hook | None) -> None:
+        """Tell ``hook`` of every operation, step, claim and sweep of this engine (None:
+        stop). ``runstate.telemetry.instrument`` does this with OpenTelemetry."""
+        self._hook = hook
+
+    # --- the operations of every face (each face's methods are made from these) ----------------
+    # The object an operation is about is its first argument, positional only: a run's
+    # id on a RunEngine, a response's on a ResponseEngine.
+
+    @operation
+    def get(self, object_id: str, /) -> Plan[T]:
+        """The object (timed out first, and stored so, if it is due)."""
+        return self._p_get(object_id)
+
+    @operation
+    def history(self, object_id: str, /) -> Plan[builtins.list[RunEvent]]:
+        """Every event of the object, oldest first."""
+        return self._p_history(object_id)
+
+    @operation
+    def events(
+        self, object_id: str, /, *, starting_after: int | None = None
+    ) -> Plan[builtins.list[RunEvent]]:
+        """The object's events, oldest first, after event number ``starting_after`` (all
+        of them without): how a stream is replayed from where a client left it."""
+        if starting_after is not None:
+            require_int(starting_after, "starting_after", minimum=0)
+        return self._p_events(object_id, starting_after)
+
+    @operation
+    def feed(self, *, after_seq: int = 0, limit: int = 100) -> Plan[builtins.list[RunEvent]]:
+        """The store's events of every object and lifecycle with ``seq > after_seq``,
+        oldest first: how another process follows what is stored anywhere."""
+        require_int(after_seq, "after_seq", minimum=0)
+        limit = require_int(limit, "limit", maximum=10_000)
+        return self._p_call("events", after_seq, None, limit)
+
+    @operation
+    def cancel(self, object_id: str, /) -> Plan[T]:
+        """Cancel the object as its lifecycle declares: at once, or two-phase (to the
+        cancelling status, which its worker confirms; an object no worker holds is
+        confirmed in the same write, both events stored). An object that has ended is
+        refused, or returned unchanged, as declared."""
+        return self._p_cancel(object_id)
+
+    @operation
+    def heartbeat(
+        self, object_id: str, /, worker_id: str, *, lease_seconds: int | None = None
+    ) -> Plan[T]:
+        """Extend ``worker_id``'s lease on the object (never its deadline). The object is
+        returned, so that the worker sees a cancel and can stop."""
+        return self._p_heartbeat(object_id, worker_id, lease_seconds)
+
+    @operation
+    def claim(
+        self, worker_id: str, *, lease_seconds: int | None = None, wait: float | None = None
+    ) -> Plan[T | None]:
+        """Take the oldest object waiting for a worker that is not due, start it and lease
+        it to ``worker_id``; None when there is none. With ``wait``, wait up to that many
+        seconds for one, woken when one is queued (in any process) rather than polling."""
+        deadline = None if wait is None else time.monotonic() + require_seconds(wait, "wait")
+        return self._p_claim_waiting(worker_id, lease_seconds, deadline)
+
+    @operation
+    def wait_for_change(self, object_id: str, /, *, status: Any, timeout: float) -> Plan[T]:
+        """The object as soon as its status is other than ``status``, whichever process
+        changed it, or as it is after ``timeout`` seconds: how a worker that holds it
+        learns of a cancel at once rather than at its next step."""
+        deadline = time.monotonic() + require_seconds(timeout, "timeout", maximum=3600)
+        return self._p_wait_for_change(object_id, status, deadline)
+
+    @streaming(RunEvent)
+    def follow(self, object_id: str, *, after: int | None = None, poll: float = 2.0) -> Plan[None]:
+        """The object's events as they are stored, from the first (or after event number
+        ``after``, to resume a stream), each once and in order, until it ends: a terminal
+        status, or one in which it waits on its caller (a run's ``requires_action``). It
+        waits without polling where the store can tell it of a change (the memory store
+        at once; SQLite and PostgreSQL also of other processes' changes), and re-reads
+        at least every ``poll`` seconds, applying a due time-out, in case a notification
+        was missed. The async face's iterator stops at once when closed."""
+        after, poll = self._follow_args(object_id, after, poll)  # refused here, at the call
+        return self._p_following(object_id, after, poll)
+
+    @operation
+    def recover_stalled(self, limit: int = 100) -> Plan[builtins.list[T]]:
+        """Objects whose lease ran out: back to the waiting status, or ended as lost after
+        ``max_attempts`` claims (one being cancelled two-phase: its cancel confirmed). A
+        live lease is never touched; a stalled object that is due is timed out instead,
+        and not returned."""
+        return self._p_recover_stalled(limit)
+
+    @operation
+    def expire_due(self, limit: int = 1000) -> Plan[builtins.list[T]]:
+        """Apply the time-out to up to ``limit`` due active objects in one batch (a run
+        expires, a response fails); the objects it changed."""
+        return self._p_expire_due(limit)
+
+    @operation
+    def prune(
+        self, *, older_than: int, statuses: Iterable[Any] | None = None, limit: int = 1_000_000
+    ) -> Plan[int]:
+        """Delete the objects that ended more than ``older_than`` seconds ago (in one of
+        ``statuses``: default, every terminal one), with their events, oldest first, up to
+        ``limit``, in batches through an index of ended objects: the cost follows what is
+        deleted, not what is stored. Never an active object. How many were deleted."""
+        return self._p_prune(older_than, statuses, limit)
+
+    def _p_call(self, method: str, *args: Any) -> Plan[Any]:
+        """One store call, as a plan."""
+        return (yield call(method, *args))
+
+    def _p_events(
+        self, object_id: str, starting_after: int | None
+    ) -> Plan[builtins.list[RunEvent]]:
+        events = yield from self._p_history(object_id)
+        if starting_after is None:
+            return events
+        return [e for e in events if (e.sequence_number or 0) > starting_after]
+
+    def _p_claim_waiting(
+        self, worker_id: str, lease_seconds: int | None, deadline: float | None
+    ) -> Plan[T | None]:
+        while True:
+            # Only a claim that may wait marks the bell (marking starts the feed of other
+            # processes' writes, and makes every write ring).
+            mark = self._bell.mark(WAITING) if deadline is not None else 0
+            claimed = yield from self._p_claim(worker_id, lease_seconds)
+            left = 0.0 if deadline is None else deadline - time.monotonic()
+            if claimed is not None or left <= 0:
+                return claimed
+            yield Wait(WAITING, mark, min(left, _FALLBACK))
+
+    def _p_wait_for_change(self, object_id: str, status: Any, deadline: float) -> Plan[T]:
+        while True:
+            mark = self._bell.mark(object_id)
+            obj: Any = yield from self._p_get(object_id)
+            left = deadline - time.monotonic()
+            if obj.status != status or left <= 0:
+                return obj  # type: ignore[no-any-return]
+            yield Wait(object_id, mark, left)
+
+    def _p_following(self, object_id: str, after: int | None, poll: float) -> Plan[None]:
+        seen, check = 0, True
+        while True:
+            events, seen, status, more, mark = yield from self._p_follow(
+                object_id, seen, after, check
+            )
+            if events:
+                yield Emit(events)
+            if status in self._stream_ends:
+                return
+            # Woken by a change: read it. Not woken within ``poll``: read the object too.
+            check = not more and not (yield Wait(object_id, mark, poll))
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -546,8 +730,8 @@ class Engine(Generic[T]):
         write, seqs = claimed
         self._known.written(write)
         self._publish(write.obj, write.steps, seqs, write.first_number, worker_id)
-        if self._observe is not None:
-            self._observe.claimed(self, write.obj, write.steps[-1].at)
+        if self._hook is not None:
+            self._hook.claimed(self, write.obj, write.steps[-1].at)
         obj: T = write.obj
         return obj
 
@@ -577,8 +761,8 @@ class Engine(Generic[T]):
         recovered = [w.obj for w in self._published(written) if w.obj.id not in timed_out]
         self._swept("recovered stalled", recovered)
         self._swept("timed out", [w.obj for w, _ in written if w.obj.id in timed_out])
-        if self._observe is not None:
-            self._observe.swept(self, written, len(recovered), len(timed_out))
+        if self._hook is not None:
+            self._hook.swept(self, written, len(recovered), len(timed_out))
         return recovered
 
     def _p_expire_due(self, limit: int) -> Plan[builtins.list[T]]:
@@ -590,8 +774,8 @@ class Engine(Generic[T]):
         )
         done = [write.obj for write in self._published(written)]
         self._swept("timed out", done)
-        if self._observe is not None:
-            self._observe.swept(self, (), 0, len(done))
+        if self._hook is not None:
+            self._hook.swept(self, (), 0, len(done))
         return done
 
     def _recover(self, timed_out: set[str], stored: StoredObject, now: int) -> Write | None:
@@ -767,8 +951,8 @@ class Engine(Generic[T]):
         as the record's fields."""
         if steps and self._listeners.listening:
             self._listeners.publish(self.lifecycle.events_for(obj, steps, seqs, first_number))
-        if steps and self._observe is not None:
-            self._observe.stepped(self, obj, steps)
+        if steps and self._hook is not None:
+            self._hook.stepped(self, obj, steps)
         if steps and log.isEnabledFor(logging.DEBUG):
             for step in steps:
                 log.debug(
@@ -810,178 +994,100 @@ def check_lease(stored: StoredObject, worker_id: str) -> None:
         raise LeaseError(f"{noun} {stored.obj.id} is leased to {holder}, not to {worker_id!r}.")
 
 
-class SyncFace(Engine[T]):
-    """The engine's own operations, each a plan run on the store at once."""
+class SyncFace(Sync, Engine[T]):
+    """The face whose operations run to the end: each plan driven on a store."""
 
     store: Any
+
+    def _run(self, plan: Plan[R], name: str, object_id: str | None) -> R:
+        hook = self._hook
+        if hook is None:
+            return self._drive(plan)
+        with hook.operation(self, name, object_id):
+            return self._drive(plan)
+
+    def _stream(self, plan: Plan[None]) -> Iterator[Any]:
+        """The items a stream plan emits, as it emits them; its calls made between."""
+        store, bell = self.store, self._bell
+        with contextlib.closing(plan):
+            step: Any = next(plan, None)
+            while step is not None:
+                if type(step) is Emit:
+                    yield from step.items
+                    step = next(plan, None)
+                    continue
+                try:
+                    if type(step) is Wait:
+                        result = bell.wait(*step)
+                    else:
+                        method, args, kwargs = step
+                        result = getattr(store, method)(*args, **kwargs)
+                except Exception as exc:
+                    step = _next_or_none(plan.throw, exc)
+                else:
+                    step = _next_or_none(plan.send, result)
 
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self: Any) -> Any:
+    def __enter__(self: E) -> E:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def prune(
-        self,
-        *,
-        older_than: int,
-        statuses: Iterable[Any] | None = None,
-        limit: int = 1_000_000,
-    ) -> int:
-        """Delete the objects that ended more than ``older_than`` seconds ago (in one of
-        ``statuses``: default, every terminal one), with their events, oldest first, up to
-        ``limit``, in batches through an index of ended objects: the cost follows what is
-        deleted, not what is stored. Never an active object. How many were deleted."""
-        return self._run(self._p_prune(older_than, statuses, limit))
 
-    def claim(
-        self, worker_id: str, *, lease_seconds: int | None = None, wait: float | None = None
-    ) -> T | None:
-        """Take the oldest queued object that is not due, start it and lease it to
-        ``worker_id``; None when there is none. With ``wait``, wait up to that many
-        seconds for one, woken when one is queued (in any process) rather than polling."""
-        deadline = None if wait is None else time.monotonic() + require_seconds(wait, "wait")
-        while True:
-            # Only a claim that may wait marks the bell (marking starts the feed of other
-            # processes' writes, and makes every write ring).
-            mark = self._bell.mark(WAITING) if deadline is not None else 0
-            claimed = self._run(self._p_claim(worker_id, lease_seconds))
-            left = 0.0 if deadline is None else deadline - time.monotonic()
-            if claimed is not None or left <= 0:
-                return claimed
-            self._bell.wait(WAITING, mark, min(left, _FALLBACK))
-
-    def wait_for_change(self, object_id: str, *, status: Any, timeout: float) -> T:
-        """The object as soon as its status is other than ``status``, whichever process
-        changed it, or as it is after ``timeout`` seconds: how a worker that holds it
-        learns of a cancel at once rather than at its next step."""
-        deadline = time.monotonic() + require_seconds(timeout, "timeout", maximum=3600)
-        while True:
-            mark = self._bell.mark(object_id)
-            obj: Any = self._run(self._p_get(object_id))
-            left = deadline - time.monotonic()
-            if obj.status != status or left <= 0:
-                return obj  # type: ignore[no-any-return]
-            self._bell.wait(object_id, mark, left)
-
-    def follow(
-        self, object_id: str, *, after: int | None = None, poll: float = 2.0
-    ) -> Iterator[RunEvent]:
-        """The object's events as they are stored, from the first (or after event number
-        ``after``, to resume a stream), each once and in order, until it ends: a terminal
-        status, or one in which it waits on its caller (a run's ``requires_action``). It
-        waits without polling where the store can tell it of a change (the memory store
-        at once; SQLite and PostgreSQL also of other processes' changes), and re-reads
-        at least every ``poll`` seconds, applying a due time-out, in case a
-        notification was missed."""
-        after, poll = self._follow_args(object_id, after, poll)  # refused here, at the call
-        return self._following(object_id, after, poll)
-
-    def _following(self, object_id: str, after: int | None, poll: float) -> Iterator[RunEvent]:
-        seen, check = 0, True
-        while True:
-            plan = self._p_follow(object_id, seen, after, check)
-            events, seen, status, more, mark = self._run(plan)
-            yield from events
-            if status in self._stream_ends:
-                return
-            # Woken by a change: read it. Not woken within ``poll``: read the object too.
-            check = not more and not self._bell.wait(object_id, mark, poll)
-
-    def recover_stalled(self, limit: int = 100) -> builtins.list[T]:
-        """Objects whose lease ran out: back to ``queued``, or ``failed`` after
-        ``max_attempts`` claims (a ``cancelling`` run: ``cancelled``). A live lease is
-        never touched; a stalled object that is due is timed out instead, and not
-        returned."""
-        return self._run(self._p_recover_stalled(limit))
-
-    def expire_due(self, limit: int = 1000) -> builtins.list[T]:
-        """Apply the time-out to up to ``limit`` due active objects in one batch (a run
-        expires, a response fails); the objects it changed."""
-        return self._run(self._p_expire_due(limit))
-
-
-class AsyncFace(Engine[T]):
-    """The same operations, awaitable, on an async store."""
+class AsyncFace(Async, Engine[T]):
+    """The face whose operations are awaited, on an async store."""
 
     store: Any
 
     def _default_store(self) -> Any:
         return AsyncStore(MemoryStore(), offload=False)
 
+    async def _arun(self, plan: Plan[R], name: str, object_id: str | None) -> R:
+        hook = self._hook
+        if hook is None:
+            return await self._adrive(plan)
+        with hook.operation(self, name, object_id):
+            return await self._adrive(plan)
+
+    async def _astream(self, plan: Plan[None]) -> AsyncIterator[Any]:
+        """The items a stream plan emits; its calls awaited between. Closing the iterator
+        (a client that hung up) stops it at once."""
+        store, bell = self.store, self._bell
+        with contextlib.closing(plan):
+            step: Any = next(plan, None)
+            while step is not None:
+                if type(step) is Emit:
+                    for item in step.items:
+                        yield item
+                    step = next(plan, None)
+                    continue
+                try:
+                    if type(step) is Wait:
+                        result = await bell.wait_async(*step)
+                    else:
+                        method, args, kwargs = step
+                        result = await getattr(store, method)(*args, **kwargs)
+                except Exception as exc:
+                    step = _next_or_none(plan.throw, exc)
+                else:
+                    step = _next_or_none(plan.send, result)
+
     async def close(self) -> None:
         await self.store.close()
 
-    async def __aenter__(self: Any) -> Any:
+    async def __aenter__(self: E) -> E:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def prune(
-        self,
-        *,
-        older_than: int,
-        statuses: Iterable[Any] | None = None,
-        limit: int = 1_000_000,
-    ) -> int:
-        """As ``RunEngine.prune``."""
-        return await self._arun(self._p_prune(older_than, statuses, limit))
 
-    async def claim(
-        self, worker_id: str, *, lease_seconds: int | None = None, wait: float | None = None
-    ) -> T | None:
-        """As ``RunEngine.claim``: with ``wait``, the event loop goes on meanwhile."""
-        deadline = None if wait is None else time.monotonic() + require_seconds(wait, "wait")
-        while True:
-            # Only a claim that may wait marks the bell (marking starts the feed of other
-            # processes' writes, and makes every write ring).
-            mark = self._bell.mark(WAITING) if deadline is not None else 0
-            claimed = await self._arun(self._p_claim(worker_id, lease_seconds))
-            left = 0.0 if deadline is None else deadline - time.monotonic()
-            if claimed is not None or left <= 0:
-                return claimed
-            await self._bell.wait_async(WAITING, mark, min(left, _FALLBACK))
-
-    async def wait_for_change(self, object_id: str, *, status: Any, timeout: float) -> T:
-        """As ``RunEngine.wait_for_change``: the event loop goes on meanwhile."""
-        deadline = time.monotonic() + require_seconds(timeout, "timeout", maximum=3600)
-        while True:
-            mark = self._bell.mark(object_id)
-            obj: Any = await self._arun(self._p_get(object_id))
-            left = deadline - time.monotonic()
-            if obj.status != status or left <= 0:
-                return obj  # type: ignore[no-any-return]
-            await self._bell.wait_async(object_id, mark, left)
-
-    def follow(
-        self, object_id: str, *, after: int | None = None, poll: float = 2.0
-    ) -> AsyncIterator[RunEvent]:
-        """As ``RunEngine.follow``, an async iterator: the event loop goes on while it
-        waits, and closing it (a client that hung up) stops it at once."""
-        after, poll = self._follow_args(object_id, after, poll)  # refused here, at the call
-        return self._following(object_id, after, poll)
-
-    async def _following(
-        self, object_id: str, after: int | None, poll: float
-    ) -> AsyncIterator[RunEvent]:
-        seen, check = 0, True
-        while True:
-            plan = self._p_follow(object_id, seen, after, check)
-            events, seen, status, more, mark = await self._arun(plan)
-            for event in events:
-                yield event
-            if status in self._stream_ends:
-                return
-            check = not more and not await self._bell.wait_async(object_id, mark, poll)
-
-    async def recover_stalled(self, limit: int = 100) -> builtins.list[T]:
-        """As ``RunEngine.recover_stalled``."""
-        return await self._arun(self._p_recover_stalled(limit))
-
-    async def expire_due(self, limit: int = 1000) -> builtins.list[T]:
-        """As ``RunEngine.expire_due``."""
-        return await self._arun(self._p_expire_due(limit))
+def _next_or_none(step: Callable[[Any], Any], value: Any) -> Any:
+    """The plan's next step after ``step(value)`` (a send or a throw); None at its end."""
+    try:
+        return step(value)
+    except StopIteration:
+        return None

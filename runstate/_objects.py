@@ -10,7 +10,6 @@ through one.
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -18,7 +17,7 @@ from ._clock import Clock
 from ._definitions import DEFINITIONS, Definition
 from ._engine import AsyncFace, Engine, ListPage, Plan, SyncFace
 from ._errors import ValidationError
-from ._events import RunEvent
+from ._faces import operation
 from ._lifecycle import Lifecycle
 from ._model import Status
 from ._validate import require_string
@@ -105,6 +104,38 @@ class ObjectPlans(Engine[Any]):
             idempotency_window=idempotency_window,
         )
 
+    # --- the operations: each face's methods are made from these (see ``_faces``) --------
+
+    @operation
+    def create(self, /, *, idempotency_key: str | None = None, **fields: Any) -> Plan[Any]:
+        """A new object in the definition's initial status, made by its model's ``new``
+        from ``fields``; its events ``<object>.created`` and ``<object>.<initial>``. With
+        ``idempotency_key``, as ``RunEngine.create``."""
+        return self._p_create(fields, idempotency_key)
+
+    @operation
+    def list(
+        self,
+        *,
+        group: str | None = None,
+        status: Status | str | None = None,
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Plan[ListPage[Any]]:
+        """A page of the lifecycle's objects by ``created_at`` (of one ``group``, and in
+        one ``status``, if given), in the public list shape."""
+        return self._p_list_objects(group, status, limit, order, after, before)
+
+    @operation
+    def fire(
+        self, object_id: str, event: str, argument: Any = None, *, worker_id: str | None = None
+    ) -> Plan[Any]:
+        """Fire ``event`` on the object, with its ``argument`` if it takes one; with
+        ``worker_id``, refused (``LeaseError``) unless that worker holds the lease."""
+        return self._p_fire(object_id, event, argument, worker_id)
+
     def _lifecycle_of(self, obj: Any) -> Lifecycle:
         return self.lifecycle
 
@@ -147,84 +178,6 @@ class ObjectEngine(SyncFace[Any], ObjectPlans):
     deadline past which the definition's time-out fires. ``lease_seconds`` and
     ``max_attempts`` are as for runs."""
 
-    def create(self, *, idempotency_key: str | None = None, **fields: Any) -> Any:
-        """A new object in the definition's initial status, made by its model's ``new``
-        from ``fields``; its events ``<object>.created`` and ``<object>.<initial>``. With
-        ``idempotency_key``, as ``RunEngine.create``."""
-        return self._run(self._p_create(fields, idempotency_key))
-
-    def get(self, object_id: str) -> Any:
-        """The object (timed out first, and stored so, if it is due)."""
-        return self._run(self._p_get(object_id))
-
-    def list(
-        self,
-        *,
-        group: str | None = None,
-        status: Status | str | None = None,
-        limit: int = 20,
-        order: Order = "desc",
-        after: str | None = None,
-        before: str | None = None,
-    ) -> ListPage[Any]:
-        """A page of the lifecycle's objects by ``created_at`` (of one ``group``, and in
-        one ``status``, if given), in the public list shape."""
-        return self._run(self._p_list_objects(group, status, limit, order, after, before))
-
-    def fire(
-        self, object_id: str, event: str, argument: Any = None, *, worker_id: str | None = None
-    ) -> Any:
-        """Fire ``event`` on the object, with its ``argument`` if it takes one; with
-        ``worker_id``, refused (``LeaseError``) unless that worker holds the lease."""
-        return self._run(self._p_fire(object_id, event, argument, worker_id))
-
-    def cancel(self, object_id: str) -> Any:
-        """Cancel the object as the definition's ``Cancel`` says."""
-        return self._run(self._p_cancel(object_id))
-
-    def heartbeat(self, object_id: str, worker_id: str, *, lease_seconds: int | None = None) -> Any:
-        """Extend ``worker_id``'s lease (never the deadline); the object, so that the
-        worker sees a cancel."""
-        return self._run(self._p_heartbeat(object_id, worker_id, lease_seconds))
-
-    def history(self, object_id: str) -> builtins.list[RunEvent]:
-        """Every event of the object, oldest first."""
-        return self._run(self._p_history(object_id))
-
 
 class AsyncObjectEngine(AsyncFace[Any], ObjectPlans):
     """``ObjectEngine`` for asyncio, on an async store: the same methods, awaitable."""
-
-    async def create(self, *, idempotency_key: str | None = None, **fields: Any) -> Any:
-        return await self._arun(self._p_create(fields, idempotency_key))
-
-    async def get(self, object_id: str) -> Any:
-        return await self._arun(self._p_get(object_id))
-
-    async def list(
-        self,
-        *,
-        group: str | None = None,
-        status: Status | str | None = None,
-        limit: int = 20,
-        order: Order = "desc",
-        after: str | None = None,
-        before: str | None = None,
-    ) -> ListPage[Any]:
-        return await self._arun(self._p_list_objects(group, status, limit, order, after, before))
-
-    async def fire(
-        self, object_id: str, event: str, argument: Any = None, *, worker_id: str | None = None
-    ) -> Any:
-        return await self._arun(self._p_fire(object_id, event, argument, worker_id))
-
-    async def cancel(self, object_id: str) -> Any:
-        return await self._arun(self._p_cancel(object_id))
-
-    async def heartbeat(
-        self, object_id: str, worker_id: str, *, lease_seconds: int | None = None
-    ) -> Any:
-        return await self._arun(self._p_heartbeat(object_id, worker_id, lease_seconds))
-
-    async def history(self, object_id: str) -> builtins.list[RunEvent]:
-        return await self._arun(self._p_history(object_id))

@@ -22,9 +22,10 @@ from ._clock import Clock
 from ._engine import AsyncFace, Decision, Engine, Lease, ListPage, Plan, SyncFace, call, check_lease
 from ._errors import ObjectNotFoundError, ResponseNotFoundError, ValidationError
 from ._events import RunEvent
+from ._faces import operation
 from ._lifecycle import ResponseLifecycle
 from ._response import Response, ResponseStatus
-from ._validate import json_value, require_int, require_string
+from ._validate import json_value, require_string
 from .stores import Order, StoredObject
 
 __all__ = ["AsyncResponseEngine", "ResponseEngine", "ResponseList"]
@@ -121,16 +122,6 @@ class ResponsePlans(Engine[Response]):
         deleted: bool = yield call("delete", response_id)
         return deleted
 
-    def _p_events(
-        self, response_id: str, starting_after: int | None
-    ) -> Plan[builtins.list[RunEvent]]:
-        if starting_after is not None:
-            require_int(starting_after, "starting_after", minimum=0)
-        events = yield from self._p_history(response_id)
-        if starting_after is None:
-            return events
-        return [e for e in events if (e.sequence_number or 0) > starting_after]
-
     def _p_append(
         self, response_id: str, event_type: str, data: dict[str, Any], worker_id: str | None
     ) -> Plan[RunEvent]:
@@ -178,19 +169,9 @@ class ResponsePlans(Engine[Response]):
         placed.update(number=stored.event_count, at=steps[0].at)
         return Decision(steps, Lease.after(stored, response, self._leased))
 
+    # --- the operations: each face's methods are made from these (see ``_faces``) --------
 
-class ResponseEngine(SyncFace[Response], ResponsePlans):
-    """Background responses in ``store`` (default: a new ``MemoryStore``; any store a
-    ``RunEngine`` uses can hold both), timed by ``clock``.
-
-    ``timeout`` is the seconds after creation past which an active response fails with
-    ``server_error`` (``expire_due`` applies it; reading a response does too).
-    ``lease_seconds`` and ``max_attempts`` are as for runs: a response whose worker
-    vanished goes back to the queue, and fails after ``max_attempts`` claims.
-    """
-
-    # --- the caller's side ---------------------------------------------------------------------
-
+    @operation
     def create(
         self,
         *,
@@ -207,40 +188,34 @@ class ResponseEngine(SyncFace[Response], ResponsePlans):
         max_output_tokens: int | None = None,
         previous_response_id: str | None = None,
         idempotency_key: str | None = None,
-    ) -> Response:
+    ) -> Plan[Response]:
         """A new response: ``queued`` for a worker to claim (``background=True``), or
         ``in_progress`` for a caller that generates it itself and completes it (ours).
         ``previous_response_id`` must name a stored response. With ``idempotency_key``,
         a create repeated with the same key and parameters returns the response made
         first; with other parameters it is an ``IdempotencyError`` (409)."""
-        return self._run(
-            self._p_create(
-                dict(
-                    model=model,
-                    input=input,
-                    instructions=instructions,
-                    background=background,
-                    metadata=metadata,
-                    tools=tools,
-                    tool_choice=tool_choice,
-                    parallel_tool_calls=parallel_tool_calls,
-                    temperature=temperature,
-                    top_p=top_p,
-                    max_output_tokens=max_output_tokens,
-                    previous_response_id=previous_response_id,
-                ),
-                idempotency_key,
-            )
+        fields = dict(
+            model=model,
+            input=input,
+            instructions=instructions,
+            background=background,
+            metadata=metadata,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+            temperature=temperature,
+            top_p=top_p,
+            max_output_tokens=max_output_tokens,
+            previous_response_id=previous_response_id,
         )
+        return self._p_create(fields, idempotency_key)
 
-    def get(self, response_id: str) -> Response:
-        """The response (failed first, and stored so, if it has timed out)."""
-        return self._run(self._p_get(response_id))
-
-    def input_of(self, response_id: str) -> str | builtins.list[dict[str, Any]]:
+    @operation
+    def input_of(self, response_id: str) -> Plan[str | builtins.list[dict[str, Any]]]:
         """The ``input`` the response was created with: what its worker generates from."""
-        return self._run(self._p_input_of(response_id))
+        return self._p_input_of(response_id)
 
+    @operation
     def list(
         self,
         *,
@@ -249,50 +224,27 @@ class ResponseEngine(SyncFace[Response], ResponsePlans):
         order: Order = "desc",
         after: str | None = None,
         before: str | None = None,
-    ) -> ResponseList:
+    ) -> Plan[ResponseList]:
         """Responses by ``created_at`` (newest first unless ``order="asc"``), in the
         public list shape, optionally only those with one status; ``after`` and
         ``before`` are response ids bounding the page."""
-        return self._run(self._p_list_responses(status, limit, order, after, before))
+        return self._p_list_responses(status, limit, order, after, before)
 
-    def update_metadata(self, response_id: str, metadata: dict[str, str]) -> Response:
+    @operation
+    def update_metadata(self, response_id: str, metadata: dict[str, str]) -> Plan[Response]:
         """Replace the response's metadata, in any status."""
-        return self._run(self._p_update_metadata(response_id, metadata))
+        return self._p_update_metadata(response_id, metadata)
 
-    def cancel(self, response_id: str) -> Response:
-        """Cancel a background response now: ``queued`` or ``in_progress`` to
-        ``cancelled``, in one write (its worker learns it at its next step or heartbeat,
-        and its late ``complete`` is refused). A background response that has already
-        ended is returned unchanged, with no event; a foreground one is refused (400)."""
-        return self._run(self._p_cancel(response_id))
-
-    def delete(self, response_id: str) -> bool:
+    @operation
+    def delete(self, response_id: str) -> Plan[bool]:
         """Delete the response and its events, in any status (a worker still generating
         it finds it gone at its next step). False if there was no such response."""
-        return self._run(self._p_delete(response_id))
+        return self._p_delete(response_id)
 
-    def history(self, response_id: str) -> builtins.list[RunEvent]:
-        """Every event of the response (its transitions and its worker's own events),
-        oldest first: ``events`` without ``starting_after``, named as a run's is."""
-        return self._run(self._p_history(response_id))
+    # The worker's side. With ``worker_id``, a step is refused (``LeaseError``) unless
+    # that worker holds the lease.
 
-    def events(
-        self, response_id: str, *, starting_after: int | None = None
-    ) -> builtins.list[RunEvent]:
-        """The response's events in order, each with its ``sequence_number`` (from 0,
-        no gaps); with ``starting_after=n``, only those after event n: how a stream is
-        resumed, from any process."""
-        return self._run(self._p_events(response_id, starting_after))
-
-    # --- the worker's side -------------------------------------------------------------------
-
-    def heartbeat(
-        self, response_id: str, worker_id: str, *, lease_seconds: int | None = None
-    ) -> Response:
-        """Extend ``worker_id``'s lease (never the time-out). The response is returned so
-        the worker sees a cancel; a cancelled one is refused (it has no lease to extend)."""
-        return self._run(self._p_heartbeat(response_id, worker_id, lease_seconds))
-
+    @operation
     def append(
         self,
         response_id: str,
@@ -300,14 +252,15 @@ class ResponseEngine(SyncFace[Response], ResponsePlans):
         data: dict[str, Any],
         *,
         worker_id: str | None = None,
-    ) -> RunEvent:
+    ) -> Plan[RunEvent]:
         """Store a worker's own stream event, such as ``response.output_text.delta`` with
         ``{"item_id": ..., "output_index": 0, "content_index": 0, "delta": "Hel"}``,
         numbered in the response's sequence. Refused unless the response is
         ``in_progress`` (and, with ``worker_id``, leased to that worker): a cancelled
         response takes no more. Returns the stored event."""
-        return self._run(self._p_append(response_id, event_type, data, worker_id))
+        return self._p_append(response_id, event_type, data, worker_id)
 
+    @operation
     def complete(
         self,
         response_id: str,
@@ -315,13 +268,12 @@ class ResponseEngine(SyncFace[Response], ResponsePlans):
         output: Sequence[dict[str, Any]],
         usage: dict[str, Any] | None = None,
         worker_id: str | None = None,
-    ) -> Response:
+    ) -> Plan[Response]:
         """``in_progress`` to ``completed``, with the ``output`` items (messages, function
         calls) and ``usage``; stamps ``completed_at``. Refused after a cancel."""
-        return self._run(
-            self._p_step(response_id, "complete", Completion(output, usage), worker_id)
-        )
+        return self._p_step(response_id, "complete", Completion(output, usage), worker_id)
 
+    @operation
     def incomplete(
         self,
         response_id: str,
@@ -330,12 +282,13 @@ class ResponseEngine(SyncFace[Response], ResponsePlans):
         output: Sequence[dict[str, Any]] | None = None,
         usage: dict[str, Any] | None = None,
         worker_id: str | None = None,
-    ) -> Response:
+    ) -> Plan[Response]:
         """``in_progress`` to ``incomplete``: generation stopped early (``reason``:
         ``max_output_tokens``, ``content_filter``, ...), with what was generated."""
-        arg = Incompletion(reason, output, usage)
-        return self._run(self._p_step(response_id, "incomplete", arg, worker_id))
+        stop = Incompletion(reason, output, usage)
+        return self._p_step(response_id, "incomplete", stop, worker_id)
 
+    @operation
     def fail(
         self,
         response_id: str,
@@ -343,135 +296,25 @@ class ResponseEngine(SyncFace[Response], ResponsePlans):
         code: str = "server_error",
         message: str,
         worker_id: str | None = None,
-    ) -> Response:
+    ) -> Plan[Response]:
         """``queued`` or ``in_progress`` to ``failed``, with ``error = {code, message}``."""
-        return self._run(self._p_step(response_id, "fail", Failure(code, message), worker_id))
+        return self._p_step(response_id, "fail", Failure(code, message), worker_id)
+
+
+class ResponseEngine(SyncFace[Response], ResponsePlans):
+    """Background responses in ``store`` (default: a new ``MemoryStore``; any store a
+    ``RunEngine`` uses can hold both), timed by ``clock``.
+
+    ``timeout`` is the seconds after creation past which an active response fails with
+    ``server_error`` (``expire_due`` applies it; reading a response does too).
+    ``lease_seconds`` and ``max_attempts`` are as for runs: a response whose worker
+    vanished goes back to the queue, and fails after ``max_attempts`` claims. A
+    cancel is immediate: ``queued`` or ``in_progress`` to ``cancelled`` in one write (a
+    worker's late ``complete`` is refused); an ended background response is returned
+    unchanged, and a foreground one is refused (400).
+    """
 
 
 class AsyncResponseEngine(AsyncFace[Response], ResponsePlans):
-    """``ResponseEngine``'s twin for asyncio: the same methods, awaitable, on an async
-    store (``runstate.connect_async(url)``). Each method is the same plan as its sync
-    twin's."""
-
-    async def create(
-        self,
-        *,
-        model: str,
-        input: str | Sequence[dict[str, Any]],
-        instructions: str | None = None,
-        background: bool = True,
-        metadata: dict[str, str] | None = None,
-        tools: Sequence[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] = "auto",
-        parallel_tool_calls: bool = True,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_output_tokens: int | None = None,
-        previous_response_id: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> Response:
-        """As ``ResponseEngine.create``."""
-        return await self._arun(
-            self._p_create(
-                dict(
-                    model=model,
-                    input=input,
-                    instructions=instructions,
-                    background=background,
-                    metadata=metadata,
-                    tools=tools,
-                    tool_choice=tool_choice,
-                    parallel_tool_calls=parallel_tool_calls,
-                    temperature=temperature,
-                    top_p=top_p,
-                    max_output_tokens=max_output_tokens,
-                    previous_response_id=previous_response_id,
-                ),
-                idempotency_key,
-            )
-        )
-
-    async def get(self, response_id: str) -> Response:
-        return await self._arun(self._p_get(response_id))
-
-    async def input_of(self, response_id: str) -> str | builtins.list[dict[str, Any]]:
-        return await self._arun(self._p_input_of(response_id))
-
-    async def list(
-        self,
-        *,
-        status: ResponseStatus | str | None = None,
-        limit: int = 20,
-        order: Order = "desc",
-        after: str | None = None,
-        before: str | None = None,
-    ) -> ResponseList:
-        return await self._arun(self._p_list_responses(status, limit, order, after, before))
-
-    async def update_metadata(self, response_id: str, metadata: dict[str, str]) -> Response:
-        return await self._arun(self._p_update_metadata(response_id, metadata))
-
-    async def cancel(self, response_id: str) -> Response:
-        return await self._arun(self._p_cancel(response_id))
-
-    async def delete(self, response_id: str) -> bool:
-        return await self._arun(self._p_delete(response_id))
-
-    async def history(self, response_id: str) -> builtins.list[RunEvent]:
-        return await self._arun(self._p_history(response_id))
-
-    async def events(
-        self, response_id: str, *, starting_after: int | None = None
-    ) -> builtins.list[RunEvent]:
-        return await self._arun(self._p_events(response_id, starting_after))
-
-    async def heartbeat(
-        self, response_id: str, worker_id: str, *, lease_seconds: int | None = None
-    ) -> Response:
-        return await self._arun(self._p_heartbeat(response_id, worker_id, lease_seconds))
-
-    async def append(
-        self,
-        response_id: str,
-        event_type: str,
-        data: dict[str, Any],
-        *,
-        worker_id: str | None = None,
-    ) -> RunEvent:
-        return await self._arun(self._p_append(response_id, event_type, data, worker_id))
-
-    async def complete(
-        self,
-        response_id: str,
-        *,
-        output: Sequence[dict[str, Any]],
-        usage: dict[str, Any] | None = None,
-        worker_id: str | None = None,
-    ) -> Response:
-        return await self._arun(
-            self._p_step(response_id, "complete", Completion(output, usage), worker_id)
-        )
-
-    async def incomplete(
-        self,
-        response_id: str,
-        *,
-        reason: str,
-        output: Sequence[dict[str, Any]] | None = None,
-        usage: dict[str, Any] | None = None,
-        worker_id: str | None = None,
-    ) -> Response:
-        arg = Incompletion(reason, output, usage)
-        return await self._arun(self._p_step(response_id, "incomplete", arg, worker_id))
-
-    async def fail(
-        self,
-        response_id: str,
-        *,
-        code: str = "server_error",
-        message: str,
-        worker_id: str | None = None,
-    ) -> Response:
-        return await self._arun(
-            self._p_step(response_id, "fail", Failure(code, message), worker_id)
-        )
+    """``ResponseEngine`` for asyncio: the same methods, awaitable, on an async store
+    (``runstate.connect_async(url)``)."""

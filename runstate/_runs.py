@@ -9,19 +9,18 @@ async store: the same decisions, the same loop.
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ._arguments import Completion, Failure, Incompletion
 from ._clock import Clock
-from ._engine import AsyncFace, Engine, ListPage, Plan, SyncFace, call
+from ._engine import AsyncFace, Engine, ListPage, Plan, SyncFace
 from ._errors import ActiveRunError, ConcurrentUpdateError, RunNotFoundError
-from ._events import RunEvent
+from ._faces import operation
 from ._lifecycle import RunLifecycle, require_version
 from ._model import Run, RunStatus, require_status
-from ._validate import require_int, require_string
+from ._validate import require_string
 from .stores import Order
 
 __all__ = ["AsyncRunEngine", "RunEngine", "RunList"]
@@ -102,35 +101,12 @@ class RunPlans(Engine[Run]):
         runs, has_more = yield from self._p_list(thread_id, wanted, limit, order, after, before)
         return RunList(runs, has_more)
 
-    def _p_events(
-        self, after_seq: int, run_id: str | None, limit: int
-    ) -> Plan[builtins.list[RunEvent]]:
-        require_int(after_seq, "after_seq", minimum=0)
-        if run_id is not None:
-            require_string(run_id, "run_id")
-        limit = require_int(limit, "limit", maximum=10_000)
-        events: builtins.list[RunEvent] = yield call("events", after_seq, run_id, limit)
-        return events
+    # --- the operations: each face's methods are made from these (see ``_faces``) --------
 
-
-def _done(usage: dict[str, int] | None) -> Completion | None:
-    """A run's ``complete`` argument: its usage, if given."""
-    return None if usage is None else Completion(usage=usage)
-
-
-class RunEngine(SyncFace[Run], RunPlans):
-    """Runs in ``store`` (default: a new ``MemoryStore``), timed by ``clock``.
-
-    ``lease_seconds`` is how long a claim lasts without a heartbeat; a run whose worker
-    vanished is put back in the queue by ``recover_stalled`` and failed with
-    ``server_error`` once it has been claimed ``max_attempts`` times. Times are whole
-    seconds, so a lease of n seconds lasts between n-1 and n: heartbeat well within it.
-    """
-
-    # --- caller-side operations -------------------------------------------------------------
-
+    @operation
     def create(
         self,
+        /,  # ``**settings`` may not take the name
         *,
         thread_id: str,
         assistant_id: str,
@@ -142,7 +118,7 @@ class RunEngine(SyncFace[Run], RunPlans):
         version: str | None = None,
         idempotency_key: str | None = None,
         **settings: Any,
-    ) -> Run:
+    ) -> Plan[Run]:
         """A new queued run of the engine's version (or of ``version``, "v1" or "v2");
         refused with ``ActiveRunError`` if the thread has an active one. With
         ``idempotency_key``, a create repeated with the same key and parameters (within
@@ -161,12 +137,9 @@ class RunEngine(SyncFace[Run], RunPlans):
             metadata=metadata,
             **settings,
         )
-        return self._run(self._p_create(version, fields, idempotency_key))
+        return self._p_create(version, fields, idempotency_key)
 
-    def get(self, run_id: str) -> Run:
-        """The run (expired first, and stored so, if it is due)."""
-        return self._run(self._p_get(run_id))
-
+    @operation
     def list(
         self,
         thread_id: str | None,
@@ -176,42 +149,45 @@ class RunEngine(SyncFace[Run], RunPlans):
         order: Order = "desc",
         after: str | None = None,
         before: str | None = None,
-    ) -> RunList:
+    ) -> Plan[RunList]:
         """A thread's runs (every thread's for ``None``) by ``created_at``, in the public
         list shape, optionally only those with one status."""
-        return self._run(self._p_list_runs(thread_id, status, limit, order, after, before))
+        return self._p_list_runs(thread_id, status, limit, order, after, before)
 
-    def update_metadata(self, run_id: str, metadata: dict[str, str]) -> Run:
+    @operation
+    def update_metadata(self, run_id: str, metadata: dict[str, str]) -> Plan[Run]:
         """Replace the run's metadata, in any status."""
-        return self._run(self._p_update_metadata(run_id, metadata))
+        return self._p_update_metadata(run_id, metadata)
 
-    def submit_tool_outputs(self, run_id: str, tool_outputs: Sequence[dict[str, Any]]) -> Run:
-        return self._run(self._p_step(run_id, "submit_tool_outputs", tool_outputs))
+    @operation
+    def submit_tool_outputs(self, run_id: str, tool_outputs: Sequence[dict[str, Any]]) -> Plan[Run]:
+        """The caller's answer to ``requires_action``: one output per pending call; the
+        run goes back to ``queued`` for a worker to go on with it."""
+        return self._p_step(run_id, "submit_tool_outputs", tool_outputs)
 
-    def cancel(self, run_id: str) -> Run:
-        """Ask for cancellation. A run that no worker is executing (``queued`` or
-        ``requires_action``) has nobody to confirm it, so the engine confirms it in the
-        same write: ``cancelling`` then ``cancelled``, both events stored (ours). An
-        ``in_progress`` run stays ``cancelling`` until its worker confirms or finishes."""
-        return self._run(self._p_cancel(run_id))
+    # The worker's side. With ``worker_id``, a step is refused (``LeaseError``) unless
+    # that worker holds the lease.
 
-    # --- worker-side operations ----------------------------------------------------------
-    # With ``worker_id``, the step is refused (LeaseError) unless that worker holds the lease.
+    @operation
+    def start(self, run_id: str, *, worker_id: str | None = None) -> Plan[Run]:
+        """``queued`` to ``in_progress`` (a claim does this and leases the run)."""
+        return self._p_step(run_id, "start", None, worker_id)
 
-    def start(self, run_id: str, *, worker_id: str | None = None) -> Run:
-        return self._run(self._p_step(run_id, "start", None, worker_id))
-
+    @operation
     def require_action(
         self, run_id: str, tool_calls: Sequence[dict[str, Any]], *, worker_id: str | None = None
-    ) -> Run:
-        return self._run(self._p_step(run_id, "require_action", tool_calls, worker_id))
+    ) -> Plan[Run]:
+        """``in_progress`` to ``requires_action``, waiting for these function calls."""
+        return self._p_step(run_id, "require_action", tool_calls, worker_id)
 
+    @operation
     def complete(
         self, run_id: str, *, usage: dict[str, int] | None = None, worker_id: str | None = None
-    ) -> Run:
+    ) -> Plan[Run]:
         """The run is done (a v2 run with its ``usage``, if given)."""
-        return self._run(self._p_step(run_id, "complete", _done(usage), worker_id))
+        return self._p_step(run_id, "complete", _done(usage), worker_id)
 
+    @operation
     def fail(
         self,
         run_id: str,
@@ -220,9 +196,11 @@ class RunEngine(SyncFace[Run], RunPlans):
         message: str,
         usage: dict[str, int] | None = None,
         worker_id: str | None = None,
-    ) -> Run:
-        return self._run(self._p_step(run_id, "fail", Failure(code, message, usage), worker_id))
+    ) -> Plan[Run]:
+        """The run failed, with ``last_error`` of this ``code`` and ``message``."""
+        return self._p_step(run_id, "fail", Failure(code, message, usage), worker_id)
 
+    @operation
     def incomplete(
         self,
         run_id: str,
@@ -230,149 +208,39 @@ class RunEngine(SyncFace[Run], RunPlans):
         reason: str,
         usage: dict[str, int] | None = None,
         worker_id: str | None = None,
-    ) -> Run:
+    ) -> Plan[Run]:
         """A v2 run stopped at a token limit (``max_completion_tokens`` or
         ``max_prompt_tokens``): ``in_progress`` or ``cancelling`` to ``incomplete``."""
-        return self._run(
-            self._p_step(run_id, "incomplete", Incompletion(reason, usage=usage), worker_id)
-        )
+        return self._p_step(run_id, "incomplete", Incompletion(reason, usage=usage), worker_id)
 
-    def confirm_cancel(self, run_id: str, *, worker_id: str | None = None) -> Run:
-        return self._run(self._p_step(run_id, "confirm_cancel", None, worker_id))
+    @operation
+    def confirm_cancel(self, run_id: str, *, worker_id: str | None = None) -> Plan[Run]:
+        """The worker confirms a cancel: ``cancelling`` to ``cancelled``."""
+        return self._p_step(run_id, "confirm_cancel", None, worker_id)
 
-    def expire(self, run_id: str) -> Run:
+    @operation
+    def expire(self, run_id: str) -> Plan[Run]:
         """Expire a due run now; refused if it is not due."""
-        return self._run(self._p_step(run_id, "expire"))
+        return self._p_step(run_id, "expire")
 
-    def heartbeat(self, run_id: str, worker_id: str, *, lease_seconds: int | None = None) -> Run:
-        """Extend ``worker_id``'s lease on the run (never its ``expires_at``). The run is
-        returned so the worker sees a ``cancelling`` status and can stop."""
-        return self._run(self._p_heartbeat(run_id, worker_id, lease_seconds))
 
-    # --- history ------------------------------------------------------------------------------
+def _done(usage: dict[str, int] | None) -> Completion | None:
+    """A run's ``complete`` argument: its usage, if given."""
+    return None if usage is None else Completion(usage=usage)
 
-    def history(self, run_id: str) -> builtins.list[RunEvent]:
-        """Every transition of the run, oldest first."""
-        return self._run(self._p_history(run_id))
 
-    def events(
-        self, *, after_seq: int = 0, run_id: str | None = None, limit: int = 100
-    ) -> builtins.list[RunEvent]:
-        """Stored events with ``seq > after_seq``, oldest first (the store's whole log,
-        every lifecycle's, unless ``run_id`` is given): how another process follows
-        transitions made elsewhere."""
-        return self._run(self._p_events(after_seq, run_id, limit))
+class RunEngine(SyncFace[Run], RunPlans):
+    """Runs in ``store`` (default: a new ``MemoryStore``), timed by ``clock``.
+
+    ``ttl`` is the seconds from creation to ``expires_at``; ``version`` the run object's
+    (``"v1"``, the default, or ``"v2"``). ``lease_seconds`` is how long a claim lasts
+    without a heartbeat; a run whose worker vanished is put back in the queue by
+    ``recover_stalled`` and failed with ``server_error`` once it has been claimed
+    ``max_attempts`` times. Times are whole seconds, so a lease of n seconds lasts between
+    n-1 and n: heartbeat well within it.
+    """
 
 
 class AsyncRunEngine(AsyncFace[Run], RunPlans):
-    """``RunEngine``'s twin for asyncio: the same methods, awaitable, on an async store
-    (``runstate.connect_async(url)``; default: a ``MemoryStore`` behind
-    ``AsyncStore``). Each method is the same plan as its sync twin's."""
-
-    async def create(
-        self,
-        *,
-        thread_id: str,
-        assistant_id: str,
-        model: str = "",
-        instructions: str = "",
-        tools: Sequence[dict[str, Any]] | None = None,
-        file_ids: Sequence[str] | None = None,
-        metadata: dict[str, str] | None = None,
-        version: str | None = None,
-        idempotency_key: str | None = None,
-        **settings: Any,
-    ) -> Run:
-        """As ``RunEngine.create``."""
-        fields = dict(
-            thread_id=thread_id,
-            assistant_id=assistant_id,
-            model=model,
-            instructions=instructions,
-            tools=tools,
-            file_ids=file_ids,
-            metadata=metadata,
-            **settings,
-        )
-        return await self._arun(self._p_create(version, fields, idempotency_key))
-
-    async def get(self, run_id: str) -> Run:
-        return await self._arun(self._p_get(run_id))
-
-    async def list(
-        self,
-        thread_id: str | None,
-        *,
-        status: RunStatus | str | None = None,
-        limit: int = 20,
-        order: Order = "desc",
-        after: str | None = None,
-        before: str | None = None,
-    ) -> RunList:
-        return await self._arun(self._p_list_runs(thread_id, status, limit, order, after, before))
-
-    async def update_metadata(self, run_id: str, metadata: dict[str, str]) -> Run:
-        return await self._arun(self._p_update_metadata(run_id, metadata))
-
-    async def submit_tool_outputs(self, run_id: str, tool_outputs: Sequence[dict[str, Any]]) -> Run:
-        return await self._arun(self._p_step(run_id, "submit_tool_outputs", tool_outputs))
-
-    async def cancel(self, run_id: str) -> Run:
-        return await self._arun(self._p_cancel(run_id))
-
-    async def start(self, run_id: str, *, worker_id: str | None = None) -> Run:
-        return await self._arun(self._p_step(run_id, "start", None, worker_id))
-
-    async def require_action(
-        self, run_id: str, tool_calls: Sequence[dict[str, Any]], *, worker_id: str | None = None
-    ) -> Run:
-        return await self._arun(self._p_step(run_id, "require_action", tool_calls, worker_id))
-
-    async def complete(
-        self, run_id: str, *, usage: dict[str, int] | None = None, worker_id: str | None = None
-    ) -> Run:
-        return await self._arun(self._p_step(run_id, "complete", _done(usage), worker_id))
-
-    async def fail(
-        self,
-        run_id: str,
-        *,
-        code: str = "server_error",
-        message: str,
-        usage: dict[str, int] | None = None,
-        worker_id: str | None = None,
-    ) -> Run:
-        return await self._arun(
-            self._p_step(run_id, "fail", Failure(code, message, usage), worker_id)
-        )
-
-    async def incomplete(
-        self,
-        run_id: str,
-        *,
-        reason: str,
-        usage: dict[str, int] | None = None,
-        worker_id: str | None = None,
-    ) -> Run:
-        return await self._arun(
-            self._p_step(run_id, "incomplete", Incompletion(reason, usage=usage), worker_id)
-        )
-
-    async def confirm_cancel(self, run_id: str, *, worker_id: str | None = None) -> Run:
-        return await self._arun(self._p_step(run_id, "confirm_cancel", None, worker_id))
-
-    async def expire(self, run_id: str) -> Run:
-        return await self._arun(self._p_step(run_id, "expire"))
-
-    async def heartbeat(
-        self, run_id: str, worker_id: str, *, lease_seconds: int | None = None
-    ) -> Run:
-        return await self._arun(self._p_heartbeat(run_id, worker_id, lease_seconds))
-
-    async def history(self, run_id: str) -> builtins.list[RunEvent]:
-        return await self._arun(self._p_history(run_id))
-
-    async def events(
-        self, *, after_seq: int = 0, run_id: str | None = None, limit: int = 100
-    ) -> builtins.list[RunEvent]:
-        return await self._arun(self._p_events(after_seq, run_id, limit))
+    """``RunEngine`` for asyncio: the same methods, awaitable, on an async store
+    (``runstate.connect_async(url)``; default: a ``MemoryStore`` behind ``AsyncStore``)."""

@@ -36,8 +36,6 @@ from . import __version__
 
 __all__ = ["Telemetry", "instrument"]
 
-_ID_NAMES = ("object_id", "run_id", "response_id")
-
 
 class Telemetry:
     """The instruments of one or more engines (see the module)."""
@@ -77,22 +75,18 @@ class Telemetry:
 
     def add(self, engine: Any) -> Any:
         """Instrument ``engine`` (a sync or an async one); returns it."""
-        engine._observe = self
+        engine.observe(self)
         self._engines.append(engine)
         return engine
 
     # --- what the engines call ----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def operation(self, engine: Any, plan: Any) -> Iterator[None]:
-        """A span around one engine operation (``plan``, not yet started)."""
-        args = plan.gi_frame.f_locals if plan.gi_frame is not None else {}
-        name = args.get("event") or plan.gi_code.co_name.removeprefix("_p_")
+    def operation(self, engine: Any, name: str, object_id: str | None) -> Iterator[None]:
+        """A span around one engine operation, named for it, on the object it is about."""
         attributes = {"runstate.lifecycle": engine.definition.name}
-        for key in _ID_NAMES:
-            if isinstance(args.get(key), str):
-                attributes["runstate.object_id"] = args[key]
-                break
+        if object_id is not None:
+            attributes["runstate.object_id"] = object_id
         with self._tracer.start_as_current_span(f"runstate.{name}", attributes=attributes):
             yield
 

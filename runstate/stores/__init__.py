@@ -22,8 +22,7 @@ from ._base import (
     Write,
 )
 from ._memory import MemoryStore
-from ._postgres import PostgresStore
-from ._postgres_async import AsyncPostgresStore
+from ._postgres import AsyncPostgresStore, PostgresStore
 from ._sqlite import SQLiteStore
 
 __all__ = [

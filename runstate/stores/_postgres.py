@@ -29,16 +29,18 @@ does not need them. ``psycopg`` errors become ``StoreError`` in ``_translate``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import re
 import select
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import ActiveRunError, StoreError, ValidationError
+from .._errors import ActiveRunError, RunStateError, StoreError, ValidationError
+from .._faces import Async, Plan, operation
 from .._lifecycle import Transition
 from .._validate import require_int, require_string
 from ._base import (
@@ -57,21 +59,24 @@ from ._base import (
 )
 from ._bell import ANY, WAITING, Bell, ring_for, ring_for_won
 from ._sql import (
-    SQLStore,
+    Sql,
+    SQLPlans,
+    SyncSQL,
+    Transaction,
     dumps,
     insert_params,
     key_params,
     load_migrations,
     load_queries,
-    trims,
     write_params,
 )
 
 if TYPE_CHECKING:
     import psycopg
-    from psycopg_pool import ConnectionPool
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-__all__ = ["PostgresStore"]
+__all__ = ["AsyncPostgresStore", "PostgresStore"]
+R = TypeVar("R")
 
 log = logging.getLogger("runstate")
 LOCK_SCHEMA = 0x52554E5301  # the advisory lock key that serialises schema changes
@@ -82,65 +87,44 @@ MIGRATIONS = load_migrations("postgresql")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-class PostgresStore(SQLStore):
-    """Runs in the PostgreSQL database ``conninfo`` names (a ``postgresql://`` URL or
-    ``key=value`` pairs), in the schema ``schema``; a pool of up to ``max_size``
-    connections serves the threads of this process."""
+class PostgresPlans(SQLPlans):
+    """What both PostgreSQL stores do, each operation a plan (see ``SQLPlans``): the
+    sync ``PostgresStore`` and the async ``AsyncPostgresStore`` differ only in their
+    pools and drivers."""
 
     SQL = SQL
     schema_version = SCHEMA_VERSION  # what this code writes
     upgraded_from: int  # the version the schema had when opened (0: new)
+    schema: str
+    _psycopg: Any
+    _channel: str
+    _listener: Listener | None
 
     @staticmethod
     def param(name: str) -> str:
         return f"%({name})s"
 
-    def __init__(
-        self,
-        conninfo: str,
-        *,
-        schema: str = "runstate",
-        max_size: int = 8,
-        connect_timeout: int = 10,
-        max_events: int | None = None,
+    def _setup(
+        self, conninfo: str, options: dict[str, Any], schema: str, pg: Any, max_events: Any
     ) -> None:
-        pg, options = checked_options(conninfo, schema, max_size, connect_timeout)
+        """What both stores keep: the schema, its channel and the bell, which starts a
+        listener on the channel at its first wait (other processes' writes, pushed)."""
         if max_events is not None:
             self.max_events = require_int(max_events, "max_events")
-        from psycopg_pool import ConnectionPool
-
         self.schema = schema
         self._conninfo = conninfo  # never shown: it may hold a password
         self._psycopg = pg
         self._channel = channel_of(schema)
         self.bell = Bell()
-        self._listener: Listener | None = None
+        self._listener = None
 
-        def listen() -> None:  # on the first wait: other processes' writes, pushed
+        def listen() -> None:
             self._listener = Listener(conninfo, options, self._channel, self.bell)
 
         self.bell.on_first_wait = listen
-        with self._translate():
-            with pg.connect(conninfo, **options) as conn:
-                self.upgraded_from = open_schema(conn, schema)
-            self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-                conninfo, **pool_options(ConnectionPool, options, max_size)
-            )
-            try:
-                self._pool.open(wait=True, timeout=connect_timeout)
-            except BaseException:
-                self._pool.close()  # stop its workers from trying again in the background
-                raise
 
     def __repr__(self) -> str:
-        return f"PostgresStore(schema={self.schema!r})"
-
-    def close(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-        self._pool.close()
-
-    # --- connections and errors ----------------------------------------------------------
+        return f"{type(self).__name__}(schema={self.schema!r})"
 
     @contextlib.contextmanager
     def _translate(self) -> Iterator[None]:
@@ -153,49 +137,41 @@ class PostgresStore(SQLStore):
             detail = " ".join(str(exc).split()) or type(exc).__name__
             raise StoreError(f"PostgreSQL (schema {self.schema}) cannot be used: {detail}") from exc
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
-        """A connection from the pool in a transaction: committed on success."""
-        with self._translate(), self._pool.connection() as conn, conn.transaction():
-            yield conn
+    # --- writes (each a plan) ------------------------------------------------------------
 
-    def _read(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
-        with self._translate(), self._pool.connection() as conn:
-            return conn.execute(sql, params).fetchall()
-
-    # --- writes -------------------------------------------------------------------------
-
+    @operation
     def insert(
         self,
         obj: Any,
         steps: Sequence[Transition],
         input: Any = None,
         key: IdempotencyKey | None = None,
-    ) -> list[int]:
+    ) -> Plan[list[int]]:
         """The object and its creation events (and its key remembered): one statement,
-        one round trip (``insert_one``, or ``runstate_insert_v7`` with a key)."""
+        one round trip (``insert_one``, or ``runstate_insert_v8`` with a key)."""
         sql, params = insert_statement(obj, steps, input, key, self._channel)
         for _ in range(10):
             try:
-                with self._translate(), self._pool.connection() as conn:
-                    seqs = inserted(conn.execute(sql, params).fetchone())
-                    if seqs is None:
-                        continue  # another create took the key meanwhile: look again
-                    for trim in trims(self.max_events, [Write(obj, 0, steps)], [seqs]):
-                        conn.execute(SQL["trim_events"], trim)
-                ring_for(self.bell, [obj])
-                return seqs
+                row = yield Sql(sql, params, "one")
             except StoreError as exc:
                 # The group has an active object: the partial unique index refused ours.
                 # Name the winner, or try again if it has finished meanwhile.
                 if not isinstance(exc.__cause__, self._psycopg.errors.UniqueViolation):
                     raise
                 group = group_of(obj)
-                winner = self._read(SQL["active_of_group"], {"group_id": group})
+                winner = yield Sql(SQL["active_of_group"], {"group_id": group}, "one")
                 if winner:
-                    raise ActiveRunError(str(group), winner[0][0]) from exc.__cause__
+                    raise ActiveRunError(str(group), winner[0]) from exc.__cause__
+                continue
+            seqs = inserted(row)
+            if seqs is None:
+                continue  # another create took the key meanwhile: look again
+            yield from self._p_trim([Write(obj, 0, steps)], [seqs])
+            ring_for(self.bell, [obj])
+            return seqs
         raise kept_changing(obj)
 
+    @operation
     def claim(
         self,
         now: Now,
@@ -203,50 +179,165 @@ class PostgresStore(SQLStore):
         *,
         kind: str,
         step: ClaimStep | None = None,
-    ) -> Claimed | None:
-        """With ``step``: the ``claim`` statement, one round trip (the
-        clock read just before it; ``FOR UPDATE SKIP LOCKED`` never waits). Without:
-        the rows picked and written in a transaction, as every SQL store does."""
+    ) -> Plan[Claimed | None]:
+        """With ``step``: the ``claim`` statement, one round trip (the clock read just
+        before it; ``FOR UPDATE SKIP LOCKED`` never waits). Without: the rows picked and
+        written in a transaction, as every SQL store does."""
         if step is None:
-            return super().claim(now, decide, kind=kind)
-        with self._translate(), self._pool.connection() as conn:
-            t = now()
-            params = claim_statement(step, kind, t, self._channel)
-            claimed = claimed_from(conn.execute(SQL["claim"], params).fetchone(), kind, t, decide)
-            if claimed is not None:
-                for trim in trims(self.max_events, [claimed[0]], [claimed[1]]):
-                    conn.execute(SQL["trim_events"], trim)
+            return (yield from self._p_claim_picked(now, decide, kind))
+        t = now()
+        row = yield Sql(SQL["claim"], claim_statement(step, kind, t, self._channel), "one")
+        claimed = claimed_from(row, kind, t, decide)
         if claimed is not None:
+            yield from self._p_trim([claimed[0]], [claimed[1]])
             ring_for(self.bell, [claimed[0]])
         return claimed
 
-    def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
-        # One statement, its own transaction (the connection is in autocommit).
-        with self._translate(), self._pool.connection() as conn:
-            done = self._write_batch(conn, writes)
+    @operation
+    def write(self, writes: Sequence[Write]) -> Plan[list[list[int] | None]]:
+        """One statement, its own transaction (the connection is in autocommit)."""
+        done = yield from self._p_write_batch(writes)
         ring_for_won(self.bell, writes, done)  # committed: this process hears at once
         return done
 
-    def _write_batch(
-        self, conn: psycopg.Connection[Any], writes: Sequence[Write]
-    ) -> list[list[int] | None]:
+    def _p_write_batch(self, writes: Sequence[Write]) -> Plan[list[list[int] | None]]:
+        """The one write path: every compare-and-set and its events in one statement,
+        one round trip. Per write, its events' places in the log, or None if it lost."""
         if not writes:
             return []
-        done = _write(conn, writes, self._channel)
-        for params in self._trims(writes, done):  # only with max_events set
-            conn.execute(SQL["trim_events"], params)
+        sql, params = write_statement_for(writes, self._channel)
+        row = yield Sql(sql, params, "one")
+        done = written_from(writes, row)
+        yield from self._p_trim(writes, done)  # only with max_events set
         return done
 
 
-def _write(
-    conn: psycopg.Connection[Any], writes: Sequence[Write], channel: str
-) -> list[list[int] | None]:
-    """The one write path: every compare-and-set and its events in one statement, one
-    round trip. Per write, its events' places in the log, or None if it lost."""
-    sql, params = write_statement_for(writes, channel)
-    row = conn.execute(sql, params).fetchone()
-    assert row is not None
-    return written_from(writes, row)
+class PostgresStore(SyncSQL, PostgresPlans):
+    """Objects in the PostgreSQL database ``conninfo`` names (a ``postgresql://`` URL or
+    ``key=value`` pairs), in the schema ``schema``; a pool of up to ``max_size``
+    connections serves the threads of this process."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = "runstate",
+        max_size: int = 8,
+        connect_timeout: int = 10,
+        max_events: int | None = None,
+    ) -> None:
+        pg, options = checked_options(conninfo, schema, max_size, connect_timeout)
+        self._setup(conninfo, options, schema, pg, max_events)
+        from psycopg_pool import ConnectionPool
+
+        with self._translate():
+            with pg.connect(conninfo, **options) as conn:
+                self.upgraded_from = open_schema(conn, schema)
+            self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+                conninfo, **pool_options(ConnectionPool, options, max_size)
+            )
+            try:
+                self._pool.open(wait=True, timeout=connect_timeout)
+            except BaseException:
+                self._pool.close()  # stop its workers from trying again in the background
+                raise
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        self._pool.close()
+
+    def _connection(self) -> contextlib.AbstractContextManager[Any]:
+        return self._pool.connection()
+
+    def _transaction_on(self, conn: Any) -> contextlib.AbstractContextManager[Any]:
+        transaction: contextlib.AbstractContextManager[Any] = conn.transaction()
+        return transaction
+
+
+class AsyncPostgresStore(Async, PostgresPlans):
+    """The same store on psycopg's async pool, for the async engines: the same schema,
+    statements and plans, awaited, so a waiting call never blocks the event loop. Made by
+    ``await AsyncPostgresStore.open(conninfo, schema=...)`` (which creates or upgrades
+    the schema once, in a worker thread, as ``PostgresStore`` does)."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], upgraded_from: int) -> None:
+        self._pool = pool
+        self.upgraded_from = upgraded_from
+
+    @classmethod
+    async def open(
+        cls,
+        conninfo: str,
+        *,
+        schema: str = "runstate",
+        max_size: int = 8,
+        connect_timeout: int = 10,
+        max_events: int | None = None,
+    ) -> AsyncPostgresStore:
+        pg, options = checked_options(conninfo, schema, max_size, connect_timeout)
+        if max_events is not None:
+            require_int(max_events, "max_events")
+        from psycopg_pool import AsyncConnectionPool
+
+        def upgrade() -> int:
+            with pg.connect(conninfo, **options) as conn:
+                return open_schema(conn, schema)
+
+        store = cls.__new__(cls)
+        store._setup(conninfo, options, schema, pg, max_events)
+        with store._translate():
+            upgraded_from = await asyncio.to_thread(upgrade)
+            pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+                conninfo, **pool_options(AsyncConnectionPool, options, max_size)
+            )
+            try:
+                await pool.open(wait=True, timeout=connect_timeout)
+            except BaseException:
+                await pool.close()
+                raise
+        store.__init__(pool, upgraded_from)  # type: ignore[misc]
+        return store
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        await self._pool.close()
+
+    async def _arun(self, plan: Plan[R], name: str, object_id: str | None) -> R:
+        with self._translate():
+            async with self._pool.connection() as conn:
+                return await self._adrive(conn, plan)
+
+    async def _adrive(self, conn: Any, plan: Plan[R]) -> R:
+        """As ``SyncSQL._drive``, each step awaited."""
+        try:
+            step: Any = next(plan)
+            while True:
+                try:
+                    if type(step) is Transaction:
+                        with self._translate():
+                            async with conn.transaction():
+                                result = await self._adrive(conn, step.plan)
+                    else:
+                        with self._translate():
+                            cursor = await conn.execute(step.sql, step.params)
+                            result = await _answer(cursor, step.fetch)
+                except RunStateError as exc:
+                    step = plan.throw(exc)
+                else:
+                    step = plan.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+async def _answer(cursor: Any, fetch: str) -> Any:
+    """``answer`` on an async cursor."""
+    if fetch == "all":
+        return await cursor.fetchall()
+    if fetch == "one":
+        return await cursor.fetchone()
+    return cursor.rowcount
 
 
 def write_statement_for(writes: Sequence[Write], channel: str) -> tuple[str, dict[str, Any]]:

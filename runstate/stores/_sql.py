@@ -16,10 +16,11 @@ import re
 from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from importlib.resources import files
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from .._errors import ObjectNotFoundError
+from .._errors import ObjectNotFoundError, RunStateError, StoreError
 from .._events import RunEvent
+from .._faces import Plan, Sync, operation
 from .._model import Status
 from ._base import (
     Claimed,
@@ -43,6 +44,7 @@ from ._base import (
 )
 from ._bell import Bell, ring_for
 
+R = TypeVar("R")
 _BLOCK = re.compile(r"^-- (\w+) --\n(.*?)(?=^-- \w+ --\n|\Z)", re.MULTILINE | re.DOTALL)
 
 
@@ -64,7 +66,8 @@ def load_migrations(backend: str) -> list[tuple[int, str]]:
         for entry in folder.iterdir()
         if entry.name.endswith(".sql")
     )
-    assert [n for n, _ in steps] == list(range(1, len(steps) + 1)), "migrations have gaps"
+    if [n for n, _ in steps] != list(range(1, len(steps) + 1)):
+        raise StoreError(f"runstate's {backend} migrations have gaps: {[n for n, _ in steps]}.")
     return steps
 
 
@@ -257,32 +260,66 @@ def stats_from_rows(rows: Mapping[str, list[Any]]) -> Stats:
     )
 
 
-class SQLStore:
-    """What the SQL backends share: the reads, and the claims and sweeps (pick rows under
-    the write lock, decide, write them). A backend sets ``SQL`` (its named statements) and
-    ``param`` (how its statements spell a named parameter), and implements ``_read``,
-    ``_transaction`` (a connection in a write transaction) and ``_write_batch``."""
+class Sql:
+    """A plan's step: one statement and its parameters, answered with its rows
+    (``fetch="all"``), its first row or None (``"one"``), how many rows it changed
+    (``"count"``), or the row id it inserted (``"lastrowid"``, SQLite)."""
+
+    __slots__ = ("fetch", "params", "sql")
+
+    def __init__(self, sql: str, params: Mapping[str, Any], fetch: str = "all") -> None:
+        self.sql, self.params, self.fetch = sql, params, fetch
+
+
+class Transaction:
+    """A plan's step: run ``plan`` in one write transaction, committed when it returns
+    (its result is the answer), rolled back when it raises (the error is thrown in)."""
+
+    __slots__ = ("plan",)
+
+    def __init__(self, plan: Plan[Any]) -> None:
+        self.plan = plan
+
+
+def answer(cursor: Any, fetch: str) -> Any:
+    """What a ``Sql`` step asked of its cursor."""
+    if fetch == "all":
+        return cursor.fetchall()
+    if fetch == "one":
+        return cursor.fetchone()
+    if fetch == "lastrowid":
+        return cursor.lastrowid
+    return cursor.rowcount
+
+
+class SQLPlans:
+    """What the SQL backends share, each operation written once as a plan of ``Sql`` and
+    ``Transaction`` steps that a driver runs on one connection (``SyncSQL`` here for
+    SQLite and PostgreSQL; PostgreSQL's async store has an async one): the reads, and
+    the claims and sweeps (pick rows under the write lock, decide, write them). A
+    backend sets ``SQL`` (its named statements) and ``param`` (how its statements spell a
+    named parameter), and writes ``_p_write_batch`` (its writes inside a transaction)."""
 
     SQL: ClassVar[Mapping[str, str]]
     bell: Bell
     max_events: int | None = None  # the most events kept per object (None: all)
 
-    def _trims(self, writes: Sequence[Write], done: Sequence[Any]) -> list[dict[str, Any]]:
-        return trims(self.max_events, writes, done)
-
     @staticmethod
     def param(name: str) -> str:
         raise NotImplementedError
 
-    def _read(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+    def _p_write_batch(self, writes: Sequence[Write]) -> Plan[list[list[int] | None]]:
         raise NotImplementedError
 
-    def _transaction(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
+    def _p_trim(self, writes: Sequence[Write], done: Sequence[Any]) -> Plan[None]:
+        """Drop the oldest events of the objects written that now hold more than
+        ``max_events`` (nothing, unless it is set)."""
+        for params in trims(self.max_events, writes, done):
+            yield Sql(self.SQL["trim_events"], params, "count")
 
-    def _write_batch(self, conn: Any, writes: Sequence[Write]) -> list[list[int] | None]:
-        raise NotImplementedError
+    # --- the protocol's operations -------------------------------------------------------
 
+    @operation
     def claim(
         self,
         now: Now,
@@ -290,10 +327,10 @@ class SQLStore:
         *,
         kind: str,
         step: ClaimStep | None = None,
-    ) -> Claimed | None:
-        picked = self._pick_and_write("claimable", now, decide, 1, kind)
-        return picked[0] if picked else None
+    ) -> Plan[Claimed | None]:
+        return self._p_claim_picked(now, decide, kind)
 
+    @operation
     def sweep(
         self,
         which: Sweep,
@@ -302,68 +339,47 @@ class SQLStore:
         limit: int,
         *,
         kind: str,
-    ) -> list[Claimed]:
-        return self._pick_and_write(which, now, decide, limit, kind)
+    ) -> Plan[list[Claimed]]:
+        return self._p_pick_and_write(which, now, decide, limit, kind)
 
-    def _pick_and_write(
-        self,
-        query: str,
-        now: Now,
-        decide: Callable[[StoredObject, int], Write | None],
-        limit: int,
-        kind: str,
-    ) -> list[Claimed]:
-        """In one write transaction: read the clock (the lock or connection is ours, so
-        this is the time the writes happen), pick the rows ``query`` names, decide each,
-        and write them. The picked rows are locked by us: no write can lose."""
-        with self._transaction() as conn:
-            t = now()
-            params = {"now": t, "limit": limit, "kind": kind}
-            rows = conn.execute(self.SQL[query], params).fetchall()
-            writes = decided(rows, t, decide)
-            done: list[Claimed] = []
-            for write, seqs in zip(writes, self._write_batch(conn, writes), strict=True):
-                assert seqs is not None  # locked by us: nothing moved
-                done.append((write, seqs))
-        ring_for(self.bell, writes)  # committed
-        return done
-
-    def get(self, object_id: str) -> StoredObject:
-        rows = self._read(self.SQL["get_run"], {"id": object_id})
+    @operation
+    def get(self, object_id: str) -> Plan[StoredObject]:
+        rows = yield Sql(self.SQL["get_run"], {"id": object_id})
         if not rows:
             raise ObjectNotFoundError(object_id)
         return stored_from_row(rows[0])
 
-    def prune(self, kind: str, *, before: int, statuses: Sequence[str], limit: int) -> list[str]:
+    @operation
+    def prune(
+        self, kind: str, *, before: int, statuses: Sequence[str], limit: int
+    ) -> Plan[list[str]]:
         """Delete up to ``limit`` of the oldest objects of ``kind`` that ended at or
         before ``before`` in one of ``statuses``, with their events, in one transaction;
         their ids."""
         sql, params = prune_statement(self.SQL, self.param, kind, before, statuses, limit)
-        with self._transaction() as conn:
-            ids = [row[0] for row in conn.execute(sql, params).fetchall()]
-            for object_id in ids:
-                for name in DELETES:
-                    conn.execute(self.SQL[name], {"id": object_id})
+        ids: list[str] = yield Transaction(self._p_pruned(sql, params))
         return ids
 
-    def delete(self, object_id: str) -> bool:
-        with self._transaction() as conn:
-            for name in DELETES:  # the last deletes the object itself
-                cursor = conn.execute(self.SQL[name], {"id": object_id})
-            deleted: bool = cursor.rowcount == 1
-            return deleted
+    @operation
+    def delete(self, object_id: str) -> Plan[bool]:
+        deleted: bool = yield Transaction(self._p_deleted(object_id))
+        return deleted
 
-    def stats(self, now: int) -> Stats:
-        return stats_from_rows(
-            {name: self._read(self.SQL[name], {"now": now}) for name in STATS_QUERIES}
-        )
+    @operation
+    def stats(self, now: int) -> Plan[Stats]:
+        rows = {}
+        for name in STATS_QUERIES:
+            rows[name] = yield Sql(self.SQL[name], {"now": now})
+        return stats_from_rows(rows)
 
-    def input_of(self, object_id: str) -> Any:
-        rows = self._read(self.SQL["input_of"], {"id": object_id})
+    @operation
+    def input_of(self, object_id: str) -> Plan[Any]:
+        rows = yield Sql(self.SQL["input_of"], {"id": object_id})
         if not rows:
             raise ObjectNotFoundError(object_id)
         return None if rows[0][0] is None else json.loads(rows[0][0])
 
+    @operation
     def list_objects(
         self,
         group_id: str | None,
@@ -374,24 +390,117 @@ class SQLStore:
         order: Order = "desc",
         after: str | None = None,
         before: str | None = None,
-    ) -> Page:
-        plan = list_plan(self.SQL, self.param, group_id, kind, status, limit, order, after, before)
+    ) -> Plan[Page]:
+        reads = list_plan(self.SQL, self.param, group_id, kind, status, limit, order, after, before)
         try:
-            sql, params = next(plan)
+            sql, params = next(reads)
             while True:
-                sql, params = plan.send(self._read(sql, params))
+                sql, params = reads.send((yield Sql(sql, params)))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    def history(self, object_id: str) -> list[RunEvent]:
-        rows = self._read(self.SQL["history"], {"run_id": object_id})
-        if not rows and not self._read(self.SQL["run_exists"], {"id": object_id}):
+    @operation
+    def history(self, object_id: str) -> Plan[list[RunEvent]]:
+        rows = yield Sql(self.SQL["history"], {"run_id": object_id})
+        if not rows and not (yield Sql(self.SQL["run_exists"], {"id": object_id})):
             raise ObjectNotFoundError(object_id)
         return [event_from_row(row) for row in rows]
 
+    @operation
     def events(
         self, after_seq: int = 0, object_id: str | None = None, limit: int = 100
-    ) -> list[RunEvent]:
+    ) -> Plan[list[RunEvent]]:
         params = {"after_seq": after_seq, "run_id": object_id, "limit": limit}
         name = "events" if object_id is None else "events_of_run"
-        return [event_from_row(row) for row in self._read(self.SQL[name], params)]
+        return [event_from_row(row) for row in (yield Sql(self.SQL[name], params))]
+
+    # --- the plans the operations share ----------------------------------------------------
+
+    def _p_claim_picked(
+        self, now: Now, decide: Callable[[StoredObject, int], Write], kind: str
+    ) -> Plan[Claimed | None]:
+        picked = yield from self._p_pick_and_write("claimable", now, decide, 1, kind)
+        return picked[0] if picked else None
+
+    def _p_pick_and_write(
+        self,
+        query: str,
+        now: Now,
+        decide: Callable[[StoredObject, int], Write | None],
+        limit: int,
+        kind: str,
+    ) -> Plan[list[Claimed]]:
+        """In one write transaction: read the clock (the lock or connection is ours, so
+        this is the time the writes happen), pick the rows ``query`` names, decide each,
+        and write them. The picked rows are locked by us: no write can lose."""
+        done: list[Claimed] = yield Transaction(self._p_picked(query, now, decide, limit, kind))
+        ring_for(self.bell, [write for write, _ in done])  # committed
+        return done
+
+    def _p_picked(
+        self,
+        query: str,
+        now: Now,
+        decide: Callable[[StoredObject, int], Write | None],
+        limit: int,
+        kind: str,
+    ) -> Plan[list[Claimed]]:
+        t = now()
+        rows = yield Sql(self.SQL[query], {"now": t, "limit": limit, "kind": kind})
+        writes = decided(rows, t, decide)
+        if not writes:
+            return []
+        done: list[Claimed] = []
+        for write, seqs in zip(writes, (yield from self._p_write_batch(writes)), strict=True):
+            if seqs is None:  # the rows are locked by us: a lost write is a bug
+                raise StoreError(f"A picked row ({write.obj.id}) changed under its lock.")
+            done.append((write, seqs))
+        return done
+
+    def _p_pruned(self, sql: str, params: Mapping[str, Any]) -> Plan[list[str]]:
+        ids = [row[0] for row in (yield Sql(sql, params))]
+        for object_id in ids:
+            for name in DELETES:
+                yield Sql(self.SQL[name], {"id": object_id}, "count")
+        return ids
+
+    def _p_deleted(self, object_id: str) -> Plan[bool]:
+        count = 0
+        for name in DELETES:  # the last deletes the object itself
+            count = yield Sql(self.SQL[name], {"id": object_id}, "count")
+        return bool(count == 1)
+
+
+class SyncSQL(Sync):
+    """The sync driver of the SQL stores: each operation's plan on one connection. A
+    backend gives ``_connection()`` (one for the operation), ``_transaction_on(conn)``
+    (a write transaction on it) and ``_translate()`` (its driver's errors as
+    ``StoreError``)."""
+
+    _connection: Callable[[], AbstractContextManager[Any]]
+    _transaction_on: Callable[[Any], AbstractContextManager[Any]]
+    _translate: Callable[[], Any]  # a context manager
+
+    def _run(self, plan: Plan[R], name: str, object_id: str | None) -> R:
+        with self._translate(), self._connection() as conn:
+            return self._drive(conn, plan)
+
+    def _drive(self, conn: Any, plan: Plan[R]) -> R:
+        """Each step on ``conn``, its answer sent back, its error (as runstate's) thrown
+        in, so that a plan can catch what it expects."""
+        try:
+            step: Any = next(plan)
+            while True:
+                try:
+                    if type(step) is Transaction:
+                        with self._translate(), self._transaction_on(conn):
+                            result = self._drive(conn, step.plan)
+                    else:
+                        with self._translate():
+                            result = answer(conn.execute(step.sql, step.params), step.fetch)
+                except RunStateError as exc:
+                    step = plan.throw(exc)
+                else:
+                    step = plan.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]

@@ -29,12 +29,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import ActiveRunError, StoreError
+from .._faces import Plan, operation
 from .._lifecycle import Transition
 from .._validate import require_int, require_seconds, require_string
 from ._base import IdempotencyKey, KeyTaken, Write, body_of, group_of, is_active
 from ._bell import WAITING, Bell, Feed, ring_for, ring_for_won, waiting_statuses
 from ._sql import (
-    SQLStore,
+    Sql,
+    SQLPlans,
+    SyncSQL,
+    Transaction,
     dumps,
     insert_params,
     key_params,
@@ -53,7 +57,7 @@ MIGRATIONS = load_migrations("sqlite")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-class SQLiteStore(SQLStore):
+class SQLiteStore(SyncSQL, SQLPlans):
     """Runs in the SQLite file at ``path``; creates it (and the schema) unless
     ``create=False``, which refuses a file that is missing, empty or not runstate's.
     ``busy_timeout`` is how long a writer waits for the lock; ``max_connections`` bounds
@@ -159,16 +163,25 @@ class SQLiteStore(SQLStore):
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error."""
-        with self._connection() as conn, _translate(self.path):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        """A connection in a write transaction (see ``_transaction_on``)."""
+        with self._connection() as conn, _translate(self.path), self._transaction_on(conn):
+            yield conn
+
+    @contextlib.contextmanager
+    def _transaction_on(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """A ``BEGIN IMMEDIATE`` transaction on ``conn``: it holds the write lock from its
+        first statement; committed on success, rolled back on error."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _translate(self) -> contextlib.AbstractContextManager[None]:
+        return _translate(self.path)
 
     def _read(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
         with self._connection() as conn, _translate(self.path):
@@ -267,52 +280,67 @@ class SQLiteStore(SQLStore):
         for conn in idle:
             conn.close()
 
-    # --- writes -------------------------------------------------------------------------
+    # --- writes (each a plan: see ``SQLPlans``) -------------------------------------------
 
+    @operation
     def insert(
         self,
         obj: Any,
         steps: Sequence[Transition],
         input: Any = None,
         key: IdempotencyKey | None = None,
-    ) -> list[int]:
+    ) -> Plan[list[int]]:
         body = dumps(obj.to_dict())
-        with self._transaction() as conn:
-            if key is not None:  # under the write lock: looked up and remembered at once
-                known = conn.execute(SQL["key_of"], {"kind": obj.KIND, "key": key.key}).fetchone()
-                if (
-                    known is not None
-                    and known[2] >= key.not_before
-                    and conn.execute(SQL["run_exists"], {"id": known[1]}).fetchone()
-                ):
-                    raise KeyTaken(known[1], known[0])
-                conn.execute(SQL["remember_key"], key_params(obj, key))
-            # The write lock is held: this check and the insert are one atomic step (the
-            # partial unique index is the backstop).
-            group = group_of(obj)
-            if group is not None:
-                active = conn.execute(SQL["active_of_group"], {"group_id": group}).fetchone()
-                if active is not None:
-                    raise ActiveRunError(group, active[0])
-            conn.execute(SQL["insert_run"], insert_params(obj, body, len(steps), input))
-            seqs = _append(conn, obj.id, body, steps, 0)
-            for params in self._trims([Write(obj, 0, steps)], [seqs]):
-                conn.execute(SQL["trim_events"], params)
+        seqs: list[int] = yield Transaction(self._p_inserted(obj, steps, input, key, body))
         ring_for(self.bell, [obj])  # committed
         return seqs
 
-    def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
-        with self._transaction() as conn:
-            done = self._write_batch(conn, writes)
+    @operation
+    def write(self, writes: Sequence[Write]) -> Plan[list[list[int] | None]]:
+        done: list[list[int] | None] = yield Transaction(self._p_write_batch(writes))
         ring_for_won(self.bell, writes, done)
         return done
 
-    def _write_batch(
-        self, conn: sqlite3.Connection, writes: Sequence[Write]
-    ) -> list[list[int] | None]:
-        done = [_write_one(conn, w) for w in writes]
-        for params in self._trims(writes, done):
-            conn.execute(SQL["trim_events"], params)
+    def _p_inserted(
+        self,
+        obj: Any,
+        steps: Sequence[Transition],
+        input: Any,
+        key: IdempotencyKey | None,
+        body: str,
+    ) -> Plan[list[int]]:
+        if key is not None:  # under the write lock: looked up and remembered at once
+            known = yield Sql(SQL["key_of"], {"kind": obj.KIND, "key": key.key}, "one")
+            if (
+                known is not None
+                and known[2] >= key.not_before
+                and (yield Sql(SQL["run_exists"], {"id": known[1]}, "one"))
+            ):
+                raise KeyTaken(known[1], known[0])
+            yield Sql(SQL["remember_key"], key_params(obj, key), "count")
+        # The write lock is held: this check and the insert are one atomic step (the
+        # partial unique index is the backstop).
+        group = group_of(obj)
+        if group is not None:
+            active = yield Sql(SQL["active_of_group"], {"group_id": group}, "one")
+            if active is not None:
+                raise ActiveRunError(group, active[0])
+        yield Sql(SQL["insert_run"], insert_params(obj, body, len(steps), input), "count")
+        seqs = yield from _p_append(obj.id, body, steps, 0)
+        yield from self._p_trim([Write(obj, 0, steps)], [seqs])
+        return seqs
+
+    def _p_write_batch(self, writes: Sequence[Write]) -> Plan[list[list[int] | None]]:
+        done = []
+        for w in writes:
+            body = dumps(body_of(w))
+            changed = yield Sql(_update_sql(w), write_params(w, body), "count")
+            done.append(
+                None
+                if changed != 1
+                else (yield from _p_append(w.obj.id, body, w.steps, w.first_number))
+            )
+        yield from self._p_trim(writes, done)
         return done
 
 
@@ -351,37 +379,22 @@ def _update_sql(w: Write) -> str:
     return sql
 
 
-def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:
-    obj = w.obj
-    body = dumps(body_of(w))
-    cursor = conn.execute(_update_sql(w), write_params(w, body))
-    if cursor.rowcount != 1:
-        return None
-    return _append(conn, obj.id, body, w.steps, w.first_number)
-
-
-def _append(
-    conn: sqlite3.Connection,
-    object_id: str,
-    body: str,
-    steps: Sequence[Transition],
-    first_number: int,
-) -> list[int]:
+def _p_append(
+    object_id: str, body: str, steps: Sequence[Transition], first_number: int
+) -> Plan[list[int]]:
+    """Insert the events of a write, numbered on from ``first_number``; their places."""
     seqs = []
     for number, step in enumerate(steps, first_number):
-        cursor = conn.execute(
-            SQL["insert_event"],
-            {
-                "run_id": object_id,
-                "event": step.event,
-                "from_status": None if step.from_status is None else step.from_status.value,
-                "to_status": step.to_status.value,
-                "at": step.at,
-                "data": body if step.data is None else dumps(step.data),
-                "number": number,
-            },
-        )
-        seqs.append(cursor.lastrowid or 0)
+        params = {
+            "run_id": object_id,
+            "event": step.event,
+            "from_status": None if step.from_status is None else step.from_status.value,
+            "to_status": step.to_status.value,
+            "at": step.at,
+            "data": body if step.data is None else dumps(step.data),
+            "number": number,
+        }
+        seqs.append((yield Sql(SQL["insert_event"], params, "lastrowid")) or 0)
     return seqs
 
 

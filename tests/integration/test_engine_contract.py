@@ -855,7 +855,7 @@ def test_events_let_another_reader_follow(engine: RunEngine) -> None:
     a = new(engine, "a")
     b = new(engine, "b")
     engine.start(a.id)
-    everything = engine.events()
+    everything = engine.feed()
     assert [(e.run_id, e.event) for e in everything] == [
         (a.id, "thread.run.created"),
         (a.id, "thread.run.queued"),
@@ -867,18 +867,18 @@ def test_events_let_another_reader_follow(engine: RunEngine) -> None:
     assert all(isinstance(s, int) for s in seqs) and seqs == sorted(seqs)
     last = seqs[-1]
     assert last is not None
-    assert engine.events(after_seq=last) == []
+    assert engine.feed(after_seq=last) == []
     engine.complete(a.id)
-    (latest,) = engine.events(after_seq=last)
+    (latest,) = engine.feed(after_seq=last)
     assert latest.event == "thread.run.completed" and latest.data["status"] == "completed"
-    assert [e.event for e in engine.events(run_id=b.id)] == [
+    assert [e.event for e in engine.events(b.id)] == [
         "thread.run.created",
         "thread.run.queued",
     ]
-    assert len(engine.events(limit=2)) == 2
-    assert engine.events(after_seq=seqs[1], limit=1)[0].seq == seqs[2]
+    assert len(engine.feed(limit=2)) == 2
+    assert engine.feed(after_seq=seqs[1], limit=1)[0].seq == seqs[2]
     with pytest.raises(ValidationError):
-        engine.events(after_seq=-1)
+        engine.feed(after_seq=-1)
 
 
 def test_listeners_hear_stored_transitions_with_their_seq(engine: RunEngine) -> None:
@@ -913,7 +913,7 @@ def test_each_runs_events_are_numbered_from_zero_with_no_gaps(
         numbers = [e.sequence_number for e in engine.history(run.id)]
         assert numbers == list(range(len(numbers)))
         assert [e.sequence_number for e in heard if e.run_id == run.id] == numbers
-        after = engine.events(run_id=run.id, after_seq=0)
+        after = engine.events(run.id)
         assert [e.sequence_number for e in after] == numbers
 
 
@@ -982,7 +982,7 @@ def test_v2_runs_on_every_store_as_the_official_client_reads_them(
     for run in returned + [engine.get(r.id) for r in returned]:
         assert isinstance(run, RunV2)
         ClientRun.model_validate(run.to_dict())
-    for event in engine.events(after_seq=0, limit=1000):
+    for event in engine.feed(after_seq=0, limit=1000):
         ClientRun.model_validate(event.data)
 
     # One store, both versions: a v1 engine reads a v2 run as v2, and its own as v1.

@@ -10,6 +10,7 @@ what reads back and serves as strict JSON.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,11 +170,11 @@ METHODS: dict[str, dict[str, Any]] = {
         "file_ids": None,
         "metadata": None,
     },
-    "get": {"run_id": "RUN"},
+    "get": {"object_id": "RUN"},
     "list": {"thread_id": "thread_1", "status": None, "limit": 20, "order": "desc"},
     "update_metadata": {"run_id": "RUN", "metadata": {"k": "v"}},
     "submit_tool_outputs": {"run_id": "RUN", "tool_outputs": OUTPUTS},
-    "cancel": {"run_id": "RUN"},
+    "cancel": {"object_id": "RUN"},
     "start": {"run_id": "LEASED", "worker_id": "w1"},
     "require_action": {"run_id": "LEASED", "tool_calls": CALLS, "worker_id": "w1"},
     "complete": {"run_id": "LEASED", "worker_id": "w1"},
@@ -181,11 +182,12 @@ METHODS: dict[str, dict[str, Any]] = {
     "confirm_cancel": {"run_id": "LEASED", "worker_id": "w1"},
     "expire": {"run_id": "RUN"},
     "claim": {"worker_id": "w2", "lease_seconds": 30},
-    "heartbeat": {"run_id": "LEASED", "worker_id": "w1", "lease_seconds": 30},
+    "heartbeat": {"object_id": "LEASED", "worker_id": "w1", "lease_seconds": 30},
     "recover_stalled": {"limit": 10},
     "expire_due": {"limit": 10},
-    "history": {"run_id": "RUN"},
-    "events": {"after_seq": 0, "run_id": "RUN", "limit": 10},
+    "history": {"object_id": "RUN"},
+    "events": {"object_id": "RUN", "starting_after": 0},
+    "feed": {"after_seq": 0, "limit": 10},
 }
 CALLS_OF = st.sampled_from(
     [(method, param) for method, params in METHODS.items() for param in params]
@@ -217,7 +219,7 @@ def state(engine: RunEngine) -> tuple[Any, ...]:
     runs = engine.list(None, limit=100).data
     return (
         [engine.store.get(run.id) for run in runs],
-        engine.events(after_seq=0, limit=10_000),
+        engine.feed(after_seq=0, limit=10_000),
     )
 
 
@@ -251,8 +253,15 @@ def call_refused_cleanly(engine: RunEngine, method: str, param: str, value: Any)
     kwargs = {k: ids.get(v, v) if isinstance(v, str) else v for k, v in METHODS[method].items()}
     kwargs[param] = value
     before = state(engine)
+    function = getattr(engine, method)
+    # The object an operation of every face is about is its first argument, positional.
+    args = [
+        kwargs.pop(name)
+        for name, p in inspect.signature(function).parameters.items()
+        if p.kind is p.POSITIONAL_ONLY and name in kwargs
+    ]
     try:
-        getattr(engine, method)(**kwargs)
+        function(*args, **kwargs)
     except RunStateError as exc:
         assert not isinstance(exc, StoreError), exc
         assert 400 <= exc.http_status < 500

@@ -168,11 +168,11 @@ def test_a_change_that_decides_nothing_on_a_held_entry_reads_first(
     nothing = lambda obj, stored, now, expired: None  # noqa: E731
     counted.calls.clear()
     if inner is mine:
-        obj, seqs = mine._run(mine._p_apply(run.id, nothing))
+        obj, seqs = mine._drive(mine._p_apply(run.id, nothing))
     else:
         from faces import block
 
-        obj, seqs = block(inner._arun(inner._p_apply(run.id, nothing)))
+        obj, seqs = block(inner._adrive(inner._p_apply(run.id, nothing)))
     assert (obj.id, seqs) == (run.id, None)
     assert counted.calls == {"get": 1}  # the held entry was not trusted for "nothing"
 

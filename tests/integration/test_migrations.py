@@ -63,7 +63,7 @@ def assert_fixture_reads_back(store: Store) -> None:
         "code": "rate_limit_exceeded",
         "message": "slow down",
     }
-    events = engine.events(after_seq=0, limit=1000)
+    events = engine.feed(after_seq=0, limit=1000)
     assert len(events) == 7 * 2 + 4 + 1 + 1 + 1 + 1 + 2 + 1  # creates, starts, ..., expire
     assert [e.event for e in engine.history(runs["thread_cancelled"].id)][-2:] == [
         "thread.run.cancelling",

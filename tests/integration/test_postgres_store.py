@@ -98,7 +98,7 @@ def test_event_numbers_follow_commit_order(engine: RunEngine, pg_schema: str) ->
     """Writers in many threads; a follower reading events(after_seq) as they land must
     see every event once, numbered without gaps."""
     ids = [engine.create(thread_id=f"t{i}", assistant_id="x").id for i in range(80)]
-    start = engine.events(limit=10_000)[-1].seq
+    start = engine.feed(limit=10_000)[-1].seq
     assert start is not None
     done = threading.Event()
     seen: list[int] = []
@@ -107,7 +107,7 @@ def test_event_numbers_follow_commit_order(engine: RunEngine, pg_schema: str) ->
         after = start
         while True:
             finished = done.is_set()
-            for event in engine.events(after_seq=after, limit=1000):
+            for event in engine.feed(after_seq=after, limit=1000):
                 assert event.seq == after + 1, (event.seq, after)
                 after = event.seq
                 seen.append(after)

@@ -20,7 +20,9 @@ from runstate import (
     InvalidTransitionError,
     LeaseError,
     ManualClock,
+    ObjectNotFoundError,
     Response,
+    ResponseNotFoundError,
     ResponseStatus,
     RunEvent,
     RunNotFoundError,
@@ -143,7 +145,7 @@ def test_runs_and_responses_share_one_store_apart(engine: ResponseEngine, store:
     assert claimed_run is not None and claimed_run.id == run.id
     with pytest.raises(RunNotFoundError, match=f"No run found with id '{response.id}'"):
         runs.get(response.id)
-    with pytest.raises(RunNotFoundError, match=f"No response found with id '{run.id}'"):
+    with pytest.raises(ResponseNotFoundError, match=f"No response found with id '{run.id}'"):
         engine.get(run.id)
     with pytest.raises(ValidationError):  # a run's id is not a cursor among responses
         engine.list(after=run.id)
@@ -312,11 +314,11 @@ def test_delete_removes_the_response_and_its_events(engine: ResponseEngine, stor
     kept, gone = new(engine), new(engine)
     assert engine.delete(gone.id) is True
     assert engine.delete(gone.id) is False
-    with pytest.raises(RunNotFoundError, match=f"No response found with id '{gone.id}'"):
+    with pytest.raises(ResponseNotFoundError, match=f"No response found with id '{gone.id}'"):
         engine.get(gone.id)
-    with pytest.raises(RunNotFoundError):
+    with pytest.raises(ResponseNotFoundError):
         engine.events(gone.id)
-    with pytest.raises(RunNotFoundError):
+    with pytest.raises(ResponseNotFoundError):
         engine.input_of(gone.id)
     assert [r.id for r in engine.list().data] == [kept.id]
     assert all(e.run_id != gone.id for e in store.events(0, limit=1000))
@@ -327,9 +329,9 @@ def test_a_deleted_response_ends_its_workers_steps(engine: ResponseEngine) -> No
     response = new(engine)
     claimed(engine)
     engine.delete(response.id)
-    with pytest.raises(RunNotFoundError):
+    with pytest.raises(ResponseNotFoundError):
         engine.append(response.id, "response.output_text.delta", DELTA)
-    with pytest.raises(RunNotFoundError):
+    with pytest.raises(ResponseNotFoundError):
         engine.complete(response.id, output=OUTPUT)
 
 
@@ -496,7 +498,7 @@ def test_bad_step_arguments_are_refused_and_change_nothing(
         ("resp_\ud800", ValidationError),
         (5, ValidationError),
         (None, ValidationError),
-        ("resp_" + "x" * 10_000, RunNotFoundError),
+        ("resp_" + "x" * 10_000, ResponseNotFoundError),
     ],
 )
 def test_bad_ids_are_refused_cleanly(
@@ -514,7 +516,7 @@ def test_bad_ids_are_refused_cleanly(
     for call in calls:
         with pytest.raises(error):
             call()
-    if error is RunNotFoundError:
+    if error is ResponseNotFoundError:
         assert engine.delete(bad_id) is False
     else:
         with pytest.raises(error):
@@ -542,7 +544,7 @@ def test_the_response_reads_back_from_its_public_json(engine: ResponseEngine) ->
 
 def test_a_store_answers_for_missing_objects_and_deletes_a_run(store: Store) -> None:
     for call in (store.get, store.history, store.input_of):
-        with pytest.raises(RunNotFoundError):
+        with pytest.raises(ObjectNotFoundError):
             call("run_missing")
     assert store.delete("run_missing") is False
     runs = RunEngine(store)
@@ -586,7 +588,7 @@ class ForgetsInputs:
 def test_an_input_deleted_meanwhile_is_not_found(store: Store, clock: ManualClock) -> None:
     engine = ResponseEngine(ForgetsInputs(store), clock)  # type: ignore[arg-type]
     response = new(engine)
-    with pytest.raises(RunNotFoundError, match=f"No response found with id '{response.id}'"):
+    with pytest.raises(ResponseNotFoundError, match=f"No response found with id '{response.id}'"):
         engine.input_of(response.id)
 
 
@@ -609,7 +611,7 @@ def test_responses_are_pruned_apart_from_runs(engine: ResponseEngine, clock: Man
     )
     clock.advance(10)
     assert engine.prune(older_than=5, statuses=["failed"]) == 1
-    with pytest.raises(RunNotFoundError):
+    with pytest.raises(ResponseNotFoundError):
         engine.get(failed.id)
     assert engine.prune(older_than=5) == 1  # the completed one; the run is not its kind
     assert [r.id for r in engine.list().data] == [active.id]
@@ -642,5 +644,5 @@ def test_history_is_every_event_as_with_a_run(engine: ResponseEngine) -> None:
         "response.output_text.delta",
         "response.completed",
     ]
-    with pytest.raises(RunNotFoundError):
+    with pytest.raises(ResponseNotFoundError):
         engine.history("resp_missing")

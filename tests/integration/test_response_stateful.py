@@ -22,7 +22,7 @@ from runstate import (
     ManualClock,
     MemoryStore,
     ResponseEngine,
-    RunNotFoundError,
+    ResponseNotFoundError,
     RunStateError,
     SQLiteStore,
 )
@@ -221,7 +221,7 @@ class ResponseMachine(RuleBasedStateMachine):
         del self.models[response_id]
         try:
             self.engine.get(response_id)
-        except RunNotFoundError:
+        except ResponseNotFoundError:
             return
         raise AssertionError("a deleted response was found")
 

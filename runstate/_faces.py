@@ -1,0 +1,223 @@
+"""Each operation declared once, two faces derived from it: a sync one and an async one.
+
+An operation of an engine (or of a store) is written once, as a method that checks its
+arguments and returns a plan: a generator that yields the I/O it needs and returns the
+result (``Engine`` says what a plan yields). Decorated with ``operation``, the method
+becomes the method of both faces:
+
+- on a class that derives from ``Sync``, a plain method that runs the plan to the end
+  (``self._run``) and returns its result;
+- on one that derives from ``Async``, a coroutine function that awaits it
+  (``self._arun``).
+
+``stream`` does the same for a plan that also yields items for its caller (``Emit``):
+an iterator on the sync face, an async iterator on the async face.
+
+The faces' methods are real functions, made when a face class is (``__init_subclass__``),
+with the declaration's name, docstring and signature (returning the plan's result), so
+``help()``, ``inspect`` and the IDEs see them as written, and ``inspect.
+iscoroutinefunction`` is true of the async ones. mypy reads the descriptors' typed
+``__get__``: ``engine.create`` is ``(...) -> Run`` on a ``RunEngine`` and ``(...) ->
+Awaitable[Run]`` on an ``AsyncRunEngine``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+__all__ = ["Async", "Emit", "Plan", "Sync", "operation", "stream", "streaming"]
+
+P = ParamSpec("P")
+S = TypeVar("S")  # the class an operation is declared on
+R = TypeVar("R")
+E = TypeVar("E")
+#: A plan: a generator of the I/O steps an operation needs, returning its result.
+Plan = Generator[Any, Any, R]
+
+
+class Emit:
+    """A stream plan's step that hands ``items`` to its caller, not to the I/O."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+
+class operation(Generic[S, P, R]):
+    """An operation written once (see the module): the method returns a plan."""
+
+    def __init__(self, plan: Callable[Concatenate[S, P], Plan[R]]) -> None:
+        self.plan: Callable[..., Plan[R]] = plan
+        self.returns = _result_of(plan)
+        self.__name__ = plan.__name__
+        self.__doc__ = plan.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> operation[S, P, R]: ...
+    @overload
+    def __get__(self, obj: Sync, owner: type) -> Callable[P, R]: ...
+    @overload
+    def __get__(self, obj: Async, owner: type) -> Callable[P, Awaitable[R]]: ...
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self
+        raise TypeError(f"{owner.__name__} is neither face: derive it from Sync or Async.")
+
+
+class stream(Generic[S, P, E]):
+    """A stream written once (see the module): the method returns a plan whose ``Emit``
+    steps are the stream's items."""
+
+    def __init__(self, plan: Callable[Concatenate[S, P], Plan[None]], item: str) -> None:
+        self.plan: Callable[..., Plan[None]] = plan
+        self.item = item
+        self.__name__ = plan.__name__
+        self.__doc__ = plan.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> stream[S, P, E]: ...
+    @overload
+    def __get__(self, obj: Sync, owner: type) -> Callable[P, Iterator[E]]: ...
+    @overload
+    def __get__(self, obj: Async, owner: type) -> Callable[P, AsyncIterator[E]]: ...
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self
+        raise TypeError(f"{owner.__name__} is neither face: derive it from Sync or Async.")
+
+
+def streaming(
+    item: type[E],
+) -> Callable[[Callable[Concatenate[S, P], Plan[None]]], stream[S, P, E]]:
+    """``@streaming(RunEvent)``: the decorated method is a ``stream`` of that type."""
+
+    def make(plan: Callable[Concatenate[S, P], Plan[None]]) -> stream[S, P, E]:
+        return stream(plan, item.__name__)
+
+    return make
+
+
+def _result_of(plan: Callable[..., Any]) -> Any:
+    """What a plan's result is, as its annotation says (``Plan[Run]``: ``Run``)."""
+    returns = inspect.signature(plan, eval_str=False).return_annotation
+    if isinstance(returns, str) and returns.startswith("Plan[") and returns.endswith("]"):
+        return returns[5:-1]
+    return returns
+
+
+class Sync:
+    """The face whose operations run to the end before they return."""
+
+    def _run(self, plan: Plan[R], name: str, object_id: str | None) -> R:
+        raise NotImplementedError
+
+    def _stream(self, plan: Plan[None]) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _make_face(cls, _sync_method, _sync_stream, "Iterator")
+
+
+class Async:
+    """The face whose operations are awaited."""
+
+    async def _arun(self, plan: Plan[R], name: str, object_id: str | None) -> R:
+        raise NotImplementedError
+
+    def _astream(self, plan: Plan[None]) -> AsyncIterator[Any]:
+        raise NotImplementedError
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _make_face(cls, _async_method, _async_stream, "AsyncIterator")
+
+
+def _make_face(
+    cls: type,
+    method: Callable[[operation[Any, Any, Any], Callable[..., str | None]], Callable[..., Any]],
+    streamer: Callable[[stream[Any, Any, Any]], Callable[..., Any]],
+    iterator: str,
+) -> None:
+    """Put on ``cls`` a real method for each declared operation it inherits and does not
+    define itself (the nearest declaration wins, as attribute lookup would have it)."""
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        for name, value in vars(klass).items():
+            if name in seen:
+                continue
+            seen.add(name)
+            if isinstance(value, operation):
+                made, returns = method(value, _id_of(value.plan)), value.returns
+            elif isinstance(value, stream):
+                made, returns = streamer(value), f"{iterator}[{value.item}]"
+            else:
+                continue
+            made.__name__ = name
+            made.__qualname__ = f"{cls.__qualname__}.{name}"
+            made.__doc__ = value.plan.__doc__
+            made.__module__ = cls.__module__
+            signature = inspect.signature(value.plan, eval_str=False)
+            made.__signature__ = signature.replace(  # type: ignore[attr-defined]
+                return_annotation=returns
+            )
+            made.__annotations__ = {**value.plan.__annotations__, "return": returns}
+            setattr(cls, name, made)
+
+
+def _id_of(plan: Callable[..., Any]) -> Callable[..., str | None]:
+    """How to find the object an operation is about among its arguments: its first
+    parameter after ``self`` if that is named ``*_id`` (for telemetry's spans)."""
+    params = list(inspect.signature(plan).parameters)[1:]
+    if not params or not params[0].endswith("_id"):
+        return lambda args, kwargs: None
+    name = params[0]
+
+    def found(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        value = args[0] if args else kwargs.get(name)
+        return value if isinstance(value, str) else None
+
+    return found
+
+
+def _sync_method(
+    op: operation[Any, Any, Any], id_of: Callable[..., str | None]
+) -> Callable[..., Any]:
+    plan, name = op.plan, op.__name__
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._run(plan(self, *args, **kwargs), name, id_of(args, kwargs))
+
+    return method
+
+
+def _async_method(
+    op: operation[Any, Any, Any], id_of: Callable[..., str | None]
+) -> Callable[..., Any]:
+    plan, name = op.plan, op.__name__
+
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self._arun(plan(self, *args, **kwargs), name, id_of(args, kwargs))
+
+    return method
+
+
+def _sync_stream(op: stream[Any, Any, Any]) -> Callable[..., Any]:
+    plan = op.plan
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._stream(plan(self, *args, **kwargs))
+
+    return method
+
+
+def _async_stream(op: stream[Any, Any, Any]) -> Callable[..., Any]:
+    plan = op.plan
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._astream(plan(self, *args, **kwargs))
+
+    return method
