@@ -1,6 +1,6 @@
 """Background responses (the Responses API's background mode) on one SQLite file.
 
-Several responses go through every path RESPONSES.md describes:
+Several responses go through every path of the background response's lifecycle:
 
 - a worker claims one, streams its text as deltas (``append``) and completes it;
 - a cancel beats a worker: the response is ``cancelled`` at once, and the worker's late

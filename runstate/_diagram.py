@@ -1,6 +1,6 @@
 """A lifecycle as a Mermaid state diagram, read from its machine (never a second table).
 
-``runstate diagram`` prints it; the README embeds the seed run's, and a test keeps that
+``runstate diagram`` prints it; docs/lifecycles.md embeds each lifecycle's, and a test keeps those
 copy current.
 """
 

@@ -24,7 +24,6 @@ then, and no heartbeat can slip between a recovery's look at a lease and its wri
 from __future__ import annotations
 
 import builtins
-import contextlib
 import hashlib
 import json
 import logging
@@ -52,7 +51,7 @@ from ._errors import (
     ValidationError,
 )
 from ._events import Listener, Listeners, RunEvent
-from ._faces import Async, Emit, Sync, operation, streaming
+from ._faces import Async, Emit, Sync, adrive, aitems, drive, items, operation, streaming
 from ._lifecycle import Lifecycle, Transition, noun_of, sealed
 from ._model import Status
 from ._validate import (
@@ -361,42 +360,24 @@ class Engine(Generic[T]):
     def _drive(self, plan: Plan[R]) -> R:
         """Carry out ``plan`` on the (sync) store: each call made, its result sent back,
         its error thrown in; a ``Wait`` waits on the bell."""
-        store, bell = self.store, self._bell
-        try:
-            step: Any = next(plan)
-            while True:
-                try:
-                    if type(step) is Wait:
-                        result = bell.wait(*step)
-                    else:
-                        method, args, kwargs = step
-                        result = getattr(store, method)(*args, **kwargs)
-                except Exception as exc:
-                    step = plan.throw(exc)
-                else:
-                    step = plan.send(result)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        return drive(plan, self._perform, Exception)
 
     async def _adrive(self, plan: Plan[R]) -> R:
         """The same on an async store: each call awaited, the event loop free to go on
         while it waits."""
-        store, bell = self.store, self._bell
-        try:
-            step: Any = next(plan)
-            while True:
-                try:
-                    if type(step) is Wait:
-                        result = await bell.wait_async(*step)
-                    else:
-                        method, args, kwargs = step
-                        result = await getattr(store, method)(*args, **kwargs)
-                except Exception as exc:
-                    step = plan.throw(exc)
-                else:
-                    step = plan.send(result)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        return await adrive(plan, self._aperform, Exception)
+
+    def _perform(self, step: Any) -> Any:
+        if type(step) is Wait:
+            return self._bell.wait(*step)
+        method, args, kwargs = step
+        return getattr(self.store, method)(*args, **kwargs)
+
+    async def _aperform(self, step: Any) -> Any:
+        if type(step) is Wait:
+            return await self._bell.wait_async(*step)
+        method, args, kwargs = step
+        return await getattr(self.store, method)(*args, **kwargs)
 
     def observe(self, hook: Hook | None) -> None:
         """Tell ``hook`` of every operation, step, claim and sweep of this engine (None:
@@ -1007,25 +988,7 @@ class SyncFace(Sync, Engine[T]):
             return self._drive(plan)
 
     def _stream(self, plan: Plan[None]) -> Iterator[Any]:
-        """The items a stream plan emits, as it emits them; its calls made between."""
-        store, bell = self.store, self._bell
-        with contextlib.closing(plan):
-            step: Any = next(plan, None)
-            while step is not None:
-                if type(step) is Emit:
-                    yield from step.items
-                    step = next(plan, None)
-                    continue
-                try:
-                    if type(step) is Wait:
-                        result = bell.wait(*step)
-                    else:
-                        method, args, kwargs = step
-                        result = getattr(store, method)(*args, **kwargs)
-                except Exception as exc:
-                    step = _next_or_none(plan.throw, exc)
-                else:
-                    step = _next_or_none(plan.send, result)
+        return items(plan, self._perform)
 
     def close(self) -> None:
         self.store.close()
@@ -1052,28 +1015,8 @@ class AsyncFace(Async, Engine[T]):
         with hook.operation(self, name, object_id):
             return await self._adrive(plan)
 
-    async def _astream(self, plan: Plan[None]) -> AsyncIterator[Any]:
-        """The items a stream plan emits; its calls awaited between. Closing the iterator
-        (a client that hung up) stops it at once."""
-        store, bell = self.store, self._bell
-        with contextlib.closing(plan):
-            step: Any = next(plan, None)
-            while step is not None:
-                if type(step) is Emit:
-                    for item in step.items:
-                        yield item
-                    step = next(plan, None)
-                    continue
-                try:
-                    if type(step) is Wait:
-                        result = await bell.wait_async(*step)
-                    else:
-                        method, args, kwargs = step
-                        result = await getattr(store, method)(*args, **kwargs)
-                except Exception as exc:
-                    step = _next_or_none(plan.throw, exc)
-                else:
-                    step = _next_or_none(plan.send, result)
+    def _astream(self, plan: Plan[None]) -> AsyncIterator[Any]:
+        return aitems(plan, self._aperform)
 
     async def close(self) -> None:
         await self.store.close()
@@ -1083,11 +1026,3 @@ class AsyncFace(Async, Engine[T]):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-def _next_or_none(step: Callable[[Any], Any], value: Any) -> Any:
-    """The plan's next step after ``step(value)`` (a send or a throw); None at its end."""
-    try:
-        return step(value)
-    except StopIteration:
-        return None

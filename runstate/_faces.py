@@ -23,11 +23,24 @@ Awaitable[Run]`` on an ``AsyncRunEngine``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-__all__ = ["Async", "Emit", "Plan", "Sync", "operation", "stream", "streaming"]
+__all__ = [
+    "Async",
+    "Emit",
+    "Plan",
+    "Sync",
+    "adrive",
+    "aitems",
+    "drive",
+    "items",
+    "operation",
+    "stream",
+    "streaming",
+]
 
 P = ParamSpec("P")
 S = TypeVar("S")  # the class an operation is declared on
@@ -44,6 +57,85 @@ class Emit:
 
     def __init__(self, items: list[Any]) -> None:
         self.items = items
+
+
+def drive(plan: Plan[R], perform: Callable[[Any], Any], catch: type[BaseException]) -> R:
+    """Run ``plan`` to its end: each step it yields done by ``perform``, the answer sent
+    back, an error of type ``catch`` thrown in (the plan may handle it); its result."""
+    try:
+        step = next(plan)
+        while True:
+            try:
+                result = perform(step)
+            except catch as exc:
+                step = plan.throw(exc)
+            else:
+                step = plan.send(result)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def adrive(
+    plan: Plan[R], perform: Callable[[Any], Awaitable[Any]], catch: type[BaseException]
+) -> R:
+    """``drive``, each step awaited."""
+    try:
+        step = next(plan)
+        while True:
+            try:
+                result = await perform(step)
+            except catch as exc:
+                step = plan.throw(exc)
+            else:
+                step = plan.send(result)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def items(plan: Plan[None], perform: Callable[[Any], Any]) -> Iterator[Any]:
+    """The items a stream plan hands out (``Emit``), as it hands them out; its other
+    steps done by ``perform`` between (errors thrown in). Closing the iterator closes
+    the plan."""
+    with contextlib.closing(plan):
+        step = next(plan, None)
+        while step is not None:
+            if type(step) is Emit:
+                yield from step.items
+                step = next(plan, None)
+                continue
+            try:
+                result = perform(step)
+            except Exception as exc:
+                step = _next(plan.throw, exc)
+            else:
+                step = _next(plan.send, result)
+
+
+async def aitems(plan: Plan[None], perform: Callable[[Any], Awaitable[Any]]) -> AsyncIterator[Any]:
+    """``items``, each step awaited: closing the iterator (a client that hung up) stops
+    it at once."""
+    with contextlib.closing(plan):
+        step = next(plan, None)
+        while step is not None:
+            if type(step) is Emit:
+                for item in step.items:
+                    yield item
+                step = next(plan, None)
+                continue
+            try:
+                result = await perform(step)
+            except Exception as exc:
+                step = _next(plan.throw, exc)
+            else:
+                step = _next(plan.send, result)
+
+
+def _next(step: Callable[[Any], Any], value: Any) -> Any:
+    """The plan's next step after ``step(value)`` (a send or a throw); None at its end."""
+    try:
+        return step(value)
+    except StopIteration:
+        return None
 
 
 class operation(Generic[S, P, R]):

@@ -1,6 +1,6 @@
 """The run lifecycle: one ``transitions.Machine`` declared once, fired on runs it never holds.
 
-The tables are declared once in ``_definitions``: ``RUN_V1`` (LIFECYCLE.md's, the
+The tables are declared once in ``_definitions``: ``RUN_V1`` (the first version's, the
 default) and ``RUN_V2`` (with ``incomplete``), chosen by ``version``. The machine, the
 allowed-event lookups, the refusal messages and the Mermaid diagram are all derived from
 them. Each machine is built with ``model=None`` and events are fired with
@@ -397,7 +397,7 @@ class RunLifecycle(Lifecycle):
 
     ``clock`` is any zero-argument callable returning Unix seconds (default: the system
     time, read on every call); ``ttl`` is the seconds from creation to ``expires_at``;
-    ``version`` is the run object's: ``"v1"`` (the seed's, the default) or ``"v2"`` (with
+    ``version`` is the run object's: ``"v1"`` (the first version, the default) or ``"v2"`` (with
     ``incomplete``, ``usage`` and the sampling settings).
     """
 
@@ -783,7 +783,7 @@ class ResponseLifecycle(Lifecycle):
         return steps
 
     def check_cancellable(self, obj: Any) -> None:
-        """Only a background response can be cancelled (RESPONSES.md): a 400 otherwise."""
+        """Only a background response can be cancelled (the public API's rule): a 400 otherwise."""
         if not obj.background:
             raise InvalidTransitionError(
                 "Only responses created with background=true can be cancelled.",

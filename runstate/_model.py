@@ -1,8 +1,9 @@
 """The run object of the Assistants API (``thread.run``) and its statuses.
 
-``Run`` holds exactly the fields of the seed's RunObject. ``Run.to_dict()`` gives the
-public JSON shape; ``Run.from_dict()`` reads it back and refuses anything malformed with
-a ``ValidationError`` naming the field, through the validators of ``_validate``.
+``Run`` holds exactly the fields of the public ``thread.run`` object as first published.
+``Run.to_dict()`` gives the public JSON shape; ``Run.from_dict()`` reads it back and
+refuses anything malformed with a ``ValidationError`` naming the field, through the
+validators of ``_validate``.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class Status(str, Enum):
 
 
 class RunStatus(Status):
-    """The statuses of a run, the value the public API's spelling: the seed's eight, and
+    """The statuses of a run, the value the public API's spelling: the first version's eight, and
     ``incomplete``, which only the second version of the object has."""
 
     QUEUED = "queued"
@@ -121,7 +122,7 @@ def new_id(prefix: str) -> str:
 
 @dataclass(slots=True, eq=True)
 class Run:
-    """A ``thread.run`` as the seed has it (v1): one field per field of the public object
+    """A ``thread.run`` as first published (v1): one field per field of the public object
     (``object`` is constant). ``RunV2`` is the second version."""
 
     _VERSION: ClassVar[str] = "v1"
@@ -186,7 +187,7 @@ class Run:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """The public JSON shape: the seed's 18 keys, in the seed's order."""
+        """The public JSON shape: the first version's 18 keys, in the public API's order."""
         return {
             **self._head(),
             "model": self.model,

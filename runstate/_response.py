@@ -1,11 +1,11 @@
 """The Responses API's ``response`` object (background mode) and its statuses.
 
 ``Response`` holds the fields of ``openai.types.responses.Response`` that a background
-response's lifecycle reads or writes (RESPONSES.md). ``to_dict()`` gives the public
-JSON shape; ``from_dict()`` reads it back and refuses anything malformed with a
-``ValidationError`` naming the field, through the validators of ``_validate``. The
-request's ``input`` is kept by the store beside the object, not in it, and so is the
-time-out deadline (``expires_at`` here, never a public field).
+response's lifecycle reads or writes. ``to_dict()`` gives the public JSON shape;
+``from_dict()`` reads it back and refuses anything malformed with a ``ValidationError``
+naming the field, through the validators of ``_validate``. The request's ``input`` is
+kept by the store beside the object, not in it, and so is the time-out deadline
+(``expires_at`` here, never a public field).
 """
 
 from __future__ import annotations

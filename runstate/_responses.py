@@ -1,7 +1,7 @@
 """ResponseEngine: the Responses API's background responses on the one engine.
 
 The loop, the claims, the sweeps and the leases are ``Engine``'s (``_engine.py``); this
-face adds what a response has of its own (RESPONSES.md): its ``input``, kept beside it
+face adds what a response has of its own: its ``input``, kept beside it
 for the worker; a worker's own stream events (``append``: text deltas and the like),
 numbered in the response's sequence between its transitions; an immediate cancel that a
 late ``complete`` cannot overwrite, idempotent on a terminal background response and

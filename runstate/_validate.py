@@ -58,7 +58,7 @@ METADATA_MAX_PAIRS = 16
 METADATA_MAX_KEY = 64
 METADATA_MAX_VALUE = 512
 
-#: The ``last_error.code`` values of the seed's version of the object.
+#: The ``last_error.code`` values of the first version of the object.
 ERROR_CODES: frozenset[str] = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
 
 _TOOL_TYPES = ("code_interpreter", "retrieval", "file_search", "function")
@@ -698,7 +698,7 @@ V2_SETTINGS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-# --- the background response's parts (RESPONSES.md) ------------------------------------------
+# --- the background response's parts ---------------------------------------------------------
 
 #: ``error.code`` values of a response, as the SDK's ``ResponseError`` lists the ones a
 #: worker can meet (the image codes are the hosted service's own).

@@ -39,7 +39,7 @@ CALLS = [
 ]
 OUTPUTS = [{"tool_call_id": "call_A", "output": "1"}, {"tool_call_id": "call_B", "output": "2"}]
 
-#: The seed's run object (RunObject.md), its 18 keys in its order.
+#: The run object as first published, its 18 keys in the public API's order.
 SEED_KEYS = [
     "id",
     "object",
@@ -63,10 +63,11 @@ SEED_KEYS = [
 
 S = RunStatus
 ACTIVE = [S.QUEUED, S.IN_PROGRESS, S.REQUIRES_ACTION, S.CANCELLING]
-#: The seed's eight statuses (``incomplete`` is the second version's).
+#: The first version's eight statuses (``incomplete`` is the second version's).
 V1_STATUSES = [s for s in RunStatus if s is not S.INCOMPLETE]
 
-#: The transition table of LIFECYCLE.md, (event, from, to) row by row.
+#: The run's transition table as the public API behaves, written out here apart from
+#: the declaration, (event, from, to) row by row.
 ROWS: list[tuple[str, RunStatus, RunStatus]] = [
     ("start", S.QUEUED, S.IN_PROGRESS),
     ("require_action", S.IN_PROGRESS, S.REQUIRES_ACTION),
@@ -81,7 +82,7 @@ ROWS: list[tuple[str, RunStatus, RunStatus]] = [
     ("requeue", S.IN_PROGRESS, S.QUEUED),  # ours: a stalled run back in the queue
     *[("expire", s, S.EXPIRED) for s in ACTIVE],
 ]
-#: RESPONSES.md's second version: the same table and the incomplete rows.
+#: The run's second version: the same table and the incomplete rows.
 ROWS_V2 = [
     *ROWS,
     ("incomplete", S.IN_PROGRESS, S.INCOMPLETE),
@@ -117,7 +118,7 @@ PATHS: dict[RunStatus, list[str]] = {
 
 
 R = ResponseStatus
-#: RESPONSES.md's table for the background response, (event, from, to) row by row.
+#: The background response's table, (event, from, to) row by row.
 RESPONSE_ROWS: list[tuple[str, ResponseStatus, ResponseStatus]] = [
     ("start", R.QUEUED, R.IN_PROGRESS),
     ("complete", R.IN_PROGRESS, R.COMPLETED),

@@ -8,7 +8,7 @@ that hangs up ends its follower.
 
 A run is created in the shape the request's ``OpenAI-Beta`` header names, as the public
 API did: ``assistants=v2`` (what the official client sends on every call) makes the
-final shape, ``assistants=v1`` or no header the seed's. Each run is then served in the
+final shape, ``assistants=v1`` or no header the first version's. Each run is then served in the
 shape it was created with.
 """
 

@@ -20,7 +20,12 @@ from ._base import (
     StoredObject,
     Sweep,
     Write,
+    group_of,
+    is_active,
+    is_waiting,
+    restore,
 )
+from ._bell import Bell
 from ._memory import MemoryStore
 from ._postgres import AsyncPostgresStore, PostgresStore
 from ._sqlite import SQLiteStore
@@ -28,6 +33,7 @@ from ._sqlite import SQLiteStore
 __all__ = [
     "AsyncPostgresStore",
     "AsyncStore",
+    "Bell",
     "ClaimStep",
     "Claimed",
     "IdempotencyKey",
@@ -44,4 +50,8 @@ __all__ = [
     "StoredObject",
     "Sweep",
     "Write",
+    "group_of",
+    "is_active",
+    "is_waiting",
+    "restore",
 ]

@@ -12,32 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable
 from typing import Any
 
-from .._events import RunEvent
-from .._lifecycle import Transition
-from .._model import Status
-from ._base import (
-    Claimed,
-    ClaimStep,
-    IdempotencyKey,
-    Now,
-    Order,
-    Page,
-    Stats,
-    Store,
-    StoredObject,
-    Sweep,
-    Write,
-    takes_keyword,
-)
+from ._base import Store, takes_keyword
 
 __all__ = ["AsyncStore"]
 
 
 class AsyncStore:
-    """``store``'s protocol as coroutines (see the module)."""
+    """``store``'s protocol as coroutines (see the module): each method of the protocol
+    is the sync store's, awaited (made below from the protocol's declaration)."""
 
     def __init__(self, store: Store, *, offload: bool = True) -> None:
         self.sync = store
@@ -53,101 +39,23 @@ class AsyncStore:
             return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
         return fn(*args, **kwargs)
 
-    async def insert(
-        self,
-        obj: Any,
-        steps: Sequence[Transition],
-        input: Any = None,
-        key: IdempotencyKey | None = None,
-    ) -> list[int]:
-        result: list[int] = await self._call(self.sync.insert, obj, steps, input, key)
-        return result
 
-    async def get(self, object_id: str) -> StoredObject:
-        result: StoredObject = await self._call(self.sync.get, object_id)
-        return result
+def _awaitable(name: str) -> Callable[..., Any]:
+    """``AsyncStore``'s method ``name``: the sync store's, awaited (see ``_call``), with
+    the protocol's signature and docstring."""
+    declared = getattr(Store, name)
 
-    async def input_of(self, object_id: str) -> Any:
-        return await self._call(self.sync.input_of, object_id)
+    async def method(self: AsyncStore, *args: Any, **kwargs: Any) -> Any:
+        if name == "claim" and not self._claim_takes_step:
+            kwargs.pop("step", None)  # a store written before claims took it
+        return await self._call(getattr(self.sync, name), *args, **kwargs)
 
-    async def prune(
-        self, kind: str, *, before: int, statuses: Sequence[str], limit: int
-    ) -> list[str]:
-        result: list[str] = await self._call(
-            self.sync.prune, kind, before=before, statuses=statuses, limit=limit
-        )
-        return result
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = declared.__doc__
+    method.__signature__ = inspect.signature(declared)  # type: ignore[attr-defined]
+    return method
 
-    async def delete(self, object_id: str) -> bool:
-        result: bool = await self._call(self.sync.delete, object_id)
-        return result
 
-    async def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
-        result: list[list[int] | None] = await self._call(self.sync.write, writes)
-        return result
-
-    async def claim(
-        self,
-        now: Now,
-        decide: Callable[[StoredObject, int], Write],
-        *,
-        kind: str,
-        step: ClaimStep | None = None,
-    ) -> Claimed | None:
-        extra = {"step": step} if self._claim_takes_step else {}
-        result: Claimed | None = await self._call(self.sync.claim, now, decide, kind=kind, **extra)
-        return result
-
-    async def sweep(
-        self,
-        which: Sweep,
-        now: Now,
-        decide: Callable[[StoredObject, int], Write | None],
-        limit: int,
-        *,
-        kind: str,
-    ) -> list[Claimed]:
-        result: list[Claimed] = await self._call(
-            self.sync.sweep, which, now, decide, limit, kind=kind
-        )
-        return result
-
-    async def list_objects(
-        self,
-        group_id: str | None,
-        *,
-        kind: str,
-        status: Status | None = None,
-        limit: int = 20,
-        order: Order = "desc",
-        after: str | None = None,
-        before: str | None = None,
-    ) -> Page:
-        result: Page = await self._call(
-            self.sync.list_objects,
-            group_id,
-            kind=kind,
-            status=status,
-            limit=limit,
-            order=order,
-            after=after,
-            before=before,
-        )
-        return result
-
-    async def stats(self, now: int) -> Stats:
-        result: Stats = await self._call(self.sync.stats, now)
-        return result
-
-    async def history(self, object_id: str) -> list[RunEvent]:
-        result: list[RunEvent] = await self._call(self.sync.history, object_id)
-        return result
-
-    async def events(
-        self, after_seq: int = 0, object_id: str | None = None, limit: int = 100
-    ) -> list[RunEvent]:
-        result: list[RunEvent] = await self._call(self.sync.events, after_seq, object_id, limit)
-        return result
-
-    async def close(self) -> None:
-        await self._call(self.sync.close)
+#: The store protocol's methods, each the sync store's awaited.
+for _name in (n for n in vars(Store) if not n.startswith("_")):
+    setattr(AsyncStore, _name, _awaitable(_name))

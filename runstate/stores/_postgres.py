@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -40,7 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import ActiveRunError, RunStateError, StoreError, ValidationError
-from .._faces import Async, Plan, operation
+from .._faces import Async, Plan, adrive, operation
 from .._lifecycle import Transition
 from .._validate import require_int, require_string
 from ._base import (
@@ -307,28 +308,17 @@ class AsyncPostgresStore(Async, PostgresPlans):
     async def _arun(self, plan: Plan[R], name: str, object_id: str | None) -> R:
         with self._translate():
             async with self._pool.connection() as conn:
-                return await self._adrive(conn, plan)
+                return await adrive(plan, functools.partial(self._perform, conn), RunStateError)
 
-    async def _adrive(self, conn: Any, plan: Plan[R]) -> R:
-        """As ``SyncSQL._drive``, each step awaited."""
-        try:
-            step: Any = next(plan)
-            while True:
-                try:
-                    if type(step) is Transaction:
-                        with self._translate():
-                            async with conn.transaction():
-                                result = await self._adrive(conn, step.plan)
-                    else:
-                        with self._translate():
-                            cursor = await conn.execute(step.sql, step.params)
-                            result = await _answer(cursor, step.fetch)
-                except RunStateError as exc:
-                    step = plan.throw(exc)
-                else:
-                    step = plan.send(result)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    async def _perform(self, conn: Any, step: Sql | Transaction) -> Any:
+        """As ``SyncSQL._perform``, awaited."""
+        with self._translate():
+            if isinstance(step, Transaction):
+                async with conn.transaction():
+                    perform = functools.partial(self._perform, conn)
+                    return await adrive(step.plan, perform, RunStateError)
+            cursor = await conn.execute(step.sql, step.params)
+            return await _answer(cursor, step.fetch)
 
 
 async def _answer(cursor: Any, fetch: str) -> Any:

@@ -11,6 +11,7 @@ there is one path to each version. Both backends keep the same two tables (``run
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 from .._errors import ObjectNotFoundError, RunStateError, StoreError
 from .._events import RunEvent
-from .._faces import Plan, Sync, operation
+from .._faces import Plan, Sync, drive, operation
 from .._model import Status
 from ._base import (
     Claimed,
@@ -483,24 +484,13 @@ class SyncSQL(Sync):
 
     def _run(self, plan: Plan[R], name: str, object_id: str | None) -> R:
         with self._translate(), self._connection() as conn:
-            return self._drive(conn, plan)
+            return drive(plan, functools.partial(self._perform, conn), RunStateError)
 
-    def _drive(self, conn: Any, plan: Plan[R]) -> R:
-        """Each step on ``conn``, its answer sent back, its error (as runstate's) thrown
-        in, so that a plan can catch what it expects."""
-        try:
-            step: Any = next(plan)
-            while True:
-                try:
-                    if type(step) is Transaction:
-                        with self._translate(), self._transaction_on(conn):
-                            result = self._drive(conn, step.plan)
-                    else:
-                        with self._translate():
-                            result = answer(conn.execute(step.sql, step.params), step.fetch)
-                except RunStateError as exc:
-                    step = plan.throw(exc)
-                else:
-                    step = plan.send(result)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    def _perform(self, conn: Any, step: Sql | Transaction) -> Any:
+        """One step on ``conn``, its error as runstate's (thrown into the plan, which may
+        catch what it expects)."""
+        with self._translate():
+            if isinstance(step, Transaction):
+                with self._transaction_on(conn):
+                    return drive(step.plan, functools.partial(self._perform, conn), RunStateError)
+            return answer(conn.execute(step.sql, step.params), step.fetch)

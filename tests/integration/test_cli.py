@@ -51,12 +51,6 @@ def test_diagram_of_each_lifecycle() -> None:
     assert cli("diagram", "nope", check=False).returncode == 2
 
 
-def test_readme_embeds_the_current_diagrams() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    for name in ("run", "response"):
-        assert "```mermaid\n" + mermaid(name) + "```" in readme
-
-
 def test_readme_python_examples_run(tmp_path: Path) -> None:
     """Each README snippet that uses runstate alone runs as written (in a fresh folder:
     they open sqlite:///runs.db)."""

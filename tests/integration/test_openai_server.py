@@ -45,7 +45,7 @@ def client(url: str) -> openai.OpenAI:
 
 def assert_run_shape(run: ClientRun) -> None:
     """The official client sends ``OpenAI-Beta: assistants=v2``: every run it gets is the
-    final shape, which the client's own model validates strictly, with the seed's fields
+    final shape, which the client's own model validates strictly, with the first version's fields
     and their types, and no ``file_ids``."""
     data = run.model_dump(mode="json")
     ClientRun.model_validate(data)

@@ -1,4 +1,4 @@
-"""The background response's contract (RESPONSES.md), run on every store: every object
+"""The background response's contract, run on every store: every object
 the engine returns is checked by the official ``openai`` package's own model, and every
 stream payload by its stream-event models."""
 

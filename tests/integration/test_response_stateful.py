@@ -1,4 +1,4 @@
-"""Random operations on background responses, against a reference model of RESPONSES.md
+"""Random operations on background responses, against a reference model of the background response's rules
 written here, independently of runstate's declaration: after every step, each stored
 response has the status, the lease and the number of events the model says, and a
 refused operation has changed nothing (but the time-out every operation applies first).
@@ -36,7 +36,7 @@ WORKERS = st.sampled_from([None, "w1", "w2"])
 
 @dataclass
 class Model:
-    """What RESPONSES.md says one response is now."""
+    """What the rules say one response is now."""
 
     order: int
     background: bool

@@ -1,4 +1,4 @@
-"""The transition table of LIFECYCLE.md, row by row, and every pair it refuses."""
+"""The run's transition table (conftest's, written apart from the declaration), row by row, and every pair it refuses."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ CALL = [{"id": "call_X", "type": "function", "function": {"name": "f", "argument
 
 
 class LifecycleMachine(RuleBasedStateMachine):
-    """The seed's run (v1); ``LifecycleV2Machine`` below runs the same rules on v2."""
+    """The first version's run (v1); ``LifecycleV2Machine`` below runs the same rules on v2."""
 
     version = "v1"
     runs = Bundle("runs")

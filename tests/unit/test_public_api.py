@@ -123,6 +123,7 @@ def test_the_version_has_one_source() -> None:
 STORES_PUBLIC = [
     "AsyncPostgresStore",
     "AsyncStore",
+    "Bell",
     "ClaimStep",
     "Claimed",
     "IdempotencyKey",
@@ -139,6 +140,10 @@ STORES_PUBLIC = [
     "StoredObject",
     "Sweep",
     "Write",
+    "group_of",
+    "is_active",
+    "is_waiting",
+    "restore",
 ]
 #: The store protocol: what a backend implements, and nothing more.
 STORE_METHODS = [

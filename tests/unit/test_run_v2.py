@@ -1,4 +1,4 @@
-"""The second version of thread.run (RESPONSES.md): its table row by row, every refused
+"""The second version of thread.run: its table row by row, every refused
 pair, its fields and their checks, the official client's model accepting every object,
 and the first version left as it was, byte for byte."""
 
