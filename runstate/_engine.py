@@ -864,10 +864,10 @@ class Engine(Generic[T]):
 
     def _p_apply(
         self, object_id: str, change: Change | None = None
-    ) -> Plan[tuple[T, builtins.list[int] | None]]:
+    ) -> Plan[tuple[T, Write | None, builtins.list[int] | None]]:
         """Read, decide on a copy, compare-and-set; again if another writer won.
-        Returns the object and, if this call stored a change, its events' places in the
-        store's log (None if it stored nothing)."""
+        Returns the object and, if this call stored a change, the write and its events'
+        places in the store's log (None and None if it stored nothing)."""
         require_string(object_id, f"{self._noun}_id")
         known = self._known
         for _ in range(self._retries):
@@ -901,7 +901,7 @@ class Engine(Generic[T]):
                 if held:
                     continue  # likewise: "nothing to do" is answered from a fresh read
                 known.keep(stored)
-                return obj, None
+                return obj, None, None
             write = lease.write(obj, stored, steps)
             seqs = (yield call("write", [write]))[0]
             if seqs is None:
@@ -910,7 +910,7 @@ class Engine(Generic[T]):
             self._publish(obj, steps, seqs, stored.event_count)
             if error is not None:
                 raise error
-            return obj, seqs
+            return obj, write, seqs
         raise ConcurrentUpdateError(
             f"{self._noun.capitalize()} {object_id} kept changing; gave up after "
             f"{self._retries} tries."

@@ -13,7 +13,7 @@ import string
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from ._errors import ValidationError
@@ -45,13 +45,10 @@ __all__ = [
 ]
 
 
-class Status(str, Enum):
-    """What every lifecycle's statuses share: each is its public spelling, and prints
+class Status(StrEnum):
+    """What every lifecycle's statuses share: each is its public spelling, prints as it,
     and hashes as that string (Enum's own ``__hash__`` is Python code, and statuses are
     looked up in sets and dicts on every transition)."""
-
-    def __str__(self) -> str:
-        return str.__str__(self)
 
     __hash__ = str.__hash__
 

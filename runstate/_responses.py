@@ -20,7 +20,12 @@ from typing import Any
 from ._arguments import Completion, Failure, Incompletion
 from ._clock import Clock
 from ._engine import AsyncFace, Decision, Engine, Lease, ListPage, Plan, SyncFace, call, check_lease
-from ._errors import ObjectNotFoundError, ResponseNotFoundError, ValidationError
+from ._errors import (
+    ConcurrentUpdateError,
+    ObjectNotFoundError,
+    ResponseNotFoundError,
+    ValidationError,
+)
 from ._events import RunEvent
 from ._faces import operation
 from ._lifecycle import ResponseLifecycle
@@ -102,15 +107,7 @@ class ResponsePlans(Engine[Response]):
         after: str | None,
         before: str | None,
     ) -> Plan[ResponseList]:
-        wanted = None
-        if status is not None:
-            if not isinstance(status, str) or status not in ResponseStatus._value2member_map_:
-                raise ValidationError(
-                    f"Unknown status {status!r}; expected one of "
-                    f"{sorted(ResponseStatus._value2member_map_)}.",
-                    param="status",
-                )
-            wanted = ResponseStatus(status)
+        wanted = None if status is None else self.lifecycle.status_of(status)
         responses, has_more = yield from self._p_list(None, wanted, limit, order, after, before)
         return ResponseList(responses, has_more)
 
@@ -144,20 +141,20 @@ class ResponsePlans(Engine[Response]):
             )
         if worker_id is not None:
             require_string(worker_id, "worker_id")
-        placed: dict[str, int] = {}  # the number and time the stored note got
-        noted = partial(self._noted, event_type, checked, worker_id, placed)
-        response, seqs = yield from self._p_apply(response_id, noted)
-        assert seqs  # the note was stored, or _p_apply raised
-        status = response.status.value
-        at, number = placed["at"], placed["number"]
-        return RunEvent(event_type, response_id, status, status, at, checked, seqs[-1], number)
+        noted = partial(self._noted, event_type, checked, worker_id)
+        response, write, seqs = yield from self._p_apply(response_id, noted)
+        if write is None or seqs is None:  # pragma: no cover - a note is stored or refused
+            raise ConcurrentUpdateError(f"The event for {response_id} was not stored.")
+        # The note is the write's last step (a time-out applied first would come before).
+        number = write.first_number + len(write.steps) - 1
+        (event,) = self.lifecycle.events_for(response, write.steps[-1:], seqs[-1:], number)
+        return event
 
     def _noted(
         self,
         event_type: str,
         data: dict[str, Any],
         worker_id: str | None,
-        placed: dict[str, int],
         response: Response,
         stored: StoredObject,
         now: int,
@@ -166,7 +163,6 @@ class ResponsePlans(Engine[Response]):
         steps = self.lifecycle.note(response, event_type, data, now)
         if worker_id is not None:
             check_lease(stored, worker_id)
-        placed.update(number=stored.event_count, at=steps[0].at)
         return Decision(steps, Lease.after(stored, response, self._leased))
 
     # --- the operations: each face's methods are made from these (see ``_faces``) --------

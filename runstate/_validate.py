@@ -327,42 +327,48 @@ def _tool(tool: Any, where: str) -> dict[str, Any]:
             f"Invalid '{where}.function': expected an object with a 'name'.", param="tools"
         )
     _no_unknown_keys(function, _FUNCTION_KEYS, f"{where}.function", "tools")
-    name = function.get("name")
+    return {"type": "function", "function": _function(function, f"{where}.function", flat=False)}
+
+
+def _function(fields: Mapping[str, Any], where: str, *, flat: bool) -> dict[str, Any]:
+    """A function tool's ``name``, ``description``, ``parameters`` and ``strict``, checked
+    alike for the Assistants API (nested under ``function``: what is given is kept) and
+    the Responses API (``flat``: a null description or parameters is allowed, and
+    ``parameters`` and ``strict``, true unless given, are always there)."""
+    name = fields.get("name")
     if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
         raise ValidationError(
-            f"Invalid '{where}.function.name': expected a string of 1 to 64 letters, digits, "
+            f"Invalid '{where}.name': expected a string of 1 to 64 letters, digits, "
             f"underscores or dashes, got {_short(name)}.",
             param="tools",
         )
     out: dict[str, Any] = {"name": str.__str__(name)}
-    if "description" in function:
-        description = function["description"]
+    if "description" in fields and not (flat and fields["description"] is None):
+        description = fields["description"]
         if not isinstance(description, str):
             raise ValidationError(
-                f"Invalid '{where}.function.description': expected a string, got "
+                f"Invalid '{where}.description': expected a string, got "
                 f"{type(description).__name__}.",
                 param="tools",
             )
-        out["description"] = check_clean(
-            str.__str__(description), "tools", f"{where}.function.description"
-        )
-    if "parameters" in function:
-        parameters = function["parameters"]
-        if not isinstance(parameters, Mapping):
+        out["description"] = check_clean(str.__str__(description), "tools", f"{where}.description")
+    if "parameters" in fields or flat:
+        parameters = fields.get("parameters")
+        if not isinstance(parameters, Mapping) and not (flat and parameters is None):
             raise ValidationError(
-                f"Invalid '{where}.function.parameters': expected an object, got "
-                f"{type(parameters).__name__}.",
+                f"Invalid '{where}.parameters': expected an object{' or null' if flat else ''}, "
+                f"got {type(parameters).__name__}.",
                 param="tools",
             )
-        out["parameters"] = json_value(parameters, "tools", f"{where}.function.parameters", 2)
-    if "strict" in function:
-        strict = function["strict"]
+        out["parameters"] = json_value(parameters, "tools", f"{where}.parameters", 2)
+    if "strict" in fields or flat:
+        strict = fields.get("strict", True)
         if strict is not None and not isinstance(strict, bool):
             raise ValidationError(
-                f"Invalid '{where}.function.strict': expected a boolean or null.", param="tools"
+                f"Invalid '{where}.strict': expected a boolean or null.", param="tools"
             )
         out["strict"] = strict
-    return {"type": "function", "function": out}
+    return out
 
 
 def _no_unknown_keys(obj: Mapping[Any, Any], allowed: Any, where: str, param: str) -> None:
@@ -761,33 +767,7 @@ def validate_response_tools(tools: Any) -> list[dict[str, Any]]:
             checked.append(json_value(tool, "tools", where))
             continue
         _no_unknown_keys(tool, _RESPONSE_FUNCTION_KEYS, where, "tools")
-        name = tool.get("name")
-        if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
-            raise ValidationError(
-                f"Invalid '{where}.name': expected 1 to 64 letters, digits, '_' or '-'.",
-                param="tools",
-            )
-        out: dict[str, Any] = {"type": "function", "name": str.__str__(name)}
-        description = tool.get("description")
-        if description is not None:
-            if not isinstance(description, str):
-                raise ValidationError(
-                    f"Invalid '{where}.description': expected a string.", param="tools"
-                )
-            out["description"] = check_clean(str.__str__(description), "tools", where)
-        parameters = tool.get("parameters")
-        if parameters is not None and not isinstance(parameters, Mapping):
-            raise ValidationError(
-                f"Invalid '{where}.parameters': expected an object or null.", param="tools"
-            )
-        out["parameters"] = json_value(parameters, "tools", f"{where}.parameters")
-        strict = tool.get("strict", True)
-        if strict is not None and not isinstance(strict, bool):
-            raise ValidationError(
-                f"Invalid '{where}.strict': expected a boolean or null.", param="tools"
-            )
-        out["strict"] = strict
-        checked.append(out)
+        checked.append({"type": "function", **_function(tool, where, flat=True)})
     return checked
 
 

@@ -1,13 +1,15 @@
 """The engines' two faces for the contract suites: each contract test runs once on the
 sync engine and once on its async twin, on the same store.
 
-``RunEngine(...)`` and ``ResponseEngine(...)`` here make the engine of the face under
-test (the ``face`` fixture sets it). On the async face they make the async engine, on
-the async form of the test's store (``AsyncPostgresStore`` on the same schema for a
-``PostgresStore``, ``AsyncStore`` for the others and for a test's proxies), and wrap it
-in ``Blocking``, which runs each awaited call on one event loop in a thread of its own,
-so that a test reads the same either way. ``engine.store`` stays the test's own sync
-store, for its checks of what is stored.
+conftest's ``faces`` fixture runs a test once per face (a contract module runs all its
+tests so: ``pytestmark = pytest.mark.usefixtures("faces")``); it is a ``Faces``: ``faces.run(...)``, ``faces.response(...)`` and
+``faces.objects(definition, ...)`` make the engine of the face under test. On the async
+face they make the async engine, on the async form of the test's store
+(``AsyncPostgresStore`` on the same schema for a ``PostgresStore``, ``AsyncStore`` for
+the others and for a test's proxies), and wrap it in ``Blocking``, which runs each
+awaited call on one event loop in a thread of its own, so that a test reads the same
+either way. ``engine.store`` stays the test's own sync store, for its checks of what is
+stored.
 """
 
 from __future__ import annotations
@@ -15,18 +17,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any, TypeVar
-
-import pytest
 
 import runstate
 from runstate import MemoryStore, PostgresStore
 
 T = TypeVar("T")
-MODE = "sync"
 _loop: asyncio.AbstractEventLoop | None = None
-_opened: list[Any] = []  # the async PostgreSQL stores this test opened, closed after it
 
 
 def loop() -> asyncio.AbstractEventLoop:
@@ -42,28 +40,49 @@ def block(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run_coroutine_threadsafe(coroutine, loop()).result(timeout=120)
 
 
-@pytest.fixture(autouse=True, params=["sync", "async"])
-def face(request: pytest.FixtureRequest) -> Iterator[str]:
-    global MODE
-    MODE = request.param
-    yield request.param
-    MODE = "sync"
-    while _opened:
-        block(_opened.pop().close())
+class Faces:
+    """The face a test runs on (``mode``: "sync" or "async"), and its engines."""
 
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self._opened: list[Any] = []  # the async PostgreSQL stores opened, closed after
 
-def async_store(store: Any) -> Any:
-    if store is None or not callable(getattr(store, "get", None)):
-        return store  # the default, or not a store at all: the engine says so
-    if type(store) is PostgresStore:
-        opened = block(
-            runstate.AsyncPostgresStore.open(
-                store._conninfo, schema=store.schema, max_events=store.max_events
-            )
+    def run(self, store: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return self._engine(runstate.RunEngine, runstate.AsyncRunEngine, store, *args, **kwargs)
+
+    def response(self, store: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return self._engine(
+            runstate.ResponseEngine, runstate.AsyncResponseEngine, store, *args, **kwargs
         )
-        _opened.append(opened)  # closed after the test
-        return opened
-    return runstate.AsyncStore(store, offload=type(store) is not MemoryStore)
+
+    def objects(self, definition: Any, store: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.mode == "sync":
+            return runstate.ObjectEngine(definition, store, *args, **kwargs)
+        engine = runstate.AsyncObjectEngine(definition, self.async_store(store), *args, **kwargs)
+        return Blocking(engine, store)
+
+    def _engine(self, sync_class: type, async_class: type, store: Any, *a: Any, **k: Any) -> Any:
+        if self.mode == "sync":
+            return sync_class(store, *a, **k)
+        return Blocking(async_class(self.async_store(store), *a, **k), store)
+
+    def async_store(self, store: Any) -> Any:
+        """The async form of ``store`` (see the module)."""
+        if store is None or not callable(getattr(store, "get", None)):
+            return store  # the default, or not a store at all: the engine says so
+        if type(store) is PostgresStore:
+            opened = block(
+                runstate.AsyncPostgresStore.open(
+                    store._conninfo, schema=store.schema, max_events=store.max_events
+                )
+            )
+            self._opened.append(opened)
+            return opened
+        return runstate.AsyncStore(store, offload=type(store) is not MemoryStore)
+
+    def close(self) -> None:
+        while self._opened:
+            block(self._opened.pop().close())
 
 
 class Blocking:
@@ -87,17 +106,3 @@ class Blocking:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _engine(sync_class: type, async_class: type, store: Any, *args: Any, **kwargs: Any) -> Any:
-    if MODE == "sync":
-        return sync_class(store, *args, **kwargs)
-    return Blocking(async_class(async_store(store), *args, **kwargs), store)
-
-
-def RunEngine(store: Any = None, *args: Any, **kwargs: Any) -> Any:
-    return _engine(runstate.RunEngine, runstate.AsyncRunEngine, store, *args, **kwargs)
-
-
-def ResponseEngine(store: Any = None, *args: Any, **kwargs: Any) -> Any:
-    return _engine(runstate.ResponseEngine, runstate.AsyncResponseEngine, store, *args, **kwargs)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._definitions import ACTIVE_OF, WAITING_OF
-from .._errors import ActiveRunError, ObjectNotFoundError
+from .._errors import ActiveRunError, ObjectNotFoundError, StoreError
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status, _clone
@@ -168,8 +168,7 @@ class MemoryStore:
                 if self._active.get(row.group_id) == object_id:
                     del self._active[row.group_id]
             for event in row.history:
-                assert event.seq is not None
-                self._events[event.seq - 1] = None
+                self._events[event.seq - 1] = None  # type: ignore[operator]  # a stored event has its place
             return True
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
@@ -177,6 +176,13 @@ class MemoryStore:
             done = [self._write_one(w) for w in writes]
             ring_for_won(self.bell, writes, done)
             return done
+
+    def _write_held(self, w: Write) -> list[int]:
+        """``w`` on an object picked under the lock: it cannot lose."""
+        seqs = self._write_one(w)
+        if seqs is None:  # pragma: no cover - the lock is held: nothing moved
+            raise StoreError(f"A picked object ({w.obj.id}) changed under the lock.")
+        return seqs
 
     def _write_one(self, w: Write) -> list[int] | None:
         row = self._rows.get(w.obj.id)
@@ -219,8 +225,7 @@ class MemoryStore:
                         skipped.append(entry)
                         continue
                     write = decide(row.stored(), t)
-                    seqs = self._write_one(write)
-                    assert seqs is not None  # the lock is held: nothing moved
+                    seqs = self._write_held(write)
                     ring_for(self.bell, [write])
                     return write, seqs
                 return None
@@ -245,9 +250,7 @@ class MemoryStore:
                 write = decide(row.stored(), t)
                 if write is None:
                     continue
-                seqs = self._write_one(write)
-                assert seqs is not None  # the lock is held: nothing moved
-                done.append((write, seqs))
+                done.append((write, self._write_held(write)))
             ring_for(self.bell, [write for write, _ in done])
             return done
 

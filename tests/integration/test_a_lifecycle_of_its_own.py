@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
-from faces import Blocking, async_store, block
+from faces import Faces, block
 
 import runstate
 from runstate import (
     ActiveRunError,
-    AsyncObjectEngine,
     Cancel,
     Definition,
     Failure,
@@ -29,9 +28,7 @@ from runstate import (
     InvalidTransitionError,
     LeaseError,
     ManualClock,
-    ObjectEngine,
     ObjectNotFoundError,
-    PostgresStore,
     RunEngine,
     Status,
     Store,
@@ -158,22 +155,14 @@ TASK = Definition(
 )
 
 
-@pytest.fixture(params=["sync", "async"])
-def tasks(request: pytest.FixtureRequest, store: Store, clock: ManualClock) -> Iterator[Any]:
+@pytest.fixture
+def tasks(faces: Faces, store: Store, clock: ManualClock) -> Iterator[Any]:
     """The task engine of each face on the test's store (the async face on the async
     form of the same store)."""
     declare(TASK)
-    options = {"ttl": TTL, "lease_seconds": LEASE, "max_attempts": 2}
-    opened = None
     try:
-        if request.param == "sync":
-            yield ObjectEngine(TASK, store, clock, **options)
-        else:
-            opened = async_store(store)
-            yield Blocking(AsyncObjectEngine(TASK, opened, clock, **options), store)
+        yield faces.objects(TASK, store, clock, ttl=TTL, lease_seconds=LEASE, max_attempts=2)
     finally:
-        if opened is not None and isinstance(store, PostgresStore):
-            block(opened.close())
         undeclare("task")
 
 

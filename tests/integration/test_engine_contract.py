@@ -6,11 +6,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-# Every test here runs on the sync engine and on its async twin (``face``).
-import faces
 import pytest
-from conftest import CALLS, OUTPUTS, PG_BASE, T0, USAGE
-from faces import RunEngine, face  # noqa: F401
+from faces import Faces
+from tables import CALLS, OUTPUTS, PG_BASE, T0, USAGE
 
 from runstate import (
     ActiveRunError,
@@ -22,6 +20,7 @@ from runstate import (
     MemoryStore,
     PostgresStore,
     Run,
+    RunEngine,
     RunEvent,
     RunNotFoundError,
     RunStatus,
@@ -33,14 +32,17 @@ from runstate import (
 )
 from runstate.stores import Claimed, ClaimStep, Now, StoredObject, Sweep, Write
 
+#: Every test here runs on the sync engine and on its async twin.
+pytestmark = pytest.mark.usefixtures("faces")
+
 S = RunStatus
 TTL = 600
 LEASE = 30
 
 
 @pytest.fixture
-def engine(store: Store, clock: ManualClock) -> RunEngine:
-    return RunEngine(store, clock=clock, ttl=TTL, lease_seconds=LEASE, max_attempts=2)
+def engine(faces: Faces, store: Store, clock: ManualClock) -> RunEngine:
+    return faces.run(store, clock=clock, ttl=TTL, lease_seconds=LEASE, max_attempts=2)
 
 
 def new(engine: RunEngine, thread: str = "thread_1", **kwargs: Any) -> Run:
@@ -518,11 +520,13 @@ class StaleView(StoreProxy):
         )
 
 
-def test_a_late_complete_after_a_cancel_is_decided_again(store: Store, clock: ManualClock) -> None:
-    plain = RunEngine(store, clock=clock)
+def test_a_late_complete_after_a_cancel_is_decided_again(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    plain = faces.run(store, clock=clock)
     run = plain.create(thread_id="t", assistant_id="a")
     plain.start(run.id)
-    meddled = RunEngine(Meddler(store, lambda: plain.cancel(run.id)), clock=clock)  # type: ignore[arg-type]
+    meddled = faces.run(Meddler(store, lambda: plain.cancel(run.id)), clock=clock)  # type: ignore[arg-type]
     done = meddled.complete(run.id)  # decided on in_progress, lost, decided again on cancelling
     assert done.status is S.COMPLETED
     assert [e.event for e in plain.history(run.id)][-2:] == [
@@ -532,21 +536,25 @@ def test_a_late_complete_after_a_cancel_is_decided_again(store: Store, clock: Ma
     assert_history_matches(plain, done)
 
 
-def test_a_late_cancel_after_a_complete_is_refused(store: Store, clock: ManualClock) -> None:
-    plain = RunEngine(store, clock=clock)
+def test_a_late_cancel_after_a_complete_is_refused(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    plain = faces.run(store, clock=clock)
     run = plain.create(thread_id="t", assistant_id="a")
     plain.start(run.id)
-    meddled = RunEngine(Meddler(store, lambda: plain.complete(run.id)), clock=clock)  # type: ignore[arg-type]
+    meddled = faces.run(Meddler(store, lambda: plain.complete(run.id)), clock=clock)  # type: ignore[arg-type]
     with pytest.raises(InvalidTransitionError, match="Cannot cancel run with status 'completed'."):
         meddled.cancel(run.id)
     assert plain.get(run.id).status is S.COMPLETED
     assert [e.event for e in plain.history(run.id)][-1] == "thread.run.completed"
 
 
-def test_an_engine_that_always_loses_gives_up_cleanly(store: Store, clock: ManualClock) -> None:
-    plain = RunEngine(store, clock=clock)
+def test_an_engine_that_always_loses_gives_up_cleanly(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    plain = faces.run(store, clock=clock)
     run = plain.create(thread_id="t", assistant_id="a")
-    meddled = RunEngine(
+    meddled = faces.run(
         Meddler(store, lambda: plain.update_metadata(run.id, {}), times=1000),  # type: ignore[arg-type]
         clock=clock,
     )
@@ -556,11 +564,11 @@ def test_an_engine_that_always_loses_gives_up_cleanly(store: Store, clock: Manua
 
 
 def test_an_unattended_cancel_that_loses_to_a_claim_is_decided_again(
-    store: Store, clock: ManualClock
+    faces: Faces, store: Store, clock: ManualClock
 ) -> None:
-    plain = RunEngine(store, clock=clock)
+    plain = faces.run(store, clock=clock)
     run = plain.create(thread_id="t", assistant_id="a")
-    meddled = RunEngine(Meddler(store, lambda: plain.claim("w1")), clock=clock)  # type: ignore[arg-type]
+    meddled = faces.run(Meddler(store, lambda: plain.claim("w1")), clock=clock)  # type: ignore[arg-type]
     cancelled = meddled.cancel(run.id)  # decided on queued (two steps), lost, decided again
     assert cancelled.status is S.CANCELLING  # the claimed run waits for its worker
     assert [e.event for e in plain.history(run.id)][2:] == [
@@ -581,11 +589,13 @@ class AlwaysBlocked(StoreProxy):
         raise ActiveRunError(run.thread_id, self._blocker)
 
 
-def test_a_create_that_never_wins_gives_up_cleanly(store: Store, clock: ManualClock) -> None:
-    plain = RunEngine(store, clock=clock)
+def test_a_create_that_never_wins_gives_up_cleanly(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    plain = faces.run(store, clock=clock)
     done = plain.create(thread_id="t", assistant_id="a")
     plain.cancel(done.id)
-    blocked = RunEngine(AlwaysBlocked(store, done.id), clock=clock)  # type: ignore[arg-type]
+    blocked = faces.run(AlwaysBlocked(store, done.id), clock=clock)  # type: ignore[arg-type]
     with pytest.raises(ConcurrentUpdateError, match="Thread t kept changing; no run was created."):
         blocked.create(thread_id="t", assistant_id="a")
     assert [r.id for r in plain.list("t").data] == [done.id]
@@ -603,19 +613,21 @@ class StalePages(StoreProxy):
         return self._page
 
 
-def test_a_listing_that_keeps_changing_gives_up_cleanly(store: Store, clock: ManualClock) -> None:
-    plain = RunEngine(store, clock=clock, ttl=TTL)
+def test_a_listing_that_keeps_changing_gives_up_cleanly(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    plain = faces.run(store, clock=clock, ttl=TTL)
     new(plain)
     page = store.list_objects(None, kind="run", status=S.QUEUED)
     clock.advance(TTL)
-    stale = RunEngine(StalePages(store, page), clock=clock)  # type: ignore[arg-type]
+    stale = faces.run(StalePages(store, page), clock=clock)  # type: ignore[arg-type]
     with pytest.raises(ConcurrentUpdateError, match="The listing kept changing; gave up."):
         stale.list(None, status="queued")
 
 
-def test_reprs_name_the_store_and_never_a_password(store: Store) -> None:
-    text = repr(RunEngine(store))
-    assert text.startswith("RunEngine(" if faces.MODE == "sync" else "AsyncRunEngine(")
+def test_reprs_name_the_store_and_never_a_password(faces: Faces, store: Store) -> None:
+    text = repr(faces.run(store))
+    assert text.startswith("RunEngine(" if faces.mode == "sync" else "AsyncRunEngine(")
     assert type(store).__name__ in text
     assert "postgresql://" not in text and "@" not in text
 
@@ -747,13 +759,13 @@ def test_recover_stalled_finishes_an_orphaned_cancel(engine: RunEngine, clock: M
 
 
 def test_a_heartbeat_just_before_the_recovery_writes_keeps_the_run(
-    store: Store, clock: ManualClock
+    faces: Faces, store: Store, clock: ManualClock
 ) -> None:
-    plain = RunEngine(store, clock=clock, lease_seconds=LEASE)
+    plain = faces.run(store, clock=clock, lease_seconds=LEASE)
     run = new(plain)
     plain.claim("w1")
     clock.advance(LEASE)  # the lease has just ended: the sweep is about to requeue it
-    sweeper = RunEngine(
+    sweeper = faces.run(
         Meddler(store, lambda: plain.heartbeat(run.id, "w1")),  # type: ignore[arg-type]
         clock=clock,
         lease_seconds=LEASE,
@@ -765,21 +777,25 @@ def test_a_heartbeat_just_before_the_recovery_writes_keeps_the_run(
     assert [e.event for e in plain.history(run.id)][-1] == "thread.run.in_progress"
 
 
-def test_recovery_re_checks_every_lease_it_is_handed(store: Store, clock: ManualClock) -> None:
-    plain = RunEngine(store, clock=clock, lease_seconds=LEASE)
+def test_recovery_re_checks_every_lease_it_is_handed(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    plain = faces.run(store, clock=clock, lease_seconds=LEASE)
     run = new(plain)
     plain.claim("w1")
     before = snapshot(plain, run.id)
-    stale = RunEngine(StaleView(store), clock=clock, lease_seconds=LEASE)  # type: ignore[arg-type]
+    stale = faces.run(StaleView(store), clock=clock, lease_seconds=LEASE)  # type: ignore[arg-type]
     assert stale.recover_stalled() == []  # handed a live lease: refuses to touch it
     assert snapshot(plain, run.id) == before
 
 
-def test_expiry_re_checks_every_run_it_is_handed(store: Store, clock: ManualClock) -> None:
-    plain = RunEngine(store, clock=clock, ttl=TTL)
+def test_expiry_re_checks_every_run_it_is_handed(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    plain = faces.run(store, clock=clock, ttl=TTL)
     run = new(plain)
     before = snapshot(plain, run.id)
-    stale = RunEngine(StaleView(store), clock=clock, ttl=TTL)  # type: ignore[arg-type]
+    stale = faces.run(StaleView(store), clock=clock, ttl=TTL)  # type: ignore[arg-type]
     assert stale.expire_due() == []  # handed a run that is not due: leaves it
     assert snapshot(plain, run.id) == before
 
@@ -829,9 +845,9 @@ class WaitsForTheLock(StoreProxy):
 
 
 def test_a_claim_that_waited_for_the_lock_never_starts_a_due_run(
-    store: Store, clock: ManualClock
+    faces: Faces, store: Store, clock: ManualClock
 ) -> None:
-    waiting = RunEngine(WaitsForTheLock(store, clock, 3), clock=clock, ttl=2)  # type: ignore[arg-type]
+    waiting = faces.run(WaitsForTheLock(store, clock, 3), clock=clock, ttl=2)  # type: ignore[arg-type]
     run = waiting.create(thread_id="t", assistant_id="a")
     assert waiting.claim("w1") is None  # due by the time the claim could write
     (expired,) = waiting.expire_due()  # expiry wins cleanly
@@ -839,8 +855,8 @@ def test_a_claim_that_waited_for_the_lock_never_starts_a_due_run(
     assert [e.at for e in waiting.history(run.id)] == [T0, T0, T0 + 6]
 
 
-def test_a_claim_stamps_the_time_it_wrote(store: Store, clock: ManualClock) -> None:
-    waiting = RunEngine(WaitsForTheLock(store, clock, 3), clock=clock, ttl=TTL)  # type: ignore[arg-type]
+def test_a_claim_stamps_the_time_it_wrote(faces: Faces, store: Store, clock: ManualClock) -> None:
+    waiting = faces.run(WaitsForTheLock(store, clock, 3), clock=clock, ttl=TTL)  # type: ignore[arg-type]
     run = waiting.create(thread_id="t", assistant_id="a")
     claimed = waiting.claim("w1", lease_seconds=LEASE)
     assert claimed is not None and claimed.id == run.id
@@ -926,21 +942,21 @@ def test_connect_urls(tmp_path: Path) -> None:
             connect(bad)  # type: ignore[arg-type]
 
 
-def test_engine_options_are_checked() -> None:
+def test_engine_options_are_checked(faces: Faces) -> None:
     for kwargs in ({"lease_seconds": 0}, {"max_attempts": 0}, {"ttl": -5}, {"lease_seconds": True}):
         with pytest.raises(ValidationError):
-            RunEngine(**kwargs)  # type: ignore[arg-type]
+            faces.run(**kwargs)  # type: ignore[arg-type]
 
 
 # --- the second version of the run -------------------------------------------------------------
 
 
 def test_v2_runs_on_every_store_as_the_official_client_reads_them(
-    store: Store, clock: ManualClock
+    faces: Faces, store: Store, clock: ManualClock
 ) -> None:
     from openai.types.beta.threads import Run as ClientRun
 
-    engine = RunEngine(store, clock=clock, ttl=TTL, lease_seconds=LEASE, version="v2")
+    engine = faces.run(store, clock=clock, ttl=TTL, lease_seconds=LEASE, version="v2")
     returned: list[Run] = []
 
     def keep(run: Run | None) -> Run:
@@ -986,7 +1002,7 @@ def test_v2_runs_on_every_store_as_the_official_client_reads_them(
         ClientRun.model_validate(event.data)
 
     # One store, both versions: a v1 engine reads a v2 run as v2, and its own as v1.
-    plain = RunEngine(store, clock=clock, ttl=TTL)
+    plain = faces.run(store, clock=clock, ttl=TTL)
     assert plain.get(stopped.id).version == "v2"
     assert plain.create(thread_id="t5", assistant_id="a").version == "v1"
     with pytest.raises(ValidationError, match="Invalid 'usage': a field of the second"):
@@ -1006,8 +1022,10 @@ def test_connect_takes_the_version(tmp_path: Path) -> None:
 # --- retention ------------------------------------------------------------------------------
 
 
-def test_prune_deletes_only_what_ended_long_enough_ago(store: Store, clock: ManualClock) -> None:
-    engine = RunEngine(store, clock=clock, ttl=10_000)
+def test_prune_deletes_only_what_ended_long_enough_ago(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    engine = faces.run(store, clock=clock, ttl=10_000)
     old, recent, cancelled, active = (new(engine, f"t{i}") for i in range(4))
     engine.claim("w"), engine.claim("w")  # the two oldest: old and recent
     engine.complete(old.id)
@@ -1029,8 +1047,10 @@ def test_prune_deletes_only_what_ended_long_enough_ago(store: Store, clock: Manu
         new(engine, thread)
 
 
-def test_prune_refuses_bad_arguments_and_deletes_nothing(store: Store, clock: ManualClock) -> None:
-    engine = RunEngine(store, clock=clock)
+def test_prune_refuses_bad_arguments_and_deletes_nothing(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    engine = faces.run(store, clock=clock)
     run = new(engine)
     engine.cancel(run.id)
     for kwargs, param in (
@@ -1047,8 +1067,8 @@ def test_prune_refuses_bad_arguments_and_deletes_nothing(store: Store, clock: Ma
     assert engine.get(run.id).status is S.CANCELLED
 
 
-def test_prune_of_many_goes_in_batches(store: Store, clock: ManualClock) -> None:
-    engine = RunEngine(store, clock=clock)
+def test_prune_of_many_goes_in_batches(faces: Faces, store: Store, clock: ManualClock) -> None:
+    engine = faces.run(store, clock=clock)
     for i in range(1203):
         engine.cancel(new(engine, f"t{i}").id)
     kept = new(engine, "kept")
@@ -1061,9 +1081,9 @@ def test_prune_of_many_goes_in_batches(store: Store, clock: ManualClock) -> None
 
 
 def test_a_repeated_create_with_its_key_returns_the_first_run(
-    store: Store, clock: ManualClock
+    faces: Faces, store: Store, clock: ManualClock
 ) -> None:
-    engine = RunEngine(store, clock=clock, idempotency_window=60)
+    engine = faces.run(store, clock=clock, idempotency_window=60)
     first = new(engine, idempotency_key="key-1", metadata={"k": "v"})
     clock.advance(30)
     again = new(engine, idempotency_key="key-1", metadata={"k": "v"})
@@ -1081,8 +1101,10 @@ def test_a_repeated_create_with_its_key_returns_the_first_run(
     assert later.id != first.id
 
 
-def test_a_key_whose_run_was_pruned_makes_a_new_one(store: Store, clock: ManualClock) -> None:
-    engine = RunEngine(store, clock=clock)
+def test_a_key_whose_run_was_pruned_makes_a_new_one(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    engine = faces.run(store, clock=clock)
     first = new(engine, idempotency_key="key")
     engine.cancel(first.id)
     assert engine.prune(older_than=0) == 1
@@ -1091,9 +1113,9 @@ def test_a_key_whose_run_was_pruned_makes_a_new_one(store: Store, clock: ManualC
 
 @pytest.mark.parametrize("key", ["", "k\x00", "k\ud800", "x" * 256, 5])
 def test_a_bad_idempotency_key_is_refused_and_makes_nothing(
-    store: Store, clock: ManualClock, key: Any
+    faces: Faces, store: Store, clock: ManualClock, key: Any
 ) -> None:
-    engine = RunEngine(store, clock=clock)
+    engine = faces.run(store, clock=clock)
     with pytest.raises(ValidationError) as info:
         new(engine, idempotency_key=key)
     assert info.value.param == "idempotency_key"
@@ -1102,7 +1124,7 @@ def test_a_bad_idempotency_key_is_refused_and_makes_nothing(
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
 def test_a_store_that_keeps_one_event_trims_at_create_and_at_claim(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
+    faces: Faces, kind: str, request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
 ) -> None:
     if kind == "postgres":
         schema = request.getfixturevalue("pg_schema")
@@ -1111,7 +1133,7 @@ def test_a_store_that_keeps_one_event_trims_at_create_and_at_claim(
         store = SQLiteStore(tmp_path / "trim.db", max_events=1)
     else:
         store = MemoryStore(max_events=1)
-    engine = RunEngine(store, clock=clock)
+    engine = faces.run(store, clock=clock)
     run = new(engine)
     assert [(e.sequence_number, e.event) for e in engine.history(run.id)] == [
         (1, "thread.run.queued")
@@ -1125,9 +1147,9 @@ def test_a_store_that_keeps_one_event_trims_at_create_and_at_claim(
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
 def test_a_store_keeps_at_most_max_events_per_object(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
+    faces: Faces, kind: str, request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
 ) -> None:
-    from conftest import make_store
+    from tables import make_store
 
     if kind == "postgres":
         store: Any = PostgresStore(
@@ -1138,7 +1160,7 @@ def test_a_store_keeps_at_most_max_events_per_object(
     else:
         store = MemoryStore(max_events=3)
     del make_store
-    engine = RunEngine(store, clock=clock)
+    engine = faces.run(store, clock=clock)
     run = new(engine)
     engine.claim("w")
     engine.require_action(run.id, CALLS)
@@ -1177,10 +1199,10 @@ class StoreOfBefore:
 
 
 def test_a_store_whose_claim_takes_no_step_is_still_served(
-    store: Store, clock: ManualClock
+    faces: Faces, store: Store, clock: ManualClock
 ) -> None:
     old = StoreOfBefore(store)
-    engine = RunEngine(old, clock=clock)
+    engine = faces.run(old, clock=clock)
     run = new(engine)
     claimed = engine.claim("w")
     assert claimed is not None and claimed.id == run.id and old.claims == 1

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 import race_workers as workers
-from conftest import CALLS, OUTPUTS, PG_BASE, pg_url
+from tables import CALLS, OUTPUTS, PG_BASE, pg_url
 
 from runstate import (
     AsyncResponseEngine,

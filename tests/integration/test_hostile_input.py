@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CALLS, OUTPUTS, PG_BASE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tables import CALLS, OUTPUTS, PG_BASE
 
 from runstate import (
     ManualClock,

@@ -9,12 +9,14 @@ import inspect
 from collections import Counter
 from typing import Any
 
-# Every test here runs on the sync engine and on its async twin (``face``).
 import pytest
-from conftest import CALLS, OUTPUT, OUTPUTS
-from faces import ResponseEngine, RunEngine, face  # noqa: F401
+from faces import Faces
+from tables import CALLS, OUTPUT, OUTPUTS
 
 from runstate import InvalidTransitionError, LeaseError, ManualClock, RunStatus, Store
+
+#: Every test here runs on the sync engine and on its async twin.
+pytestmark = pytest.mark.usefixtures("faces")
 
 S = RunStatus
 
@@ -46,16 +48,22 @@ class Counting:
         return counted
 
 
-def engines(store: Store, clock: ManualClock, make: Any = RunEngine) -> tuple[Any, Counting, Any]:
-    """A counted engine ("mine") and another on the same store ("other")."""
+def engines(
+    faces: Faces, store: Store, clock: ManualClock, kind: str = "run"
+) -> tuple[Any, Counting, Any]:
+    """A counted engine ("mine") and another on the same store ("other"), of the face
+    under test."""
+    make = faces.run if kind == "run" else faces.response
     mine = make(store, clock=clock)
     inner = getattr(mine, "_engine", mine)  # the async engine behind the blocking face
     inner.store = counted = Counting(inner.store)
     return mine, counted, make(store, clock=clock)
 
 
-def test_a_claimed_run_is_stepped_with_no_read(store: Store, clock: ManualClock) -> None:
-    mine, counted, _ = engines(store, clock)
+def test_a_claimed_run_is_stepped_with_no_read(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    mine, counted, _ = engines(faces, store, clock)
     run = mine.create(thread_id="t", assistant_id="a")
     assert mine.claim("w").id == run.id
     counted.calls.clear()
@@ -73,8 +81,10 @@ def test_a_claimed_run_is_stepped_with_no_read(store: Store, clock: ManualClock)
     ]
 
 
-def test_a_created_run_is_started_with_no_read(store: Store, clock: ManualClock) -> None:
-    mine, counted, _ = engines(store, clock)
+def test_a_created_run_is_started_with_no_read(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    mine, counted, _ = engines(faces, store, clock)
     run = mine.create(thread_id="t", assistant_id="a")
     counted.calls.clear()
     assert mine.start(run.id).status is S.IN_PROGRESS
@@ -82,9 +92,9 @@ def test_a_created_run_is_started_with_no_read(store: Store, clock: ManualClock)
 
 
 def test_a_stale_entry_costs_one_read_and_never_a_wrong_write(
-    store: Store, clock: ManualClock
+    faces: Faces, store: Store, clock: ManualClock
 ) -> None:
-    mine, counted, other = engines(store, clock)
+    mine, counted, other = engines(faces, store, clock)
     run = mine.create(thread_id="t", assistant_id="a")
     mine.start(run.id)
     other.cancel(run.id)  # mine still holds it in_progress
@@ -101,9 +111,9 @@ def test_a_stale_entry_costs_one_read_and_never_a_wrong_write(
 
 
 def test_a_refusal_on_a_stale_entry_is_checked_on_a_fresh_read(
-    store: Store, clock: ManualClock
+    faces: Faces, store: Store, clock: ManualClock
 ) -> None:
-    mine, counted, other = engines(store, clock)
+    mine, counted, other = engines(faces, store, clock)
     run = mine.create(thread_id="t", assistant_id="a")
     other.start(run.id)  # mine holds it queued, where "complete" is refused
     counted.calls.clear()
@@ -112,9 +122,9 @@ def test_a_refusal_on_a_stale_entry_is_checked_on_a_fresh_read(
 
 
 def test_a_true_refusal_is_still_refused_and_changes_nothing(
-    store: Store, clock: ManualClock
+    faces: Faces, store: Store, clock: ManualClock
 ) -> None:
-    mine, _, other = engines(store, clock)
+    mine, _, other = engines(faces, store, clock)
     run = mine.create(thread_id="t", assistant_id="a")
     assert mine.claim("w") is not None
     with pytest.raises(InvalidTransitionError):
@@ -125,8 +135,10 @@ def test_a_true_refusal_is_still_refused_and_changes_nothing(
     assert len(other.history(run.id)) == 3
 
 
-def test_a_lease_taken_over_elsewhere_is_seen(store: Store, clock: ManualClock) -> None:
-    mine, _, other = engines(store, clock)
+def test_a_lease_taken_over_elsewhere_is_seen(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    mine, _, other = engines(faces, store, clock)
     run = mine.create(thread_id="t", assistant_id="a")
     assert mine.claim("w1") is not None
     clock.advance(mine.lease_seconds + 1)
@@ -137,8 +149,10 @@ def test_a_lease_taken_over_elsewhere_is_seen(store: Store, clock: ManualClock) 
     assert mine.complete(run.id, worker_id="w2").status is S.COMPLETED
 
 
-def test_nothing_to_do_is_answered_from_a_fresh_read(store: Store, clock: ManualClock) -> None:
-    mine, counted, other = engines(store, clock, ResponseEngine)
+def test_nothing_to_do_is_answered_from_a_fresh_read(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    mine, counted, other = engines(faces, store, clock, "response")
     response = mine.create(model="gpt-4o", input="hi", background=True)
     assert mine.claim("w") is not None
     other.complete(response.id, output=OUTPUT)
@@ -148,8 +162,10 @@ def test_nothing_to_do_is_answered_from_a_fresh_read(store: Store, clock: Manual
     assert counted.calls["get"] == 1
 
 
-def test_appended_deltas_are_written_with_no_read(store: Store, clock: ManualClock) -> None:
-    mine, counted, _ = engines(store, clock, ResponseEngine)
+def test_appended_deltas_are_written_with_no_read(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    mine, counted, _ = engines(faces, store, clock, "response")
     response = mine.create(model="gpt-4o", input="hi", background=True)
     assert mine.claim("w") is not None
     counted.calls.clear()
@@ -160,28 +176,28 @@ def test_appended_deltas_are_written_with_no_read(store: Store, clock: ManualClo
 
 
 def test_a_change_that_decides_nothing_on_a_held_entry_reads_first(
-    store: Store, clock: ManualClock
+    faces: Faces, store: Store, clock: ManualClock
 ) -> None:
-    mine, counted, _ = engines(store, clock)
+    mine, counted, _ = engines(faces, store, clock)
     run = mine.create(thread_id="t", assistant_id="a")
     inner = getattr(mine, "_engine", mine)
     nothing = lambda obj, stored, now, expired: None  # noqa: E731
     counted.calls.clear()
     if inner is mine:
-        obj, seqs = mine._drive(mine._p_apply(run.id, nothing))
+        obj, _, seqs = mine._drive(mine._p_apply(run.id, nothing))
     else:
         from faces import block
 
-        obj, seqs = block(inner._adrive(inner._p_apply(run.id, nothing)))
+        obj, _, seqs = block(inner._adrive(inner._p_apply(run.id, nothing)))
     assert (obj.id, seqs) == (run.id, None)
     assert counted.calls == {"get": 1}  # the held entry was not trusted for "nothing"
 
 
-def test_the_engine_holds_a_bounded_number_of_objects() -> None:
+def test_the_engine_holds_a_bounded_number_of_objects(faces: Faces) -> None:
     from runstate._engine import Known
     from runstate.stores import StoredObject
 
-    engine = RunEngine()
+    engine = faces.run()
     known = Known(frozenset({S.COMPLETED}), size=2)
     runs = [engine.create(thread_id=f"t{i}", assistant_id="a") for i in range(3)]
     for run in runs:

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 import race_workers
-from conftest import PG_BASE, pg_url
+from tables import PG_BASE, pg_url
 
 from runstate import (
     ActiveRunError,

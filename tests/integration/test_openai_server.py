@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import SEED_KEYS, pg_url
 from openai import AssistantEventHandler
 from openai.types.beta.threads import Run as ClientRun
 from servers import serve
+from tables import SEED_KEYS, pg_url
 
 WEATHER = {
     "type": "function",

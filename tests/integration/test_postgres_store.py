@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from conftest import PG_BASE, pg_url
+from tables import PG_BASE, pg_url
 
 from runstate import (
     AsyncPostgresStore,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import race_workers as workers
-from conftest import pg_url
+from tables import pg_url
 
 from runstate import ResponseEngine, Run, RunEngine, RunStatus, open_store
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import pg_url
 from servers import executor, server
+from tables import pg_url
 
 pytestmark = pytest.mark.timeout(180)
 LEASE = "2"  # seconds: a killed replica's work is recovered soon

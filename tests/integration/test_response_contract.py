@@ -7,13 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 # Every test here runs on the sync engines and on their async twins (``face``).
-import faces
 import pytest
-from conftest import DELTA, OUTPUT, RESPONSE_ROWS, RESPONSE_USAGE, T0, response_in
-from faces import ResponseEngine, RunEngine, face  # noqa: F401
+from faces import Faces
 from openai.types.responses import Response as OpenAIResponse
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
+from tables import DELTA, OUTPUT, RESPONSE_ROWS, RESPONSE_USAGE, T0, response_in
 
 from runstate import (
     IdempotencyError,
@@ -22,6 +21,7 @@ from runstate import (
     ManualClock,
     ObjectNotFoundError,
     Response,
+    ResponseEngine,
     ResponseNotFoundError,
     ResponseStatus,
     RunEvent,
@@ -31,6 +31,9 @@ from runstate import (
     ValidationError,
 )
 
+#: Every test here runs on the sync engine and on its async twin.
+pytestmark = pytest.mark.usefixtures("faces")
+
 R = ResponseStatus
 TIMEOUT = 3600
 LEASE = 30
@@ -38,8 +41,8 @@ STREAM_EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 
 
 @pytest.fixture
-def engine(store: Store, clock: ManualClock) -> ResponseEngine:
-    return ResponseEngine(store, clock, timeout=TIMEOUT, lease_seconds=LEASE, max_attempts=2)
+def engine(faces: Faces, store: Store, clock: ManualClock) -> ResponseEngine:
+    return faces.response(store, clock, timeout=TIMEOUT, lease_seconds=LEASE, max_attempts=2)
 
 
 def checked(response: Response) -> Response:
@@ -134,8 +137,10 @@ def test_list_is_newest_first_in_cursor_pages(engine: ResponseEngine, clock: Man
     assert engine.list().to_dict()["object"] == "list"
 
 
-def test_runs_and_responses_share_one_store_apart(engine: ResponseEngine, store: Store) -> None:
-    runs = RunEngine(store, engine.lifecycle._clock)
+def test_runs_and_responses_share_one_store_apart(
+    faces: Faces, engine: ResponseEngine, store: Store
+) -> None:
+    runs = faces.run(store, engine.lifecycle._clock)
     run = runs.create(thread_id="t", assistant_id="a")
     response = new(engine)
     assert [r.id for r in engine.list().data] == [response.id]
@@ -542,12 +547,12 @@ def test_the_response_reads_back_from_its_public_json(engine: ResponseEngine) ->
 # --- the store's own answers, for any kind ------------------------------------------------------
 
 
-def test_a_store_answers_for_missing_objects_and_deletes_a_run(store: Store) -> None:
+def test_a_store_answers_for_missing_objects_and_deletes_a_run(faces: Faces, store: Store) -> None:
     for call in (store.get, store.history, store.input_of):
         with pytest.raises(ObjectNotFoundError):
             call("run_missing")
     assert store.delete("run_missing") is False
-    runs = RunEngine(store)
+    runs = faces.run(store)
     run = runs.create(thread_id="t", assistant_id="a")
     assert store.input_of(run.id) is None  # a run keeps nothing beside itself
     assert store.delete(run.id) is True
@@ -557,9 +562,9 @@ def test_a_store_answers_for_missing_objects_and_deletes_a_run(store: Store) -> 
     assert all(e.run_id != run.id for e in store.events(0, limit=100))
 
 
-def test_an_engine_is_a_context_manager_and_names_its_store(store: Store) -> None:
-    with ResponseEngine(store) as engine:
-        if faces.MODE == "sync":
+def test_an_engine_is_a_context_manager_and_names_its_store(faces: Faces, store: Store) -> None:
+    with faces.response(store) as engine:
+        if faces.mode == "sync":
             assert repr(engine) == f"ResponseEngine({store!r})"
         else:
             assert repr(engine).startswith("AsyncResponseEngine(Async")
@@ -585,8 +590,10 @@ class ForgetsInputs:
         return self._store.input_of(response_id)
 
 
-def test_an_input_deleted_meanwhile_is_not_found(store: Store, clock: ManualClock) -> None:
-    engine = ResponseEngine(ForgetsInputs(store), clock)  # type: ignore[arg-type]
+def test_an_input_deleted_meanwhile_is_not_found(
+    faces: Faces, store: Store, clock: ManualClock
+) -> None:
+    engine = faces.response(ForgetsInputs(store), clock)  # type: ignore[arg-type]
     response = new(engine)
     with pytest.raises(ResponseNotFoundError, match=f"No response found with id '{response.id}'"):
         engine.input_of(response.id)
@@ -600,8 +607,10 @@ def test_metadata_is_replaced_in_any_status_without_an_event(engine: ResponseEng
     assert engine.get(response.id) == updated and engine.events(response.id) == events
 
 
-def test_responses_are_pruned_apart_from_runs(engine: ResponseEngine, clock: ManualClock) -> None:
-    runs = RunEngine(engine.store, clock)
+def test_responses_are_pruned_apart_from_runs(
+    faces: Faces, engine: ResponseEngine, clock: ManualClock
+) -> None:
+    runs = faces.run(engine.store, clock)
     run = runs.create(thread_id="t", assistant_id="a")
     runs.cancel(run.id)
     done, failed, active = (

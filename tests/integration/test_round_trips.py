@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CALLS, OUTPUT, OUTPUTS, PG_BASE
+from tables import CALLS, OUTPUT, OUTPUTS, PG_BASE
 
 from runstate import (
     ManualClock,

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import pg_url
 from servers import SERVER, serve
+from tables import pg_url
 
 sys.path.insert(0, str(SERVER))
 from loadgen import run_load

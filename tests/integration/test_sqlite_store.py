@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import CALLS, OUTPUTS
+from tables import CALLS, OUTPUTS
 
 from runstate import ManualClock, RunEngine, RunStatus, SQLiteStore, StoreError, ValidationError
 from runstate.stores._sqlite import SQL

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import CALLS, OUTPUTS
 from freezegun import freeze_time
+from tables import CALLS, OUTPUTS
 
 from runstate import (
     DONE_SSE,
@@ -36,7 +36,7 @@ def test_the_default_clock_follows_freezegun() -> None:
 def test_a_lifecycle_built_before_the_freeze_follows_it_too() -> None:
     lifecycle = RunLifecycle()
     with freeze_time("2030-06-01 12:00:00"):
-        assert lifecycle.now() == datetime(2030, 6, 1, 12, tzinfo=timezone.utc).timestamp()
+        assert lifecycle.now() == datetime(2030, 6, 1, 12, tzinfo=UTC).timestamp()
 
 
 def test_manual_clock_moves_only_forward() -> None:
@@ -121,7 +121,7 @@ def test_events_are_named_as_the_public_stream_and_carry_the_run_after(
 def test_terminal_events(
     path: list[str], last: str, lifecycle: RunLifecycle, clock: ManualClock
 ) -> None:
-    from conftest import step
+    from tables import step
 
     seen: list[str] = []
     lifecycle.subscribe(lambda e: seen.append(e.event))

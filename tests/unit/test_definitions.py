@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import RESPONSE_ROWS, ROWS, ROWS_V2, V1_STATUSES, refused_pairs
+from tables import RESPONSE_ROWS, ROWS, ROWS_V2, V1_STATUSES, refused_pairs
 
 from runstate import ResponseStatus, RunStatus, ValidationError, mermaid
 from runstate._arguments import Failure

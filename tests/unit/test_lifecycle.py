@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import ACTIVE, CALLS, OUTPUTS, ROWS, TTL, V1_STATUSES, refused_pairs, step
+from tables import ACTIVE, CALLS, OUTPUTS, ROWS, TTL, V1_STATUSES, refused_pairs, step
 
 from runstate import (
     InvalidTransitionError,

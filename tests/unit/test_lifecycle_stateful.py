@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from conftest import ROWS, ROWS_V2, USAGE
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from tables import ROWS, ROWS_V2, USAGE
 
 from runstate import InvalidTransitionError, ManualClock, Run, RunLifecycle, RunStateError
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import SEED_KEYS, V1_STATUSES
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tables import SEED_KEYS, V1_STATUSES
 
 from runstate import (
     ACTIVE_STATUSES,

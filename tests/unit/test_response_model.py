@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import response_in
 from openai.types.responses import Response as OpenAIResponse
+from tables import response_in
 
 from runstate import Response, ResponseEngine, ResponseStatus, ValidationError
 from runstate._validate import (

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CALLS, ROWS_V2, TTL, USAGE, refused_pairs, step
 from openai.types.beta.threads import Run as ClientRun
+from tables import CALLS, ROWS_V2, TTL, USAGE, refused_pairs, step
 
 from runstate import (
     InvalidTransitionError,
