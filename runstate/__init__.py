@@ -19,7 +19,7 @@ from ._clock import ManualClock, system_clock
 from ._connect import connect, connect_async, open_store, open_store_async
 from ._definitions import Cancel, Definition, TimeOut, Workers, declare, undeclare
 from ._diagram import mermaid
-from ._engine import ListPage
+from ._engine import Hook, ListPage
 from ._errors import (
     ActiveRunError,
     ConcurrentUpdateError,
@@ -72,6 +72,7 @@ __all__ = [
     "ConcurrentUpdateError",
     "Definition",
     "Failure",
+    "Hook",
     "IdempotencyError",
     "IdempotencyKey",
     "Incompletion",

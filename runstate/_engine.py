@@ -451,7 +451,9 @@ class Engine(Generic[T]):
         return self._p_wait_for_change(object_id, status, deadline)
 
     @streaming(RunEvent)
-    def follow(self, object_id: str, *, after: int | None = None, poll: float = 2.0) -> Plan[None]:
+    def follow(
+        self, object_id: str, /, *, after: int | None = None, poll: float = 2.0
+    ) -> Plan[None]:
         """The object's events as they are stored, from the first (or after event number
         ``after``, to resume a stream), each once and in order, until it ends: a terminal
         status, or one in which it waits on its caller (a run's ``requires_action``). It
@@ -987,7 +989,7 @@ class SyncFace(Sync, Engine[T]):
         with hook.operation(self, name, object_id):
             return self._drive(plan)
 
-    def _stream(self, plan: Plan[None]) -> Iterator[Any]:
+    def _stream(self, plan: Plan[None], name: str, object_id: str | None) -> Iterator[Any]:
         return items(plan, self._perform)
 
     def close(self) -> None:
@@ -1015,7 +1017,7 @@ class AsyncFace(Async, Engine[T]):
         with hook.operation(self, name, object_id):
             return await self._adrive(plan)
 
-    def _astream(self, plan: Plan[None]) -> AsyncIterator[Any]:
+    def _astream(self, plan: Plan[None], name: str, object_id: str | None) -> AsyncIterator[Any]:
         return aitems(plan, self._aperform)
 
     async def close(self) -> None:

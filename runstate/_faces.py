@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 __all__ = [
     "Async",
@@ -200,32 +200,37 @@ def _result_of(plan: Callable[..., Any]) -> Any:
     return returns
 
 
-class Sync:
+class Face:
+    """What both faces share: on a subclass, each declared operation it inherits becomes
+    a real method (``_make_face``), made by the face's own makers."""
+
+    _makers: ClassVar[tuple[Callable[..., Any], Callable[..., Any], str]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        makers = getattr(cls, "_makers", None)  # None on Sync and Async themselves
+        if makers is not None:
+            _make_face(cls, *makers)
+
+
+class Sync(Face):
     """The face whose operations run to the end before they return."""
 
     def _run(self, plan: Plan[R], name: str, object_id: str | None) -> R:
         raise NotImplementedError
 
-    def _stream(self, plan: Plan[None]) -> Iterator[Any]:
+    def _stream(self, plan: Plan[None], name: str, object_id: str | None) -> Iterator[Any]:
         raise NotImplementedError
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _make_face(cls, _sync_method, _sync_stream, "Iterator")
 
-
-class Async:
+class Async(Face):
     """The face whose operations are awaited."""
 
     async def _arun(self, plan: Plan[R], name: str, object_id: str | None) -> R:
         raise NotImplementedError
 
-    def _astream(self, plan: Plan[None]) -> AsyncIterator[Any]:
+    def _astream(self, plan: Plan[None], name: str, object_id: str | None) -> AsyncIterator[Any]:
         raise NotImplementedError
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _make_face(cls, _async_method, _async_stream, "AsyncIterator")
 
 
 def _make_face(
@@ -275,21 +280,19 @@ def _id_of(plan: Callable[..., Any]) -> Callable[..., str | None]:
     return found
 
 
-def _sync_method(
-    op: operation[Any, Any, Any], id_of: Callable[..., str | None]
-) -> Callable[..., Any]:
-    plan, name = op.plan, op.__name__
+def _method(driver: str, plan: Callable[..., Any], name: str, id_of: Any) -> Callable[..., Any]:
+    """A face's method that hands the plan to its ``driver`` (``_run``: to the end;
+    ``_stream``, ``_astream``: as an iterator) and returns what that returns."""
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._run(plan(self, *args, **kwargs), name, id_of(args, kwargs))
+        made = plan(self, *args, **kwargs)
+        return getattr(self, driver)(made, name, id_of(args, kwargs))
 
     return method
 
 
-def _async_method(
-    op: operation[Any, Any, Any], id_of: Callable[..., str | None]
-) -> Callable[..., Any]:
-    plan, name = op.plan, op.__name__
+def _coroutine(plan: Callable[..., Any], name: str, id_of: Any) -> Callable[..., Any]:
+    """The async face's method: the plan awaited to the end (``_arun``)."""
 
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         return await self._arun(plan(self, *args, **kwargs), name, id_of(args, kwargs))
@@ -297,19 +300,29 @@ def _async_method(
     return method
 
 
+def _sync_method(
+    op: operation[Any, Any, Any], id_of: Callable[..., str | None]
+) -> Callable[..., Any]:
+    return _method("_run", op.plan, op.__name__, id_of)
+
+
+def _async_method(
+    op: operation[Any, Any, Any], id_of: Callable[..., str | None]
+) -> Callable[..., Any]:
+    return _coroutine(op.plan, op.__name__, id_of)
+
+
 def _sync_stream(op: stream[Any, Any, Any]) -> Callable[..., Any]:
-    plan = op.plan
-
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._stream(plan(self, *args, **kwargs))
-
-    return method
+    return _method("_stream", op.plan, op.__name__, _no_id)
 
 
 def _async_stream(op: stream[Any, Any, Any]) -> Callable[..., Any]:
-    plan = op.plan
+    return _method("_astream", op.plan, op.__name__, _no_id)
 
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._astream(plan(self, *args, **kwargs))
 
-    return method
+def _no_id(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    return None
+
+
+Sync._makers = (_sync_method, _sync_stream, "Iterator")
+Async._makers = (_async_method, _async_stream, "AsyncIterator")

@@ -1,21 +1,22 @@
-"""The run lifecycle: one ``transitions.Machine`` declared once, fired on runs it never holds.
+"""Lifecycles: a declaration's shared ``transitions.Machine``, fired on objects it never holds.
 
-The tables are declared once in ``_definitions``: ``RUN_V1`` (the first version's, the
-default) and ``RUN_V2`` (with ``incomplete``), chosen by ``version``. The machine, the
-allowed-event lookups, the refusal messages and the Mermaid diagram are all derived from
-them. Each machine is built with ``model=None`` and events are fired with
-``machine.events[name].trigger(run)``, so a run is a plain object that is never attached
-to the machine (no Machine per run, no ``add_model``).
+``Lifecycle`` drives any ``Definition`` (``_definitions``): the clock, firing an event
+(stamps, the end of the expiry clock), the time-out, refusals and events. The machine is
+built once per declaration with ``model=None``, and an event fires on a carrier of the
+object's status, so an object is never attached to it (no Machine per object, no
+``add_model``). ``decide`` is the pure step the durable engine builds on: it changes a
+copy of a stored object and returns what happened, so that the engine can write the
+result with one compare-and-set.
 
-``RunLifecycle`` is the in-memory API: each method applies due expiry first, then the
-event, changes the run in place and returns it. ``decide`` is the pure step the durable
-engine builds on: it changes a copy of a stored run and returns what happened, so the
-engine can write the result with one compare-and-set.
+``RunLifecycle`` is the run's in-memory API (``RUN_V1``, or ``RUN_V2`` with
+``incomplete``, chosen by ``version``): each method applies due expiry first, then the
+event, changes the caller's run in place and returns it. ``ResponseLifecycle`` checks a
+background response's arguments for the engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from transitions import MachineError
@@ -430,16 +431,7 @@ class RunLifecycle(Lifecycle):
         A v2 run also takes ``temperature``, ``top_p``, ``max_prompt_tokens``,
         ``max_completion_tokens``, ``truncation_strategy``, ``tool_choice``,
         ``parallel_tool_calls`` and ``response_format`` (and no ``file_ids``)."""
-        run, steps = self.new_run(
-            thread_id=thread_id,
-            assistant_id=assistant_id,
-            model=model,
-            instructions=instructions,
-            tools=tools,
-            file_ids=file_ids,
-            metadata=metadata,
-            **settings,
-        )
+        run, steps = self.new_run(run_fields(locals(), settings))
         self._publish(run, steps)
         return run
 
@@ -521,19 +513,13 @@ class RunLifecycle(Lifecycle):
 
     # --- the engine's building blocks ---------------------------------------------------------
 
-    def new_run(
-        self,
-        *,
-        thread_id: str,
-        assistant_id: str,
-        model: str = "",
-        instructions: str = "",
-        tools: Sequence[dict[str, Any]] | None = None,
-        file_ids: Sequence[str] | None = None,
-        metadata: dict[str, str] | None = None,
-        **settings: Any,
-    ) -> tuple[Run, list[Transition]]:
-        """A validated new run and its two creation events, without publishing them."""
+    def new_run(self, fields: Mapping[str, Any]) -> tuple[Run, list[Transition]]:
+        """A validated new run and its two creation events, without publishing them:
+        ``fields`` are a create's (``run_fields``)."""
+        thread_id, assistant_id, model, instructions, tools, file_ids, metadata = (
+            fields[name] for name in RUN_FIELDS
+        )
+        settings = {k: v for k, v in fields.items() if k not in RUN_FIELDS}
         # id, created_at, thread_id, assistant_id, status, expires_at, model, instructions
         common = (
             require_string(self._new_id("run"), "id_factory()"),
@@ -644,6 +630,16 @@ class RunLifecycle(Lifecycle):
                 param="run",
             )
         return run
+
+
+#: A run create's named parameters (the rest are a v2 run's settings).
+RUN_FIELDS = ("thread_id", "assistant_id", "model", "instructions", "tools", "file_ids", "metadata")
+
+
+def run_fields(given: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A run create's fields: its named parameters, from the caller's ``locals()``, and
+    its ``settings``."""
+    return {name: given[name] for name in RUN_FIELDS} | dict(settings)
 
 
 def _usage(run: Run, usage: Any) -> dict[str, int] | None:

@@ -18,7 +18,7 @@ from ._clock import Clock
 from ._engine import AsyncFace, Engine, ListPage, Plan, SyncFace
 from ._errors import ActiveRunError, ConcurrentUpdateError, RunNotFoundError
 from ._faces import operation
-from ._lifecycle import RunLifecycle, require_version
+from ._lifecycle import RunLifecycle, require_version, run_fields
 from ._model import Run, RunStatus, require_status
 from ._validate import require_string
 from .stores import Order
@@ -73,7 +73,7 @@ class RunPlans(Engine[Run]):
         lifecycle = (
             self.lifecycle if version is None else self._run_lifecycles[require_version(version)]
         )
-        run, steps = lifecycle.new_run(**fields)
+        run, steps = lifecycle.new_run(fields)
         key = self._key(idempotency_key, run)
         for _ in range(self._retries):
             try:
@@ -127,17 +127,7 @@ class RunPlans(Engine[Run]):
         takes the v2 settings (``temperature``, ``top_p``, ``max_prompt_tokens``,
         ``max_completion_tokens``, ``truncation_strategy``, ``tool_choice``,
         ``parallel_tool_calls``, ``response_format``), and no ``file_ids``."""
-        fields = dict(
-            thread_id=thread_id,
-            assistant_id=assistant_id,
-            model=model,
-            instructions=instructions,
-            tools=tools,
-            file_ids=file_ids,
-            metadata=metadata,
-            **settings,
-        )
-        return self._p_create(version, fields, idempotency_key)
+        return self._p_create(version, run_fields(locals(), settings), idempotency_key)
 
     @operation
     def list(

@@ -14,7 +14,8 @@ thread is a partial unique index, and the sweeps read partial indexes. What diff
   in SQL, from the ``ClaimStep`` the engine hands over; the engine's own decision on
   the row as it was must agree (``claimed_from``).
 - Many writers run at once (READ COMMITTED). The pool checks a connection before
-  lending it with a ``select()`` on its socket, not a query (``idle_and_well``).
+  lending it with a ``select()`` on its socket, not a query, and takes the next at once
+  when one is dead (``PostgresStore._connection``).
 - Event sequence numbers come from a one-row counter, updated as the transaction's last
   step and so locked until it commits: numbers follow commit order, and a reader
   following ``events(after_seq=...)`` never misses an event that commits late with a low
@@ -37,7 +38,7 @@ import logging
 import re
 import select
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import ActiveRunError, RunStateError, StoreError, ValidationError
@@ -235,7 +236,7 @@ class PostgresStore(SyncSQL, PostgresPlans):
             with pg.connect(conninfo, **options) as conn:
                 self.upgraded_from = open_schema(conn, schema)
             self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-                conninfo, **pool_options(ConnectionPool, options, max_size)
+                conninfo, **pool_options(options, max_size)
             )
             try:
                 self._pool.open(wait=True, timeout=connect_timeout)
@@ -248,8 +249,20 @@ class PostgresStore(SyncSQL, PostgresPlans):
             self._listener.close()
         self._pool.close()
 
-    def _connection(self) -> contextlib.AbstractContextManager[Any]:
-        return self._pool.connection()
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A live connection from the pool. One found dead (its backend killed, the
+        server restarted: see ``_spoke_while_idle``) is closed, which makes the pool
+        discard it, and the next is taken at once: psycopg_pool's own check would sleep
+        0, 1, 2, 4... seconds between dead ones, and give up at its time-out when a
+        restart left every pooled connection dead."""
+        for _ in range(self._pool.max_size + 1):
+            with self._pool.connection() as conn:
+                if not _spoke_while_idle(conn):
+                    yield conn
+                    return
+                conn.close()
+        _raise_closed()  # pragma: no cover - the pool made a new one by then
 
     def _transaction_on(self, conn: Any) -> contextlib.AbstractContextManager[Any]:
         transaction: contextlib.AbstractContextManager[Any] = conn.transaction()
@@ -290,7 +303,7 @@ class AsyncPostgresStore(Async, PostgresPlans):
         with store._translate():
             upgraded_from = await asyncio.to_thread(upgrade)
             pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-                conninfo, **pool_options(AsyncConnectionPool, options, max_size)
+                conninfo, **pool_options(options, max_size)
             )
             try:
                 await pool.open(wait=True, timeout=connect_timeout)
@@ -307,8 +320,19 @@ class AsyncPostgresStore(Async, PostgresPlans):
 
     async def _arun(self, plan: Plan[R], name: str, object_id: str | None) -> R:
         with self._translate():
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 return await adrive(plan, functools.partial(self._perform, conn), RunStateError)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """As ``PostgresStore._connection``, on the async pool."""
+        for _ in range(self._pool.max_size + 1):
+            async with self._pool.connection() as conn:
+                if not _spoke_while_idle(conn):
+                    yield conn
+                    return
+                await conn.close()
+        _raise_closed()  # pragma: no cover - the pool made a new one by then
 
     async def _perform(self, conn: Any, step: Sql | Transaction) -> Any:
         """As ``SyncSQL._perform``, awaited."""
@@ -559,41 +583,24 @@ def _first(cursor: psycopg.Cursor[Any]) -> Any:
     return None if row is None else row[0]
 
 
-def pool_options(pool_class: Any, options: dict[str, Any], max_size: int) -> dict[str, Any]:
+def pool_options(options: dict[str, Any], max_size: int) -> dict[str, Any]:
     """How both stores' pools are made. Autocommit: a read is one round trip; writes open
-    a transaction explicitly. ``check``: a connection whose backend was killed is found
-    out (and replaced) before it is handed out, so it costs a reconnect, not a failed
-    call; the check makes no round trip (see ``idle_and_well``)."""
-    is_async = pool_class.__name__.startswith("Async")
+    a transaction explicitly. No ``check``: the stores check a connection themselves as
+    they take it (``_connection``), with no round trip and no sleep."""
     return {
         "kwargs": {**options, "autocommit": True},
         "min_size": 1,
         "max_size": max_size,
         "open": False,
         "name": "runstate",
-        "check": _check_async if is_async else idle_and_well,
     }
 
 
-def idle_and_well(conn: Any) -> None:
-    """Raise unless ``conn`` can be handed out: open, and with nothing arrived on it while
-    it sat idle in the pool. A healthy idle connection has nothing to say; a backend that
-    was terminated (or a server that shut down) has sent its last message and closed the
-    socket, which is then readable (the connection is closed here, so that the pool
-    discards it). One ``select`` with no wait: no round trip, where psycopg_pool's own
-    check sends a query and waits for the answer on every checkout."""
-    if _spoke_while_idle(conn):
-        conn.close()
-        _raise_closed()
-
-
-async def _check_async(conn: Any) -> None:
-    if _spoke_while_idle(conn):
-        await conn.close()
-        _raise_closed()
-
-
 def _spoke_while_idle(conn: Any) -> bool:
+    """Whether ``conn`` cannot be used: closed, or with something arrived on it while it
+    sat idle in the pool. A healthy idle connection has nothing to say; a backend that
+    was terminated (or a server that shut down) has sent its last message and closed the
+    socket, which is then readable. One ``select`` with no wait: no round trip."""
     if conn.closed:
         return True
     readable, _, _ = select.select([conn.fileno()], [], [], 0)

@@ -1,4 +1,5 @@
-"""What the SQL stores share: their SQL files, rows to runs and events, and the reads.
+"""What the SQL stores share: their SQL files, rows to objects and events, and every
+operation but the writes, each a plan of statements that a driver runs.
 
 Each backend keeps its SQL in ``sql/<backend>/``: ``queries.sql`` holds every statement
 as a named block (``-- get_run --``, a line saying what it does, the statement, with
@@ -434,29 +435,21 @@ class SQLPlans:
         """In one write transaction: read the clock (the lock or connection is ours, so
         this is the time the writes happen), pick the rows ``query`` names, decide each,
         and write them. The picked rows are locked by us: no write can lose."""
-        done: list[Claimed] = yield Transaction(self._p_picked(query, now, decide, limit, kind))
-        ring_for(self.bell, [write for write, _ in done])  # committed
-        return done
 
-    def _p_picked(
-        self,
-        query: str,
-        now: Now,
-        decide: Callable[[StoredObject, int], Write | None],
-        limit: int,
-        kind: str,
-    ) -> Plan[list[Claimed]]:
-        t = now()
-        rows = yield Sql(self.SQL[query], {"now": t, "limit": limit, "kind": kind})
-        writes = decided(rows, t, decide)
-        if not writes:
-            return []
-        done: list[Claimed] = []
-        for write, seqs in zip(writes, (yield from self._p_write_batch(writes)), strict=True):
-            if seqs is None:  # the rows are locked by us: a lost write is a bug
-                raise StoreError(f"A picked row ({write.obj.id}) changed under its lock.")
-            done.append((write, seqs))
-        return done
+        def picked() -> Plan[list[Claimed]]:
+            t = now()
+            rows = yield Sql(self.SQL[query], {"now": t, "limit": limit, "kind": kind})
+            writes = decided(rows, t, decide)
+            if not writes:
+                return []
+            done = yield from self._p_write_batch(writes)
+            if None in done:  # the rows are locked by us: a lost write is a bug
+                raise StoreError(f"A picked row changed under its lock: {writes}.")
+            return list(zip(writes, done, strict=True))  # type: ignore[arg-type]
+
+        written: list[Claimed] = yield Transaction(picked())
+        ring_for(self.bell, [write for write, _ in written])  # committed
+        return written
 
     def _p_pruned(self, sql: str, params: Mapping[str, Any]) -> Plan[list[str]]:
         ids = [row[0] for row in (yield Sql(sql, params))]

@@ -13,8 +13,10 @@ not the number stored. The WAL is checkpointed past 1,000 pages and cut back to
 
 Connections come from a small pool (at most ``max_connections``, 16 unless told): an
 operation borrows one and gives it back, so a process with many short-lived threads
-holds a bounded number of file descriptors, and ``close()`` closes them all. All SQL
-lives in ``SQL`` below; ``sqlite3`` errors become ``StoreError`` in ``_translate``.
+holds a bounded number of file descriptors, and ``close()`` closes them all. Every
+statement is a named block of ``sql/sqlite/queries.sql`` (``SQL``); each operation is a
+plan of them (``SQLPlans``), and ``sqlite3`` errors become ``StoreError`` in
+``_translate``.
 """
 
 from __future__ import annotations

@@ -4,8 +4,11 @@ event numbers that follow commit order under concurrent writers."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -133,7 +136,6 @@ def test_event_numbers_follow_commit_order(engine: RunEngine, pg_schema: str) ->
 
 
 def test_the_cli_reads_postgres(pg_schema: str) -> None:
-    import subprocess
     import sys
 
     engine = connect(pg_url(pg_schema))
@@ -182,6 +184,107 @@ def test_a_killed_backend_costs_a_reconnect_on_the_async_pool_too(pg_schema: str
         await store.close()
 
     asyncio.run(scenario())
+
+
+def hold_every_connection(pool: Any, size: int) -> list[int]:
+    """Fill ``pool`` to ``size`` open connections at once (threads holding one each) and
+    give them back idle; their backends' pids."""
+    barrier = threading.Barrier(size + 1)
+    pids: list[int] = []
+
+    def hold() -> None:
+        with pool.connection() as conn:
+            pids.append(conn.info.backend_pid)
+            barrier.wait()
+            barrier.wait()
+
+    threads = [threading.Thread(target=hold) for _ in range(size)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()  # all held at once
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    return pids
+
+
+def terminate(pids: list[int]) -> None:
+    with psycopg.connect(PG_BASE, autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
+
+
+def test_a_pool_whose_every_connection_was_killed_still_serves_the_next_call(
+    pg_schema: str,
+) -> None:
+    """Every idle connection dead (a mass kill, a restart): the next call takes a live one
+    at once. psycopg_pool's own check slept 0, 1, 2, 4... seconds between dead ones and
+    gave up after 30 s: the StoreError every worker got after a kill storm."""
+    engine = RunEngine(PostgresStore(PG_BASE, schema=pg_schema, max_size=8))
+    run = engine.create(thread_id="t", assistant_id="a")
+    store = engine.store
+    assert isinstance(store, PostgresStore)
+    pids = hold_every_connection(store._pool, 8)
+    terminate(pids)
+    assert engine.start(run.id).status is RunStatus.IN_PROGRESS
+    assert store._pool.get_stats().get("returns_bad", 0) >= 1  # the dead were discarded
+    with store._pool.connection() as conn:
+        assert conn.info.backend_pid not in pids
+    engine.close()
+
+
+def test_the_async_pool_too_serves_the_next_call_after_every_connection_was_killed(
+    pg_schema: str,
+) -> None:
+    async def scenario() -> None:
+        store = await AsyncPostgresStore.open(PG_BASE, schema=pg_schema, max_size=8)
+        engine = AsyncRunEngine(store)
+        run = await engine.create(thread_id="t", assistant_id="a")
+        held = [await store._pool.getconn() for _ in range(8)]
+        pids = [conn.info.backend_pid for conn in held]
+        for conn in held:
+            await store._pool.putconn(conn)
+        await asyncio.to_thread(terminate, pids)
+        assert (await engine.start(run.id)).status is RunStatus.IN_PROGRESS
+        async with store._pool.connection() as conn:
+            assert conn.info.backend_pid not in pids
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def restart_postgres() -> None:
+    """Restart the machine's PostgreSQL cluster (every connection to it dies), and wait
+    until it accepts connections again."""
+    (version,) = os.listdir("/etc/postgresql")
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
+        check=True,
+        timeout=120,
+    )
+
+
+def test_a_database_restarted_mid_job_loses_nothing(pg_schema: str) -> None:
+    """A worker holds a claimed run, the database restarts under it (its pool full of
+    connections that are now dead), and the worker's next step and the next claim go
+    through, with every event kept."""
+    engine = RunEngine(PostgresStore(PG_BASE, schema=pg_schema, max_size=4))
+    store = engine.store
+    assert isinstance(store, PostgresStore)
+    first = engine.create(thread_id="t1", assistant_id="a")
+    second = engine.create(thread_id="t2", assistant_id="a")
+    assert engine.claim("w1").id == first.id
+    hold_every_connection(store._pool, 4)
+    restart_postgres()
+    assert engine.complete(first.id, worker_id="w1").status is RunStatus.COMPLETED
+    assert engine.claim("w2").id == second.id
+    assert [e.event for e in engine.history(first.id)] == [
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.completed",
+    ]
+    engine.close()
 
 
 @pytest.mark.parametrize("conninfo", ["host=x port", "postgresql://u:s3cret@[::1/x", "a=b=c"])

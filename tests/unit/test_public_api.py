@@ -23,6 +23,7 @@ PUBLIC = [
     "ConcurrentUpdateError",
     "Definition",
     "Failure",
+    "Hook",
     "IdempotencyError",
     "IdempotencyKey",
     "Incompletion",
