@@ -1,8 +1,11 @@
 """The engine: objects of one lifecycle kept in a store and driven by many workers.
 
-``Engine`` serves any ``Definition``; ``RunEngine`` (``_runs.py``) and ``ResponseEngine``
-(``_responses.py``) are its faces, each adding its object's operations by name. Every
-operation follows one loop, ``_apply``: read the stored object and its version, let the
+``Engine`` serves any ``Definition``, reading only the roles it gives its events;
+``RunEngine`` (``_runs.py``), ``ResponseEngine`` (``_responses.py``) and ``ObjectEngine``
+(``_objects.py``) add their objects' operations by name. Each operation is declared
+once, with ``@operation`` (``_faces.py``), and is a method of both faces: ``SyncFace``
+runs its plan on a store, ``AsyncFace`` awaits it on an async store. Every change
+follows one loop, ``_p_apply``: read the stored object and its version, let the
 lifecycle decide on a copy (due expiry or time-out first, then the change), and write
 the result with one compare-and-set on that version. If another writer got there first,
 the write changes nothing and the loop re-reads and decides again, so a late
@@ -12,7 +15,7 @@ of the object, if it holds it (``Known``), rather than from a read: a worker's s
 one compare-and-set, and a stale entry costs the read it would have made anyway.
 Listeners hear of a step only after it is stored.
 
-Workers ``claim`` the oldest queued object with a lease, keep it alive with
+Workers ``claim`` the oldest waiting object with a lease, keep it alive with
 ``heartbeat``, and ``recover_stalled`` puts objects of vanished workers back in the
 queue. ``expire_due`` applies the lifecycle's time-out to every due object in batches
 whose cost follows the number due. These three pick their objects and write them in one
@@ -51,7 +54,7 @@ from ._errors import (
     ValidationError,
 )
 from ._events import Listener, Listeners, RunEvent
-from ._faces import Async, Emit, Sync, adrive, aitems, drive, items, operation, streaming
+from ._faces import Async, Emit, Sync, adrive, aitems, items, operation, streaming
 from ._lifecycle import Lifecycle, Transition, noun_of, sealed
 from ._model import Status
 from ._validate import (
@@ -189,12 +192,12 @@ class Decision:
 
 
 class Change(Protocol):
-    """A change decides on a copy of a stored object (``expired``: its time-out was just
+    """A change decides on a copy of a stored object (``timed_out``: its time-out was just
     applied to it): a ``Decision``, None for "nothing to write", or a ``RunStateError``
     raised to refuse."""
 
     def __call__(
-        self, obj: Any, stored: StoredObject, now: int, expired: bool, /
+        self, obj: Any, stored: StoredObject, now: int, timed_out: bool, /
     ) -> Decision | None: ...
 
 
@@ -359,8 +362,23 @@ class Engine(Generic[T]):
 
     def _drive(self, plan: Plan[R]) -> R:
         """Carry out ``plan`` on the (sync) store: each call made, its result sent back,
-        its error thrown in; a ``Wait`` waits on the bell."""
-        return drive(plan, self._perform, Exception)
+        its error thrown in; a ``Wait`` waits on the bell. (``drive`` with ``_perform``,
+        written out: this is every sync operation's hot path.)"""
+        store = self.store
+        try:
+            step: Any = next(plan)
+            while True:
+                try:
+                    if type(step) is Wait:
+                        result = self._bell.wait(*step)
+                    else:
+                        result = getattr(store, step[0])(*step[1], **step[2])
+                except Exception as exc:
+                    step = plan.throw(exc)
+                else:
+                    step = plan.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     async def _adrive(self, plan: Plan[R]) -> R:
         """The same on an async store: each call awaited, the event loop free to go on
@@ -368,6 +386,7 @@ class Engine(Generic[T]):
         return await adrive(plan, self._aperform, Exception)
 
     def _perform(self, step: Any) -> Any:
+        """One step of a plan on the (sync) store (``_drive`` does the same, inline)."""
         if type(step) is Wait:
             return self._bell.wait(*step)
         method, args, kwargs = step
@@ -438,7 +457,8 @@ class Engine(Generic[T]):
     ) -> Plan[T | None]:
         """Take the oldest object waiting for a worker that is not due, start it and lease
         it to ``worker_id``; None when there is none. With ``wait``, wait up to that many
-        seconds for one, woken when one is queued (in any process) rather than polling."""
+        seconds for one, woken when one is made or put back (in any process) rather than
+        polling."""
         deadline = None if wait is None else time.monotonic() + require_seconds(wait, "wait")
         return self._p_claim_waiting(worker_id, lease_seconds, deadline)
 
@@ -701,7 +721,7 @@ class Engine(Generic[T]):
     # --- the worker's side ---------------------------------------------------------------------
 
     def _p_claim(self, worker_id: str, lease_seconds: int | None) -> Plan[T | None]:
-        """Take the oldest queued object that is not due, start it and lease it to
+        """Take the oldest waiting object that is not due, start it and lease it to
         ``worker_id``; None when there is none."""
         worker_id = require_string(worker_id, "worker_id")
         lease = self._lease_seconds(lease_seconds)
@@ -733,8 +753,9 @@ class Engine(Generic[T]):
         return (yield from self._p_apply(object_id, partial(self._heartbeat, worker_id, lease)))[0]
 
     def _p_recover_stalled(self, limit: int) -> Plan[builtins.list[T]]:
-        """Objects whose lease ran out: back to ``queued``, or ``failed`` after
-        ``max_attempts`` claims; a run that was ``cancelling`` is ``cancelled``. An object
+        """Objects whose lease ran out: back to the waiting status, or ended as lost
+        after ``max_attempts`` claims; one being cancelled two-phase has its cancel
+        confirmed. An object
         whose lease is alive is never touched. A stalled object that is also due is timed
         out instead, and is not among those returned (it was not recovered)."""
         limit = require_int(limit, "limit", maximum=1000)
@@ -813,9 +834,9 @@ class Engine(Generic[T]):
         obj: Any,
         stored: StoredObject,
         now: int,
-        expired: bool,
+        timed_out: bool,
     ) -> Decision | None:
-        if expired and event == self.lifecycle._exclusive_time_out:
+        if timed_out and event == self.lifecycle._exclusive_time_out:
             return None  # the time-out was this call's whole work, and is done
         lifecycle = self._lifecycle_of(obj)
         if worker_id is not None and obj.status in lifecycle.sources.get(event, ()):
@@ -824,11 +845,11 @@ class Engine(Generic[T]):
         return Decision(steps, Lease.after(stored, obj, self._leased))
 
     def _cancelled(
-        self, obj: Any, stored: StoredObject, now: int, expired: bool
+        self, obj: Any, stored: StoredObject, now: int, timed_out: bool
     ) -> Decision | None:
         """A cancel as the definition declares it. Immediate: one step. Two-phase: to
-        ``cancelling``, and, for an object no worker holds (nobody to confirm it), on to
-        ``cancelled`` in the same write, both events stored (ours). An object that has
+        the cancelling status, and, for an object no worker holds (nobody to confirm it),
+        on to the end of the cancel in the same write, both events stored (ours). An object that has
         ended is refused, or returned unchanged with no event, as the definition says."""
         cancel = self.definition.cancel
         lifecycle = self._lifecycle_of(obj)
@@ -843,13 +864,13 @@ class Engine(Generic[T]):
         return Decision(steps, Lease.after(stored, obj, self._leased))
 
     def _new_metadata(
-        self, metadata: dict[str, str], obj: Any, stored: StoredObject, now: int, expired: bool
+        self, metadata: dict[str, str], obj: Any, stored: StoredObject, now: int, timed_out: bool
     ) -> Decision:
         obj.metadata = metadata
         return Decision([], Lease.after(stored, obj, self._leased))
 
     def _heartbeat(
-        self, worker_id: str, lease: int, obj: Any, stored: StoredObject, now: int, expired: bool
+        self, worker_id: str, lease: int, obj: Any, stored: StoredObject, now: int, timed_out: bool
     ) -> Decision:
         if obj.status not in self._leased:
             raise self.lifecycle.refusal(obj, "heartbeat")

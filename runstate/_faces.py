@@ -235,8 +235,8 @@ class Async(Face):
 
 def _make_face(
     cls: type,
-    method: Callable[[operation[Any, Any, Any], Callable[..., str | None]], Callable[..., Any]],
-    streamer: Callable[[stream[Any, Any, Any]], Callable[..., Any]],
+    method: Callable[[Any, operation[Any, Any, Any]], Callable[..., Any]],
+    streamer: Callable[[type, stream[Any, Any, Any]], Callable[..., Any]],
     iterator: str,
 ) -> None:
     """Put on ``cls`` a real method for each declared operation it inherits and does not
@@ -244,19 +244,20 @@ def _make_face(
     seen: set[str] = set()
     for klass in cls.__mro__:
         for name, value in vars(klass).items():
-            if name in seen:
-                continue
+            if name in seen or hasattr(value, "__face_of__"):
+                continue  # a method made for a face above: look on for its declaration
             seen.add(name)
             if isinstance(value, operation):
-                made, returns = method(value, _id_of(value.plan)), value.returns
+                made, returns = method(cls, value), value.returns
             elif isinstance(value, stream):
-                made, returns = streamer(value), f"{iterator}[{value.item}]"
+                made, returns = streamer(cls, value), f"{iterator}[{value.item}]"
             else:
                 continue
             made.__name__ = name
             made.__qualname__ = f"{cls.__qualname__}.{name}"
             made.__doc__ = value.plan.__doc__
             made.__module__ = cls.__module__
+            made.__face_of__ = value  # type: ignore[attr-defined]
             signature = inspect.signature(value.plan, eval_str=False)
             made.__signature__ = signature.replace(  # type: ignore[attr-defined]
                 return_annotation=returns
@@ -265,64 +266,47 @@ def _make_face(
             setattr(cls, name, made)
 
 
-def _id_of(plan: Callable[..., Any]) -> Callable[..., str | None]:
-    """How to find the object an operation is about among its arguments: its first
-    parameter after ``self`` if that is named ``*_id`` (for telemetry's spans)."""
+def _first_id(plan: Callable[..., Any]) -> str | None:
+    """The name of an operation's first parameter after ``self`` if it names the object
+    the operation is about (``*_id``): its value goes to telemetry's spans."""
     params = list(inspect.signature(plan).parameters)[1:]
-    if not params or not params[0].endswith("_id"):
-        return lambda args, kwargs: None
-    name = params[0]
-
-    def found(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-        value = args[0] if args else kwargs.get(name)
-        return value if isinstance(value, str) else None
-
-    return found
+    return params[0] if params and params[0].endswith("_id") else None
 
 
-def _method(driver: str, plan: Callable[..., Any], name: str, id_of: Any) -> Callable[..., Any]:
-    """A face's method that hands the plan to its ``driver`` (``_run``: to the end;
-    ``_stream``, ``_astream``: as an iterator) and returns what that returns."""
+def _sync_method(cls: type[Sync], op: operation[Any, Any, Any]) -> Callable[..., Any]:
+    run, plan, name, first = cls._run, op.plan, op.__name__, _first_id(op.plan)
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        made = plan(self, *args, **kwargs)
-        return getattr(self, driver)(made, name, id_of(args, kwargs))
+        object_id = args[0] if args else kwargs.get(first) if first else None
+        return run(self, plan(self, *args, **kwargs), name, object_id)
 
     return method
 
 
-def _coroutine(plan: Callable[..., Any], name: str, id_of: Any) -> Callable[..., Any]:
-    """The async face's method: the plan awaited to the end (``_arun``)."""
+def _async_method(cls: type[Async], op: operation[Any, Any, Any]) -> Callable[..., Any]:
+    arun, plan, name, first = cls._arun, op.plan, op.__name__, _first_id(op.plan)
 
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return await self._arun(plan(self, *args, **kwargs), name, id_of(args, kwargs))
+        object_id = args[0] if args else kwargs.get(first) if first else None
+        return await arun(self, plan(self, *args, **kwargs), name, object_id)
 
     return method
 
 
-def _sync_method(
-    op: operation[Any, Any, Any], id_of: Callable[..., str | None]
-) -> Callable[..., Any]:
-    return _method("_run", op.plan, op.__name__, id_of)
+def _streamer(driver: str) -> Callable[[type, stream[Any, Any, Any]], Callable[..., Any]]:
+    """How a face makes a stream's method: the plan handed to its ``driver`` (``_stream``,
+    ``_astream``), which returns the iterator."""
+
+    def make(cls: type, op: stream[Any, Any, Any]) -> Callable[..., Any]:
+        hand, plan, name = getattr(cls, driver), op.plan, op.__name__
+
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return hand(self, plan(self, *args, **kwargs), name, None)
+
+        return method
+
+    return make
 
 
-def _async_method(
-    op: operation[Any, Any, Any], id_of: Callable[..., str | None]
-) -> Callable[..., Any]:
-    return _coroutine(op.plan, op.__name__, id_of)
-
-
-def _sync_stream(op: stream[Any, Any, Any]) -> Callable[..., Any]:
-    return _method("_stream", op.plan, op.__name__, _no_id)
-
-
-def _async_stream(op: stream[Any, Any, Any]) -> Callable[..., Any]:
-    return _method("_astream", op.plan, op.__name__, _no_id)
-
-
-def _no_id(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    return None
-
-
-Sync._makers = (_sync_method, _sync_stream, "Iterator")
-Async._makers = (_async_method, _async_stream, "AsyncIterator")
+Sync._makers = (_sync_method, _streamer("_stream"), "Iterator")
+Async._makers = (_async_method, _streamer("_astream"), "AsyncIterator")

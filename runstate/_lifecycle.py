@@ -151,9 +151,7 @@ class _State:
     the machine's)."""
 
     __slots__ = ("state",)
-
-    def __init__(self, state: str) -> None:
-        self.state = state
+    state: str
 
 
 class Lifecycle:
@@ -367,7 +365,8 @@ class Lifecycle:
 
     def _fire(self, run: Any, event: str, now: int) -> list[Transition]:
         source = run.status
-        state = _State(source._value_)  # what the machine reads and moves
+        state = _State()  # what the machine reads and moves (no __init__: a hot path)
+        state.state = source._value_
         try:
             self._events[event].trigger(state)
         except MachineError as exc:  # only reachable if the sources and the machine disagree

@@ -158,7 +158,7 @@ class ResponsePlans(Engine[Response]):
         response: Response,
         stored: StoredObject,
         now: int,
-        expired: bool,
+        timed_out: bool,
     ) -> Decision:
         steps = self.lifecycle.note(response, event_type, data, now)
         if worker_id is not None:

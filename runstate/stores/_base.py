@@ -5,7 +5,7 @@ lifecycle (runs, responses: each row says its ``kind``) with a version, writes a
 state only if the version it was computed from is still the stored one
 (compare-and-set), appends each step to the object's history in the same atomic write,
 and answers the indexed questions the engine's sweeps ask of one kind (which objects are
-due, whose lease ran out, which queued one is oldest). What it knows of an object is
+due, whose lease ran out, which waiting one is oldest). What it knows of an object is
 what every object model has: ``KIND``, ``id``, ``status``, ``created_at``, ``expires_at``,
 ``to_dict()`` and ``from_stored()``; and what its kind's declaration says: which statuses
 are active (``ACTIVE_OF``) and which field names its group (``GROUP_BY``: at most one

@@ -130,14 +130,18 @@ class PostgresPlans(SQLPlans):
 
     @contextlib.contextmanager
     def _translate(self) -> Iterator[None]:
-        """The one place where ``psycopg`` errors become runstate's."""
+        """``psycopg``'s errors as runstate's (see ``_translated``)."""
         try:
             yield
         except self._psycopg.Error as exc:
-            # One line, and never the connection string: psycopg's own message names the
-            # host and port at most.
-            detail = " ".join(str(exc).split()) or type(exc).__name__
-            raise StoreError(f"PostgreSQL (schema {self.schema}) cannot be used: {detail}") from exc
+            raise self._translated(exc) from exc
+
+    def _translated(self, exc: Exception) -> StoreError:
+        """The one place where ``psycopg`` errors become runstate's: on one line, and never
+        with the connection string (psycopg's own message names the host and port at
+        most)."""
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        return StoreError(f"PostgreSQL (schema {self.schema}) cannot be used: {detail}")
 
     # --- writes (each a plan) ------------------------------------------------------------
 
@@ -249,6 +253,11 @@ class PostgresStore(SyncSQL, PostgresPlans):
             self._listener.close()
         self._pool.close()
 
+    @property
+    def _driver_error(self) -> type[Exception]:
+        error: type[Exception] = self._psycopg.Error
+        return error
+
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Any]:
         """A live connection from the pool. One found dead (its backend killed, the
@@ -336,13 +345,15 @@ class AsyncPostgresStore(Async, PostgresPlans):
 
     async def _perform(self, conn: Any, step: Sql | Transaction) -> Any:
         """As ``SyncSQL._perform``, awaited."""
-        with self._translate():
+        try:
             if isinstance(step, Transaction):
                 async with conn.transaction():
                     perform = functools.partial(self._perform, conn)
                     return await adrive(step.plan, perform, RunStateError)
             cursor = await conn.execute(step.sql, step.params)
             return await _answer(cursor, step.fetch)
+        except self._psycopg.Error as exc:
+            raise self._translated(exc) from exc
 
 
 async def _answer(cursor: Any, fetch: str) -> Any:

@@ -283,6 +283,16 @@ class Transaction:
         self.plan = plan
 
 
+class OnConnection:
+    """A plan's step: ``fn(conn, *args)`` on the operation's connection: a backend's own
+    code that needs no plan (SQLite's writes: it has one driver, a sync one)."""
+
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.fn, self.args = fn, args
+
+
 def answer(cursor: Any, fetch: str) -> Any:
     """What a ``Sql`` step asked of its cursor."""
     if fetch == "all":
@@ -468,22 +478,28 @@ class SQLPlans:
 class SyncSQL(Sync):
     """The sync driver of the SQL stores: each operation's plan on one connection. A
     backend gives ``_connection()`` (one for the operation), ``_transaction_on(conn)``
-    (a write transaction on it) and ``_translate()`` (its driver's errors as
-    ``StoreError``)."""
+    (a write transaction on it), ``_translate()`` and ``_translated(exc)`` (its driver's
+    errors, ``_driver_error``, as ``StoreError``)."""
 
     _connection: Callable[[], AbstractContextManager[Any]]
     _transaction_on: Callable[[Any], AbstractContextManager[Any]]
     _translate: Callable[[], Any]  # a context manager
+    _translated: Callable[[Exception], StoreError]  # the driver's error as runstate's
+    _driver_error: Any  # the driver's error class
 
     def _run(self, plan: Plan[R], name: str, object_id: str | None) -> R:
         with self._translate(), self._connection() as conn:
             return drive(plan, functools.partial(self._perform, conn), RunStateError)
 
-    def _perform(self, conn: Any, step: Sql | Transaction) -> Any:
-        """One step on ``conn``, its error as runstate's (thrown into the plan, which may
-        catch what it expects)."""
-        with self._translate():
-            if isinstance(step, Transaction):
-                with self._transaction_on(conn):
-                    return drive(step.plan, functools.partial(self._perform, conn), RunStateError)
-            return answer(conn.execute(step.sql, step.params), step.fetch)
+    def _perform(self, conn: Any, step: Any) -> Any:
+        """One step on ``conn`` (``Sql``, ``OnConnection`` or ``Transaction``), its error
+        as runstate's (thrown into the plan, which may catch what it expects)."""
+        try:
+            if type(step) is Sql:
+                return answer(conn.execute(step.sql, step.params), step.fetch)
+            if type(step) is OnConnection:
+                return step.fn(conn, *step.args)
+            with self._transaction_on(conn):
+                return drive(step.plan, functools.partial(self._perform, conn), RunStateError)
+        except self._driver_error as exc:
+            raise self._translated(exc) from exc

@@ -31,21 +31,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import ActiveRunError, StoreError
-from .._faces import Plan, operation
+from .._faces import Plan
 from .._lifecycle import Transition
 from .._validate import require_int, require_seconds, require_string
 from ._base import IdempotencyKey, KeyTaken, Write, body_of, group_of, is_active
 from ._bell import WAITING, Bell, Feed, ring_for, ring_for_won, waiting_statuses
 from ._sql import (
-    Sql,
+    OnConnection,
     SQLPlans,
     SyncSQL,
-    Transaction,
     dumps,
     insert_params,
     key_params,
     load_migrations,
     load_queries,
+    trims,
     write_params,
 )
 
@@ -165,25 +165,20 @@ class SQLiteStore(SyncSQL, SQLPlans):
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A connection in a write transaction (see ``_transaction_on``)."""
-        with self._connection() as conn, _translate(self.path), self._transaction_on(conn):
+        """A connection in a write transaction (see ``Immediate``)."""
+        with self._connection() as conn, _translate(self.path), Immediate(conn):
             yield conn
 
-    @contextlib.contextmanager
-    def _transaction_on(self, conn: sqlite3.Connection) -> Iterator[None]:
-        """A ``BEGIN IMMEDIATE`` transaction on ``conn``: it holds the write lock from its
-        first statement; committed on success, rolled back on error."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _transaction_on(self, conn: sqlite3.Connection) -> Immediate:
+        return Immediate(conn)
 
     def _translate(self) -> contextlib.AbstractContextManager[None]:
         return _translate(self.path)
+
+    def _translated(self, exc: Exception) -> StoreError:
+        return translated(self.path, exc)  # type: ignore[arg-type]
+
+    _driver_error = sqlite3.Error
 
     def _read(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
         with self._connection() as conn, _translate(self.path):
@@ -282,68 +277,61 @@ class SQLiteStore(SyncSQL, SQLPlans):
         for conn in idle:
             conn.close()
 
-    # --- writes (each a plan: see ``SQLPlans``) -------------------------------------------
+    # --- writes: direct code on a connection (SQLite has one driver, a sync one) -------
 
-    @operation
     def insert(
         self,
         obj: Any,
         steps: Sequence[Transition],
         input: Any = None,
         key: IdempotencyKey | None = None,
-    ) -> Plan[list[int]]:
+    ) -> list[int]:
         body = dumps(obj.to_dict())
-        seqs: list[int] = yield Transaction(self._p_inserted(obj, steps, input, key, body))
+        with self._transaction() as conn:
+            if key is not None:  # under the write lock: looked up and remembered at once
+                known = conn.execute(SQL["key_of"], {"kind": obj.KIND, "key": key.key}).fetchone()
+                if (
+                    known is not None
+                    and known[2] >= key.not_before
+                    and conn.execute(SQL["run_exists"], {"id": known[1]}).fetchone()
+                ):
+                    raise KeyTaken(known[1], known[0])
+                conn.execute(SQL["remember_key"], key_params(obj, key))
+            # The write lock is held: this check and the insert are one atomic step (the
+            # partial unique index is the backstop).
+            group = group_of(obj)
+            if group is not None:
+                active = conn.execute(SQL["active_of_group"], {"group_id": group}).fetchone()
+                if active is not None:
+                    raise ActiveRunError(group, active[0])
+            conn.execute(SQL["insert_run"], insert_params(obj, body, len(steps), input))
+            seqs = _append(conn, obj.id, body, steps, 0)
+            self._trim(conn, [Write(obj, 0, steps)], [seqs])
         ring_for(self.bell, [obj])  # committed
         return seqs
 
-    @operation
-    def write(self, writes: Sequence[Write]) -> Plan[list[list[int] | None]]:
-        done: list[list[int] | None] = yield Transaction(self._p_write_batch(writes))
+    def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
+        with self._transaction() as conn:
+            done = self._write_batch(conn, writes)
         ring_for_won(self.bell, writes, done)
         return done
 
-    def _p_inserted(
-        self,
-        obj: Any,
-        steps: Sequence[Transition],
-        input: Any,
-        key: IdempotencyKey | None,
-        body: str,
-    ) -> Plan[list[int]]:
-        if key is not None:  # under the write lock: looked up and remembered at once
-            known = yield Sql(SQL["key_of"], {"kind": obj.KIND, "key": key.key}, "one")
-            if (
-                known is not None
-                and known[2] >= key.not_before
-                and (yield Sql(SQL["run_exists"], {"id": known[1]}, "one"))
-            ):
-                raise KeyTaken(known[1], known[0])
-            yield Sql(SQL["remember_key"], key_params(obj, key), "count")
-        # The write lock is held: this check and the insert are one atomic step (the
-        # partial unique index is the backstop).
-        group = group_of(obj)
-        if group is not None:
-            active = yield Sql(SQL["active_of_group"], {"group_id": group}, "one")
-            if active is not None:
-                raise ActiveRunError(group, active[0])
-        yield Sql(SQL["insert_run"], insert_params(obj, body, len(steps), input), "count")
-        seqs = yield from _p_append(obj.id, body, steps, 0)
-        yield from self._p_trim([Write(obj, 0, steps)], [seqs])
-        return seqs
-
     def _p_write_batch(self, writes: Sequence[Write]) -> Plan[list[list[int] | None]]:
-        done = []
-        for w in writes:
-            body = dumps(body_of(w))
-            changed = yield Sql(_update_sql(w), write_params(w, body), "count")
-            done.append(
-                None
-                if changed != 1
-                else (yield from _p_append(w.obj.id, body, w.steps, w.first_number))
-            )
-        yield from self._p_trim(writes, done)
+        """The shared plans' writes (a claim's, a sweep's): ``_write_batch`` on the
+        operation's connection."""
+        done: list[list[int] | None] = yield OnConnection(self._write_batch, writes)
         return done
+
+    def _write_batch(
+        self, conn: sqlite3.Connection, writes: Sequence[Write]
+    ) -> list[list[int] | None]:
+        done = [_write_one(conn, w) for w in writes]
+        self._trim(conn, writes, done)
+        return done
+
+    def _trim(self, conn: sqlite3.Connection, writes: Sequence[Write], done: Sequence[Any]) -> None:
+        for params in trims(self.max_events, writes, done):  # only with max_events set
+            conn.execute(SQL["trim_events"], params)
 
 
 #: The columns ``update_run`` sets beside the body, by what the write changes: the status;
@@ -381,22 +369,58 @@ def _update_sql(w: Write) -> str:
     return sql
 
 
-def _p_append(
-    object_id: str, body: str, steps: Sequence[Transition], first_number: int
-) -> Plan[list[int]]:
+class Immediate:
+    """A ``BEGIN IMMEDIATE`` transaction on a connection: it holds the write lock from its
+    first statement; committed on success, rolled back on error. (A class, not a
+    generator: every write enters one.)"""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is None:
+            self.conn.execute("COMMIT")
+            return
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("ROLLBACK")
+
+
+def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:
+    body = dumps(body_of(w))
+    cursor = conn.execute(_update_sql(w), write_params(w, body))
+    if cursor.rowcount != 1:
+        return None
+    return _append(conn, w.obj.id, body, w.steps, w.first_number)
+
+
+def _append(
+    conn: sqlite3.Connection,
+    object_id: str,
+    body: str,
+    steps: Sequence[Transition],
+    first_number: int,
+) -> list[int]:
     """Insert the events of a write, numbered on from ``first_number``; their places."""
     seqs = []
     for number, step in enumerate(steps, first_number):
-        params = {
-            "run_id": object_id,
-            "event": step.event,
-            "from_status": None if step.from_status is None else step.from_status.value,
-            "to_status": step.to_status.value,
-            "at": step.at,
-            "data": body if step.data is None else dumps(step.data),
-            "number": number,
-        }
-        seqs.append((yield Sql(SQL["insert_event"], params, "lastrowid")) or 0)
+        cursor = conn.execute(
+            SQL["insert_event"],
+            {
+                "run_id": object_id,
+                "event": step.event,
+                "from_status": None if step.from_status is None else step.from_status.value,
+                "to_status": step.to_status.value,
+                "at": step.at,
+                "data": body if step.data is None else dumps(step.data),
+                "number": number,
+            },
+        )
+        seqs.append(cursor.lastrowid or 0)
     return seqs
 
 
@@ -413,14 +437,17 @@ def _statements(script: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _translate(path: str) -> Iterator[None]:
-    """The one place where ``sqlite3`` errors become runstate's."""
+    """``sqlite3``'s errors as runstate's (see ``translated``)."""
     try:
         yield
-    except sqlite3.IntegrityError as exc:
-        raise StoreError(f"SQLite refused a write to {path}: {exc}") from exc
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            raise StoreError(f"SQLite database {path} stayed locked: {exc}") from exc
-        raise StoreError(f"SQLite database {path} cannot be used: {exc}") from exc
     except sqlite3.Error as exc:
-        raise StoreError(f"SQLite database {path} cannot be used: {exc}") from exc
+        raise translated(path, exc) from exc
+
+
+def translated(path: str, exc: sqlite3.Error) -> StoreError:
+    """The one place where ``sqlite3`` errors become runstate's."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return StoreError(f"SQLite refused a write to {path}: {exc}")
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+        return StoreError(f"SQLite database {path} stayed locked: {exc}")
+    return StoreError(f"SQLite database {path} cannot be used: {exc}")
