@@ -190,20 +190,7 @@ class ResponsePlans(Engine[Response]):
         ``previous_response_id`` must name a stored response. With ``idempotency_key``,
         a create repeated with the same key and parameters returns the response made
         first; with other parameters it is an ``IdempotencyError`` (409)."""
-        fields = dict(
-            model=model,
-            input=input,
-            instructions=instructions,
-            background=background,
-            metadata=metadata,
-            tools=tools,
-            tool_choice=tool_choice,
-            parallel_tool_calls=parallel_tool_calls,
-            temperature=temperature,
-            top_p=top_p,
-            max_output_tokens=max_output_tokens,
-            previous_response_id=previous_response_id,
-        )
+        fields = {k: v for k, v in locals().items() if k not in ("self", "idempotency_key")}
         return self._p_create(fields, idempotency_key)
 
     @operation
