@@ -8,14 +8,14 @@ STAMP := $(VENV)/.installed
 # machine (or pythonX.Y on the PATH). A claimed Python that is missing fails the run.
 OTHER_PYTHONS := 3.12 3.13
 PYENV_ROOT ?= $(HOME)/.pyenv
-EXTRAS := test,cli,server,postgres,otel
+EXTRAS := test,cli,server,postgres,otel,bench
 
 .PHONY: demo test lint postgres versions bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[$(EXTRAS),bench]'
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 $(VENV)-%/.installed: pyproject.toml
