@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url, api_key="test-key", max_retries=0)
+def client(url: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=url, api_key="test-key", max_retries=0) as made:
+        yield made
 
 
 def assert_run_shape(run: ClientRun) -> None:
@@ -353,8 +355,10 @@ def test_raw_stream_frames(url: str) -> None:
 
 
 def test_expiry_under_a_short_ttl() -> None:
-    with serve("--ttl", "2") as base:
-        client = openai.OpenAI(base_url=base, api_key="k", max_retries=0)
+    with (
+        serve("--ttl", "2") as base,
+        openai.OpenAI(base_url=base, api_key="k", max_retries=0) as client,
+    ):
         thread = client.beta.threads.create()
         run = client.beta.threads.runs.create_and_poll(
             thread_id=thread.id, assistant_id="asst_1", metadata={"simulate": "stall"}
@@ -376,8 +380,10 @@ def test_an_executor_in_another_process(
         store = f"sqlite:///{tmp_path / 'runs.db'}"
     else:
         store = pg_url(request.getfixturevalue("pg_schema"))
-    with serve("--store", store, "--executors", "0", executor_store=store) as base:
-        client = openai.OpenAI(base_url=base, api_key="k", max_retries=0)
+    with (
+        serve("--store", store, "--executors", "0", executor_store=store) as base,
+        openai.OpenAI(base_url=base, api_key="k", max_retries=0) as client,
+    ):
         thread = client.beta.threads.create()
         handler = Recorder()
         with client.beta.threads.runs.stream(

@@ -6,6 +6,7 @@ replica stops the work an executor of the other is doing. The same for runs."""
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
@@ -17,13 +18,24 @@ pytestmark = pytest.mark.timeout(180)
 LEASE = "2"  # seconds: a killed replica's work is recovered soon
 
 
-def client_of(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url, api_key="test-key", max_retries=0)
+@pytest.fixture
+def client_of() -> Iterator[Callable[[str], openai.OpenAI]]:
+    """Clients of the test's replicas, each closed after the test (with any stream a kill
+    left open: a socket the GC would otherwise close, warning, in a later test)."""
+    made: list[openai.OpenAI] = []
+
+    def make(url: str) -> openai.OpenAI:
+        made.append(openai.OpenAI(base_url=url, api_key="test-key", max_retries=0))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
 
 
 @pytest.mark.parametrize("first_stream_on", ["A", "B"])
 def test_a_stream_broken_by_a_killed_replica_resumes_on_another(
-    pg_schema: str, first_stream_on: str
+    client_of: Callable[[str], openai.OpenAI], pg_schema: str, first_stream_on: str
 ) -> None:
     """Created on A, whose executor generates it; streamed from A (which the kill breaks)
     or from B; then A is killed mid-stream, and the client resumes on B."""
@@ -39,10 +51,11 @@ def test_a_stream_broken_by_a_killed_replica_resumes_on_another(
         )
         seen: list[Any] = []
         first = on_a if first_stream_on == "A" else on_b
-        for event in first.responses.retrieve(created.id, stream=True):
-            seen.append(event)
-            if event.type == "response.output_text.delta" and len(seen) >= 5:
-                break  # mid-stream, on A, while A's executor generates it
+        with first.responses.retrieve(created.id, stream=True) as stream:
+            for event in stream:
+                seen.append(event)
+                if event.type == "response.output_text.delta" and len(seen) >= 5:
+                    break  # mid-stream, on A, while A's executor generates it
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait(timeout=15)
         # Another executor takes over once B's sweeper finds A's lease ended; the client
@@ -62,7 +75,9 @@ def test_a_stream_broken_by_a_killed_replica_resumes_on_another(
         assert final.status == "completed" and final.output_text
 
 
-def test_a_cancel_on_one_replica_stops_the_work_of_another(pg_schema: str) -> None:
+def test_a_cancel_on_one_replica_stops_the_work_of_another(
+    client_of: Callable[[str], openai.OpenAI], pg_schema: str
+) -> None:
     store = pg_url(pg_schema)
     with (
         server("--store", store, "--executors", "1") as a,
@@ -84,7 +99,9 @@ def test_a_cancel_on_one_replica_stops_the_work_of_another(pg_schema: str) -> No
         assert on_a.responses.retrieve(created.id).status == "cancelled"
 
 
-def test_a_run_cancelled_on_one_replica_while_another_executes_it(pg_schema: str) -> None:
+def test_a_run_cancelled_on_one_replica_while_another_executes_it(
+    client_of: Callable[[str], openai.OpenAI], pg_schema: str
+) -> None:
     store = pg_url(pg_schema)
     with (
         server("--store", store, "--executors", "1") as a,
@@ -106,7 +123,9 @@ def test_a_run_cancelled_on_one_replica_while_another_executes_it(pg_schema: str
         assert done.status == "cancelled"
 
 
-def test_a_run_stream_follows_a_run_executed_by_another_replica(pg_schema: str) -> None:
+def test_a_run_stream_follows_a_run_executed_by_another_replica(
+    client_of: Callable[[str], openai.OpenAI], pg_schema: str
+) -> None:
     store = pg_url(pg_schema)
     with (
         server("--store", store, "--executors", "1") as a,
@@ -121,7 +140,9 @@ def test_a_run_stream_follows_a_run_executed_by_another_replica(pg_schema: str) 
         del a
 
 
-def test_a_run_stream_on_one_replica_outlives_the_replica_executing_it(pg_schema: str) -> None:
+def test_a_run_stream_on_one_replica_outlives_the_replica_executing_it(
+    client_of: Callable[[str], openai.OpenAI], pg_schema: str
+) -> None:
     store = pg_url(pg_schema)
     with (
         server("--store", store, "--executors", "1", "--lease", LEASE, killed_ok=True) as a,

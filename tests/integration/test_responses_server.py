@@ -5,6 +5,7 @@ every object read strictly with the client's own model."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -20,8 +21,9 @@ WORDS = len(REPLY.split(" "))
 
 
 @pytest.fixture(scope="module")
-def client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url, api_key="test-key", max_retries=0)
+def client(url: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=url, api_key="test-key", max_retries=0) as made:
+        yield made
 
 
 def strict(response: ClientResponse) -> ClientResponse:

@@ -134,7 +134,11 @@ def test_a_bad_script_delay_is_refused(http: httpx.Client, delay: str) -> None:
 
 
 def test_create_thread_and_run(url: str, http: httpx.Client) -> None:
-    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    with openai.OpenAI(base_url=url, api_key="k", max_retries=0) as client:
+        create_thread_and_run(client)
+
+
+def create_thread_and_run(client: openai.OpenAI) -> None:
     run = client.beta.threads.create_and_run_poll(
         assistant_id="asst_1", thread={"metadata": {"topic": "weather"}}, instructions="hi"
     )
