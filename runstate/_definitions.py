@@ -46,7 +46,6 @@ __all__ = [
     "TimeOut",
     "Workers",
     "declare",
-    "no_argument",
     "undeclare",
 ]
 
@@ -91,11 +90,6 @@ class Workers:
     requeue: str
     lost: str
     lost_argument: Callable[[str], Any]
-
-
-def no_argument(message: str) -> None:
-    """A ``lost_argument`` for a ``lost`` event that takes none."""
-    return None
 
 
 @dataclass(frozen=True)

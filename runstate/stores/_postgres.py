@@ -116,6 +116,7 @@ class PostgresPlans(SQLPlans):
         self.schema = schema
         self._conninfo = conninfo  # never shown: it may hold a password
         self._psycopg = pg
+        self._driver_error = pg.Error  # what _perform translates, read on every statement
         self._channel = channel_of(schema)
         self.bell = Bell()
         self._listener = None
@@ -252,11 +253,6 @@ class PostgresStore(SyncSQL, PostgresPlans):
         if self._listener is not None:
             self._listener.close()
         self._pool.close()
-
-    @property
-    def _driver_error(self) -> type[Exception]:
-        error: type[Exception] = self._psycopg.Error
-        return error
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Any]:

@@ -23,6 +23,7 @@ from runstate import (
     declare,
     undeclare,
 )
+from runstate._definitions import KINDS
 from runstate._faces import operation
 
 
@@ -112,11 +113,11 @@ def test_declare_and_undeclare_keep_the_kinds_straight() -> None:
         with pytest.raises(ValueError, match="kind 'thing' is declared already, with a model"):
             declare(definition(name="thing-3", group_by="owner"))
         undeclare("thing")
-        assert "thing" in runstate.stores.restore.__globals__["KINDS"]  # the kind stays
+        assert "thing" in KINDS  # the kind stays
         assert runstate.mermaid("thing-2").startswith("stateDiagram-v2")
     finally:
         undeclare("thing-2")
-    assert "thing" not in runstate.stores.restore.__globals__["KINDS"]
+    assert "thing" not in KINDS
 
 
 def test_an_engine_serves_only_a_declared_lifecycle() -> None:
