@@ -37,8 +37,9 @@ from ._events import DONE_SSE, RunEvent
 from ._lifecycle import Lifecycle, RunLifecycle, Transition
 from ._model import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus, RunV2, Status
 from ._objects import AsyncObjectEngine, ObjectEngine, ObjectModel
+from ._requests import GATED_PARAMETERS, Capabilities
 from ._response import Response, ResponseStatus
-from ._responses import AsyncResponseEngine, ResponseEngine, ResponseList
+from ._responses import AsyncResponseEngine, InputItemList, ResponseEngine, ResponseList
 from ._runs import AsyncRunEngine, RunEngine, RunList
 from ._validate import validate_metadata
 from .stores import (
@@ -60,6 +61,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVE_STATUSES",
     "DONE_SSE",
+    "GATED_PARAMETERS",
     "TERMINAL_STATUSES",
     "ActiveRunError",
     "AsyncObjectEngine",
@@ -68,6 +70,7 @@ __all__ = [
     "AsyncRunEngine",
     "AsyncStore",
     "Cancel",
+    "Capabilities",
     "Completion",
     "ConcurrentUpdateError",
     "Definition",
@@ -76,6 +79,7 @@ __all__ = [
     "IdempotencyError",
     "IdempotencyKey",
     "Incompletion",
+    "InputItemList",
     "InvalidTransitionError",
     "KeyTaken",
     "LeaseError",

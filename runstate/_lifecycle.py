@@ -27,25 +27,23 @@ from ._definitions import RESPONSE, RUN_V1, RUN_V2, Definition
 from ._errors import InvalidTransitionError, ValidationError
 from ._events import Listener, Listeners, RunEvent
 from ._model import ACTIVE_STATUSES, Run, RunStatus, RunV2, Status, new_id
+from ._output import with_logprobs
+from ._requests import ECHO_DEFAULTS
 from ._response import Response, ResponseStatus
 from ._validate import (
     MAX_DURATION,
     RESPONSE_ERROR_CODES,
     RESPONSE_INCOMPLETE_REASONS,
-    RESPONSE_SETTINGS,
     V2_SETTINGS,
     require_int,
     require_string,
     required_action_for,
-    validate_bool,
     validate_error_code,
     validate_file_ids,
     validate_incomplete_reason,
     validate_metadata,
     validate_one_of,
     validate_output,
-    validate_response_id,
-    validate_response_input,
     validate_response_usage,
     validate_tool_calls,
     validate_tool_outputs,
@@ -318,13 +316,17 @@ class Lifecycle:
         """A worker's own event (a text delta, say) for ``obj``, which it holds: a step that
         leaves the status as it is and carries ``data``. Refused unless the status is one a
         worker holds (``in_progress``): a cancelled response takes no more deltas."""
+        self.check_held(obj, "append")
+        return [Transition(event_type, obj.status, obj.status, now, data)]
+
+    def check_held(self, obj: Any, event: str) -> None:
+        """Refused (``InvalidTransitionError``) unless ``obj`` is in a status a worker holds."""
         if obj.status not in self.definition.leased:
             raise InvalidTransitionError(
                 f"Cannot append to {obj.object} with status '{obj.status.value}'.",
                 status=obj.status.value,
-                event="append",
+                event=event,
             )
-        return [Transition(event_type, obj.status, obj.status, now, data)]
 
     def events_for(
         self,
@@ -694,48 +696,31 @@ class ResponseLifecycle(Lifecycle):
         super().__init__(RESPONSE, clock, timeout, id_factory)
 
     def new_response(
-        self,
-        *,
-        model: str,
-        input: Any,
-        instructions: str | None = None,
-        background: bool = True,
-        metadata: dict[str, str] | None = None,
-        previous_response_id: str | None = None,
-        **settings: Any,
-    ) -> tuple[Response, Any, list[Transition]]:
-        """A validated new response, its checked ``input``, and its creation events:
-        ``response.created`` then ``response.queued`` (background) or
-        ``response.in_progress`` (foreground: the caller generates it itself, ours)."""
-        checked = {name: check(settings.get(name)) for name, check in RESPONSE_SETTINGS.items()}
-        background = validate_bool(background, "background")
+        self, request: dict[str, Any], *, background: bool
+    ) -> tuple[Response, list[Transition]]:
+        """A new response for a checked create ``request`` (``check_create``), echoing its
+        settings (their documented defaults where it leaves them out or null), and its
+        creation events: ``response.created`` then ``response.queued`` (background) or
+        ``response.in_progress`` (foreground: the caller generates it itself)."""
         status = ResponseStatus.QUEUED if background else ResponseStatus.IN_PROGRESS
+        echoed = {
+            name: default if request.get(name) is None else request[name]
+            for name, default in ECHO_DEFAULTS.items()
+        }
         response = Response(
             id=require_string(self._new_id("resp"), "id_factory()"),
             created_at=0,
             status=status,
-            model=require_string(model, "model"),
+            model=request["model"],
             background=background,
-            instructions=(
-                None
-                if instructions is None
-                else require_string(instructions, "instructions", allow_empty=True)
-            ),
-            metadata=validate_metadata(metadata),
-            previous_response_id=(
-                None
-                if previous_response_id is None
-                else validate_response_id(previous_response_id, "previous_response_id")
-            ),
-            **checked,
+            metadata=validate_metadata(request.get("metadata")),
+            **echoed,
         )
-        given = validate_response_input(input)
         now = self.now()
         response.created_at = now
         response.expires_at = now + self.ttl
         return (
             response,
-            given,
             [
                 Transition("response.created", None, status, now),
                 Transition(self._event_names[status], None, status, now),
@@ -764,7 +749,22 @@ class ResponseLifecycle(Lifecycle):
                 "message": require_string(failure.message, "message", allow_empty=True),
             }
         if output is not None:
-            output = validate_output(output)
+            output = with_logprobs(validate_output(output))
+        elif event in ("complete", "incomplete"):  # what was streamed, every item closed
+            open_items = [
+                i for i, item in enumerate(response.output) if item.get("status") == "in_progress"
+            ]
+            if open_items and event == "complete":
+                raise InvalidTransitionError(
+                    f"Cannot complete a response whose output item {open_items[0]} is still "
+                    "open; close it first.",
+                    status=response.status.value,
+                    event=event,
+                )
+            output = [
+                {**item, "status": "incomplete"} if item.get("status") == "in_progress" else item
+                for item in response.output
+            ]
         usage = validate_response_usage(usage)
         steps = self._fire(response, event, now)
         if output is not None:

@@ -381,14 +381,22 @@ class Fields:
 
     __slots__ = ("build", "copy")
 
-    def __init__(self, cls: type, names: Sequence[str]) -> None:
-        scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    def __init__(
+        self, cls: type, names: Sequence[str], defaults: Mapping[str, Any] | None = None
+    ) -> None:
+        """``defaults``: what ``build`` gives a field a stored body lacks (None otherwise)."""
+        scope: dict[str, Any] = {"new": object.__new__, "cls": cls, "defaults": defaults or {}}
         exec(  # the source is built from the class's own field names
             "def copy(self):\n    c = new(cls)\n"
             + "".join(f"    c.{n} = self.{n}\n" for n in names)
             + "    return c\n"
             + "def build(data):\n    c = new(cls)\n    get = data.get\n"
-            + "".join(f"    c.{n} = get({n!r})\n" for n in names)
+            + "".join(
+                f"    c.{n} = get({n!r}, defaults[{n!r}])\n"
+                if n in (defaults or {})
+                else f"    c.{n} = get({n!r})\n"
+                for n in names
+            )
             + "    return c\n",
             scope,
         )

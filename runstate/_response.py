@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 
 from ._errors import ValidationError
 from ._model import Fields, Status, _clone, _string
+from ._requests import ECHO_DEFAULTS, Capabilities, check_create
 from ._validate import (
     RESPONSE_ERROR_CODES,
     RESPONSE_INCOMPLETE_REASONS,
-    RESPONSE_SETTINGS,
     require_fields,
     require_timestamp,
     validate_bool,
@@ -63,10 +63,20 @@ class Response:
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_choice: str | dict[str, Any] = "auto"
     parallel_tool_calls: bool = True
-    temperature: float | None = None
-    top_p: float | None = None
+    temperature: float | None = 1.0
+    top_p: float | None = 1.0
     max_output_tokens: int | None = None
     previous_response_id: str | None = None
+    text: dict[str, Any] = field(default_factory=lambda: {"format": {"type": "text"}})
+    reasoning: dict[str, Any] = field(default_factory=lambda: {"effort": None, "summary": None})
+    truncation: str = "disabled"
+    top_logprobs: int = 0
+    max_tool_calls: int | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    service_tier: str = "auto"
+    store: bool = True
+    user: str | None = None
     output: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] | None = None
     error: dict[str, str] | None = None
@@ -113,15 +123,25 @@ class Response:
             "incomplete_details": _clone(self.incomplete_details),
             "instructions": self.instructions,
             "max_output_tokens": self.max_output_tokens,
+            "max_tool_calls": self.max_tool_calls,
             "model": self.model,
             "output": _clone(self.output),
             "parallel_tool_calls": self.parallel_tool_calls,
             "previous_response_id": self.previous_response_id,
+            "prompt_cache_key": self.prompt_cache_key,
+            "reasoning": _clone(self.reasoning),
+            "safety_identifier": self.safety_identifier,
+            "service_tier": self.service_tier,
+            "store": self.store,
             "temperature": self.temperature,
+            "text": _clone(self.text),
             "tool_choice": _clone(self.tool_choice),
             "tools": _clone(self.tools),
+            "top_logprobs": self.top_logprobs,
             "top_p": self.top_p,
+            "truncation": self.truncation,
             "usage": _clone(self.usage),
+            "user": self.user,
             "metadata": dict(self.metadata),
         }
 
@@ -157,7 +177,7 @@ class Response:
             error=_error(data["error"]),
             incomplete_details=_incomplete_details(data["incomplete_details"]),
             completed_at=require_timestamp(data["completed_at"], "completed_at"),
-            **{name: check(data[name]) for name, check in RESPONSE_SETTINGS.items()},
+            **_settings(data),
         )
         ends = {
             "error": ResponseStatus.FAILED,
@@ -180,10 +200,22 @@ class Response:
         return response
 
 
-_FIELDS = Fields(Response, Response.__slots__)
+#: A response stored before a setting was echoed reads back with the setting's default.
+_FIELDS = Fields(Response, Response.__slots__, ECHO_DEFAULTS)
 _KEYS: tuple[str, ...] = tuple(
     Response(id="resp_x", created_at=0, status=ResponseStatus.QUEUED, model="m").to_dict()
 )
+
+
+def _settings(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The request settings a response echoes, checked as a create request checks them."""
+    settings = {name: data[name] for name in ECHO_DEFAULTS if name not in _NOT_SETTINGS}
+    given = {name: value for name, value in settings.items() if value is not None}
+    check_create({"model": data["model"], "input": "-", **given}, Capabilities.everything())
+    return settings
+
+
+_NOT_SETTINGS = frozenset({"instructions", "previous_response_id"})
 
 
 def _error(value: Any) -> dict[str, str] | None:

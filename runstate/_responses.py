@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from . import _output as output
 from ._arguments import Completion, Failure, Incompletion
 from ._clock import Clock
 from ._engine import AsyncFace, Decision, Engine, Lease, ListPage, Plan, SyncFace, call, check_lease
@@ -29,8 +30,11 @@ from ._errors import (
 from ._events import RunEvent
 from ._faces import operation
 from ._lifecycle import ResponseLifecycle
+from ._model import _clone
+from ._output import SCAFFOLDING, new_item_id
+from ._requests import Capabilities, check_create, check_includes, input_item_ids
 from ._response import Response, ResponseStatus
-from ._validate import json_value, require_string
+from ._validate import json_value, require_int, require_string
 from .stores import Order, StoredObject
 
 __all__ = ["AsyncResponseEngine", "ResponseEngine", "ResponseList"]
@@ -42,6 +46,44 @@ _RESERVED = frozenset({"type", "sequence_number"})
 @dataclass(frozen=True, slots=True)
 class ResponseList(ListPage[Response]):
     """A page of responses in the public list shape (``object: "list"``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputItemList:
+    """A page of a response's input items in the public list shape."""
+
+    data: builtins.list[dict[str, Any]]
+    has_more: bool
+    object: str = field(default="list", init=False)
+
+    @property
+    def first_id(self) -> str | None:
+        return self.data[0]["id"] if self.data else None
+
+    @property
+    def last_id(self) -> str | None:
+        return self.data[-1]["id"] if self.data else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": _clone(self.data),
+            "first_id": self.first_id,
+            "last_id": self.last_id,
+            "has_more": self.has_more,
+        }
+
+
+def _kept(kept: Any, response: Response) -> dict[str, Any]:
+    """What a response keeps beside it, as this version keeps it: a response stored
+    before the whole request was kept has its ``input`` alone."""
+    if isinstance(kept, dict) and "request" in kept:
+        return kept
+    return {
+        "request": {"model": response.model, "input": kept},
+        "items": input_item_ids(kept),
+        "context": [],
+    }
 
 
 class ResponsePlans(Engine[Response]):
@@ -59,8 +101,11 @@ class ResponsePlans(Engine[Response]):
         max_attempts: int = 3,
         id_factory: Callable[[str], str] | None = None,
         idempotency_window: int = 86_400,
+        capabilities: Capabilities | None = None,
     ) -> None:
         lifecycle = ResponseLifecycle(clock, timeout, id_factory=id_factory)
+        #: What the deployment can honour; every documented request by default.
+        self.capabilities = capabilities or Capabilities.everything()
         super().__init__(
             store,
             lifecycle,
@@ -76,28 +121,101 @@ class ResponsePlans(Engine[Response]):
             "response.created"
         }
 
-    def _p_create(self, fields: dict[str, Any], idempotency_key: str | None) -> Plan[Response]:
-        response, given, steps = self.lifecycle.new_response(**fields)
-        key = self._key(idempotency_key, response, given)
-        previous = fields["previous_response_id"]
+    def _p_create(
+        self, given: dict[str, Any], background: bool, idempotency_key: str | None
+    ) -> Plan[Response]:
+        request = check_create(given, self.capabilities)
+        if "background" in request:
+            background = request["background"] is True
+        if background and request.get("store") is False:
+            raise ValidationError(
+                "Background mode requires 'store' to be true: a background response is "
+                "kept to be polled.",
+                param="store",
+            )
+        response, steps = self.lifecycle.new_response(request, background=background)
+        key = self._key(idempotency_key, response, request)
+        context: builtins.list[dict[str, Any]] = []
+        previous = request.get("previous_response_id")
         if previous is not None:
-            try:
-                yield from self._p_stored(previous)
-            except ObjectNotFoundError:
-                raise ValidationError(
-                    f"Previous response with id '{previous}' not found.",
-                    param="previous_response_id",
-                ) from None
-        made: Response = yield from self._p_insert(response, steps, given, key)
+            context = yield from self._p_context_after(previous)
+        kept = {"request": request, "items": input_item_ids(request["input"]), "context": context}
+        made: Response = yield from self._p_insert(response, steps, kept, key)
         return made
 
-    def _p_input_of(self, response_id: str) -> Plan[str | builtins.list[dict[str, Any]]]:
-        yield from self._p_stored(require_string(response_id, "response_id"))
+    def _p_context_after(self, previous: str) -> Plan[builtins.list[dict[str, Any]]]:
+        """What a response that names ``previous`` continues from: its context, its input
+        items and its output, read now and kept with the new response."""
         try:
-            given: str | builtins.list[dict[str, Any]] = yield call("input_of", response_id)
+            stored = yield from self._p_stored(previous)
+            kept = yield call("input_of", previous)
+        except ObjectNotFoundError:
+            raise ValidationError(
+                f"Previous response with id '{previous}' not found.",
+                param="previous_response_id",
+            ) from None
+        before: Response = stored.obj
+        if before.status in self.definition.active:
+            raise ValidationError(
+                f"Previous response with id '{previous}' is still {before.status.value}; "
+                "continue from it once it has ended.",
+                param="previous_response_id",
+            )
+        kept = _kept(kept, before)
+        return [*kept["context"], *kept["items"], *before.output]
+
+    def _p_kept(self, response_id: str) -> Plan[dict[str, Any]]:
+        """What the response keeps for its worker: its request, its input items, its context."""
+        stored = yield from self._p_stored(require_string(response_id, "response_id"))
+        try:
+            kept = yield call("input_of", response_id)
         except ObjectNotFoundError:  # deleted meanwhile
             raise ResponseNotFoundError(response_id) from None
+        return _kept(kept, stored.obj)
+
+    def _p_input_of(self, response_id: str) -> Plan[str | builtins.list[dict[str, Any]]]:
+        kept = yield from self._p_kept(response_id)
+        given: str | builtins.list[dict[str, Any]] = kept["request"]["input"]
         return given
+
+    def _p_request_of(self, response_id: str) -> Plan[dict[str, Any]]:
+        kept = yield from self._p_kept(response_id)
+        request: dict[str, Any] = kept["request"]
+        return request
+
+    def _p_context_of(self, response_id: str) -> Plan[builtins.list[dict[str, Any]]]:
+        kept = yield from self._p_kept(response_id)
+        return [*kept["context"], *kept["items"]]
+
+    def _p_input_items(
+        self,
+        response_id: str,
+        limit: int,
+        order: Order,
+        after: str | None,
+        include: Sequence[str] | None,
+    ) -> Plan[InputItemList]:
+        limit = require_int(limit, "limit", maximum=100)
+        if order not in ("asc", "desc"):
+            raise ValidationError(
+                f"Invalid value for 'order': {order!r}. Supported values are 'asc' or 'desc'.",
+                param="order",
+            )
+        check_includes(include)
+        kept = yield from self._p_kept(response_id)
+        items = kept["items"] if order == "asc" else kept["items"][::-1]
+        if after is not None:
+            after = require_string(after, "after")
+            ids = [item["id"] for item in items]
+            if after not in ids:
+                raise ValidationError(
+                    f"Invalid 'after': no input item with id '{after}' in response "
+                    f"'{response_id}'.",
+                    param="after",
+                )
+            items = items[ids.index(after) + 1 :]
+        page = items[:limit]
+        return InputItemList(page, len(items) > limit)
 
     def _p_list_responses(
         self,
@@ -123,11 +241,15 @@ class ResponsePlans(Engine[Response]):
         self, response_id: str, event_type: str, data: dict[str, Any], worker_id: str | None
     ) -> Plan[RunEvent]:
         event_type = require_string(event_type, "event_type", max_length=128)
-        if not event_type.startswith("response.") or event_type in self._transition_names:
+        if (
+            not event_type.startswith("response.")
+            or event_type in self._transition_names
+            or event_type in SCAFFOLDING
+        ):
             raise ValidationError(
                 f"Invalid 'event_type': a worker's own event is named 'response.<...>' and "
-                f"is not one of the lifecycle's ({sorted(self._transition_names)}); got "
-                f"{event_type!r}.",
+                f"is neither one of the lifecycle's ({sorted(self._transition_names)}) nor "
+                f"one the output methods stream ({sorted(SCAFFOLDING)}); got {event_type!r}.",
                 param="event_type",
             )
         if not isinstance(data, dict):
@@ -139,64 +261,146 @@ class ResponsePlans(Engine[Response]):
             raise ValidationError(
                 f"Invalid 'data.{key}': the stream sets it; leave it out.", param="data"
             )
+        (event,) = yield from self._p_emit(
+            response_id, lambda _: [(event_type, checked)], worker_id
+        )
+        return event
+
+    def _p_emit(
+        self,
+        response_id: str,
+        build: Callable[[Response], builtins.list[tuple[str, dict[str, Any]]]],
+        worker_id: str | None,
+    ) -> Plan[builtins.list[RunEvent]]:
+        """Store the events ``build`` makes of the response (which it may change: an
+        output item opened, text added), in one write, numbered in its sequence."""
         if worker_id is not None:
             require_string(worker_id, "worker_id")
-        noted = partial(self._noted, event_type, checked, worker_id)
+        counts: builtins.list[int] = []  # how many events each try of the decision made
+        noted = partial(self._noted, build, worker_id, counts)
         response, write, seqs = yield from self._p_apply(response_id, noted)
         if write is None or seqs is None:  # pragma: no cover - a note is stored or refused
             raise ConcurrentUpdateError(f"The event for {response_id} was not stored.")
-        # The note is the write's last step (a time-out applied first would come before).
-        number = write.first_number + len(write.steps) - 1
-        (event,) = self.lifecycle.events_for(response, write.steps[-1:], seqs[-1:], number)
-        return event
+        # The notes are the write's last steps (a time-out applied first would come before).
+        count = counts[-1]
+        number = write.first_number + len(write.steps) - count
+        return self.lifecycle.events_for(response, write.steps[-count:], seqs[-count:], number)
 
     def _noted(
         self,
-        event_type: str,
-        data: dict[str, Any],
+        build: Callable[[Response], builtins.list[tuple[str, dict[str, Any]]]],
         worker_id: str | None,
+        counts: builtins.list[int],
         response: Response,
         stored: StoredObject,
         now: int,
         timed_out: bool,
     ) -> Decision:
-        steps = self.lifecycle.note(response, event_type, data, now)
+        self.lifecycle.check_held(response, "append")
         if worker_id is not None:
             check_lease(stored, worker_id)
+        notes = build(response)
+        counts.append(len(notes))
+        steps = [
+            step for kind, data in notes for step in self.lifecycle.note(response, kind, data, now)
+        ]
         return Decision(steps, Lease.after(stored, response, self._leased))
+
+    # The output a worker streams: the library writes the events the SDK's helpers read.
+
+    def _p_open_message(self, response_id: str, worker_id: str | None) -> Plan[str]:
+        item_id = new_item_id("msg")
+        yield from self._p_emit(response_id, partial(output.open_message, item_id), worker_id)
+        return item_id
+
+    def _p_add_text(
+        self, response_id: str, delta: str, logprobs: Any, worker_id: str | None
+    ) -> Plan[RunEvent]:
+        delta = require_string(delta, "delta", allow_empty=True)
+        checked = output.check_logprobs(logprobs)
+        events = yield from self._p_emit(
+            response_id, partial(output.add_text, delta, checked), worker_id
+        )
+        return events[0]
+
+    def _p_close_message(self, response_id: str, worker_id: str | None) -> Plan[dict[str, Any]]:
+        events = yield from self._p_emit(response_id, output.close_message, worker_id)
+        item: dict[str, Any] = events[-1].data["item"]
+        return item
+
+    def _p_function_call(
+        self,
+        response_id: str,
+        name: str,
+        arguments: str,
+        call_id: str | None,
+        worker_id: str | None,
+    ) -> Plan[dict[str, Any]]:
+        call_item = output.new_function_call(name, arguments, call_id)
+        events = yield from self._p_emit(
+            response_id, partial(output.function_call, call_item), worker_id
+        )
+        item: dict[str, Any] = events[-1].data["item"]
+        return item
 
     # --- the operations: each face's methods are made from these (see ``_faces``) --------
 
     @operation
     def create(
         self,
+        /,
         *,
         model: str,
         input: str | Sequence[dict[str, Any]],
-        instructions: str | None = None,
         background: bool = True,
-        metadata: dict[str, str] | None = None,
-        tools: Sequence[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] = "auto",
-        parallel_tool_calls: bool = True,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_output_tokens: int | None = None,
-        previous_response_id: str | None = None,
         idempotency_key: str | None = None,
+        **params: Any,
     ) -> Plan[Response]:
-        """A new response: ``queued`` for a worker to claim (``background=True``), or
-        ``in_progress`` for a caller that generates it itself and completes it (ours).
-        ``previous_response_id`` must name a stored response. With ``idempotency_key``,
-        a create repeated with the same key and parameters returns the response made
-        first; with other parameters it is an ``IdempotencyError`` (409)."""
-        fields = {k: v for k, v in locals().items() if k not in ("self", "idempotency_key")}
-        return self._p_create(fields, idempotency_key)
+        """A new response from the Responses API's create parameters (``model``,
+        ``input``, and any of the rest: ``instructions``, ``tools``, ``text``,
+        ``reasoning``, ``previous_response_id``, ``store``...), checked as the HTTP API
+        checks them: against the ``openai`` package's types, the documented ranges and
+        the engine's ``capabilities``. ``queued`` for a worker to claim
+        (``background=True``, the engine's default), or ``in_progress`` for a caller
+        that generates it itself. The whole request is kept (``request_of``); with
+        ``previous_response_id``, the context it continues from too (``context_of``).
+        With ``idempotency_key``, a create repeated with the same key and parameters
+        returns the response made first; with other parameters it is an
+        ``IdempotencyError`` (409)."""
+        given = {"model": model, "input": input, **params}
+        return self._p_create(given, background, idempotency_key)
 
     @operation
     def input_of(self, response_id: str) -> Plan[str | builtins.list[dict[str, Any]]]:
-        """The ``input`` the response was created with: what its worker generates from."""
+        """The ``input`` the response was created with, as it was given."""
         return self._p_input_of(response_id)
+
+    @operation
+    def request_of(self, response_id: str) -> Plan[dict[str, Any]]:
+        """The whole create request the response was made from, as checked."""
+        return self._p_request_of(response_id)
+
+    @operation
+    def context_of(self, response_id: str) -> Plan[builtins.list[dict[str, Any]]]:
+        """The items its worker generates from: those of the responses it continues
+        (``previous_response_id``: their input and output, resolved when it was
+        created), then its own input items."""
+        return self._p_context_of(response_id)
+
+    @operation
+    def input_items(
+        self,
+        response_id: str,
+        *,
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        include: Sequence[str] | None = None,
+    ) -> Plan[InputItemList]:
+        """The response's input items as ``GET /v1/responses/{id}/input_items`` lists
+        them: each with its id, newest first unless ``order="asc"``, ``limit`` (1-100)
+        per page after the item ``after``."""
+        return self._p_input_items(response_id, limit, order, after, include)
 
     @operation
     def list(
@@ -244,16 +448,57 @@ class ResponsePlans(Engine[Response]):
         return self._p_append(response_id, event_type, data, worker_id)
 
     @operation
+    def open_message(self, response_id: str, *, worker_id: str | None = None) -> Plan[str]:
+        """Open an assistant message in the output (its events: the item and its text
+        part added); returns its item id. Refused while another item is open."""
+        return self._p_open_message(response_id, worker_id)
+
+    @operation
+    def add_text(
+        self,
+        response_id: str,
+        delta: str,
+        *,
+        logprobs: Sequence[dict[str, Any]] | None = None,
+        worker_id: str | None = None,
+    ) -> Plan[RunEvent]:
+        """Add ``delta`` to the open message's text (``response.output_text.delta``,
+        with its ``logprobs``: ``[]`` if none). Returns the stored event."""
+        return self._p_add_text(response_id, delta, logprobs, worker_id)
+
+    @operation
+    def close_message(
+        self, response_id: str, *, worker_id: str | None = None
+    ) -> Plan[dict[str, Any]]:
+        """Close the open message (its text, part and item done); returns the item."""
+        return self._p_close_message(response_id, worker_id)
+
+    @operation
+    def function_call(
+        self,
+        response_id: str,
+        *,
+        name: str,
+        arguments: str,
+        call_id: str | None = None,
+        worker_id: str | None = None,
+    ) -> Plan[dict[str, Any]]:
+        """Stream a ``function_call`` output item (added, its arguments, done) in one
+        write; returns the item. ``call_id`` is made if not given."""
+        return self._p_function_call(response_id, name, arguments, call_id, worker_id)
+
+    @operation
     def complete(
         self,
         response_id: str,
         *,
-        output: Sequence[dict[str, Any]],
+        output: Sequence[dict[str, Any]] | None = None,
         usage: dict[str, Any] | None = None,
         worker_id: str | None = None,
     ) -> Plan[Response]:
-        """``in_progress`` to ``completed``, with the ``output`` items (messages, function
-        calls) and ``usage``; stamps ``completed_at``. Refused after a cancel."""
+        """``in_progress`` to ``completed``, with ``usage`` and the ``output`` items
+        streamed (``open_message``...), or those given here instead; stamps
+        ``completed_at``. Refused after a cancel, and while a streamed item is open."""
         return self._p_step(response_id, "complete", Completion(output, usage), worker_id)
 
     @operation

@@ -29,8 +29,9 @@ def error_body(
     message: str,
     param: str | None = None,
     headers: dict[str, str] | None = None,
+    code: str | None = None,
 ) -> JSONResponse:
-    body = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
+    body = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 

@@ -20,35 +20,38 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from http_common import STREAM_POLL, Body
+from http_common import STREAM_POLL, error_body
 from scripted_executor import read_script
 from starlette.exceptions import HTTPException
 
-from runstate import Response, validate_metadata
+from runstate import Capabilities, Response, ValidationError, validate_metadata
 
 if TYPE_CHECKING:
     from serve import Engines
 
 
-class ResponseCreate(Body):
-    model: str
-    input: Any
-    instructions: str | None = None
-    background: bool | None = None
-    stream: bool | None = None
-    metadata: Any = None
-    tools: Any = None
-    tool_choice: Any = "auto"
-    parallel_tool_calls: Any = True
-    temperature: Any = None
-    top_p: Any = None
-    max_output_tokens: Any = None
-    previous_response_id: str | None = None
-    store: bool | None = None  # accepted as the API does; runstate keeps every response
+#: What the demo model can honour: function tools (it calls one when the tool choice
+#: asks), and none of the gated parameters or extra endpoints.
+DEMO_CAPABILITIES = Capabilities()
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, or the public error for a body that is not one."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ValidationError(
+            "We could not parse the JSON body of your request.", param=None
+        ) from None
+    if not isinstance(body, dict):
+        raise ValidationError(
+            f"The request body must be a JSON object, got {type(body).__name__}.", param=None
+        )
+    return body
 
 
 def add_responses_routes(app: FastAPI, engines: Engines) -> None:
@@ -63,48 +66,93 @@ def add_responses_routes(app: FastAPI, engines: Engines) -> None:
 
         return StreamingResponse(frames(), media_type="text/event-stream")
 
+    async def forget(response_id: str, generating: asyncio.Future[Any]) -> None:
+        """A ``store: false`` response is not kept once it has been answered."""
+        await generating
+        await engines.responses.delete(response_id)
+
     @app.post("/v1/responses", response_model=None)
-    async def create_response(
-        request: Request, body: ResponseCreate
-    ) -> JSONResponse | StreamingResponse:
-        read_script(validate_metadata(body.metadata))  # the executor's script, checked now
-        background = bool(body.background)
+    async def create_response(request: Request) -> JSONResponse | StreamingResponse:
+        body = await json_body(request)
+        if isinstance(body.get("metadata"), dict):  # the executor's script, checked now
+            read_script(validate_metadata(body["metadata"]))
         response = await engines.responses.create(
-            model=body.model,
-            input=body.input,
-            instructions=body.instructions,
-            background=background,
-            metadata=body.metadata,
-            tools=body.tools,
-            tool_choice=body.tool_choice,
-            parallel_tool_calls=body.parallel_tool_calls,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            max_output_tokens=body.max_output_tokens,
-            previous_response_id=body.previous_response_id,
+            **{"background": False, **body},
             idempotency_key=request.headers.get("idempotency-key"),
         )
-        if not background:  # generated here, now: the caller waits for it (or streams it)
+        streaming = body.get("stream") is True  # a boolean or null: create checked it
+        if not response.background:  # generated here, now: the caller waits (or streams)
             generating = asyncio.ensure_future(engines.executor.play_response(response, None))
             engines.inline.add(generating)
             generating.add_done_callback(engines.inline.discard)
-            if not body.stream:
+            if not streaming:
                 await generating
                 response = await engines.responses.get(response.id)
-        if body.stream:
+                if not response.store:
+                    await engines.responses.delete(response.id)
+                return JSONResponse(response.to_dict())
+            if not response.store:
+                forgetting = asyncio.ensure_future(forget(response.id, generating))
+                engines.inline.add(forgetting)
+                forgetting.add_done_callback(engines.inline.discard)
+        if streaming:
             return sse(response.id, None)
         return JSONResponse(response.to_dict())
 
+    @app.post("/v1/responses/input_tokens")
+    async def input_tokens(request: Request) -> JSONResponse:
+        return not_served("input_tokens", "/v1/responses/input_tokens")
+
+    @app.post("/v1/responses/compact")
+    async def compact(request: Request) -> JSONResponse:
+        return not_served("compact", "/v1/responses/compact")
+
+    def not_served(endpoint: str, path: str) -> JSONResponse:
+        if engines.responses.capabilities.serves(endpoint):  # pragma: no cover - demo lacks it
+            raise HTTPException(501, f"{path} is declared but not wired in this example.")
+        return error_body(
+            400, f"{path} is not supported by this deployment's model.", code="unsupported"
+        )
+
     @app.get("/v1/responses/{response_id}", response_model=None)
     async def get_response(
-        response_id: str, stream: bool = False, starting_after: int | None = None
+        response_id: str,
+        stream: Annotated[str | None, Query()] = None,
+        starting_after: Annotated[str | None, Query()] = None,
+        include: Annotated[list[str] | None, Query(alias="include[]")] = None,
     ) -> JSONResponse | StreamingResponse:
+        streaming = query_bool(stream, "stream")
+        after = None if starting_after is None else query_int(starting_after, "starting_after")
         found: Response = await engines.responses.get(response_id)
-        if stream:
-            return sse(response_id, starting_after)
-        if starting_after is not None:
-            raise HTTPException(400, "'starting_after' is only for a stream (stream=true).")
+        if streaming:
+            try:
+                return sse(response_id, after)
+            except ValidationError as exc:  # the engine names it 'after'
+                raise ValidationError(
+                    exc.message.replace("'after'", "'starting_after'"), param="starting_after"
+                ) from None
+        if after is not None:
+            raise ValidationError(
+                "'starting_after' can only be used with 'stream=true'.", param="starting_after"
+            )
         return JSONResponse(found.to_dict())
+
+    @app.get("/v1/responses/{response_id}/input_items")
+    async def list_input_items(
+        response_id: str,
+        limit: Annotated[str, Query()] = "20",
+        order: Annotated[str, Query()] = "desc",
+        after: Annotated[str | None, Query()] = None,
+        include: Annotated[list[str] | None, Query(alias="include[]")] = None,
+    ) -> JSONResponse:
+        page = await engines.responses.input_items(
+            response_id,
+            limit=query_int(limit, "limit"),
+            order=order,  # type: ignore[arg-type]  # checked by the engine
+            after=after,
+            include=include,
+        )
+        return JSONResponse(page.to_dict())
 
     @app.post("/v1/responses/{response_id}/cancel")
     async def cancel_response(response_id: str) -> JSONResponse:
@@ -115,3 +163,25 @@ def add_responses_routes(app: FastAPI, engines: Engines) -> None:
         if not await engines.responses.delete(response_id):
             raise HTTPException(404, f"No response found with id '{response_id}'.")
         return JSONResponse({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+def query_bool(value: str | None, name: str) -> bool:
+    """A boolean query parameter: ``true`` or ``false``, or a 400 naming it."""
+    if value is None or value == "false":
+        return False
+    if value == "true":
+        return True
+    raise ValidationError(
+        f"Invalid value for '{name}': {value!r}. Supported values are 'true' or 'false'.",
+        param=name,
+    )
+
+
+def query_int(value: str, name: str) -> int:
+    """A whole-number query parameter, or a 400 naming it."""
+    if not value.lstrip("-").isdigit():
+        raise ValidationError(
+            f"Invalid type for '{name}': expected an integer, but got {value!r} instead.",
+            param=name,
+        )
+    return int(value)

@@ -1,10 +1,12 @@
 """A scripted executor standing in for the model: workers that drive runs and background
 responses by the script in their metadata, as asyncio tasks on the async engines.
 
-A background response is generated as a stream: the reply's words appended as
-``response.output_text.delta`` events over ``metadata.delay`` seconds, then completed
-with the message and its usage (``simulate``: ``fail``, ``stall`` until it times out,
-``incomplete`` at ``max_output_tokens``). A cancel stops it at the next delta.
+A background response is generated as a stream: a message opened, the reply's words
+added over ``metadata.delay`` seconds, the message closed, then the response completed
+with its usage (``simulate``: ``fail``, ``stall`` until it times out, ``incomplete`` at
+``max_output_tokens``). The reply to a ``json_schema`` text format is a JSON instance of
+the schema (so ``responses.parse()`` parses it); a ``tool_choice`` of ``required`` or a
+named function gets one function call instead. A cancel stops it at the next word.
 
 Each run worker claims the oldest queued run through the engine's claim API and plays it:
 
@@ -38,6 +40,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from runstate import (
     AsyncResponseEngine,
@@ -259,47 +262,117 @@ class ScriptedExecutor:
                 response.id, code=script.error_code, message="Simulated failure.", worker_id=worker
             )
             return
-        words = REPLY.split(" ")
+        request = await engine.request_of(response.id)
         delay = self.think_seconds if script.delay is None else script.delay
-        item = "msg_" + response.id.removeprefix("resp_")
-        for i, word in enumerate(words):
-            if self._stop.is_set():
+        calling = _function_to_call(request)
+        if calling is not None:  # the tool choice asks for a call: the model makes one
+            if not await self._think(response, worker, delay):
                 return
-            if worker is not None:  # keep the lease while it is generated
-                await engine.heartbeat(response.id, worker)
-            if delay > 0:  # the pause before each word, cut short by a cancel from anywhere
-                current = await engine.wait_for_change(
-                    response.id, status=ResponseStatus.IN_PROGRESS, timeout=delay / len(words)
-                )
-                if current.status is not ResponseStatus.IN_PROGRESS:
-                    return
-            delta = {
-                "item_id": item,
-                "output_index": 0,
-                "content_index": 0,
-                "delta": word if i == 0 else " " + word,
-                "logprobs": [],
-            }
+            await engine.function_call(
+                response.id,
+                name=calling,
+                arguments=json.dumps({"input": _last_text(request)}),
+                worker_id=worker,
+            )
+            await engine.complete(
+                response.id, usage={"input_tokens": 5, "output_tokens": 5}, worker_id=worker
+            )
+            return
+        reply = _reply_for(request)
+        words = reply.split(" ")
+        await engine.open_message(response.id, worker_id=worker)
+        for i, word in enumerate(words):
+            if self._stop.is_set() or not await self._think(response, worker, delay / len(words)):
+                return
             # Refused once the response is cancelled: the worker learns it here.
-            await engine.append(response.id, "response.output_text.delta", delta, worker_id=worker)
-        message = {
-            "type": "message",
-            "id": item,
-            "status": "completed",
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": REPLY, "annotations": []}],
-        }
+            await engine.add_text(response.id, word if i == 0 else " " + word, worker_id=worker)
+        await engine.close_message(response.id, worker_id=worker)
         usage = {"input_tokens": 5, "output_tokens": len(words)}
         if script.simulate == "incomplete":
             await engine.incomplete(
-                response.id,
-                reason="max_output_tokens",
-                output=[message],
-                usage=usage,
-                worker_id=worker,
+                response.id, reason="max_output_tokens", usage=usage, worker_id=worker
             )
             return
-        await engine.complete(response.id, output=[message], usage=usage, worker_id=worker)
+        await engine.complete(response.id, usage=usage, worker_id=worker)
+
+    async def _think(self, response: Response, worker: str | None, seconds: float) -> bool:
+        """Keep the lease and pause ``seconds``, cut short by a cancel from anywhere;
+        False if the response is no longer in progress."""
+        assert self.responses is not None
+        if worker is not None:
+            await self.responses.heartbeat(response.id, worker)
+        if seconds > 0:
+            current = await self.responses.wait_for_change(
+                response.id, status=ResponseStatus.IN_PROGRESS, timeout=seconds
+            )
+            return current.status is ResponseStatus.IN_PROGRESS
+        return True
+
+
+def _function_to_call(request: Mapping[str, Any]) -> str | None:
+    """The function tool the request's ``tool_choice`` makes the model call (``required``
+    or a named function), unless the input already holds a call's output."""
+    functions = [t["name"] for t in request.get("tools") or () if t["type"] == "function"]
+    choice = request.get("tool_choice")
+    given = request["input"]
+    answered = isinstance(given, list) and any(
+        item.get("type") == "function_call_output" for item in given
+    )
+    if not functions or answered:
+        return None
+    if choice == "required":
+        return functions[0]
+    if isinstance(choice, Mapping) and choice.get("type") == "function":
+        return str(choice["name"])
+    return None
+
+
+def _last_text(request: Mapping[str, Any]) -> str:
+    given = request["input"]
+    if isinstance(given, str):
+        return given
+    for item in reversed(given):
+        content = item.get("content")
+        if isinstance(content, str):
+            return content
+        for part in content or ():
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                return str(part["text"])
+    return ""
+
+
+def _reply_for(request: Mapping[str, Any]) -> str:
+    """The text the demo model answers: a JSON instance of a ``json_schema`` text format,
+    ``{}`` for ``json_object``, or ``REPLY``."""
+    text_format = (request.get("text") or {}).get("format") or {}
+    if text_format.get("type") == "json_schema":
+        schema = text_format.get("schema") or {}
+        return json.dumps(instance_of(schema, schema.get("$defs", {})))
+    if text_format.get("type") == "json_object":
+        return "{}"
+    return REPLY
+
+
+def instance_of(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> Any:
+    """A value valid against the JSON Schema ``schema`` (the subset structured outputs
+    use: objects, arrays, scalars, enums, ``anyOf`` and ``$ref`` into ``$defs``)."""
+    if "$ref" in schema:
+        return instance_of(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "anyOf" in schema:
+        return instance_of(schema["anyOf"][0], defs)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = kind[0]
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {name: instance_of(properties[name], defs) for name in schema.get("required", [])}
+    if kind == "array":
+        return [instance_of(schema["items"], defs)] * schema.get("minItems", 0)
+    return {"string": "text", "integer": 1, "number": 1.5, "boolean": True, "null": None}[kind]
 
 
 async def run_executor(store_url: str, workers: int, lease: int) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Response
 from http_common import BodyLimit, install_error_handlers
-from responses_api import add_responses_routes
+from responses_api import DEMO_CAPABILITIES, add_responses_routes
 from runs_api import add_runs_routes
 from scripted_executor import ScriptedExecutor
 
@@ -100,7 +100,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await open_store_async(store_url)
         engines.runs = AsyncRunEngine(store, ttl=ttl, lease_seconds=lease)
-        engines.responses = AsyncResponseEngine(store, lease_seconds=lease)
+        engines.responses = AsyncResponseEngine(
+            store, lease_seconds=lease, capabilities=DEMO_CAPABILITIES
+        )
         engines.executor = ScriptedExecutor(engines.runs, engines.responses)
         telemetry.append(metrics_for([engines.runs, engines.responses]))
         if executors:
