@@ -39,7 +39,7 @@ def full_responses(engine: ResponseEngine, n: int) -> float:
         response = engine.create(model="gpt-4o", input="Say something")
         assert engine.claim("w") is not None
         for _ in range(DELTAS):
-            engine.append(response.id, "response.output_text.delta", DELTA, worker_id="w")
+            engine.append(response.id, "response.progress", DELTA, worker_id="w")
         engine.complete(response.id, output=OUTPUT, worker_id="w")
     return (time.perf_counter() - t) / n
 

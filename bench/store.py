@@ -124,7 +124,7 @@ class Operations:
         self._made = [self.responses.claim("w")]
 
     def _append(self, i: int) -> None:
-        self.responses.append(self._made[0].id, "response.output_text.delta", DELTA)
+        self.responses.append(self._made[0].id, "response.progress", DELTA)
 
     def _claim_responses(self, n: int) -> None:
         self._queue_responses(n)

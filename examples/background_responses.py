@@ -2,7 +2,9 @@
 
 Several responses go through every path of the background response's lifecycle:
 
-- a worker claims one, streams its text as deltas (``append``) and completes it;
+- a worker claims one, streams a message (``open_message``, ``add_text``,
+  ``close_message``: the library writes the events the SDK's stream helpers read) and
+  completes it with what it streamed;
 - a cancel beats a worker: the response is ``cancelled`` at once, and the worker's late
   ``complete`` is refused;
 - a repeated cancel of an ended background response returns it unchanged, no event;
@@ -45,16 +47,6 @@ def message(text: str) -> dict[str, object]:
     }
 
 
-def delta(text: str) -> dict[str, object]:
-    return {
-        "item_id": "msg_1",
-        "output_index": 0,
-        "content_index": 0,
-        "delta": text,
-        "logprobs": [],
-    }
-
-
 def main() -> None:
     path = Path(tempfile.mkdtemp()) / "responses.db"
     clock = ManualClock(T0)
@@ -63,20 +55,20 @@ def main() -> None:
     # 1. A worker streams a response and completes it.
     streamed = engine.create(model="gpt-4o", input="Say hello", metadata={"path": "streamed"})
     assert engine.claim("worker-1") is not None
-    words = ["Hel", "lo", "!"]
-    for word in words:
+    engine.open_message(streamed.id, worker_id="worker-1")
+    for word in ["Hel", "lo", "!"]:
         clock.advance(1)
-        engine.append(streamed.id, "response.output_text.delta", delta(word), worker_id="worker-1")
+        engine.add_text(streamed.id, word, worker_id="worker-1")
+    engine.close_message(streamed.id, worker_id="worker-1")
     usage = {"input_tokens": 3, "output_tokens": 3}
-    done = engine.complete(
-        streamed.id, output=[message("".join(words))], usage=usage, worker_id="worker-1"
-    )
+    done = engine.complete(streamed.id, usage=usage, worker_id="worker-1")
     console.print(f"completed: {done.output_text!r}, usage total {done.usage['total_tokens']}")
 
     # 2. A cancel beats the worker, whose late complete is refused.
     raced = engine.create(model="gpt-4o", input="Write an essay", metadata={"path": "cancelled"})
     engine.claim("worker-2")
-    engine.append(raced.id, "response.output_text.delta", delta("Once"), worker_id="worker-2")
+    engine.open_message(raced.id, worker_id="worker-2")
+    engine.add_text(raced.id, "Once", worker_id="worker-2")
     engine.cancel(raced.id)
     try:
         engine.complete(raced.id, output=[message("Once upon a time")], worker_id="worker-2")
@@ -126,7 +118,7 @@ def main() -> None:
     # 6. Another engine on the same file (another process or replica) resumes the
     # stream of the first response after the event it had seen last.
     other = ResponseEngine(SQLiteStore(path), clock, timeout=TIMEOUT)
-    seen = 2
+    seen = 6
     console.print(f"resuming {short(streamed.id)} after event {seen}:")
     for event in other.events(streamed.id, starting_after=seen):
         for line in event.to_sse().splitlines():  # each frame: "event:", "data:", a blank

@@ -750,21 +750,15 @@ class ResponseLifecycle(Lifecycle):
             }
         if output is not None:
             output = with_logprobs(validate_output(output))
-        elif event in ("complete", "incomplete"):  # what was streamed, every item closed
-            open_items = [
-                i for i, item in enumerate(response.output) if item.get("status") == "in_progress"
-            ]
-            if open_items and event == "complete":
+        elif event == "complete":  # what was streamed, every item closed
+            opened = [i for i, item in enumerate(response.output) if _is_open(item)]
+            if opened:
                 raise InvalidTransitionError(
-                    f"Cannot complete a response whose output item {open_items[0]} is still "
+                    f"Cannot complete a response whose output item {opened[0]} is still "
                     "open; close it first.",
                     status=response.status.value,
                     event=event,
                 )
-            output = [
-                {**item, "status": "incomplete"} if item.get("status") == "in_progress" else item
-                for item in response.output
-            ]
         usage = validate_response_usage(usage)
         steps = self._fire(response, event, now)
         if output is not None:
@@ -788,6 +782,20 @@ class ResponseLifecycle(Lifecycle):
             )
 
     def decide(self, obj: Any, event: str, now: int, arg: Any = None) -> list[Transition]:
+        """As any lifecycle decides; and an output item still open when the response
+        leaves ``in_progress`` (requeued after its worker vanished, cut short, cancelled,
+        failed, timed out) is closed as ``incomplete``: what was streamed of it stays,
+        and a worker that resumes the response opens the next item."""
         if event == self.definition.cancel.event:
             self.check_cancellable(obj)
-        return super().decide(obj, event, now, arg)
+        steps = super().decide(obj, event, now, arg)
+        if obj.status is not ResponseStatus.IN_PROGRESS and any(map(_is_open, obj.output)):
+            obj.output = [
+                {**item, "status": "incomplete"} if _is_open(item) else item for item in obj.output
+            ]
+        return steps
+
+
+def _is_open(item: dict[str, Any]) -> bool:
+    """An output item a worker is still streaming."""
+    return item.get("status") == "in_progress"

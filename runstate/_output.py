@@ -184,7 +184,8 @@ def function_call(item: dict[str, Any], response: Any) -> Events:
 
 
 def check_logprobs(logprobs: Any) -> list[dict[str, Any]]:
-    """A delta's ``logprobs``: a list of ``{"token", "logprob", "top_logprobs"?}``, or []."""
+    """A delta's ``logprobs``: a list of ``{"token", "logprob"}`` (``bytes``, the token's
+    UTF-8, and ``top_logprobs``, [], where left out, as an ``output_text`` part has them)."""
     if logprobs is None:
         return []
     checked = json_value(logprobs, "logprobs")
@@ -201,7 +202,9 @@ def check_logprobs(logprobs: Any) -> list[dict[str, Any]]:
             "'top_logprobs': [...]}.",
             param="logprobs",
         )
-    return [{"top_logprobs": [], **entry} for entry in checked]
+    return [
+        {"top_logprobs": [], "bytes": list(entry["token"].encode()), **entry} for entry in checked
+    ]
 
 
 def with_logprobs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -27,18 +27,19 @@ from __future__ import annotations
 
 import copy
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from ._errors import ValidationError
 from ._validate import (
+    FUNCTION_NAME,
     MAX_TOOLS,
+    check_clean,
     json_value,
     require_array,
     require_int,
-    validate_bool,
     validate_metadata,
     validate_number,
 )
@@ -140,7 +141,9 @@ def check_create(body: Any, capabilities: Capabilities) -> dict[str, Any]:
         raise ValidationError(
             f"The request body must be a JSON object, got {type(body).__name__}.", param=None
         )
-    request: dict[str, Any] = json_value(dict(body), "request", "request")
+    request = {
+        check_clean(str(key), str(key)): json_value(value, str(key)) for key, value in body.items()
+    }
     for name in ("model", "input"):
         if name not in request:
             raise ValidationError(f"Missing required parameter: '{name}'.", param=name)
@@ -151,7 +154,13 @@ def check_create(body: Any, capabilities: Capabilities) -> dict[str, Any]:
     except Exception as error:  # pydantic_core.ValidationError: named by its first part
         raise _explain(error, request) from None
     if stream is not None:
-        request["stream"] = validate_bool(stream, "stream")
+        if not isinstance(stream, bool):
+            raise ValidationError(
+                f"Invalid type for 'stream': expected a boolean, but got {_json_type(stream)} "
+                "instead.",
+                param="stream",
+            )
+        request["stream"] = stream
     _check_ranges(request)
     capabilities.check(request)
     return request
@@ -183,6 +192,13 @@ def _check_ranges(request: dict[str, Any]) -> None:
     validate_metadata(request.get("metadata"))
     if request.get("tools") is not None:
         require_array(request["tools"], "tools", MAX_TOOLS)
+        for i, tool in enumerate(request["tools"]):
+            if tool["type"] == "function" and not FUNCTION_NAME.fullmatch(tool["name"]):
+                raise ValidationError(
+                    f"Invalid 'tools[{i}].name': expected a string of 1 to 64 letters, "
+                    f"digits, underscores or dashes, got {_short(tool['name'])}.",
+                    param=f"tools[{i}].name",
+                )
     if request["model"] == "":
         raise ValidationError("Invalid 'model': expected a non-empty string.", param="model")
     if request["input"] == "" or request["input"] == []:
@@ -207,10 +223,15 @@ def _validator() -> Any:
             "Creating a response needs the 'openai' package: pip install 'runstate[responses]'.",
             param=None,
         ) from missing
+    from openai.types.responses.response_input_audio_param import ResponseInputAudioParam
+
     schema = copy.deepcopy(TypeAdapter(ResponseCreateParamsBase).core_schema)
+    audio = copy.deepcopy(TypeAdapter(ResponseInputAudioParam).core_schema)
     refs: dict[str, Any] = {}
     _collect_refs(schema, refs)
-    return SchemaValidator(_strict(schema, refs))
+    # The SDK ships the ``input_audio`` part but its message content union leaves it out:
+    # grafted beside the other input parts, as the API takes it.
+    return SchemaValidator(_strict(schema, refs, {"input_audio": _strict(audio, {})}))
 
 
 def _collect_refs(node: Any, refs: dict[str, Any]) -> None:
@@ -224,16 +245,17 @@ def _collect_refs(node: Any, refs: dict[str, Any]) -> None:
             _collect_refs(value, refs)
 
 
-def _strict(node: Any, refs: dict[str, Any]) -> Any:
-    """The schema rewritten in place: closed objects, lists for iterables, tagged unions."""
+def _strict(node: Any, refs: dict[str, Any], grafts: dict[str, Any] | None = None) -> Any:
+    """The schema rewritten in place: closed objects, lists for iterables, tagged unions
+    (an input-content union also takes the ``grafts``, by tag)."""
     if isinstance(node, list):
         for value in node:
-            _strict(value, refs)
+            _strict(value, refs, grafts)
         return node
     if not isinstance(node, dict):
         return node
     for value in node.values():
-        _strict(value, refs)
+        _strict(value, refs, grafts)
     kind = node.get("type")
     if kind == "typed-dict":
         node["extra_behavior"] = "forbid"
@@ -243,15 +265,30 @@ def _strict(node: Any, refs: dict[str, Any]) -> Any:
         tagged = _tagged(node["choices"], refs)
         if tagged is not None:
             choices, untyped = tagged
+            if grafts and {"input_text", "input_image", "input_file"} <= choices.keys():
+                choices = {**grafts, **choices}
             node.clear()
             node.update(
                 type="tagged-union",
                 choices=choices,
                 discriminator=_tag_of(untyped),
                 custom_error_type="invalid_item_type",
-                custom_error_message=f"expected an object whose 'type' is one of {sorted(choices)}",
+                custom_error_message=_tag_error(choices),
             )
     return node
+
+
+#: The tag of a union's members that are no objects (a string choice such as ``"auto"``),
+#: and the schema kinds such members have.
+_PLAIN = "(not an object)"
+_NOT_OBJECTS = frozenset({"literal", "str", "int", "float", "bool", "none", "list"})
+
+
+def _tag_error(choices: dict[str, Any]) -> str:
+    tags = sorted(choices.keys() - {_PLAIN})
+    if _PLAIN in choices:
+        return f"expected one of its documented values or an object whose 'type' is one of {tags}"
+    return f"expected an object whose 'type' is one of {tags}"
 
 
 def _tag_of(untyped: list[tuple[str, frozenset[str]]]) -> Any:
@@ -261,7 +298,7 @@ def _tag_of(untyped: list[tuple[str, frozenset[str]]]) -> Any:
 
     def tag(value: Any) -> Any:
         if not isinstance(value, dict):
-            return None
+            return _PLAIN
         if "type" in value:
             return value["type"]
         for name, required in untyped:
@@ -282,6 +319,9 @@ def _tagged(
     for choice in choices:
         schema = choice[0] if isinstance(choice, tuple) else choice
         target: dict[str, Any] = refs.get(schema.get("schema_ref"), schema) or schema
+        if target.get("type") in _NOT_OBJECTS:  # a value that is no object: apart
+            by_tag.setdefault(_PLAIN, []).append(schema)
+            continue
         if target.get("type") != "typed-dict" or "type" not in target["fields"]:
             return None
         tag_field = target["fields"]["type"]
@@ -297,7 +337,7 @@ def _tagged(
                     name for name, spec in target["fields"].items() if spec.get("required", True)
                 )
                 untyped.append((tag, required))
-    if len(by_tag) < 2:
+    if len(by_tag.keys() - {_PLAIN}) < 2:
         return None
     merged = {
         tag: members[0] if len(members) == 1 else {"type": "union", "choices": members}
@@ -422,23 +462,38 @@ _ID_PREFIX = {
 }
 
 
-def input_item_ids(given: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+def input_item_ids(
+    given: str | list[dict[str, Any]], context: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
     """The request's ``input`` as the items the API lists, each with an ``id`` (kept if
-    given, else assigned as the API spells them): a string is one user message, and a
+    given, else assigned as the API spells them): a string is one user message, a
     message's string content is one ``input_text`` part (``output_text`` for the
-    assistant's)."""
+    assistant's), and an ``item_reference`` is the item of the ``context`` it names (a
+    400 if there is none)."""
     items = [{"role": "user", "content": given}] if isinstance(given, str) else given
+    earlier = {item.get("id"): item for item in context}
     out = []
-    for item in items:
+    for i, item in enumerate(items):
         kind = item.get("type", "message")
+        if kind == "item_reference" or set(item) == {"id"}:
+            if item["id"] not in earlier:
+                raise ValidationError(
+                    f"Item with id '{item['id']}' not found.", param=f"input[{i}].id"
+                )
+            out.append(earlier[item["id"]])
+            continue
         listed = {"id": item.get("id") or _new_id(_ID_PREFIX.get(kind, "item")), **item}
         listed["type"] = kind
-        if kind == "message":
+        if kind in _LISTED_WITH_STATUS:
             listed.setdefault("status", "completed")
-            if isinstance(listed["content"], str):
-                listed["content"] = [_part(listed["role"], listed["content"])]
+        if kind == "message" and isinstance(listed["content"], str):
+            listed["content"] = [_part(listed["role"], listed["content"])]
         out.append(listed)
     return out
+
+
+#: The items the API lists with a ``status`` (``completed`` where the client gave none).
+_LISTED_WITH_STATUS = frozenset({"message", "function_call", "function_call_output"})
 
 
 def _part(role: str, text: str) -> dict[str, Any]:

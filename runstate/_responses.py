@@ -121,12 +121,9 @@ class ResponsePlans(Engine[Response]):
             "response.created"
         }
 
-    def _p_create(
-        self, given: dict[str, Any], background: bool, idempotency_key: str | None
-    ) -> Plan[Response]:
+    def _p_create(self, given: dict[str, Any], idempotency_key: str | None) -> Plan[Response]:
         request = check_create(given, self.capabilities)
-        if "background" in request:
-            background = request["background"] is True
+        background = request.get("background") is True
         if background and request.get("store") is False:
             raise ValidationError(
                 "Background mode requires 'store' to be true: a background response is "
@@ -139,7 +136,8 @@ class ResponsePlans(Engine[Response]):
         previous = request.get("previous_response_id")
         if previous is not None:
             context = yield from self._p_context_after(previous)
-        kept = {"request": request, "items": input_item_ids(request["input"]), "context": context}
+        items = input_item_ids(request["input"], context)
+        kept = {"request": request, "items": items, "context": context}
         made: Response = yield from self._p_insert(response, steps, kept, key)
         return made
 
@@ -367,8 +365,8 @@ class ResponsePlans(Engine[Response]):
         With ``idempotency_key``, a create repeated with the same key and parameters
         returns the response made first; with other parameters it is an
         ``IdempotencyError`` (409)."""
-        given = {"model": model, "input": input, **params}
-        return self._p_create(given, background, idempotency_key)
+        given = {"model": model, "input": input, "background": background, **params}
+        return self._p_create(given, idempotency_key)
 
     @operation
     def input_of(self, response_id: str) -> Plan[str | builtins.list[dict[str, Any]]]:

@@ -62,7 +62,7 @@ METADATA_MAX_VALUE = 512
 ERROR_CODES: frozenset[str] = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
 
 _TOOL_TYPES = ("code_interpreter", "retrieval", "file_search", "function")
-_FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
 
 
@@ -336,7 +336,7 @@ def _function(fields: Mapping[str, Any], where: str, *, flat: bool) -> dict[str,
     the Responses API (``flat``: a null description or parameters is allowed, and
     ``parameters`` and ``strict``, true unless given, are always there)."""
     name = fields.get("name")
-    if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
+    if not isinstance(name, str) or not FUNCTION_NAME.fullmatch(name):
         raise ValidationError(
             f"Invalid '{where}.name': expected a string of 1 to 64 letters, digits, "
             f"underscores or dashes, got {_short(name)}.",
@@ -645,7 +645,7 @@ def validate_tool_choice(value: Any) -> str | dict[str, Any] | None:
         and isinstance(function, Mapping)
         and set(function) == {"name"}
         and isinstance(function["name"], str)
-        and _FUNCTION_NAME.fullmatch(function["name"])
+        and FUNCTION_NAME.fullmatch(function["name"])
     ):
         return {"type": "function", "function": {"name": str.__str__(function["name"])}}
     raise ValidationError(
@@ -779,7 +779,7 @@ def validate_response_tool_choice(value: Any) -> str | dict[str, Any]:
     kind = value.get("type") if isinstance(value, Mapping) else None
     if kind == "function" and isinstance(value, Mapping) and set(value) == {"type", "name"}:
         name = value["name"]
-        if isinstance(name, str) and _FUNCTION_NAME.fullmatch(name):
+        if isinstance(name, str) and FUNCTION_NAME.fullmatch(name):
             return {"type": "function", "name": str.__str__(name)}
     elif (
         isinstance(kind, str)

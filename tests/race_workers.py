@@ -181,7 +181,7 @@ def stream_and_complete(url: str, now: float, ids: list[str], barrier: Barrier, 
     for response_id in ids:
         with contextlib.suppress(InvalidTransitionError):
             for _ in range(2):
-                engine.append(response_id, "response.output_text.delta", delta, worker_id="w")
+                engine.append(response_id, "response.progress", delta, worker_id="w")
             engine.complete(response_id, output=[], worker_id="w")
 
 
@@ -212,7 +212,7 @@ def stream_response_later(url: str, response_id: str, ready: Any, deltas: int) -
     assert claimed is not None and claimed.id == response_id
     delta = {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "x"}
     for _ in range(deltas):
-        engine.append(response_id, "response.output_text.delta", delta, worker_id="far-worker")
+        engine.append(response_id, "response.progress", delta, worker_id="far-worker")
     engine.complete(response_id, output=[], worker_id="far-worker")
 
 

@@ -28,7 +28,7 @@ from http_common import STREAM_POLL, error_body
 from scripted_executor import read_script
 from starlette.exceptions import HTTPException
 
-from runstate import Capabilities, Response, ValidationError, validate_metadata
+from runstate import Capabilities, Response, ValidationError
 
 if TYPE_CHECKING:
     from serve import Engines
@@ -74,8 +74,9 @@ def add_responses_routes(app: FastAPI, engines: Engines) -> None:
     @app.post("/v1/responses", response_model=None)
     async def create_response(request: Request) -> JSONResponse | StreamingResponse:
         body = await json_body(request)
-        if isinstance(body.get("metadata"), dict):  # the executor's script, checked now
-            read_script(validate_metadata(body["metadata"]))
+        metadata = body.get("metadata")
+        if isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values()):
+            read_script(metadata)  # the executor's script, checked before anything is stored
         response = await engines.responses.create(
             **{"background": False, **body},
             idempotency_key=request.headers.get("idempotency-key"),

@@ -266,7 +266,7 @@ class ScriptedExecutor:
         delay = self.think_seconds if script.delay is None else script.delay
         calling = _function_to_call(request)
         if calling is not None:  # the tool choice asks for a call: the model makes one
-            if not await self._think(response, worker, delay):
+            if not await self._generate_for(response, worker, delay):
                 return
             await engine.function_call(
                 response.id,
@@ -282,7 +282,9 @@ class ScriptedExecutor:
         words = reply.split(" ")
         await engine.open_message(response.id, worker_id=worker)
         for i, word in enumerate(words):
-            if self._stop.is_set() or not await self._think(response, worker, delay / len(words)):
+            if self._stop.is_set() or not await self._generate_for(
+                response, worker, delay / len(words)
+            ):
                 return
             # Refused once the response is cancelled: the worker learns it here.
             await engine.add_text(response.id, word if i == 0 else " " + word, worker_id=worker)
@@ -295,7 +297,7 @@ class ScriptedExecutor:
             return
         await engine.complete(response.id, usage=usage, worker_id=worker)
 
-    async def _think(self, response: Response, worker: str | None, seconds: float) -> bool:
+    async def _generate_for(self, response: Response, worker: str | None, seconds: float) -> bool:
         """Keep the lease and pause ``seconds``, cut short by a cancel from anywhere;
         False if the response is no longer in progress."""
         assert self.responses is not None

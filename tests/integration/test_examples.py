@@ -29,12 +29,13 @@ EXPECTED = {
     "background_responses.py": [
         "completed: 'Hello!', usage total 6",
         "the late complete was refused: Cannot complete response with status 'cancelled'.",
-        "a repeated cancel returns it cancelled, events 5 -> 5",
+        "a repeated cancel returns it cancelled, events 6 -> 6",
         "foreground cancel: 400 Only responses created with background=true can be cancelled.",
         "the sweep timed out 1: {'code': 'server_error', 'message': 'The response timed out.'}",
         "resuming resp_",
-        'data: {"type":"response.output_text.delta","sequence_number":3,',
-        'data: {"type":"response.completed","sequence_number":6,"response":{',
+        'data: {"type":"response.output_text.delta","sequence_number":7,',
+        'data: {"type":"response.output_text.done","sequence_number":8,',
+        'data: {"type":"response.completed","sequence_number":11,"response":{',
         "input kept for the worker: 'Say hello'",
     ],
     "runs_v2.py": [

@@ -120,7 +120,7 @@ def test_a_follower_hears_another_process_stream_a_response(sql_url: str) -> Non
     assert far.exitcode == 0
     assert [e.sequence_number for e in seen] == list(range(3 + 25 + 1))
     assert names(seen)[-1] == "response.completed"
-    assert names(seen).count("response.output_text.delta") == 25
+    assert names(seen).count("response.progress") == 25
     engine.close()
 
 
@@ -166,7 +166,7 @@ def test_the_async_follower_waits_without_blocking_the_loop(url: str) -> None:
             await engine.claim("w")
             for _ in range(5):
                 await asyncio.sleep(0)  # the follower runs between the steps
-                await engine.append(response.id, "response.output_text.delta", {"delta": "x"})
+                await engine.append(response.id, "response.progress", {"delta": "x"})
             await engine.complete(response.id, output=[])
 
         seen, _ = await asyncio.gather(follow_all(engine, response.id, poll=HOUR), worker())

@@ -170,7 +170,7 @@ def test_appended_deltas_are_written_with_no_read(
     assert mine.claim("w") is not None
     counted.calls.clear()
     for _ in range(3):
-        mine.append(response.id, "response.output_text.delta", {"delta": "x"}, worker_id="w")
+        mine.append(response.id, "response.progress", {"delta": "x"}, worker_id="w")
     mine.complete(response.id, output=OUTPUT, worker_id="w")
     assert counted.calls == {"write": 4}
 

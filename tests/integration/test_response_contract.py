@@ -64,8 +64,8 @@ def assert_stream_is_whole(engine: ResponseEngine, response_id: str) -> list[Run
         if not event.appended:
             assert payload["response"]["status"] == event.to_status
             checked(Response.from_dict(payload["response"]))
-        if event.event != "response.cancelled":
-            STREAM_EVENTS.validate_python(payload)
+        if event.event not in ("response.cancelled", "response.progress"):  # ours
+            STREAM_EVENTS.validate_python(payload, strict=True)
     return events
 
 
@@ -116,10 +116,40 @@ def test_input_items_are_kept_for_the_worker(engine: ResponseEngine) -> None:
 
 def test_previous_response_id_must_name_a_stored_response(engine: ResponseEngine) -> None:
     first = new(engine)
-    second = new(engine, previous_response_id=first.id)
+    with pytest.raises(ValidationError) as info:
+        new(engine, previous_response_id=first.id)
+    assert info.value.message == (
+        f"Previous response with id '{first.id}' is still queued; continue from it once it "
+        "has ended."
+    )
+    claimed(engine)
+    engine.complete(first.id, output=OUTPUT)
+    more = [{"role": "user", "content": "More"}]
+    second = checked(engine.create(model="m", input=more, previous_response_id=first.id))
     assert second.previous_response_id == first.id
-    with pytest.raises(ValidationError, match="Previous response with id 'resp_nope' not found"):
-        new(engine, previous_response_id="resp_nope")
+    context = engine.context_of(second.id)
+    assert [item["type"] for item in context] == ["message", "message", "message"]
+    assert context[0]["content"] == [{"type": "input_text", "text": "Say hello"}]
+    assert context[1] == {**OUTPUT[0], "content": [{**OUTPUT[0]["content"][0], "logprobs": []}]}
+    assert context[2]["content"] == [{"type": "input_text", "text": "More"}]
+    claimed(engine)
+    engine.complete(second.id, output=[])
+    reference = [{"type": "item_reference", "id": "msg_1"}]
+    third = engine.create(model="m", input=reference, previous_response_id=second.id)
+    assert engine.input_items(third.id).data == [context[1]]  # the reference, resolved
+    assert len(engine.context_of(third.id)) == 4
+    engine.delete(first.id)
+    for gone in ("resp_nope", first.id):
+        with pytest.raises(ValidationError) as info:
+            new(engine, previous_response_id=gone)
+        assert (info.value.param, info.value.message) == (
+            "previous_response_id",
+            f"Previous response with id '{gone}' not found.",
+        )
+    with pytest.raises(ValidationError) as info:
+        engine.create(model="m", input=[{"type": "item_reference", "id": "msg_nope"}])
+    assert (info.value.param, info.value.message) == ("input[0].id", "Item with id 'msg_nope' not found.")
+    assert len(engine.list().data) == 2
 
 
 def test_list_is_newest_first_in_cursor_pages(engine: ResponseEngine, clock: ManualClock) -> None:
@@ -164,33 +194,121 @@ def test_a_worker_streams_deltas_and_completes(engine: ResponseEngine, clock: Ma
     clock.advance(1)
     running = claimed(engine)
     assert running.status is R.IN_PROGRESS
-    noted = [engine.append(response.id, "response.output_text.delta", DELTA, worker_id="w1")]
-    noted.append(engine.append(response.id, "response.output_text.delta", {**DELTA, "delta": "lo"}))
+    noted = [engine.append(response.id, "response.progress", {"step": 1}, worker_id="w1")]
+    noted.append(engine.append(response.id, "response.progress", {"step": 2}))
     assert [e.sequence_number for e in noted] == [3, 4]
-    assert noted[0].payload() == {
-        "type": "response.output_text.delta",
-        "sequence_number": 3,
-        **DELTA,
-    }
+    assert noted[0].payload() == {"type": "response.progress", "sequence_number": 3, "step": 1}
     clock.advance(2)
     done = checked(
         engine.complete(response.id, output=OUTPUT, usage=RESPONSE_USAGE, worker_id="w1")
     )
     assert (done.status, done.completed_at, done.output_text) == (R.COMPLETED, T0 + 3, "Hello")
+    assert done.output[0]["content"][0]["logprobs"] == []  # as the public object has it
     assert done.usage is not None and done.usage["total_tokens"] == 5
     events = assert_stream_is_whole(engine, response.id)
     assert [e.event for e in events] == [
         "response.created",
         "response.queued",
         "response.in_progress",
-        "response.output_text.delta",
-        "response.output_text.delta",
+        "response.progress",
+        "response.progress",
         "response.completed",
     ]
     assert events[3] == noted[0] and events[4] == noted[1]
     resumed = engine.events(response.id, starting_after=3)
     assert [e.sequence_number for e in resumed] == [4, 5]
     assert engine.events(response.id, starting_after=5) == []
+
+
+def test_a_worker_streams_a_message_the_library_frames(
+    engine: ResponseEngine, clock: ManualClock
+) -> None:
+    response = new(engine)
+    claimed(engine)
+    item_id = engine.open_message(response.id, worker_id="w1")
+    assert item_id.startswith("msg_")
+    assert engine.get(response.id).output == [
+        {
+            "id": item_id,
+            "type": "message",
+            "status": "in_progress",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "", "annotations": [], "logprobs": []}],
+        }
+    ]
+    logprob = {"token": "Hel", "logprob": -0.5}
+    first = engine.add_text(response.id, "Hel", logprobs=[logprob], worker_id="w1")
+    assert first.payload() == {
+        "type": "response.output_text.delta",
+        "sequence_number": 5,
+        "item_id": item_id,
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "Hel",
+        "logprobs": [{"top_logprobs": [], "bytes": [72, 101, 108], **logprob}],
+    }
+    engine.add_text(response.id, "lo", worker_id="w1")
+    assert engine.get(response.id).output_text == "Hello"  # a poll sees the text so far
+    item = engine.close_message(response.id, worker_id="w1")
+    assert item["status"] == "completed" and item["content"][0]["text"] == "Hello"
+    call = engine.function_call(
+        response.id, name="lookup", arguments='{"q": 1}', call_id="call_1", worker_id="w1"
+    )
+    assert (call["type"], call["call_id"], call["status"]) == ("function_call", "call_1", "completed")
+    done = checked(engine.complete(response.id, usage=RESPONSE_USAGE, worker_id="w1"))
+    assert done.output == [item, call] and done.output_text == "Hello"
+    events = assert_stream_is_whole(engine, response.id)
+    assert [e.event for e in events][3:] == [
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert events[7].payload()["text"] == "Hello"
+    assert events[10].payload()["item"]["arguments"] == ""  # added before its arguments
+
+
+def test_the_output_methods_refuse_out_of_order_steps(engine: ResponseEngine) -> None:
+    response = new(engine)
+    claimed(engine)
+    before = engine.events(response.id)
+    refusals = [
+        (lambda: engine.add_text(response.id, "x"), "Cannot add text: no message is open; open one first."),
+        (lambda: engine.close_message(response.id), "Cannot close a message: no message is open; open one first."),
+    ]
+    for step, message in refusals:
+        with pytest.raises(InvalidTransitionError) as info:
+            step()
+        assert info.value.message == message
+    engine.open_message(response.id)
+    for step, message in [
+        (lambda: engine.open_message(response.id), "Cannot open a message: output item 0 (message) is still open; close it first."),
+        (lambda: engine.function_call(response.id, name="f", arguments="{}"), "Cannot make a function call: output item 0 (message) is still open; close it first."),
+        (lambda: engine.complete(response.id), "Cannot complete a response whose output item 0 is still open; close it first."),
+    ]:
+        with pytest.raises(InvalidTransitionError) as info:
+            step()
+        assert info.value.message == message
+    assert len(engine.events(response.id)) == len(before) + 2  # only the opening
+    for bad, param in [
+        (lambda: engine.add_text(response.id, 5), "delta"),
+        (lambda: engine.add_text(response.id, "x", logprobs=[{"token": 1}]), "logprobs"),
+        (lambda: engine.add_text(response.id, "x\x00"), "delta"),
+        (lambda: engine.function_call(response.id, name="", arguments="{}"), "name"),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            bad()
+        assert info.value.param == param
+    stopped = engine.incomplete(response.id, reason="max_output_tokens")
+    assert stopped.output[0]["status"] == "incomplete"  # what was open, closed as cut short
 
 
 def test_incomplete_and_fail_record_their_details(engine: ResponseEngine) -> None:
@@ -212,7 +330,7 @@ def test_another_workers_steps_are_refused(engine: ResponseEngine) -> None:
     claimed(engine, "w1")
     before = engine.events(response.id)
     with pytest.raises(LeaseError, match="Response .* is leased to worker 'w1', not to 'w2'"):
-        engine.append(response.id, "response.output_text.delta", DELTA, worker_id="w2")
+        engine.append(response.id, "response.progress", DELTA, worker_id="w2")
     with pytest.raises(LeaseError):
         engine.complete(response.id, output=OUTPUT, worker_id="w2")
     with pytest.raises(LeaseError):
@@ -235,7 +353,7 @@ def test_cancel_is_immediate_and_a_late_complete_is_refused(engine: ResponseEngi
     with pytest.raises(
         InvalidTransitionError, match="Cannot append to response with status 'cancelled'"
     ):
-        engine.append(response.id, "response.output_text.delta", DELTA, worker_id="w1")
+        engine.append(response.id, "response.progress", DELTA, worker_id="w1")
     with pytest.raises(InvalidTransitionError, match="Cannot heartbeat response"):
         engine.heartbeat(response.id, "w1")  # the worker learns of the cancel here too
     assert engine.get(response.id) == cancelled
@@ -335,7 +453,7 @@ def test_a_deleted_response_ends_its_workers_steps(engine: ResponseEngine) -> No
     claimed(engine)
     engine.delete(response.id)
     with pytest.raises(ResponseNotFoundError):
-        engine.append(response.id, "response.output_text.delta", DELTA)
+        engine.append(response.id, "response.progress", DELTA)
     with pytest.raises(ResponseNotFoundError):
         engine.complete(response.id, output=OUTPUT)
 
@@ -405,29 +523,32 @@ BAD_CREATES: list[tuple[dict[str, Any], str]] = [
     ({"model": 5}, "model"),
     ({"input": ""}, "input"),
     ({"input": 3}, "input"),
-    ({"input": [{"role": "user"}]}, "input"),
-    ({"input": ["text"]}, "input"),
+    ({"input": [{"role": "user"}]}, "input[0].content"),
+    ({"input": ["text"]}, "input[0]"),
     ({"input": "a\x00b"}, "input"),
     ({"instructions": 1}, "instructions"),
     ({"background": "yes"}, "background"),
-    ({"metadata": {"k": 1}}, "metadata"),
+    ({"metadata": {"k": 1}}, "metadata.k"),
     ({"metadata": {str(i): "v" for i in range(17)}}, "metadata"),
-    ({"tools": [{"type": "function"}]}, "tools"),
-    ({"tools": [{"type": "function", "name": "bad name"}]}, "tools"),
-    ({"tools": [{"type": "function", "name": "f", "extra": 1}]}, "tools"),
-    ({"tools": [{"type": "function", "name": "f", "parameters": []}]}, "tools"),
-    ({"tools": [{"type": "teleport"}]}, "tools"),
+    ({"tools": [{"type": "function"}]}, "tools[0].name"),
+    ({"tools": [{"type": "function", "name": "bad name"}]}, "tools[0].name"),
+    ({"tools": [{"type": "function", "name": "f", "extra": 1}]}, "tools[0].extra"),
+    ({"tools": [{"type": "function", "name": "f", "parameters": []}]}, "tools[0].parameters"),
+    ({"tools": [{"type": "teleport"}]}, "tools[0]"),
     ({"tools": [{"type": "function", "name": "f"}] * 129}, "tools"),
     ({"tool_choice": "sometimes"}, "tool_choice"),
-    ({"tool_choice": {"type": "function"}}, "tool_choice"),
-    ({"parallel_tool_calls": None}, "parallel_tool_calls"),
+    ({"tool_choice": {"type": "function"}}, "tool_choice.name"),
+    ({"parallel_tool_calls": "no"}, "parallel_tool_calls"),
     ({"temperature": 2.5}, "temperature"),
     ({"temperature": float("nan")}, "temperature"),
     ({"top_p": -0.1}, "top_p"),
     ({"max_output_tokens": 15}, "max_output_tokens"),
     ({"max_output_tokens": 2**63}, "max_output_tokens"),
     ({"previous_response_id": "run_1"}, "previous_response_id"),
-    ({"previous_response_id": "resp_"}, "previous_response_id"),
+    ({"previous_response_id": 5}, "previous_response_id"),
+    ({"store": False}, "store"),
+    ({"text": {"format": {"type": "yaml"}}}, "text.format"),
+    ({"reasoning": {"effort": "enormous"}}, "reasoning.effort"),
 ]
 
 
@@ -466,15 +587,17 @@ BAD_STEPS: list[tuple[str, dict[str, Any], str]] = [
     ("fail", {"message": 5}, "message"),
     ("append", {"event_type": "response.completed", "data": {}}, "event_type"),
     ("append", {"event_type": "thread.run.step.delta", "data": {}}, "event_type"),
-    ("append", {"event_type": "response.output_text.delta", "data": []}, "data"),
-    ("append", {"event_type": "response.output_text.delta", "data": {"type": "x"}}, "data"),
+    ("append", {"event_type": "response.output_text.delta", "data": {}}, "event_type"),
+    ("append", {"event_type": "response.output_item.added", "data": {}}, "event_type"),
+    ("append", {"event_type": "response.progress", "data": []}, "data"),
+    ("append", {"event_type": "response.progress", "data": {"type": "x"}}, "data"),
     (
         "append",
-        {"event_type": "response.output_text.delta", "data": {"sequence_number": 1}},
+        {"event_type": "response.progress", "data": {"sequence_number": 1}},
         "data",
     ),
-    ("append", {"event_type": "response.output_text.delta", "data": {"d": float("inf")}}, "data"),
-    ("append", {"event_type": "response.output_text.delta", "data": {"d": {1, 2}}}, "data"),
+    ("append", {"event_type": "response.progress", "data": {"d": float("inf")}}, "data"),
+    ("append", {"event_type": "response.progress", "data": {"d": {1, 2}}}, "data"),
     ("events", {"starting_after": -1}, "starting_after"),
     ("events", {"starting_after": "3"}, "starting_after"),
     ("heartbeat", {"worker_id": ""}, "worker_id"),
@@ -516,7 +639,7 @@ def test_bad_ids_are_refused_cleanly(
         lambda: engine.events(bad_id),
         lambda: engine.input_of(bad_id),
         lambda: engine.complete(bad_id, output=[]),
-        lambda: engine.append(bad_id, "response.output_text.delta", DELTA),
+        lambda: engine.append(bad_id, "response.progress", DELTA),
     ]
     for call in calls:
         with pytest.raises(error):
@@ -642,7 +765,7 @@ def test_a_repeated_response_create_with_its_key_returns_the_first(
 def test_history_is_every_event_as_with_a_run(engine: ResponseEngine) -> None:
     response = engine.create(model="gpt-4o", input="hi", background=True)
     assert engine.claim("w") is not None
-    engine.append(response.id, "response.output_text.delta", {"delta": "x"}, worker_id="w")
+    engine.append(response.id, "response.progress", {"delta": "x"}, worker_id="w")
     engine.complete(response.id, output=OUTPUT, worker_id="w")
     history = engine.history(response.id)
     assert history == engine.events(response.id)
@@ -650,7 +773,7 @@ def test_history_is_every_event_as_with_a_run(engine: ResponseEngine) -> None:
         "response.created",
         "response.queued",
         "response.in_progress",
-        "response.output_text.delta",
+        "response.progress",
         "response.completed",
     ]
     with pytest.raises(ResponseNotFoundError):

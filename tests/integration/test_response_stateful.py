@@ -168,7 +168,7 @@ class ResponseMachine(RuleBasedStateMachine):
         try:
             if operation == "append":
                 self.engine.append(
-                    response_id, "response.output_text.delta", DELTA, worker_id=worker
+                    response_id, "response.progress", DELTA, worker_id=worker
                 )
             elif operation == "complete":
                 self.engine.complete(response_id, output=OUTPUT, worker_id=worker)

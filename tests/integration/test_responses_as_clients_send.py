@@ -149,3 +149,264 @@ def test_a_cancelled_stream_ends_with_the_documented_extension(client: openai.Op
     assert types[-1] == "response.cancelled" and "response.completed" not in types
     cancelled = strict(client.responses.retrieve(response_id))
     assert cancelled.status == "cancelled"
+
+
+# --- every input form, sent by the official client -------------------------------------------
+
+IMAGE = {"type": "input_image", "image_url": "https://example.com/a.png", "detail": "auto"}
+FILE = {"type": "input_file", "file_id": "file-abc"}
+AUDIO = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+INPUTS: dict[str, Any] = {
+    "a string": "Hi",
+    "a user message without type": [{"role": "user", "content": "Hi"}],
+    "a typed message": [{"type": "message", "role": "user", "content": "Hi"}],
+    "system, developer, user": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "developer", "content": "Answer in English."},
+        {"role": "user", "content": "Hi"},
+    ],
+    "multi-turn with the assistant": [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Again"},
+    ],
+    "content parts": [
+        {"role": "user", "content": [{"type": "input_text", "text": "Look"}, IMAGE, FILE, AUDIO]}
+    ],
+    "a function call and its output": [
+        {"role": "user", "content": "Weather?"},
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "weather",
+            "arguments": '{"city": "Paris"}',
+        },
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+    ],
+    "a reasoning item": [
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "ok"}]},
+        {"role": "user", "content": "Go on"},
+    ],
+}
+
+
+@pytest.mark.parametrize("given", INPUTS.values(), ids=INPUTS.keys())
+def test_every_documented_input_form_is_accepted_and_kept(
+    client: openai.OpenAI, http: httpx.Client, given: Any
+) -> None:
+    created = strict(client.responses.create(model="gpt-4o", input=given, background=True))
+    items = client.responses.input_items.list(created.id, order="asc")
+    expected = 1 if isinstance(given, str) else len(given)
+    assert len(items.data) == expected and all(item.id for item in items.data)
+    raw = http.get(f"/responses/{created.id}/input_items", params={"order": "asc"}).json()
+    for item in raw["data"]:  # the SDK's listing model lacks the input_audio part
+        if item["type"] == "message":
+            item["content"] = [p for p in item["content"] if p["type"] != "input_audio"]
+    listed = TypeAdapter(list[ResponseItem]).validate_python(raw["data"], strict=True)
+    assert [item.type for item in listed] == [
+        "message" if isinstance(given, str) else item.get("type", "message") for item in
+        ([{}] if isinstance(given, str) else given)
+    ]
+    assert poll(client, created.id).status == "completed"
+
+
+@pytest.mark.parametrize(
+    ("given", "path", "message"),
+    [
+        (
+            [{"role": "user", "content": "a"}, {"role": "user", "content": "b"},
+             {"role": "user", "content": [{"type": "input_text", "text": 3}]}],
+            "input[2].content[0].text",
+            "Invalid type for 'input[2].content[0].text': expected a string, but got a number instead.",
+        ),
+        (
+            [{"role": "robot", "content": "Hi"}],
+            "input[0].role",
+            "Invalid value for 'input[0].role': 'robot'. Supported values are 'user', 'assistant', 'system' or 'developer'.",
+        ),
+        (
+            [{"role": "user", "content": "Hi", "colour": "red"}],
+            "input[0].colour",
+            "Unknown parameter: 'input[0].colour'.",
+        ),
+        (
+            [{"type": "function_call_output", "call_id": "c"}],
+            "input[0].output",
+            "Missing required parameter: 'input[0].output'.",
+        ),
+        (
+            [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "x", "format": "ogg"}}]}],
+            "input[0].content[0].input_audio.format",
+            "Invalid value for 'input[0].content[0].input_audio.format': 'ogg'. Supported values are 'mp3' or 'wav'.",
+        ),
+        ([], "input", "Invalid 'input': expected a non-empty string or array."),
+        ("Hi\x00", "input", "Invalid 'input': the string holds a NUL character."),
+    ],
+)
+def test_a_malformed_input_is_a_400_naming_its_path(
+    http: httpx.Client, given: Any, path: str, message: str
+) -> None:
+    error = refused(http, {"model": "gpt-4o", "input": given, "background": True})
+    assert (error["param"], error["message"]) == (path, message)
+
+
+def test_an_unknown_item_type_names_the_documented_ones(http: httpx.Client) -> None:
+    error = refused(http, {"model": "gpt-4o", "input": [{"type": "telepathy"}]})
+    assert error["param"] == "input[0]"
+    assert error["message"].startswith("Invalid value for 'input[0]': expected an object whose 'type' is one of ['additional_tools',")
+    assert "'function_call_output'" in error["message"] and "'message'" in error["message"]
+
+
+# --- every create parameter ---------------------------------------------------------------------
+
+FUNCTION = {"type": "function", "name": "lookup", "description": "Look up", "parameters": {"type": "object"}}
+
+
+def test_defaults_nulls_hints_and_identifiers_are_never_refused(client: openai.OpenAI) -> None:
+    created = strict(
+        client.responses.create(
+            model="gpt-4o",
+            input="Hi",
+            background=True,
+            truncation="disabled",
+            service_tier="auto",
+            include=[],
+            user="user-1",
+            safety_identifier="hashed-user",
+            prompt_cache_key="cache-1",
+            prompt_cache_retention="24h",
+            parallel_tool_calls=None,
+            stream_options=None,
+            top_logprobs=0,
+            max_tool_calls=3,
+            reasoning={"effort": "low", "summary": "auto"},
+            text={"format": {"type": "text"}, "verbosity": "low"},
+            temperature=None,
+            top_p=None,
+            instructions=None,
+            store=True,
+        )
+    )
+    assert created.truncation == "disabled" and created.service_tier == "auto"
+    assert created.user == "user-1" and created.safety_identifier == "hashed-user"
+    assert created.prompt_cache_key == "cache-1" and created.max_tool_calls == 3
+    assert created.parallel_tool_calls is True  # null: the default
+    assert created.reasoning is not None and created.reasoning.effort == "low"
+    assert created.text is not None and created.text.verbosity == "low"
+    assert (created.temperature, created.top_p, created.top_logprobs) == (1.0, 1.0, 0)
+
+
+def test_the_response_echoes_the_request_with_the_documented_defaults(
+    client: openai.OpenAI, http: httpx.Client
+) -> None:
+    bare = http.post("/responses", json={"model": "gpt-4o", "input": "Hi", "background": True})
+    echoed = {k: v for k, v in bare.json().items() if k not in ("id", "created_at", "status")}
+    assert echoed == {
+        "object": "response", "background": True, "completed_at": None, "error": None,
+        "incomplete_details": None, "instructions": None, "max_output_tokens": None,
+        "max_tool_calls": None, "model": "gpt-4o", "output": [], "parallel_tool_calls": True,
+        "previous_response_id": None, "prompt_cache_key": None,
+        "reasoning": {"effort": None, "summary": None}, "safety_identifier": None,
+        "service_tier": "auto", "store": True, "temperature": 1.0,
+        "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [],
+        "top_logprobs": 0, "top_p": 1.0, "truncation": "disabled", "usage": None,
+        "user": None, "metadata": {},
+    }
+    given = {
+        "instructions": "Be brief.", "tools": [FUNCTION],
+        "tool_choice": {"type": "function", "name": "lookup"}, "temperature": 0.5,
+        "top_p": 0.9, "top_logprobs": 5, "max_output_tokens": 100, "max_tool_calls": 2,
+        "parallel_tool_calls": False, "truncation": "auto", "service_tier": "flex",
+        "metadata": {"k": "v"}, "user": "u", "safety_identifier": "s", "prompt_cache_key": "c",
+    }
+    made = strict(client.responses.create(model="gpt-4o", input="Hi", background=True, **given))
+    out = http.get(f"/responses/{made.id}").json()
+    for name, value in given.items():
+        expected = [{**FUNCTION, "strict": True}] if name == "tools" else value
+        assert out[name] == expected, name
+
+
+def test_the_whole_request_is_kept_for_the_worker(http: httpx.Client, url: str) -> None:
+    from runstate import ResponseEngine  # the server's store is its own; read it through HTTP
+    body = {
+        "model": "gpt-4o", "input": [{"role": "user", "content": "Hi"}], "background": True,
+        "text": {"format": {"type": "json_object"}}, "reasoning": {"effort": "high"},
+        "include": ["message.output_text.logprobs"], "user": "u",
+    }
+    made = http.post("/responses", json=body).json()
+    assert made["text"] == body["text"] and made["reasoning"] == {"effort": "high"}
+    engine = ResponseEngine()
+    kept = engine.create(**body)
+    assert engine.request_of(kept.id) == body
+    assert engine.input_of(kept.id) == body["input"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "message"),
+    [
+        ({"stream": "yes"}, "stream", "Invalid type for 'stream': expected a boolean, but got a string instead."),
+        ({"background": "yes"}, "background", "Invalid type for 'background': expected a boolean, but got a string instead."),
+        ({"store": 1}, "store", "Invalid type for 'store': expected a boolean, but got a number instead."),
+        ({"truncation": "sometimes"}, "truncation", "Invalid value for 'truncation': 'sometimes'. Supported values are 'auto' or 'disabled'."),
+        ({"temperature": 5}, "temperature", "Invalid 'temperature': expected a number from 0 to 2, got 5."),
+        ({"top_p": "1"}, "top_p", "Invalid type for 'top_p': expected a number, but got a string instead."),
+        ({"top_logprobs": 21}, "top_logprobs", "Invalid 'top_logprobs': expected an integer from 0 to 20, got 21."),
+        ({"max_output_tokens": 1}, "max_output_tokens", "Invalid 'max_output_tokens': expected an integer from 16 to 9223372036854775807, got 1."),
+        ({"max_tool_calls": 0}, "max_tool_calls", "Invalid 'max_tool_calls': expected an integer from 1 to 9223372036854775807, got 0."),
+        ({"include": ["everything"]}, "include[0]", None),
+        ({"metadata": {"k": 1}}, "metadata.k", "Invalid type for 'metadata.k': expected a string, but got a number instead."),
+        ({"tools": [{"type": "function", "name": "f", "strict": "x"}]}, "tools[0].strict", "Invalid type for 'tools[0].strict': expected a boolean, but got a string instead."),
+        ({"tool_choice": "sometimes"}, "tool_choice", None),
+        ({"text": {"format": {"type": "json_schema"}}}, "text.format.name", "Missing required parameter: 'text.format.name'."),
+        ({"teleport": True}, "teleport", "Unrecognized request argument supplied: teleport"),
+        ({"store": False}, "store", "Background mode requires 'store' to be true: a background response is kept to be polled."),
+        ({"previous_response_id": "resp_missing"}, "previous_response_id", "Previous response with id 'resp_missing' not found."),
+        ({"model": ""}, "model", "Invalid 'model': expected a non-empty string."),
+    ],
+)
+def test_a_wrong_type_or_value_is_a_400_naming_the_parameter(
+    http: httpx.Client, extra: dict[str, Any], param: str, message: str | None
+) -> None:
+    error = refused(http, {"model": "gpt-4o", "input": "Hi", "background": True, **extra})
+    assert error["param"] == param
+    if message is not None:
+        assert error["message"] == message
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "message"),
+    [
+        ({"tools": [{"type": "mcp", "server_label": "docs", "server_url": "https://example.com/mcp"}]}, "tools[0].type", "Tool type 'mcp' is not supported by this deployment (tools[0]); it supports ['function']."),
+        ({"tools": [{"type": "custom", "name": "grammar"}]}, "tools[0].type", "Tool type 'custom' is not supported by this deployment (tools[0]); it supports ['function']."),
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type", None),
+        ({"prompt": {"id": "pmpt_1"}}, "prompt", "The parameter 'prompt' is not supported by this deployment."),
+        ({"conversation": "conv_1"}, "conversation", "The parameter 'conversation' is not supported by this deployment."),
+        ({"context_management": [{"type": "compaction"}]}, "context_management", "The parameter 'context_management' is not supported by this deployment."),
+    ],
+)
+def test_what_the_deployment_cannot_honour_is_refused_by_its_capabilities(
+    http: httpx.Client, extra: dict[str, Any], param: str, message: str | None
+) -> None:
+    error = refused(http, {"model": "gpt-4o", "input": "Hi", "background": True, **extra})
+    assert error["param"] == param
+    if message is not None:
+        assert error["message"] == message
+
+
+def test_the_engine_accepts_every_documented_shape_and_a_declared_set_refuses() -> None:
+    from runstate import Capabilities, ResponseEngine, ValidationError
+
+    tools = [
+        {"type": "mcp", "server_label": "docs", "server_url": "https://example.com/mcp"},
+        {"type": "custom", "name": "grammar"},
+        {**FUNCTION, "defer_loading": True, "output_schema": {"type": "object"}},
+    ]
+    engine = ResponseEngine()
+    made = engine.create(model="m", input="Hi", tools=tools, prompt={"id": "pmpt_1"})
+    assert [tool["type"] for tool in made.tools] == ["mcp", "custom", "function"]
+    mcp_only = ResponseEngine(engine.store, capabilities=Capabilities(tools=frozenset({"mcp"})))
+    assert mcp_only.create(model="m", input="Hi", tools=tools[:1]).tools[0]["type"] == "mcp"
+    with pytest.raises(ValidationError, match="'custom' is not supported") as info:
+        mcp_only.create(model="m", input="Hi", tools=tools)
+    assert info.value.param == "tools[1].type"
+    assert len(engine.list().data) == 2  # the refused create stored nothing

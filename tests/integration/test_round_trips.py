@@ -76,7 +76,7 @@ def test_postgres_a_response_claim_its_deltas_and_complete(pg: PostgresStore) ->
     response = engine.create(model="gpt-4o", input="hi", background=True)
     trips = RoundTrips(pg)
     assert trips.of(lambda: engine.claim("w")) == 1
-    delta = "response.output_text.delta"
+    delta = "response.progress"
     for _ in range(3):
         assert trips.of(lambda: engine.append(response.id, delta, {"delta": "x"})) == 1
     assert trips.of(lambda: engine.complete(response.id, output=OUTPUT, worker_id="w")) == 1
