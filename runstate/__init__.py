@@ -37,7 +37,7 @@ from ._events import DONE_SSE, RunEvent
 from ._lifecycle import Lifecycle, RunLifecycle, Transition
 from ._model import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, RunStatus, RunV2, Status
 from ._objects import AsyncObjectEngine, ObjectEngine, ObjectModel
-from ._requests import GATED_PARAMETERS, Capabilities
+from ._requests import GATED_PARAMETERS, Capabilities, check_shape
 from ._response import Response, ResponseStatus
 from ._responses import AsyncResponseEngine, InputItemList, ResponseEngine, ResponseList
 from ._runs import AsyncRunEngine, RunEngine, RunList
@@ -116,6 +116,7 @@ __all__ = [
     "ValidationError",
     "Workers",
     "Write",
+    "check_shape",
     "connect",
     "connect_async",
     "declare",

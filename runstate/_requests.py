@@ -26,6 +26,7 @@ asks for more is a 400 naming the parameter.
 from __future__ import annotations
 
 import copy
+import importlib
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,8 +37,7 @@ from ._errors import ValidationError
 from ._validate import (
     FUNCTION_NAME,
     MAX_TOOLS,
-    check_clean,
-    json_value,
+    json_parameters,
     require_array,
     require_int,
     validate_metadata,
@@ -50,6 +50,7 @@ __all__ = [
     "Capabilities",
     "check_create",
     "check_includes",
+    "check_shape",
     "input_item_ids",
 ]
 
@@ -141,9 +142,7 @@ def check_create(body: Any, capabilities: Capabilities) -> dict[str, Any]:
         raise ValidationError(
             f"The request body must be a JSON object, got {type(body).__name__}.", param=None
         )
-    request = {
-        check_clean(str(key), str(key)): json_value(value, str(key)) for key, value in body.items()
-    }
+    request = json_parameters(dict(body))
     for name in ("model", "input"):
         if name not in request:
             raise ValidationError(f"Missing required parameter: '{name}'.", param=name)
@@ -210,28 +209,55 @@ def _check_ranges(request: dict[str, Any]) -> None:
 # --- the compiled schema ------------------------------------------------------------------
 
 
-@cache
+#: The request types the ``openai`` package ships that runstate checks, by name: where
+#: each lives in the package.
+_TYPES = {
+    "response.create": "openai.types.responses.response_create_params:ResponseCreateParamsBase",
+    "run.additional_message": "openai.types.beta.threads.run_create_params:AdditionalMessage",
+    "thread_and_run.tool_resources": (
+        "openai.types.beta.thread_create_and_run_params:ToolResources"
+    ),
+}
+
+
 def _validator() -> Any:
-    """The create request's validator, compiled once from the ``openai`` package's types
+    return _compiled("response.create")
+
+
+@cache
+def _compiled(name: str) -> Any:
+    """The validator of the ``openai`` package's request type ``name``, compiled once
     (imported here, not with runstate: the Responses face needs the ``responses`` extra)."""
     try:
-        from openai.types.responses.response_create_params import ResponseCreateParamsBase
         from pydantic import TypeAdapter
         from pydantic_core import SchemaValidator
     except ImportError as missing:  # pragma: no cover - the test extra installs both
-        raise ValidationError(
-            "Creating a response needs the 'openai' package: pip install 'runstate[responses]'.",
-            param=None,
+        raise ImportError(
+            "Checking a request needs the 'openai' package: pip install 'runstate[responses]'."
         ) from missing
+    module, _, attribute = _TYPES[name].partition(":")
+    shape = getattr(importlib.import_module(module), attribute)
     from openai.types.responses.response_input_audio_param import ResponseInputAudioParam
 
-    schema = copy.deepcopy(TypeAdapter(ResponseCreateParamsBase).core_schema)
+    schema = copy.deepcopy(TypeAdapter(shape).core_schema)
     audio = copy.deepcopy(TypeAdapter(ResponseInputAudioParam).core_schema)
     refs: dict[str, Any] = {}
     _collect_refs(schema, refs)
     # The SDK ships the ``input_audio`` part but its message content union leaves it out:
     # grafted beside the other input parts, as the API takes it.
     return SchemaValidator(_strict(schema, refs, {"input_audio": _strict(audio, {})}))
+
+
+def check_shape(value: Any, name: str, param: str) -> Any:
+    """``value`` checked against the ``openai`` package's request type ``name`` (see
+    ``_TYPES``) as a create request is checked: a ``ValidationError`` whose path starts
+    at ``param`` otherwise. Returns a plain copy."""
+    checked = json_parameters({param: value})[param]
+    try:
+        _compiled(name).validate_python(checked, strict=True)
+    except Exception as error:  # pydantic_core.ValidationError
+        raise _explain(error, checked, param) from None
+    return checked
 
 
 def _collect_refs(node: Any, refs: dict[str, Any]) -> None:
@@ -360,12 +386,14 @@ _EXPECTED = {
 }
 
 
-def _explain(error: Any, request: dict[str, Any]) -> ValidationError:
+def _explain(error: Any, request: Any, prefix: str = "") -> ValidationError:
     """The one error of pydantic-core's ``error`` that reaches deepest into what the
-    client sent, as the public API words it."""
+    client sent, as the public API words it (its path after ``prefix``)."""
     best: tuple[int, str, dict[str, Any]] | None = None
     for details in error.errors(include_url=False):
         depth, path = _path(details["loc"], request, details["type"])
+        if prefix:
+            path = prefix + ("" if path.startswith("[") or not path else ".") + path
         if best is None or depth > best[0]:
             best = (depth, path, details)
     if best is None:  # pragma: no cover - a ValidationError has at least one error

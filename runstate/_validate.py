@@ -13,6 +13,7 @@ the public API's schema and wording.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -196,6 +197,35 @@ def require_fields(data: Any, keys: tuple[str, ...], noun: str) -> Mapping[str, 
 
 
 # --- JSON values ----------------------------------------------------------------------------
+
+
+def json_parameters(value: dict[str, Any]) -> dict[str, Any]:
+    """A request's parameters, each checked as ``json_value`` checks it (and named by
+    its key), at C speed: a copy made by the ``json`` module (which refuses NaN,
+    infinities and what is not JSON), checked for NUL characters, lone surrogates and
+    depth. What it refuses goes through ``json_value``, which names the part at fault."""
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        if "\\u0000" not in text:
+            text.encode("utf-8")  # a lone surrogate cannot be encoded
+            copy: dict[str, Any] = json.loads(text)
+            if not _too_deep(copy, MAX_DEPTH + 1):
+                return copy
+    except (ValueError, TypeError, RecursionError):
+        pass
+    return {
+        check_clean(str.__str__(key), key): json_value(item, key) for key, item in value.items()
+    }
+
+
+def _too_deep(value: Any, left: int) -> bool:
+    """Whether ``value`` (from ``json.loads``) nests deeper than ``left`` levels."""
+    items = value.values() if type(value) is dict else value if type(value) is list else ()
+    for item in items:
+        kind = type(item)
+        if (kind is dict or kind is list) and (left <= 1 or _too_deep(item, left - 1)):
+            return True
+    return False
 
 
 def json_value(value: Any, param: str, where: str | None = None, depth: int = 0) -> Any:

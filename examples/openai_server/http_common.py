@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runstate import RunStateError
+from runstate import ObjectNotFoundError, RunStateError
 
 #: Seconds between a stream's fallback reads when no change wakes it (the sweeper's
 #: time-outs are writes, and wake the streams they end; a lost LISTEN connection wakes
@@ -65,6 +65,27 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+#: What a path parameter names, for the 404 an id that cannot exist gets.
+_NOUNS = {"response_id": "response", "run_id": "run", "thread_id": "thread"}
+
+
+def unknown_path_ids(request: Request) -> None:
+    """An id in the path that no object can have (a NUL, a lone surrogate: runstate
+    never makes one) is answered as any unknown id is, with a 404, before the route
+    hands it to the engine (which would refuse it as malformed, a 400)."""
+    for name, value in request.path_params.items():
+        if name in _NOUNS and ("\x00" in value or _unencodable(value)):
+            raise ObjectNotFoundError(value, _NOUNS[name])
+
+
+def _unencodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -19,7 +19,7 @@ hangs up ends its follower.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -55,21 +55,28 @@ async def json_body(request: Request) -> dict[str, Any]:
 
 
 def add_responses_routes(app: FastAPI, engines: Engines) -> None:
-    def sse(response_id: str, after: int | None) -> StreamingResponse:
+    def sse(
+        response_id: str, after: int | None, then: Callable[[], Awaitable[None]] | None = None
+    ) -> StreamingResponse:
         # Bad input is a 400 now. The fallback read (for a missed notification) is slow:
         # the sweeper times responses out, and its writes wake the streams.
         events = engines.responses.follow(response_id, after=after, poll=STREAM_POLL)
 
         async def frames() -> AsyncIterator[str]:
-            async for event in events:
-                yield event.to_sse()
+            try:
+                async for event in events:
+                    yield event.to_sse()
+            finally:  # the stream ended, or its client hung up: ``then`` runs either way
+                if then is not None:
+                    keep(asyncio.ensure_future(then()))
 
         return StreamingResponse(frames(), media_type="text/event-stream")
 
-    async def forget(response_id: str, generating: asyncio.Future[Any]) -> None:
-        """A ``store: false`` response is not kept once it has been answered."""
-        await generating
-        await engines.responses.delete(response_id)
+    def keep(task: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        """A task the server awaits at shutdown."""
+        engines.inline.add(task)
+        task.add_done_callback(engines.inline.discard)
+        return task
 
     @app.post("/v1/responses", response_model=None)
     async def create_response(request: Request) -> JSONResponse | StreamingResponse:
@@ -83,19 +90,20 @@ def add_responses_routes(app: FastAPI, engines: Engines) -> None:
         )
         streaming = body.get("stream") is True  # a boolean or null: create checked it
         if not response.background:  # generated here, now: the caller waits (or streams)
-            generating = asyncio.ensure_future(engines.executor.play_response(response, None))
-            engines.inline.add(generating)
-            generating.add_done_callback(engines.inline.discard)
+            generating = keep(asyncio.ensure_future(engines.executor.play_response(response, None)))
+
+            async def forget() -> None:
+                """A ``store: false`` response is not kept once it has been answered."""
+                await generating
+                await engines.responses.delete(response.id)
+
             if not streaming:
                 await generating
                 response = await engines.responses.get(response.id)
                 if not response.store:
-                    await engines.responses.delete(response.id)
+                    await forget()
                 return JSONResponse(response.to_dict())
-            if not response.store:
-                forgetting = asyncio.ensure_future(forget(response.id, generating))
-                engines.inline.add(forgetting)
-                forgetting.add_done_callback(engines.inline.discard)
+            return sse(response.id, None, None if response.store else forget)
         if streaming:
             return sse(response.id, None)
         return JSONResponse(response.to_dict())

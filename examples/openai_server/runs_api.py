@@ -25,7 +25,14 @@ from http_common import STREAM_POLL, Body
 from scripted_executor import read_script
 from starlette.exceptions import HTTPException
 
-from runstate import DONE_SSE, Run, RunNotFoundError, validate_metadata
+from runstate import (
+    DONE_SSE,
+    Run,
+    RunNotFoundError,
+    ValidationError,
+    check_shape,
+    validate_metadata,
+)
 
 if TYPE_CHECKING:
     from serve import Engines
@@ -84,10 +91,40 @@ def version_of(request: Request) -> str:
 
 class RunCreate(RunFields):
     additional_instructions: str | None = None
+    additional_messages: Any = None
+
+    def messages(self) -> list[Any]:
+        """The messages to add to the thread first, each checked against the ``openai``
+        package's ``AdditionalMessage``."""
+        return additional(self.additional_messages)
 
 
 class ThreadAndRunCreate(RunFields):
     thread: ThreadCreate | None = None
+    tool_resources: Any = None
+
+    def resources(self) -> dict[str, Any] | None:
+        """The assistant's tool resources for this run, checked as the API types them."""
+        if self.tool_resources is None:
+            return None
+        checked: dict[str, Any] = check_shape(
+            self.tool_resources, "thread_and_run.tool_resources", "tool_resources"
+        )
+        return checked
+
+
+def additional(messages: Any) -> list[Any]:
+    if messages is None:
+        return []
+    if not isinstance(messages, list):
+        raise ValidationError(
+            "Invalid type for 'additional_messages': expected an array.",
+            param="additional_messages",
+        )
+    return [
+        check_shape(message, "run.additional_message", f"additional_messages[{i}]")
+        for i, message in enumerate(messages)
+    ]
 
 
 class RunUpdate(Body):
@@ -103,6 +140,16 @@ def add_runs_routes(app: FastAPI, engines: Engines, *, poll_after_ms: int = 100)
     """Threads and runs, served from ``engines.runs``. Clients are told to poll every
     ``poll_after_ms``; streams follow the run's events, woken by each change."""
     threads: dict[str, dict[str, Any]] = {}
+    #: What a thread was given beside its object (no messages API here): messages added
+    #: with a run (``additional_messages``), the tool resources of a thread-and-run.
+    given: dict[str, dict[str, Any]] = {}
+
+    def remember(thread_id: str, key: str, value: Any) -> None:
+        kept = given.setdefault(thread_id, {"messages": [], "tool_resources": None})
+        if key == "messages":
+            kept["messages"].extend(value)
+        else:
+            kept[key] = value
 
     async def known_thread(thread_id: str) -> None:
         if thread_id in threads or (await engines.runs.list(thread_id, limit=1)).data:
@@ -179,8 +226,10 @@ def add_runs_routes(app: FastAPI, engines: Engines, *, poll_after_ms: int = 100)
         key = request.headers.get("idempotency-key")
         thread = new_thread(body.thread, "thread.metadata", key)
         instructions = body.instructions or ""
+        resources = body.resources()  # checked before anything is made
         response = await start_run(request, thread["id"], body, instructions, version_of(request))
         keep(thread)  # only once its run exists: a refused request leaves no thread
+        remember(thread["id"], "tool_resources", resources)
         return response
 
     @app.post("/v1/threads/{thread_id}/runs", response_model=None)
@@ -192,7 +241,10 @@ def add_runs_routes(app: FastAPI, engines: Engines, *, poll_after_ms: int = 100)
         instructions = body.instructions or ""
         if body.additional_instructions:
             instructions = f"{instructions}\n{body.additional_instructions}".strip()
-        return await start_run(request, thread_id, body, instructions, version)
+        messages = body.messages()  # checked before the run is made
+        response = await start_run(request, thread_id, body, instructions, version)
+        remember(thread_id, "messages", messages)
+        return response
 
     @app.get("/v1/threads/{thread_id}/runs")
     async def list_objects(

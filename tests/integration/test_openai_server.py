@@ -446,3 +446,61 @@ def test_the_official_client_gets_v2_runs_with_their_settings_and_usage(
     with pytest.raises(openai.BadRequestError) as caught:
         client.beta.threads.runs.create(thread_id=thread.id, assistant_id="a", temperature=7)
     assert caught.value.body["param"] == "temperature"  # type: ignore[index]
+
+
+def test_a_v2_run_takes_additional_messages(client: openai.OpenAI, url: str) -> None:
+    thread = client.beta.threads.create()
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id,
+        assistant_id="asst_1",
+        additional_messages=[
+            {"role": "user", "content": "First"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Noted."}]},
+            {"role": "user", "content": "Second", "metadata": {"k": "v"}},
+        ],
+    )
+    assert run.status == "completed"
+    with httpx.Client(base_url=url, timeout=30) as http:
+        bad = http.post(
+            f"/threads/{thread.id}/runs",
+            json={"assistant_id": "a", "additional_messages": [{"role": "user", "content": [{"type": "text", "text": 3}]}]},
+            headers={"OpenAI-Beta": "assistants=v2"},
+        )
+        assert bad.status_code == 400
+        assert bad.json()["error"]["param"] == "additional_messages[0].content[0].text"
+        assert bad.json()["error"]["message"] == (
+            "Invalid type for 'additional_messages[0].content[0].text': expected a string, but got a number instead."
+        )
+        assert len(http.get(f"/threads/{thread.id}/runs").json()["data"]) == 1  # nothing made
+
+
+def test_create_thread_and_run_takes_tool_resources(client: openai.OpenAI, url: str) -> None:
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id="asst_1",
+        tool_resources={"code_interpreter": {"file_ids": ["file-1"]}, "file_search": {"vector_store_ids": ["vs_1"]}},
+    )
+    assert run.status == "completed"
+    with httpx.Client(base_url=url, timeout=30) as http:
+        bad = http.post(
+            "/threads/runs",
+            json={"assistant_id": "a", "tool_resources": {"code_interpreter": {"file_ids": "file-1"}}},
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "tool_resources.code_interpreter.file_ids"
+
+
+def test_a_nul_in_a_path_id_is_the_404_of_any_unknown_id(url: str) -> None:
+    with httpx.Client(base_url=url, timeout=30) as http:
+        thread = http.post("/threads").json()["id"]
+        for unknown in ("unknown", "nul%00id", "%ED%A0%80"):
+            for path in (
+                f"/responses/resp_{unknown}",
+                f"/responses/resp_{unknown}/input_items",
+                f"/threads/{thread}/runs/run_{unknown}",
+                f"/threads/thread_{unknown}/runs",
+            ):
+                answer = http.get(path)
+                assert answer.status_code == 404, (path, answer.text)
+                error = answer.json()["error"]
+                assert error["type"] == "invalid_request_error"
+                assert error["message"].startswith("No ") and " found with id '" in error["message"]
+            assert http.post(f"/responses/resp_{unknown}/cancel").status_code == 404

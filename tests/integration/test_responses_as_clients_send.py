@@ -410,3 +410,105 @@ def test_the_engine_accepts_every_documented_shape_and_a_declared_set_refuses() 
         mcp_only.create(model="m", input="Hi", tools=tools)
     assert info.value.param == "tools[1].type"
     assert len(engine.list().data) == 2  # the refused create stored nothing
+
+
+# --- input items, store, the other endpoints, the stream's parameters -----------------------
+
+
+def test_input_items_are_listed_as_the_api_lists_them(
+    client: openai.OpenAI, http: httpx.Client
+) -> None:
+    given = [{"role": "user", "content": f"Turn {i}"} for i in range(5)]
+    made = client.responses.create(model="gpt-4o", input=given, background=True)
+    newest_first = client.responses.input_items.list(made.id)
+    assert [item.content[0].text for item in newest_first.data] == [f"Turn {i}" for i in range(4, -1, -1)]
+    assert all(item.id.startswith("msg_") and item.status == "completed" for item in newest_first.data)
+    page = client.responses.input_items.list(made.id, order="asc", limit=2)
+    assert [item.content[0].text for item in page.data] == ["Turn 0", "Turn 1"]
+    assert page.has_more and page.first_id == page.data[0].id and page.last_id == page.data[1].id
+    rest = client.responses.input_items.list(made.id, order="asc", after=page.last_id, limit=10)
+    assert [item.content[0].text for item in rest.data] == ["Turn 2", "Turn 3", "Turn 4"]
+    assert not rest.has_more
+    everything = [item.id for item in page.data + rest.data]
+    assert list(client.responses.input_items.list(made.id, order="asc", limit=1)) == [
+        item for item in client.responses.input_items.list(made.id, order="asc", limit=100).data
+    ]  # the client's auto-paging walks the same items
+    assert len(set(everything)) == 5
+    with_include = http.get(
+        f"/responses/{made.id}/input_items", params={"include[]": "message.output_text.logprobs"}
+    )
+    assert with_include.status_code == 200
+    for params, param in [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"order": "sideways"}, "order"),
+        ({"after": "msg_nope"}, "after"),
+        ({"include[]": "everything"}, "include"),
+    ]:
+        answer = http.get(f"/responses/{made.id}/input_items", params=params)
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == param, params
+    assert http.get("/responses/resp_missing/input_items").status_code == 404
+
+
+def test_store_false_is_answered_and_not_kept(client: openai.OpenAI, http: httpx.Client) -> None:
+    answered = strict(client.responses.create(model="gpt-4o", input="Hi", store=False))
+    assert answered.status == "completed" and answered.output_text == REPLY
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(answered.id)
+    with pytest.raises(openai.BadRequestError, match="not found"):
+        client.responses.create(model="gpt-4o", input="Go on", previous_response_id=answered.id)
+    with client.responses.stream(model="gpt-4o", input="Hi", store=False) as stream:
+        final = stream.get_final_response()
+    assert final.output_text == REPLY
+    poll_until_gone(http, final.id)
+
+
+def poll_until_gone(http: httpx.Client, response_id: str) -> None:
+    """A streamed ``store: false`` response is deleted once its stream has ended."""
+    while http.get(f"/responses/{response_id}").status_code != 404:
+        pass
+
+
+def test_input_tokens_and_compact_are_refused_with_the_public_error_body(http: httpx.Client) -> None:
+    for path in ("/responses/input_tokens", "/responses/compact"):
+        answer = http.post(path, json={"model": "gpt-4o", "input": "Hi"})
+        assert answer.status_code == 400, (path, answer.text)
+        assert answer.json() == {
+            "error": {
+                "message": f"/v1{path} is not supported by this deployment's model.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "unsupported",
+            }
+        }
+
+
+def test_the_stream_parameters_are_named_as_the_client_sent_them(
+    client: openai.OpenAI, http: httpx.Client
+) -> None:
+    made = client.responses.create(model="gpt-4o", input="Hi", background=True)
+    poll(client, made.id)
+    cases = [
+        ({"stream": "true", "starting_after": "-1"}, "starting_after", "Invalid 'starting_after': expected an integer from 0 to 9223372036854775807, got -1."),
+        ({"stream": "true", "starting_after": "x"}, "starting_after", "Invalid type for 'starting_after': expected an integer, but got 'x' instead."),
+        ({"starting_after": "2"}, "starting_after", "'starting_after' can only be used with 'stream=true'."),
+        ({"stream": "yes"}, "stream", "Invalid value for 'stream': 'yes'. Supported values are 'true' or 'false'."),
+    ]
+    for params, param, message in cases:
+        answer = http.get(f"/responses/{made.id}", params=params)
+        assert answer.status_code == 400, (params, answer.text)
+        assert answer.json()["error"]["param"] == param
+        assert answer.json()["error"]["message"] == message
+    streamed = http.get(f"/responses/{made.id}", params={"stream": "true", "starting_after": "3"})
+    assert streamed.status_code == 200 and "sequence_number\":4" in streamed.text
+    assert http.get(f"/responses/{made.id}", params={"stream": "false"}).json()["id"] == made.id
+
+
+def test_a_body_that_is_not_a_json_object_is_a_400(http: httpx.Client) -> None:
+    for content, message in [
+        (b"{not json", "We could not parse the JSON body of your request."),
+        (b"[1, 2]", "The request body must be a JSON object, got list."),
+    ]:
+        answer = http.post("/responses", content=content, headers={"content-type": "application/json"})
+        assert answer.status_code == 400 and answer.json()["error"]["message"] == message

@@ -66,6 +66,7 @@ PUBLIC = [
     "ValidationError",
     "Workers",
     "Write",
+    "check_shape",
     "connect",
     "connect_async",
     "declare",
