@@ -71,13 +71,14 @@ class BodyLimit:
 _NOUNS = {"response_id": "response", "run_id": "run", "thread_id": "thread"}
 
 
-def unknown_path_ids(request: Request) -> None:
-    """An id in the path that no object can have (a NUL, a lone surrogate: runstate
-    never makes one) is answered as any unknown id is, with a 404, before the route
-    hands it to the engine (which would refuse it as malformed, a 400)."""
+def impossible_path_id(request: Request) -> ObjectNotFoundError | None:
+    """The 404 for an id in the path that no object can have (a NUL, a lone surrogate:
+    runstate never makes one), which the engine refuses as malformed (a 400): such an id
+    is answered as any unknown id is. Looked for only when a request is refused."""
     for name, value in request.path_params.items():
         if name in _NOUNS and ("\x00" in value or _unencodable(value)):
-            raise ObjectNotFoundError(value, _NOUNS[name])
+            return ObjectNotFoundError(value, _NOUNS[name])
+    return None
 
 
 def _unencodable(value: str) -> bool:
@@ -93,6 +94,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RunStateError)
     def run_state_error(request: Request, exc: RunStateError) -> JSONResponse:
+        if exc.http_status == 400:
+            exc = impossible_path_id(request) or exc
         return JSONResponse(exc.to_dict(), status_code=exc.http_status)
 
     @app.exception_handler(RequestValidationError)

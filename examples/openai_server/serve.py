@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from fastapi import Depends, FastAPI, Response
-from http_common import BodyLimit, install_error_handlers, unknown_path_ids
+from fastapi import FastAPI, Response
+from http_common import BodyLimit, install_error_handlers
 from responses_api import DEMO_CAPABILITIES, add_responses_routes
 from runs_api import add_runs_routes
 from scripted_executor import ScriptedExecutor
@@ -118,11 +118,7 @@ def create_app(
             await engines.executor.stop()
             await store.close()
 
-    app = FastAPI(
-        title="runstate: OpenAI-compatible runs and responses",
-        lifespan=lifespan,
-        dependencies=[Depends(unknown_path_ids)],
-    )
+    app = FastAPI(title="runstate: OpenAI-compatible runs and responses", lifespan=lifespan)
     app.state.engines = engines  # for a look inside (the tests count waiting followers)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     install_error_handlers(app)

@@ -6,6 +6,7 @@ against the example server live on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -13,10 +14,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
 from openai.types.responses import Response as ClientResponse
 from openai.types.responses import ResponseItem
 from pydantic import BaseModel, TypeAdapter
+from request_bodies import BODIES, within_documented_ranges
 from servers import SERVER
+
+from runstate import GATED_PARAMETERS
 
 sys.path.insert(0, str(SERVER))
 from scripted_executor import REPLY
@@ -512,3 +517,20 @@ def test_a_body_that_is_not_a_json_object_is_a_400(http: httpx.Client) -> None:
     ]:
         answer = http.post("/responses", content=content, headers={"content-type": "application/json"})
         assert answer.status_code == 400 and answer.json()["error"]["message"] == message
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=BODIES.map(within_documented_ranges))
+def test_generated_bodies_sent_by_the_official_client(client: openai.OpenAI, body: dict[str, Any]) -> None:
+    """Every documented create parameter, sent by the official client: accepted, or
+    refused by the demo deployment's capabilities (naming what it cannot honour)."""
+    body = {**body, "background": True, "store": True, "stream": False}
+    try:
+        made = client.responses.create(**body)
+    except openai.BadRequestError as refusal:
+        error = refusal.body
+        assert isinstance(error, dict)
+        assert error["param"] in GATED_PARAMETERS or re.fullmatch(r"tools\[\d+\]\.type", error["param"]), error
+        assert "is not supported by this deployment" in error["message"]
+    else:
+        assert strict(client.responses.retrieve(made.id)).id == made.id

@@ -94,3 +94,8 @@ def test_nothing_refers_to_a_file_outside_the_repository() -> None:
         and outside.search((ROOT / name).read_text(errors="replace"))
     ]
     assert citing == []
+
+
+def test_the_responses_page_runs_as_written() -> None:
+    page = run_page("responses")
+    assert page["done"].output_text == '{"name": "a cat"}'  # type: ignore[attr-defined]
