@@ -357,14 +357,12 @@ def _tool(tool: Any, where: str) -> dict[str, Any]:
             f"Invalid '{where}.function': expected an object with a 'name'.", param="tools"
         )
     _no_unknown_keys(function, _FUNCTION_KEYS, f"{where}.function", "tools")
-    return {"type": "function", "function": _function(function, f"{where}.function", flat=False)}
+    return {"type": "function", "function": _function(function, f"{where}.function")}
 
 
-def _function(fields: Mapping[str, Any], where: str, *, flat: bool) -> dict[str, Any]:
-    """A function tool's ``name``, ``description``, ``parameters`` and ``strict``, checked
-    alike for the Assistants API (nested under ``function``: what is given is kept) and
-    the Responses API (``flat``: a null description or parameters is allowed, and
-    ``parameters`` and ``strict``, true unless given, are always there)."""
+def _function(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A run's function tool's ``name``, ``description``, ``parameters`` and ``strict``
+    (what is given is kept; a response's tools are checked by ``_requests``)."""
     name = fields.get("name")
     if not isinstance(name, str) or not FUNCTION_NAME.fullmatch(name):
         raise ValidationError(
@@ -373,7 +371,7 @@ def _function(fields: Mapping[str, Any], where: str, *, flat: bool) -> dict[str,
             param="tools",
         )
     out: dict[str, Any] = {"name": str.__str__(name)}
-    if "description" in fields and not (flat and fields["description"] is None):
+    if "description" in fields:
         description = fields["description"]
         if not isinstance(description, str):
             raise ValidationError(
@@ -382,17 +380,17 @@ def _function(fields: Mapping[str, Any], where: str, *, flat: bool) -> dict[str,
                 param="tools",
             )
         out["description"] = check_clean(str.__str__(description), "tools", f"{where}.description")
-    if "parameters" in fields or flat:
-        parameters = fields.get("parameters")
-        if not isinstance(parameters, Mapping) and not (flat and parameters is None):
+    if "parameters" in fields:
+        parameters = fields["parameters"]
+        if not isinstance(parameters, Mapping):
             raise ValidationError(
-                f"Invalid '{where}.parameters': expected an object{' or null' if flat else ''}, "
-                f"got {type(parameters).__name__}.",
+                f"Invalid '{where}.parameters': expected an object, got "
+                f"{type(parameters).__name__}.",
                 param="tools",
             )
         out["parameters"] = json_value(parameters, "tools", f"{where}.parameters", 2)
-    if "strict" in fields or flat:
-        strict = fields.get("strict", True)
+    if "strict" in fields:
+        strict = fields["strict"]
         if strict is not None and not isinstance(strict, bool):
             raise ValidationError(
                 f"Invalid '{where}.strict': expected a boolean or null.", param="tools"
@@ -747,10 +745,6 @@ RESPONSE_INCOMPLETE_REASONS: frozenset[str] = frozenset(
 )
 #: The most items a response's ``input`` or ``output`` may hold.
 MAX_ITEMS = 10_000
-_RESPONSE_TOOL_TYPES = frozenset(
-    {"function", "file_search", "web_search", "web_search_preview", "code_interpreter"}
-)
-_RESPONSE_FUNCTION_KEYS = frozenset({"type", "name", "description", "parameters", "strict"})
 
 
 def _items(value: Any, param: str) -> list[dict[str, Any]]:
@@ -765,64 +759,9 @@ def _items(value: Any, param: str) -> list[dict[str, Any]]:
     return items
 
 
-def validate_response_input(value: Any) -> str | list[dict[str, Any]]:
-    """A response's ``input``: a non-empty string, or an array of input items."""
-    if isinstance(value, str):
-        return require_string(value, "input")
-    return _items(value, "input")
-
-
 def validate_output(value: Any) -> list[dict[str, Any]]:
     """A response's ``output``: an array of output items (messages, function calls...)."""
     return _items(value, "output")
-
-
-def validate_response_tools(tools: Any) -> list[dict[str, Any]]:
-    """A response's tools: at most 128; a ``function`` is flat (``name``, optional
-    ``description``, ``parameters`` object, ``strict`` boolean); hosted tools by type."""
-    if tools is None:
-        return []
-    require_array(tools, "tools", MAX_TOOLS)
-    checked = []
-    for i, tool in enumerate(tools):
-        where = f"tools[{i}]"
-        kind = tool.get("type") if isinstance(tool, Mapping) else None
-        if not isinstance(kind, str) or kind not in _RESPONSE_TOOL_TYPES:
-            raise ValidationError(
-                f"Invalid '{where}': expected an object whose 'type' is one of "
-                f"{sorted(_RESPONSE_TOOL_TYPES)}.",
-                param="tools",
-            )
-        if kind != "function":
-            checked.append(json_value(tool, "tools", where))
-            continue
-        _no_unknown_keys(tool, _RESPONSE_FUNCTION_KEYS, where, "tools")
-        checked.append({"type": "function", **_function(tool, where, flat=True)})
-    return checked
-
-
-def validate_response_tool_choice(value: Any) -> str | dict[str, Any]:
-    """``"none"``, ``"auto"``, ``"required"``, ``{"type": "function", "name": ...}`` or a
-    hosted tool ``{"type": ...}``."""
-    if isinstance(value, str) and value in ("none", "auto", "required"):
-        return str.__str__(value)
-    kind = value.get("type") if isinstance(value, Mapping) else None
-    if kind == "function" and isinstance(value, Mapping) and set(value) == {"type", "name"}:
-        name = value["name"]
-        if isinstance(name, str) and FUNCTION_NAME.fullmatch(name):
-            return {"type": "function", "name": str.__str__(name)}
-    elif (
-        isinstance(kind, str)
-        and kind in _RESPONSE_TOOL_TYPES - {"function"}
-        and isinstance(value, Mapping)
-        and len(value) == 1
-    ):
-        return {"type": str.__str__(kind)}
-    raise ValidationError(
-        "Invalid 'tool_choice': expected 'none', 'auto', 'required', "
-        "{'type': 'function', 'name': ...} or a hosted tool {'type': ...}.",
-        param="tool_choice",
-    )
 
 
 def validate_response_usage(value: Any, param: str = "usage") -> dict[str, Any] | None:
@@ -896,17 +835,3 @@ def validate_response_id(value: Any, param: str) -> str:
             param=param,
         )
     return checked
-
-
-#: The create parameters of a response beyond model, input and instructions, each with
-#: its check and its default, in the public API's order.
-RESPONSE_SETTINGS: dict[str, Callable[[Any], Any]] = {
-    "max_output_tokens": lambda v: (
-        None if v is None else require_int(v, "max_output_tokens", minimum=16)
-    ),
-    "parallel_tool_calls": lambda v: validate_bool(v, "parallel_tool_calls"),
-    "temperature": lambda v: validate_number(v, "temperature", 0, 2),
-    "tool_choice": validate_response_tool_choice,
-    "tools": validate_response_tools,
-    "top_p": lambda v: validate_number(v, "top_p", 0, 1),
-}

@@ -46,7 +46,9 @@ def strategy_of(schema: dict[str, Any], refs: dict[str, Any], depth: int = 0) ->
         return st.lists(strategy_of(items, refs, depth + 1), min_size=1, max_size=2)
     if kind == "dict":
         values = schema.get("values_schema")
-        return st.dictionaries(TEXT, JSON if values is None else strategy_of(values, refs, depth + 1), max_size=2)
+        return st.dictionaries(
+            TEXT, JSON if values is None else strategy_of(values, refs, depth + 1), max_size=2
+        )
     if kind in ("union", "tagged-union"):
         choices = schema["choices"]
         members = choices.values() if isinstance(choices, dict) else choices
@@ -108,8 +110,8 @@ def within_documented_ranges(body: dict[str, Any]) -> dict[str, Any]:
     body.pop("previous_response_id", None)  # names a stored response: tested apart
     if isinstance(body["input"], list):  # item references name stored items: tested apart
         body["input"] = [
-            item for item in body["input"] if item.get("type") != "item_reference" and set(item) != {"id"}
+            item
+            for item in body["input"]
+            if item.get("type") != "item_reference" and set(item) != {"id"}
         ] or "Hi"
     return body
-
-

@@ -463,7 +463,10 @@ def test_a_v2_run_takes_additional_messages(client: openai.OpenAI, url: str) -> 
     with httpx.Client(base_url=url, timeout=30) as http:
         bad = http.post(
             f"/threads/{thread.id}/runs",
-            json={"assistant_id": "a", "additional_messages": [{"role": "user", "content": [{"type": "text", "text": 3}]}]},
+            json={
+                "assistant_id": "a",
+                "additional_messages": [{"role": "user", "content": [{"type": "text", "text": 3}]}],
+            },
             headers={"OpenAI-Beta": "assistants=v2"},
         )
         assert bad.status_code == 400
@@ -477,15 +480,24 @@ def test_a_v2_run_takes_additional_messages(client: openai.OpenAI, url: str) -> 
 def test_create_thread_and_run_takes_tool_resources(client: openai.OpenAI, url: str) -> None:
     run = client.beta.threads.create_and_run_poll(
         assistant_id="asst_1",
-        tool_resources={"code_interpreter": {"file_ids": ["file-1"]}, "file_search": {"vector_store_ids": ["vs_1"]}},
+        tool_resources={
+            "code_interpreter": {"file_ids": ["file-1"]},
+            "file_search": {"vector_store_ids": ["vs_1"]},
+        },
     )
     assert run.status == "completed"
     with httpx.Client(base_url=url, timeout=30) as http:
         bad = http.post(
             "/threads/runs",
-            json={"assistant_id": "a", "tool_resources": {"code_interpreter": {"file_ids": "file-1"}}},
+            json={
+                "assistant_id": "a",
+                "tool_resources": {"code_interpreter": {"file_ids": "file-1"}},
+            },
         )
-        assert bad.status_code == 400 and bad.json()["error"]["param"] == "tool_resources.code_interpreter.file_ids"
+        assert (
+            bad.status_code == 400
+            and bad.json()["error"]["param"] == "tool_resources.code_interpreter.file_ids"
+        )
 
 
 def test_a_nul_in_a_path_id_is_the_404_of_any_unknown_id(url: str) -> None:

@@ -148,7 +148,10 @@ def test_previous_response_id_must_name_a_stored_response(engine: ResponseEngine
         )
     with pytest.raises(ValidationError) as info:
         engine.create(model="m", input=[{"type": "item_reference", "id": "msg_nope"}])
-    assert (info.value.param, info.value.message) == ("input[0].id", "Item with id 'msg_nope' not found.")
+    assert (info.value.param, info.value.message) == (
+        "input[0].id",
+        "Item with id 'msg_nope' not found.",
+    )
     assert len(engine.list().data) == 2
 
 
@@ -254,7 +257,11 @@ def test_a_worker_streams_a_message_the_library_frames(
     call = engine.function_call(
         response.id, name="lookup", arguments='{"q": 1}', call_id="call_1", worker_id="w1"
     )
-    assert (call["type"], call["call_id"], call["status"]) == ("function_call", "call_1", "completed")
+    assert (call["type"], call["call_id"], call["status"]) == (
+        "function_call",
+        "call_1",
+        "completed",
+    )
     done = checked(engine.complete(response.id, usage=RESPONSE_USAGE, worker_id="w1"))
     assert done.output == [item, call] and done.output_text == "Hello"
     events = assert_stream_is_whole(engine, response.id)
@@ -281,8 +288,14 @@ def test_the_output_methods_refuse_out_of_order_steps(engine: ResponseEngine) ->
     claimed(engine)
     before = engine.events(response.id)
     refusals = [
-        (lambda: engine.add_text(response.id, "x"), "Cannot add text: no message is open; open one first."),
-        (lambda: engine.close_message(response.id), "Cannot close a message: no message is open; open one first."),
+        (
+            lambda: engine.add_text(response.id, "x"),
+            "Cannot add text: no message is open; open one first.",
+        ),
+        (
+            lambda: engine.close_message(response.id),
+            "Cannot close a message: no message is open; open one first.",
+        ),
     ]
     for step, message in refusals:
         with pytest.raises(InvalidTransitionError) as info:
@@ -290,9 +303,18 @@ def test_the_output_methods_refuse_out_of_order_steps(engine: ResponseEngine) ->
         assert info.value.message == message
     engine.open_message(response.id)
     for step, message in [
-        (lambda: engine.open_message(response.id), "Cannot open a message: output item 0 (message) is still open; close it first."),
-        (lambda: engine.function_call(response.id, name="f", arguments="{}"), "Cannot make a function call: output item 0 (message) is still open; close it first."),
-        (lambda: engine.complete(response.id), "Cannot complete a response whose output item 0 is still open; close it first."),
+        (
+            lambda: engine.open_message(response.id),
+            "Cannot open a message: output item 0 (message) is still open; close it first.",
+        ),
+        (
+            lambda: engine.function_call(response.id, name="f", arguments="{}"),
+            "Cannot make a function call: output item 0 (message) is still open; close it first.",
+        ),
+        (
+            lambda: engine.complete(response.id),
+            "Cannot complete a response whose output item 0 is still open; close it first.",
+        ),
     ]:
         with pytest.raises(InvalidTransitionError) as info:
             step()

@@ -167,9 +167,7 @@ class ResponseMachine(RuleBasedStateMachine):
         error = self.expect(response_id, operation, worker)
         try:
             if operation == "append":
-                self.engine.append(
-                    response_id, "response.progress", DELTA, worker_id=worker
-                )
+                self.engine.append(response_id, "response.progress", DELTA, worker_id=worker)
             elif operation == "complete":
                 self.engine.complete(response_id, output=OUTPUT, worker_id=worker)
             elif operation == "incomplete":

@@ -209,8 +209,8 @@ def test_every_documented_input_form_is_accepted_and_kept(
             item["content"] = [p for p in item["content"] if p["type"] != "input_audio"]
     listed = TypeAdapter(list[ResponseItem]).validate_python(raw["data"], strict=True)
     assert [item.type for item in listed] == [
-        "message" if isinstance(given, str) else item.get("type", "message") for item in
-        ([{}] if isinstance(given, str) else given)
+        "message" if isinstance(given, str) else item.get("type", "message")
+        for item in ([{}] if isinstance(given, str) else given)
     ]
     assert poll(client, created.id).status == "completed"
 
@@ -219,8 +219,11 @@ def test_every_documented_input_form_is_accepted_and_kept(
     ("given", "path", "message"),
     [
         (
-            [{"role": "user", "content": "a"}, {"role": "user", "content": "b"},
-             {"role": "user", "content": [{"type": "input_text", "text": 3}]}],
+            [
+                {"role": "user", "content": "a"},
+                {"role": "user", "content": "b"},
+                {"role": "user", "content": [{"type": "input_text", "text": 3}]},
+            ],
             "input[2].content[0].text",
             "Invalid type for 'input[2].content[0].text': expected a string, but got a number instead.",
         ),
@@ -240,7 +243,14 @@ def test_every_documented_input_form_is_accepted_and_kept(
             "Missing required parameter: 'input[0].output'.",
         ),
         (
-            [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "x", "format": "ogg"}}]}],
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_audio", "input_audio": {"data": "x", "format": "ogg"}}
+                    ],
+                }
+            ],
             "input[0].content[0].input_audio.format",
             "Invalid value for 'input[0].content[0].input_audio.format': 'ogg'. Supported values are 'mp3' or 'wav'.",
         ),
@@ -258,13 +268,20 @@ def test_a_malformed_input_is_a_400_naming_its_path(
 def test_an_unknown_item_type_names_the_documented_ones(http: httpx.Client) -> None:
     error = refused(http, {"model": "gpt-4o", "input": [{"type": "telepathy"}]})
     assert error["param"] == "input[0]"
-    assert error["message"].startswith("Invalid value for 'input[0]': expected an object whose 'type' is one of ['additional_tools',")
+    assert error["message"].startswith(
+        "Invalid value for 'input[0]': expected an object whose 'type' is one of ['additional_tools',"
+    )
     assert "'function_call_output'" in error["message"] and "'message'" in error["message"]
 
 
 # --- every create parameter ---------------------------------------------------------------------
 
-FUNCTION = {"type": "function", "name": "lookup", "description": "Look up", "parameters": {"type": "object"}}
+FUNCTION = {
+    "type": "function",
+    "name": "lookup",
+    "description": "Look up",
+    "parameters": {"type": "object"},
+}
 
 
 def test_defaults_nulls_hints_and_identifiers_are_never_refused(client: openai.OpenAI) -> None:
@@ -307,22 +324,50 @@ def test_the_response_echoes_the_request_with_the_documented_defaults(
     bare = http.post("/responses", json={"model": "gpt-4o", "input": "Hi", "background": True})
     echoed = {k: v for k, v in bare.json().items() if k not in ("id", "created_at", "status")}
     assert echoed == {
-        "object": "response", "background": True, "completed_at": None, "error": None,
-        "incomplete_details": None, "instructions": None, "max_output_tokens": None,
-        "max_tool_calls": None, "model": "gpt-4o", "output": [], "parallel_tool_calls": True,
-        "previous_response_id": None, "prompt_cache_key": None,
-        "reasoning": {"effort": None, "summary": None}, "safety_identifier": None,
-        "service_tier": "auto", "store": True, "temperature": 1.0,
-        "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [],
-        "top_logprobs": 0, "top_p": 1.0, "truncation": "disabled", "usage": None,
-        "user": None, "metadata": {},
+        "object": "response",
+        "background": True,
+        "completed_at": None,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "max_output_tokens": None,
+        "max_tool_calls": None,
+        "model": "gpt-4o",
+        "output": [],
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "prompt_cache_key": None,
+        "reasoning": {"effort": None, "summary": None},
+        "safety_identifier": None,
+        "service_tier": "auto",
+        "store": True,
+        "temperature": 1.0,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_logprobs": 0,
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": None,
+        "user": None,
+        "metadata": {},
     }
     given = {
-        "instructions": "Be brief.", "tools": [FUNCTION],
-        "tool_choice": {"type": "function", "name": "lookup"}, "temperature": 0.5,
-        "top_p": 0.9, "top_logprobs": 5, "max_output_tokens": 100, "max_tool_calls": 2,
-        "parallel_tool_calls": False, "truncation": "auto", "service_tier": "flex",
-        "metadata": {"k": "v"}, "user": "u", "safety_identifier": "s", "prompt_cache_key": "c",
+        "instructions": "Be brief.",
+        "tools": [FUNCTION],
+        "tool_choice": {"type": "function", "name": "lookup"},
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "top_logprobs": 5,
+        "max_output_tokens": 100,
+        "max_tool_calls": 2,
+        "parallel_tool_calls": False,
+        "truncation": "auto",
+        "service_tier": "flex",
+        "metadata": {"k": "v"},
+        "user": "u",
+        "safety_identifier": "s",
+        "prompt_cache_key": "c",
     }
     made = strict(client.responses.create(model="gpt-4o", input="Hi", background=True, **given))
     out = http.get(f"/responses/{made.id}").json()
@@ -333,10 +378,15 @@ def test_the_response_echoes_the_request_with_the_documented_defaults(
 
 def test_the_whole_request_is_kept_for_the_worker(http: httpx.Client, url: str) -> None:
     from runstate import ResponseEngine  # the server's store is its own; read it through HTTP
+
     body = {
-        "model": "gpt-4o", "input": [{"role": "user", "content": "Hi"}], "background": True,
-        "text": {"format": {"type": "json_object"}}, "reasoning": {"effort": "high"},
-        "include": ["message.output_text.logprobs"], "user": "u",
+        "model": "gpt-4o",
+        "input": [{"role": "user", "content": "Hi"}],
+        "background": True,
+        "text": {"format": {"type": "json_object"}},
+        "reasoning": {"effort": "high"},
+        "include": ["message.output_text.logprobs"],
+        "user": "u",
     }
     made = http.post("/responses", json=body).json()
     assert made["text"] == body["text"] and made["reasoning"] == {"effort": "high"}
@@ -349,23 +399,79 @@ def test_the_whole_request_is_kept_for_the_worker(http: httpx.Client, url: str) 
 @pytest.mark.parametrize(
     ("extra", "param", "message"),
     [
-        ({"stream": "yes"}, "stream", "Invalid type for 'stream': expected a boolean, but got a string instead."),
-        ({"background": "yes"}, "background", "Invalid type for 'background': expected a boolean, but got a string instead."),
-        ({"store": 1}, "store", "Invalid type for 'store': expected a boolean, but got a number instead."),
-        ({"truncation": "sometimes"}, "truncation", "Invalid value for 'truncation': 'sometimes'. Supported values are 'auto' or 'disabled'."),
-        ({"temperature": 5}, "temperature", "Invalid 'temperature': expected a number from 0 to 2, got 5."),
-        ({"top_p": "1"}, "top_p", "Invalid type for 'top_p': expected a number, but got a string instead."),
-        ({"top_logprobs": 21}, "top_logprobs", "Invalid 'top_logprobs': expected an integer from 0 to 20, got 21."),
-        ({"max_output_tokens": 1}, "max_output_tokens", "Invalid 'max_output_tokens': expected an integer from 16 to 9223372036854775807, got 1."),
-        ({"max_tool_calls": 0}, "max_tool_calls", "Invalid 'max_tool_calls': expected an integer from 1 to 9223372036854775807, got 0."),
+        (
+            {"stream": "yes"},
+            "stream",
+            "Invalid type for 'stream': expected a boolean, but got a string instead.",
+        ),
+        (
+            {"background": "yes"},
+            "background",
+            "Invalid type for 'background': expected a boolean, but got a string instead.",
+        ),
+        (
+            {"store": 1},
+            "store",
+            "Invalid type for 'store': expected a boolean, but got a number instead.",
+        ),
+        (
+            {"truncation": "sometimes"},
+            "truncation",
+            "Invalid value for 'truncation': 'sometimes'. Supported values are 'auto' or 'disabled'.",
+        ),
+        (
+            {"temperature": 5},
+            "temperature",
+            "Invalid 'temperature': expected a number from 0 to 2, got 5.",
+        ),
+        (
+            {"top_p": "1"},
+            "top_p",
+            "Invalid type for 'top_p': expected a number, but got a string instead.",
+        ),
+        (
+            {"top_logprobs": 21},
+            "top_logprobs",
+            "Invalid 'top_logprobs': expected an integer from 0 to 20, got 21.",
+        ),
+        (
+            {"max_output_tokens": 1},
+            "max_output_tokens",
+            "Invalid 'max_output_tokens': expected an integer from 16 to 9223372036854775807, got 1.",
+        ),
+        (
+            {"max_tool_calls": 0},
+            "max_tool_calls",
+            "Invalid 'max_tool_calls': expected an integer from 1 to 9223372036854775807, got 0.",
+        ),
         ({"include": ["everything"]}, "include[0]", None),
-        ({"metadata": {"k": 1}}, "metadata.k", "Invalid type for 'metadata.k': expected a string, but got a number instead."),
-        ({"tools": [{"type": "function", "name": "f", "strict": "x"}]}, "tools[0].strict", "Invalid type for 'tools[0].strict': expected a boolean, but got a string instead."),
+        (
+            {"metadata": {"k": 1}},
+            "metadata.k",
+            "Invalid type for 'metadata.k': expected a string, but got a number instead.",
+        ),
+        (
+            {"tools": [{"type": "function", "name": "f", "strict": "x"}]},
+            "tools[0].strict",
+            "Invalid type for 'tools[0].strict': expected a boolean, but got a string instead.",
+        ),
         ({"tool_choice": "sometimes"}, "tool_choice", None),
-        ({"text": {"format": {"type": "json_schema"}}}, "text.format.name", "Missing required parameter: 'text.format.name'."),
+        (
+            {"text": {"format": {"type": "json_schema"}}},
+            "text.format.name",
+            "Missing required parameter: 'text.format.name'.",
+        ),
         ({"teleport": True}, "teleport", "Unrecognized request argument supplied: teleport"),
-        ({"store": False}, "store", "Background mode requires 'store' to be true: a background response is kept to be polled."),
-        ({"previous_response_id": "resp_missing"}, "previous_response_id", "Previous response with id 'resp_missing' not found."),
+        (
+            {"store": False},
+            "store",
+            "Background mode requires 'store' to be true: a background response is kept to be polled.",
+        ),
+        (
+            {"previous_response_id": "resp_missing"},
+            "previous_response_id",
+            "Previous response with id 'resp_missing' not found.",
+        ),
         ({"model": ""}, "model", "Invalid 'model': expected a non-empty string."),
     ],
 )
@@ -381,12 +487,36 @@ def test_a_wrong_type_or_value_is_a_400_naming_the_parameter(
 @pytest.mark.parametrize(
     ("extra", "param", "message"),
     [
-        ({"tools": [{"type": "mcp", "server_label": "docs", "server_url": "https://example.com/mcp"}]}, "tools[0].type", "Tool type 'mcp' is not supported by this deployment (tools[0]); it supports ['function']."),
-        ({"tools": [{"type": "custom", "name": "grammar"}]}, "tools[0].type", "Tool type 'custom' is not supported by this deployment (tools[0]); it supports ['function']."),
+        (
+            {
+                "tools": [
+                    {"type": "mcp", "server_label": "docs", "server_url": "https://example.com/mcp"}
+                ]
+            },
+            "tools[0].type",
+            "Tool type 'mcp' is not supported by this deployment (tools[0]); it supports ['function'].",
+        ),
+        (
+            {"tools": [{"type": "custom", "name": "grammar"}]},
+            "tools[0].type",
+            "Tool type 'custom' is not supported by this deployment (tools[0]); it supports ['function'].",
+        ),
         ({"tools": [{"type": "web_search"}]}, "tools[0].type", None),
-        ({"prompt": {"id": "pmpt_1"}}, "prompt", "The parameter 'prompt' is not supported by this deployment."),
-        ({"conversation": "conv_1"}, "conversation", "The parameter 'conversation' is not supported by this deployment."),
-        ({"context_management": [{"type": "compaction"}]}, "context_management", "The parameter 'context_management' is not supported by this deployment."),
+        (
+            {"prompt": {"id": "pmpt_1"}},
+            "prompt",
+            "The parameter 'prompt' is not supported by this deployment.",
+        ),
+        (
+            {"conversation": "conv_1"},
+            "conversation",
+            "The parameter 'conversation' is not supported by this deployment.",
+        ),
+        (
+            {"context_management": [{"type": "compaction"}]},
+            "context_management",
+            "The parameter 'context_management' is not supported by this deployment.",
+        ),
     ],
 )
 def test_what_the_deployment_cannot_honour_is_refused_by_its_capabilities(
@@ -426,8 +556,12 @@ def test_input_items_are_listed_as_the_api_lists_them(
     given = [{"role": "user", "content": f"Turn {i}"} for i in range(5)]
     made = client.responses.create(model="gpt-4o", input=given, background=True)
     newest_first = client.responses.input_items.list(made.id)
-    assert [item.content[0].text for item in newest_first.data] == [f"Turn {i}" for i in range(4, -1, -1)]
-    assert all(item.id.startswith("msg_") and item.status == "completed" for item in newest_first.data)
+    assert [item.content[0].text for item in newest_first.data] == [
+        f"Turn {i}" for i in range(4, -1, -1)
+    ]
+    assert all(
+        item.id.startswith("msg_") and item.status == "completed" for item in newest_first.data
+    )
     page = client.responses.input_items.list(made.id, order="asc", limit=2)
     assert [item.content[0].text for item in page.data] == ["Turn 0", "Turn 1"]
     assert page.has_more and page.first_id == page.data[0].id and page.last_id == page.data[1].id
@@ -475,7 +609,9 @@ def poll_until_gone(http: httpx.Client, response_id: str) -> None:
         pass
 
 
-def test_input_tokens_and_compact_are_refused_with_the_public_error_body(http: httpx.Client) -> None:
+def test_input_tokens_and_compact_are_refused_with_the_public_error_body(
+    http: httpx.Client,
+) -> None:
     for path in ("/responses/input_tokens", "/responses/compact"):
         answer = http.post(path, json={"model": "gpt-4o", "input": "Hi"})
         assert answer.status_code == 400, (path, answer.text)
@@ -495,10 +631,26 @@ def test_the_stream_parameters_are_named_as_the_client_sent_them(
     made = client.responses.create(model="gpt-4o", input="Hi", background=True)
     poll(client, made.id)
     cases = [
-        ({"stream": "true", "starting_after": "-1"}, "starting_after", "Invalid 'starting_after': expected an integer from 0 to 9223372036854775807, got -1."),
-        ({"stream": "true", "starting_after": "x"}, "starting_after", "Invalid type for 'starting_after': expected an integer, but got 'x' instead."),
-        ({"starting_after": "2"}, "starting_after", "'starting_after' can only be used with 'stream=true'."),
-        ({"stream": "yes"}, "stream", "Invalid value for 'stream': 'yes'. Supported values are 'true' or 'false'."),
+        (
+            {"stream": "true", "starting_after": "-1"},
+            "starting_after",
+            "Invalid 'starting_after': expected an integer from 0 to 9223372036854775807, got -1.",
+        ),
+        (
+            {"stream": "true", "starting_after": "x"},
+            "starting_after",
+            "Invalid type for 'starting_after': expected an integer, but got 'x' instead.",
+        ),
+        (
+            {"starting_after": "2"},
+            "starting_after",
+            "'starting_after' can only be used with 'stream=true'.",
+        ),
+        (
+            {"stream": "yes"},
+            "stream",
+            "Invalid value for 'stream': 'yes'. Supported values are 'true' or 'false'.",
+        ),
     ]
     for params, param, message in cases:
         answer = http.get(f"/responses/{made.id}", params=params)
@@ -506,7 +658,7 @@ def test_the_stream_parameters_are_named_as_the_client_sent_them(
         assert answer.json()["error"]["param"] == param
         assert answer.json()["error"]["message"] == message
     streamed = http.get(f"/responses/{made.id}", params={"stream": "true", "starting_after": "3"})
-    assert streamed.status_code == 200 and "sequence_number\":4" in streamed.text
+    assert streamed.status_code == 200 and 'sequence_number":4' in streamed.text
     assert http.get(f"/responses/{made.id}", params={"stream": "false"}).json()["id"] == made.id
 
 
@@ -515,13 +667,17 @@ def test_a_body_that_is_not_a_json_object_is_a_400(http: httpx.Client) -> None:
         (b"{not json", "We could not parse the JSON body of your request."),
         (b"[1, 2]", "The request body must be a JSON object, got list."),
     ]:
-        answer = http.post("/responses", content=content, headers={"content-type": "application/json"})
+        answer = http.post(
+            "/responses", content=content, headers={"content-type": "application/json"}
+        )
         assert answer.status_code == 400 and answer.json()["error"]["message"] == message
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=BODIES.map(within_documented_ranges))
-def test_generated_bodies_sent_by_the_official_client(client: openai.OpenAI, body: dict[str, Any]) -> None:
+def test_generated_bodies_sent_by_the_official_client(
+    client: openai.OpenAI, body: dict[str, Any]
+) -> None:
     """Every documented create parameter, sent by the official client: accepted, or
     refused by the demo deployment's capabilities (naming what it cannot honour)."""
     body = {**body, "background": True, "store": True, "stream": False}
@@ -530,7 +686,9 @@ def test_generated_bodies_sent_by_the_official_client(client: openai.OpenAI, bod
     except openai.BadRequestError as refusal:
         error = refusal.body
         assert isinstance(error, dict)
-        assert error["param"] in GATED_PARAMETERS or re.fullmatch(r"tools\[\d+\]\.type", error["param"]), error
+        assert error["param"] in GATED_PARAMETERS or re.fullmatch(
+            r"tools\[\d+\]\.type", error["param"]
+        ), error
         assert "is not supported by this deployment" in error["message"]
     else:
         assert strict(client.responses.retrieve(made.id)).id == made.id

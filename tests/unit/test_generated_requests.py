@@ -19,10 +19,15 @@ from runstate import ResponseEngine, ValidationError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic serializer notes
 
+
 @settings(
     max_examples=150,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
 )
 @given(BODIES.map(within_documented_ranges))
 def test_every_generated_body_is_accepted_stored_and_read_by_the_sdk(body: dict[str, Any]) -> None:
@@ -40,7 +45,10 @@ MUTATIONS = {
     "an infinite number": lambda body: {**body, "top_p": math.inf},
     "a value out of its range": lambda body: {**body, "temperature": 3},
     "an unknown tool type": lambda body: {**body, "tools": [{"type": "teleport"}]},
-    "an unknown key in an item": lambda body: {**body, "input": [{"role": "user", "content": "x", "x": 1}]},
+    "an unknown key in an item": lambda body: {
+        **body,
+        "input": [{"role": "user", "content": "x", "x": 1}],
+    },
     "a null model": lambda body: {**body, "model": None},
     "a null input": lambda body: {**body, "input": None},
     "too deep": lambda body: {**body, "metadata": None, "text": nested(40)},
@@ -57,7 +65,11 @@ def nested(depth: int) -> Any:
 @settings(
     max_examples=100,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
 )
 @given(BODIES.map(within_documented_ranges), st.sampled_from(sorted(MUTATIONS)))
 def test_a_mutated_body_is_refused_and_stores_nothing(body: dict[str, Any], mutation: str) -> None:

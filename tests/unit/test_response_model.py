@@ -11,14 +11,7 @@ from openai.types.responses import Response as OpenAIResponse
 from tables import response_in
 
 from runstate import Response, ResponseEngine, ResponseStatus, ValidationError
-from runstate._validate import (
-    MAX_ITEMS,
-    validate_output,
-    validate_response_input,
-    validate_response_tool_choice,
-    validate_response_tools,
-    validate_response_usage,
-)
+from runstate._validate import MAX_ITEMS, validate_output, validate_response_usage
 
 FUNCTION = {
     "type": "function",
@@ -56,52 +49,66 @@ def test_every_kind_of_tool_and_choice_reads_back_in_the_sdks_shape() -> None:
 
 
 @pytest.mark.parametrize(
-    ("tools", "message"),
+    ("tools", "param", "message"),
     [
-        ("f", "Invalid 'tools': expected an array, got str."),
-        ([{"type": "function", "name": "f", "description": 3}], "tools[0].description"),
-        ([{"type": "function", "name": "f", "parameters": "{}"}], "tools[0].parameters"),
-        ([{"type": "function", "name": "f", "strict": "yes"}], "tools[0].strict"),
+        ("f", "tools", "Invalid type for 'tools': expected an array, but got a string instead."),
+        (
+            [{"type": "function", "name": "f", "description": 3}],
+            "tools[0].description",
+            "Invalid type for 'tools[0].description': expected a string, but got a number instead.",
+        ),
+        (
+            [{"type": "function", "name": "f", "parameters": "{}"}],
+            "tools[0].parameters",
+            "Invalid type for 'tools[0].parameters': expected an object, but got a string instead.",
+        ),
         (
             [{"type": "function", "name": "f", "parameters": {"a": float("nan")}}],
-            "tools[0].parameters.a",
+            "tools",
+            "Invalid 'tools[0].parameters.a': nan is not a JSON number.",
         ),
-        ([{"type": "file_search", "x": {1, 2}}], "tools[0].x"),
+        (
+            [{"type": "file_search", "vector_store_ids": [], "x": {1, 2}}],
+            "tools",
+            "Invalid 'tools[0].x': a set is not a JSON value.",
+        ),
+        (
+            [{"type": "function", "name": "f"}] * 129,
+            "tools",
+            "Invalid 'tools': array too long. Expected an array with maximum length 128, but got an array with length 129 instead.",
+        ),
     ],
 )
-def test_bad_tools_name_where(tools: Any, message: str) -> None:
-    with pytest.raises(ValidationError, match="Invalid") as info:
-        validate_response_tools(tools)
-    assert message in info.value.message and info.value.param == "tools"
+def test_bad_tools_name_where(tools: Any, param: str, message: str) -> None:
+    engine = ResponseEngine()
+    with pytest.raises(ValidationError) as info:
+        engine.create(model="m", input="hi", tools=tools)
+    assert (info.value.param, info.value.message) == (param, message)
 
 
 @pytest.mark.parametrize(
-    "choice",
+    ("choice", "param"),
     [
-        {"type": "function", "name": "bad name"},
-        {"type": "function", "name": "f", "extra": 1},
-        {"type": "file_search", "extra": 1},
-        {"type": "teleport"},
-        "sometimes",
-        None,
-        3,
+        ({"type": "function", "name": "f", "extra": 1}, "tool_choice.extra"),
+        ({"type": "file_search", "extra": 1}, "tool_choice.extra"),
+        ({"type": "teleport"}, "tool_choice"),
+        ("sometimes", "tool_choice"),
+        (3, "tool_choice"),
     ],
 )
-def test_bad_tool_choices(choice: Any) -> None:
+def test_bad_tool_choices(choice: Any, param: str) -> None:
     with pytest.raises(ValidationError) as info:
-        validate_response_tool_choice(choice)
-    assert info.value.param == "tool_choice"
+        ResponseEngine().create(model="m", input="hi", tool_choice=choice)
+    assert info.value.param == param
 
 
-def test_input_and_output_items_are_bounded_objects_with_a_type() -> None:
-    assert validate_response_input("hi") == "hi"
+def test_output_items_are_bounded_objects_with_a_type() -> None:
     assert validate_output(()) == []
-    for param, check in (("input", validate_response_input), ("output", validate_output)):
-        with pytest.raises(ValidationError, match="array too long") as info:
-            check([{"type": "message"}] * (MAX_ITEMS + 1))
-        assert info.value.param == param
-        with pytest.raises(ValidationError, match=rf"Invalid '{param}\[1\]'"):
-            check([{"type": "message"}, {"type": 3}])
+    with pytest.raises(ValidationError, match="array too long") as info:
+        validate_output([{"type": "message"}] * (MAX_ITEMS + 1))
+    assert info.value.param == "output"
+    with pytest.raises(ValidationError, match=r"Invalid 'output\[1\]'"):
+        validate_output([{"type": "message"}, {"type": 3}])
     with pytest.raises(ValidationError, match="Invalid 'output': expected an array, got dict"):
         validate_output({"type": "message"})
 
