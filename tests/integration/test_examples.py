@@ -29,7 +29,7 @@ EXPECTED = {
     "background_responses.py": [
         "completed: 'Hello!', usage total 6",
         "the late complete was refused: Cannot complete response with status 'cancelled'.",
-        "a repeated cancel returns it cancelled, events 6 -> 6",
+        "a repeated cancel returns it cancelled, events 7 -> 7",
         "foreground cancel: 400 Only responses created with background=true can be cancelled.",
         "the sweep timed out 1: {'code': 'server_error', 'message': 'The response timed out.'}",
         "resuming resp_",
