@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import importlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -491,13 +491,16 @@ _ID_PREFIX = {
 
 
 def input_item_ids(
-    given: str | list[dict[str, Any]], context: Sequence[dict[str, Any]] = ()
+    given: str | list[dict[str, Any]],
+    context: Sequence[dict[str, Any]] = (),
+    new_id: Callable[[str, int], str] | None = None,
 ) -> list[dict[str, Any]]:
     """The request's ``input`` as the items the API lists, each with an ``id`` (kept if
     given, else assigned as the API spells them): a string is one user message, a
     message's string content is one ``input_text`` part (``output_text`` for the
     assistant's), and an ``item_reference`` is the item of the ``context`` it names (a
-    400 if there is none)."""
+    400 if there is none). ``new_id(prefix, index)`` makes the ids (random ones by
+    default)."""
     items = [{"role": "user", "content": given}] if isinstance(given, str) else given
     earlier = {item.get("id"): item for item in context}
     out = []
@@ -510,7 +513,8 @@ def input_item_ids(
                 )
             out.append(earlier[item["id"]])
             continue
-        listed = {"id": item.get("id") or _new_id(_ID_PREFIX.get(kind, "item")), **item}
+        prefix = _ID_PREFIX.get(kind, "item")
+        listed = {"id": item.get("id") or (new_id or _new_id)(prefix, i), **item}
         listed["type"] = kind
         if kind in _LISTED_WITH_STATUS:
             listed.setdefault("status", "completed")
@@ -530,5 +534,5 @@ def _part(role: str, text: str) -> dict[str, Any]:
     return {"type": "input_text", "text": text}
 
 
-def _new_id(prefix: str) -> str:
+def _new_id(prefix: str, index: int) -> str:
     return f"{prefix}_{secrets.token_hex(16)}"

@@ -12,6 +12,7 @@ refused (400) for a foreground one; a time-out that fails an active response
 from __future__ import annotations
 
 import builtins
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -79,9 +80,14 @@ def _kept(kept: Any, response: Response) -> dict[str, Any]:
     before the whole request was kept has its ``input`` alone."""
     if isinstance(kept, dict) and "request" in kept:
         return kept
+
+    def same_ids(prefix: str, index: int) -> str:  # the same on every read
+        digest = hashlib.sha256(f"{response.id}:{index}".encode()).hexdigest()
+        return f"{prefix}_{digest[:32]}"
+
     return {
         "request": {"model": response.model, "input": kept},
-        "items": input_item_ids(kept),
+        "items": input_item_ids(kept, (), same_ids),
         "context": [],
     }
 
