@@ -42,6 +42,7 @@ from ._response import Response, ResponseStatus
 from ._responses import AsyncResponseEngine, InputItemList, ResponseEngine, ResponseList
 from ._runs import AsyncRunEngine, RunEngine, RunList
 from ._validate import validate_metadata
+from ._worker import Completed, Failed, Incomplete, Job, Worker
 from .stores import (
     AsyncPostgresStore,
     AsyncStore,
@@ -71,16 +72,20 @@ __all__ = [
     "AsyncStore",
     "Cancel",
     "Capabilities",
+    "Completed",
     "Completion",
     "ConcurrentUpdateError",
     "Definition",
+    "Failed",
     "Failure",
     "Hook",
     "IdempotencyError",
     "IdempotencyKey",
+    "Incomplete",
     "Incompletion",
     "InputItemList",
     "InvalidTransitionError",
+    "Job",
     "KeyTaken",
     "LeaseError",
     "Lifecycle",
@@ -114,6 +119,7 @@ __all__ = [
     "TimeOut",
     "Transition",
     "ValidationError",
+    "Worker",
     "Workers",
     "Write",
     "check_shape",

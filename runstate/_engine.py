@@ -62,6 +62,7 @@ from ._validate import (
     require_int,
     require_seconds,
     require_string,
+    validate_bool,
     validate_metadata,
 )
 from .stores import AsyncStore, Claimed, MemoryStore, Order, StoredObject, Write
@@ -485,12 +486,23 @@ class Engine(Generic[T]):
         return self._p_following(object_id, after, poll)
 
     @operation
-    def recover_stalled(self, limit: int = 100) -> Plan[builtins.list[T]]:
+    def recover_stalled(self, limit: int = 100, *, resume: bool = False) -> Plan[builtins.list[T]]:
         """Objects whose lease ran out: back to the waiting status, or ended as lost after
         ``max_attempts`` claims (one being cancelled two-phase: its cancel confirmed). A
         live lease is never touched; a stalled object that is due is timed out instead,
-        and not returned."""
-        return self._p_recover_stalled(limit)
+        and not returned. An object whose worker had already streamed part of it (a
+        response with output) is ended as lost, never generated again on top of a
+        half-sent stream, unless ``resume`` lets the next worker continue it."""
+        return self._p_recover_stalled(limit, resume)
+
+    @operation
+    def release(self, object_id: str, /, worker_id: str, *, resume: bool = False) -> Plan[T]:
+        """``worker_id`` hands back an object it holds, at once, as a lost worker's would
+        be recovered (no wait for its lease to run out): back to the waiting status, or
+        ended as lost (after ``max_attempts`` claims, or having streamed, unless
+        ``resume``); one being cancelled has its cancel confirmed. Refused
+        (``LeaseError``) unless ``worker_id`` holds it."""
+        return self._p_release(object_id, worker_id, resume)
 
     @operation
     def expire_due(self, limit: int = 1000) -> Plan[builtins.list[T]]:
@@ -752,15 +764,57 @@ class Engine(Generic[T]):
         lease = self._lease_seconds(lease_seconds)
         return (yield from self._p_apply(object_id, partial(self._heartbeat, worker_id, lease)))[0]
 
-    def _p_recover_stalled(self, limit: int) -> Plan[builtins.list[T]]:
+    def _p_release(self, object_id: str, worker_id: str, resume: bool) -> Plan[T]:
+        worker_id = require_string(worker_id, "worker_id")
+        resume = validate_bool(resume, "resume")
+        return (yield from self._p_apply(object_id, partial(self._released, worker_id, resume)))[0]
+
+    def _released(
+        self,
+        worker_id: str,
+        resume: bool,
+        obj: Any,
+        stored: StoredObject,
+        now: int,
+        timed_out: bool,
+    ) -> Decision:
+        if obj.status not in self._leased and not timed_out:
+            raise self.lifecycle.refusal(obj, "release")
+        if timed_out:  # the time-out applied first ended it: nothing to hand back
+            return Decision([], Lease.after(stored, obj, self._leased))
+        check_lease(stored, worker_id)
+        steps = self._recovery(obj, stored, now, resume)
+        return Decision(steps, Lease(None, None, stored.attempts))
+
+    def _recovery(
+        self, obj: Any, stored: StoredObject, now: int, resume: bool
+    ) -> builtins.list[Transition]:
+        """The steps that recover an object its worker no longer drives: a two-phase
+        cancel confirmed; ended as lost after ``max_attempts`` claims, or when its worker
+        had streamed part of it (unless ``resume``); else back to the waiting status."""
+        lifecycle = self._lifecycle_of(obj)
+        roles = self._roles
+        confirm = self.definition.cancel.confirm
+        if confirm is not None and obj.status in lifecycle.sources[confirm]:
+            return lifecycle.decide(obj, confirm, now)
+        if stored.attempts >= self.max_attempts:
+            message = f"The {self._noun}'s worker stopped responding {stored.attempts} times."
+            return lifecycle.decide(obj, roles.lost, now, roles.lost_argument(message))
+        if not resume and lifecycle.streamed(obj):
+            message = f"The worker generating this {self._noun} was lost."
+            return lifecycle.decide(obj, roles.lost, now, roles.lost_argument(message))
+        return lifecycle.decide(obj, roles.requeue, now)
+
+    def _p_recover_stalled(self, limit: int, resume: bool = False) -> Plan[builtins.list[T]]:
         """Objects whose lease ran out: back to the waiting status, or ended as lost
         after ``max_attempts`` claims; one being cancelled two-phase has its cancel
         confirmed. An object
         whose lease is alive is never touched. A stalled object that is also due is timed
         out instead, and is not among those returned (it was not recovered)."""
         limit = require_int(limit, "limit", maximum=1000)
+        resume = validate_bool(resume, "resume")
         timed_out: set[str] = set()
-        recover = partial(self._recover, timed_out)
+        recover = partial(self._recover, timed_out, resume)
         written = yield call("sweep", "stalled", self.lifecycle.now, recover, limit, kind=self.kind)
         recovered = [w.obj for w in self._published(written) if w.obj.id not in timed_out]
         self._swept("recovered stalled", recovered)
@@ -782,26 +836,19 @@ class Engine(Generic[T]):
             self._hook.swept(self, (), 0, len(done))
         return done
 
-    def _recover(self, timed_out: set[str], stored: StoredObject, now: int) -> Write | None:
+    def _recover(
+        self, timed_out: set[str], resume: bool, stored: StoredObject, now: int
+    ) -> Write | None:
         """The decision for one stalled object, on the row the store holds for the write
         (one that is due is timed out instead, and its id put in ``timed_out``)."""
         obj = stored.obj.copy()
-        lifecycle = self._lifecycle_of(obj)
-        steps = lifecycle.expire_if_due(obj, now)
+        steps = self._lifecycle_of(obj).expire_if_due(obj, now)
         if steps:
             timed_out.add(obj.id)
         else:
             if stored.lease_owner is None or (stored.lease_expires_at or 0) > now:
                 return None  # the lease is alive (a heartbeat came in): never touch it
-            roles = self._roles
-            confirm = self.definition.cancel.confirm
-            if confirm is not None and obj.status in lifecycle.sources[confirm]:
-                steps = lifecycle.decide(obj, confirm, now)
-            elif stored.attempts >= self.max_attempts:
-                message = f"The {self._noun}'s worker stopped responding {stored.attempts} times."
-                steps = lifecycle.decide(obj, roles.lost, now, roles.lost_argument(message))
-            else:
-                steps = lifecycle.decide(obj, roles.requeue, now)
+            steps = self._recovery(obj, stored, now, resume)
         return Lease(None, None, stored.attempts).write(obj, stored, steps)
 
     def _expire(self, stored: StoredObject, now: int) -> Write | None:

@@ -319,6 +319,12 @@ class Lifecycle:
         self.check_held(obj, "append")
         return [Transition(event_type, obj.status, obj.status, now, data)]
 
+    def streamed(self, obj: Any) -> bool:
+        """Whether a worker already streamed part of ``obj`` to its readers (so that
+        generating it again from the start would repeat what they have seen). Nothing
+        in general; a response with output."""
+        return False
+
     def check_held(self, obj: Any, event: str) -> None:
         """Refused (``InvalidTransitionError``) unless ``obj`` is in a status a worker holds."""
         if obj.status not in self.definition.leased:
@@ -770,6 +776,9 @@ class ResponseLifecycle(Lifecycle):
         if details is not None:
             response.incomplete_details = details
         return steps
+
+    def streamed(self, obj: Any) -> bool:
+        return bool(obj.output)
 
     def check_cancellable(self, obj: Any) -> None:
         """Only a background response can be cancelled (the public API's rule): a 400 otherwise."""

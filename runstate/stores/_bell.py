@@ -108,7 +108,10 @@ class Bell:
             self._waiters[key].add(entry)
             self._waiters[ANY].add(entry)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that comes
+            # as the bell rings, and the waiter would wait on for its whole timeout.
+            async with asyncio.timeout(timeout):
+                await event.wait()
         except TimeoutError:
             pass
         finally:

@@ -1,0 +1,668 @@
+"""Worker: a service's handler, run as durable, cancellable, recoverable jobs.
+
+``Worker(engine, handler)`` claims the objects an engine queues (runs or background
+responses) and runs ``handler(job)`` for each, up to ``concurrency`` at once. The
+runtime does the hard part of driving the engine, once: it waits on the store's bell
+when there is no work, renews the lease (every third of it), hears a cancel made in any
+process at once and turns it into ``asyncio.CancelledError`` in the handler's task (and
+confirms it where the lifecycle needs that), ends the job from what the handler returns
+or raises, backs off when the store is away, hands its jobs back when it stops, and can
+run the sweeps. The handler sees none of it.
+
+How a job ends:
+
+- the handler returns ``Completed(output=, usage=)`` or None: completed (a response
+  with the output it streamed, or the ``output`` given);
+- it raises ``Incomplete(reason, ...)``: incomplete; ``Failed(code, message)``: failed
+  with that error; any other exception: failed with ``server_error`` and a message that
+  does not show the exception's text (which is logged);
+- ``await job.require_action(tool_calls)`` (a run): the job ends there; the run comes
+  back as a new job once its outputs are submitted.
+
+A worker that vanishes (killed) is recovered by a sweep once its lease has run out: a
+run, and a response that had streamed nothing, go back to the queue (up to
+``max_attempts`` claims); a response that had streamed output is failed
+(``server_error``), never generated again on top of a half-sent stream, unless
+``resume=True``: then the next job gets the events so far (``job.events``) to continue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from ._errors import (
+    InvalidTransitionError,
+    LeaseError,
+    ObjectNotFoundError,
+    RunStateError,
+    StoreError,
+    ValidationError,
+)
+from ._events import RunEvent
+from ._faces import Async
+
+__all__ = ["Completed", "Failed", "Incomplete", "Job", "Worker"]
+
+log = logging.getLogger("runstate.worker")
+
+#: The longest a claim waits on the bell before the runtime looks at its stop flag.
+CLAIM_WAIT = 1.0
+#: How long the runtime backs off after a store error, doubled up to the last.
+BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+#: What a job failed by an unexpected exception says (the exception itself is logged).
+HANDLER_ERROR = "The worker's handler failed; the error is in the worker's log."
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """What a handler returns when it is done: a response's ``output`` (None: what it
+    streamed) and ``usage``; a run's ``usage``."""
+
+    output: Sequence[dict[str, Any]] | None = None
+    usage: dict[str, Any] | None = None
+
+
+class Incomplete(Exception):
+    """Raised by a handler that stopped early (``reason``: ``max_output_tokens``,
+    ``content_filter``... for a response, ``max_completion_tokens`` for a run)."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        output: Sequence[dict[str, Any]] | None = None,
+        usage: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason, self.output, self.usage = reason, output, usage
+
+
+class Failed(Exception):
+    """Raised by a handler to fail its job with this error ``code`` and ``message``."""
+
+    def __init__(self, code: str = "server_error", message: str = "") -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class _Ended(BaseException):
+    """The job ended from inside the handler (``require_action``): unwinds it."""
+
+
+class Job:
+    """One claimed object, as its handler sees it.
+
+    - ``object``: the run or response as claimed; ``attempt``: its claim count;
+    - ``request``: what it was created from (a response's whole create request; a
+      run's model, instructions, tools, metadata and settings), ``input``: a
+      response's input items, with the context it continues (``previous_response_id``);
+    - ``events``: the events so far, for a response resumed after a lost worker
+      (``resume=True``); empty otherwise;
+    - ``cancelled``: True once a cancel came (a thread handler looks, or calls
+      ``check()``, which raises ``asyncio.CancelledError``).
+
+    Its methods are awaitable from an async handler and block from a thread handler.
+    """
+
+    def __init__(
+        self,
+        worker: Worker,
+        obj: Any,
+        attempt: int,
+        request: dict[str, Any],
+        input: list[dict[str, Any]],
+        events: list[RunEvent],
+    ) -> None:
+        self.object = obj
+        self.attempt = attempt
+        self.request = request
+        self.input = input
+        self.events = events
+        self.cancelled = False
+        self._worker = worker
+        self._message_open = False
+        self._ending = False
+
+    @property
+    def id(self) -> str:
+        return str(self.object.id)
+
+    def check(self) -> None:
+        """Raise ``asyncio.CancelledError`` if the job was cancelled (for a thread
+        handler, which a task cancel cannot reach)."""
+        if self.cancelled:
+            raise asyncio.CancelledError(f"{self.id} was cancelled")
+
+    def emit(self, type: str, data: dict[str, Any]) -> Any:
+        """Stream an event: ``response.output_text.delta`` with ``{"delta": text}``
+        adds text to the response's message (opened first if none is), and any other
+        ``response.<...>`` type is a worker's own event (``append``)."""
+        return self._worker._bridge(self._emit(type, data))
+
+    def text(self, delta: str, *, logprobs: Sequence[dict[str, Any]] | None = None) -> Any:
+        """Add ``delta`` to the response's message (opened first if none is)."""
+        return self._worker._bridge(self._text(delta, logprobs))
+
+    def function_call(self, name: str, arguments: str, *, call_id: str | None = None) -> Any:
+        """Stream a function call output item (a response); returns the item."""
+        return self._worker._bridge(self._function_call(name, arguments, call_id))
+
+    def history(self) -> Any:
+        """Every event of the object so far (a run's earlier rounds of tool calls)."""
+        return self._worker._bridge(self._worker._call("history", self.id))
+
+    def require_action(self, tool_calls: Sequence[dict[str, Any]]) -> Any:
+        """Ask for these function calls (a run): the job ends here, and the run comes
+        back as a new job once its tool outputs are submitted."""
+        return self._worker._bridge(self._require_action(tool_calls))
+
+    async def _emit(self, type: str, data: dict[str, Any]) -> None:
+        if not self._worker._responses:
+            raise ValidationError(
+                "A run's job has no stream of its own to emit to: a run's events are its "
+                "transitions.",
+                param="type",
+            )
+        if type == "response.output_text.delta":
+            await self._text(data.get("delta", ""), data.get("logprobs"))
+            return
+        await self._worker._call("append", self.id, type, data, worker_id=self._worker.worker_id)
+
+    async def _text(self, delta: str, logprobs: Sequence[dict[str, Any]] | None) -> None:
+        worker = self._worker
+        if not self._message_open:
+            await worker._call("open_message", self.id, worker_id=worker.worker_id)
+            self._message_open = True
+        await worker._call(
+            "add_text", self.id, delta, logprobs=logprobs, worker_id=worker.worker_id
+        )
+
+    async def _function_call(self, name: str, arguments: str, call_id: str | None) -> Any:
+        await self._close_message()
+        return await self._worker._call(
+            "function_call",
+            self.id,
+            name=name,
+            arguments=arguments,
+            call_id=call_id,
+            worker_id=self._worker.worker_id,
+        )
+
+    async def _close_message(self) -> None:
+        if self._message_open:
+            await self._worker._call("close_message", self.id, worker_id=self._worker.worker_id)
+            self._message_open = False
+
+    async def _require_action(self, tool_calls: Sequence[dict[str, Any]]) -> None:
+        self._ending = True  # the status it moves to is this job's own doing, not a cancel
+        await self._worker._call(
+            "require_action", self.id, tool_calls, worker_id=self._worker.worker_id
+        )
+        raise _Ended
+
+
+Handler = Callable[[Job], Any]
+
+
+class Worker:
+    """Runs ``handler(job)`` for each object ``engine`` queues, up to ``concurrency``
+    at once (see the module's documentation).
+
+    ``engine`` is an async or a sync ``RunEngine``/``ResponseEngine`` (a sync engine's
+    calls run on threads); ``handler`` an async function, or a plain one that runs in
+    a thread. ``worker_id`` names its leases (host and process by default).
+    ``shutdown_grace``: the seconds in-flight jobs get to finish when it stops; those
+    still running then are handed back at once. ``handle_signals``: stop on SIGTERM or
+    SIGINT. ``sweep_every``: run ``expire_due`` and ``recover_stalled`` that often
+    (None leaves them to ``runstate sweep``). ``resume``: a response whose worker was
+    lost after it had streamed is requeued, and its next job gets the events so far.
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        handler: Handler,
+        *,
+        concurrency: int = 8,
+        worker_id: str | None = None,
+        shutdown_grace: float = 30.0,
+        handle_signals: bool = False,
+        sweep_every: float | None = None,
+        resume: bool = False,
+    ) -> None:
+        from ._engine import Engine
+
+        if not isinstance(engine, Engine):
+            raise ValidationError(
+                f"Invalid 'engine': expected a RunEngine or a ResponseEngine (sync or "
+                f"async), got {type(engine).__name__}.",
+                param="engine",
+            )
+        if not callable(handler):
+            raise ValidationError(
+                f"Invalid 'handler': expected a function taking a job, got "
+                f"{type(handler).__name__}.",
+                param="handler",
+            )
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValidationError(
+                f"Invalid 'concurrency': expected an integer of at least 1, got {concurrency!r}.",
+                param="concurrency",
+            )
+        for name, value in (("shutdown_grace", shutdown_grace), ("sweep_every", sweep_every)):
+            if name == "sweep_every" and value is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 <= value < 86_400
+            ):
+                raise ValidationError(
+                    f"Invalid '{name}': expected a number of seconds from 0 to 86400, got "
+                    f"{value!r}.",
+                    param=name,
+                )
+        if sweep_every == 0:
+            raise ValidationError(
+                "Invalid 'sweep_every': expected more than 0 seconds.", param="sweep_every"
+            )
+        if worker_id is not None and (
+            not isinstance(worker_id, str) or not worker_id or "\x00" in worker_id
+        ):
+            raise ValidationError(
+                "Invalid 'worker_id': expected a non-empty string.", param="worker_id"
+            )
+        self.engine = engine
+        self.handler = handler
+        self.concurrency = concurrency
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        self.shutdown_grace = float(shutdown_grace)
+        self.handle_signals = bool(handle_signals)
+        self.sweep_every = None if sweep_every is None else float(sweep_every)
+        self.resume = bool(resume)
+        self._async_engine = isinstance(engine, Async)
+        self._async_handler = inspect.iscoroutinefunction(handler) or (
+            inspect.iscoroutinefunction(type(handler).__call__)  # an object with async __call__
+        )
+        self._responses = hasattr(engine, "open_message")
+        self._lease = int(engine.lease_seconds)
+        self._stopping: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+        self._jobs: dict[str, asyncio.Task[None]] = {}
+        self._handing_back: set[str] = set()
+        self._background: asyncio.Task[None] | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        #: Jobs this worker has finished, by how they ended (for operators and tests).
+        self.ended: dict[str, int] = {}
+
+    # --- running --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; in-flight jobs get ``shutdown_grace`` seconds to finish, and
+        are handed back after that. Safe from a signal handler or another thread."""
+        if self._loop is None or self._stopping is None:
+            return
+        if threading.get_ident() == self._thread:
+            self._stopping.set()
+        else:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+
+    async def run(self) -> None:
+        """Claim and run jobs until ``stop()`` (or, with ``handle_signals``, SIGTERM or
+        SIGINT); then drain, hand back what is left, and return."""
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._stopping = asyncio.Event()
+        # A thread per job's handler and per job's watch, the claim and the sweep.
+        self._threads = ThreadPoolExecutor(2 * self.concurrency + 2, "runstate-worker")
+        if self.handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self.stop)
+        sweeper = asyncio.ensure_future(self._sweep()) if self.sweep_every else None
+        try:
+            await self._claim_loop()
+        finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                await asyncio.gather(sweeper, return_exceptions=True)
+            await self._drain()
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            if self.handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    self._loop.remove_signal_handler(sig)
+
+    async def __aenter__(self) -> Worker:
+        self._background = asyncio.ensure_future(self.run())
+        while self._stopping is None and not self._background.done():
+            await asyncio.sleep(0)  # until run() has set itself up
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+        if self._background is not None:
+            await self._background
+
+    async def _claim_loop(self) -> None:
+        assert self._stopping is not None
+        slots = asyncio.Semaphore(self.concurrency)
+        failures = 0
+        while not self._stopping.is_set():
+            await slots.acquire()
+            if self._stopping.is_set():
+                slots.release()
+                break
+            try:
+                claimed = await self._call("claim", self.worker_id, wait=CLAIM_WAIT)
+            except StoreError as exc:
+                slots.release()
+                delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
+                failures += 1
+                log.warning(
+                    "%s: claim failed (%s); retrying in %.1fs", self.worker_id, exc.message, delay
+                )
+                await self._pause(delay)
+                continue
+            failures = 0
+            if claimed is None:
+                slots.release()
+                continue
+            task = asyncio.ensure_future(self._run_job(claimed))
+            self._jobs[claimed.id] = task
+            task.add_done_callback(partial(self._job_done, claimed.id, slots))
+
+    def _job_done(self, object_id: str, slots: asyncio.Semaphore, _: object) -> None:
+        self._jobs.pop(object_id, None)
+        slots.release()
+
+    async def _drain(self) -> None:
+        """Give in-flight jobs ``shutdown_grace``, then hand back those still running."""
+        running = list(self._jobs.values())
+        if running:
+            _, pending = await asyncio.wait(running, timeout=self.shutdown_grace)
+            for object_id, task in list(self._jobs.items()):
+                if task in pending:
+                    self._handing_back.add(object_id)
+                    task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _pause(self, seconds: float) -> None:
+        assert self._stopping is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    async def _sweep(self) -> None:
+        assert self.sweep_every is not None
+        while True:
+            try:
+                await self._call("expire_due")
+                await self._call("recover_stalled", resume=self.resume)
+            except StoreError as exc:
+                log.warning("%s: sweep failed (%s)", self.worker_id, exc.message)
+            await asyncio.sleep(self.sweep_every)
+
+    # --- one job ------------------------------------------------------------------------------
+
+    async def _run_job(self, claimed: Any) -> None:
+        object_id = claimed.id
+        try:
+            job = await self._job_for(claimed)
+        except RunStateError as exc:  # it moved on (cancelled, deleted) before it began
+            log.info("%s: %s before its job began: %s", self.worker_id, object_id, exc.message)
+            return
+        state = _Watch()
+        handler = asyncio.ensure_future(self._invoke(job))
+        watcher = asyncio.ensure_future(self._watch(job, handler, state))
+        outcome: Any = None
+        error: BaseException | None = None
+        try:
+            outcome = await asyncio.shield(handler)
+        except asyncio.CancelledError:
+            if object_id in self._handing_back:  # the worker is stopping: hand it back
+                job.cancelled = True
+                handler.cancel()
+                await asyncio.gather(handler, return_exceptions=True)
+                watcher.cancel()
+                await self._hand_back(job)
+                return
+            if not handler.done():
+                raise
+            error = _cancelled(handler)
+        except BaseException as exc:  # the handler's own outcome, decided on below
+            error = exc
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        await self._finish(job, state, outcome, error)
+
+    async def _job_for(self, claimed: Any) -> Job:
+        if self._responses:
+            request = await self._call("request_of", claimed.id)
+            items = await self._call("context_of", claimed.id)
+            events: list[RunEvent] = []
+            if self.resume and claimed.output:
+                events = await self._call("events", claimed.id)
+        else:
+            request = _run_request(claimed)
+            items, events = [], []
+        attempt = await self._attempt(claimed.id)
+        return Job(self, claimed, attempt, request, items, events)
+
+    async def _attempt(self, object_id: str) -> int:
+        stored = await self._call_store("get", object_id)
+        return int(stored.attempts) if stored is not None else 1
+
+    async def _invoke(self, job: Job) -> Any:
+        if self._async_handler:
+            return await self.handler(job)
+        result = await self._in_thread(partial(self.handler, job))
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    async def _watch(self, job: Job, handler: asyncio.Future[Any], state: _Watch) -> None:
+        """Keep the lease and listen for a cancel, until the handler is done."""
+        interval = max(self._lease / 3, 0.05)
+        renewed = time.monotonic()
+        status = job.object.status
+        failures = 0
+        while not handler.done():
+            try:
+                current = await self._call(
+                    "wait_for_change", job.id, status=status, timeout=interval
+                )
+                if current.status == status and time.monotonic() - renewed >= interval * 0.9:
+                    current = await self._call("heartbeat", job.id, self.worker_id)
+                    renewed = time.monotonic()
+                failures = 0
+            except StoreError as exc:
+                failures += 1
+                if time.monotonic() - renewed > self._lease:
+                    log.warning(
+                        "%s: %s's lease could not be renewed for %ds; stopping it",
+                        self.worker_id,
+                        job.id,
+                        self._lease,
+                    )
+                    state.reason = "lease lost"
+                    self._stop_handler(job, handler)
+                    return
+                log.warning("%s: heartbeat of %s failed (%s)", self.worker_id, job.id, exc.message)
+                await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+                continue
+            except (LeaseError, InvalidTransitionError, ObjectNotFoundError) as exc:
+                state.reason = "lease lost" if isinstance(exc, LeaseError) else "gone"
+                self._stop_handler(job, handler)
+                return
+            if current.status != status:
+                if job._ending:  # the handler's own step (require_action): it ends now
+                    return
+                state.reason = "cancelled"  # a cancel, or a time-out
+                self._stop_handler(job, handler)
+                return
+
+    def _stop_handler(self, job: Job, handler: asyncio.Future[Any]) -> None:
+        job.cancelled = True
+        if self._async_handler:
+            handler.cancel()
+
+    async def _finish(
+        self, job: Job, state: _Watch, outcome: Any, error: BaseException | None
+    ) -> None:
+        """End the job from what its handler returned or raised."""
+        engine_id, worker = job.id, self.worker_id
+        try:
+            if isinstance(error, _Ended):
+                self._count("requires_action")
+                return
+            if state.reason == "cancelled":
+                if hasattr(self.engine, "confirm_cancel"):
+                    current = await self._call("get", engine_id)
+                    if current.status.value == "cancelling":
+                        await self._call("confirm_cancel", engine_id, worker_id=worker)
+                self._count("cancelled")
+                return
+            if state.reason is not None:  # the lease is gone: another worker may hold it
+                self._count(state.reason)
+                return
+            if isinstance(error, Incomplete):
+                await job._close_message()
+                await self._call(
+                    "incomplete",
+                    engine_id,
+                    reason=error.reason,
+                    usage=error.usage,
+                    worker_id=worker,
+                    **({"output": error.output} if self._responses else {}),
+                )
+                self._count("incomplete")
+                return
+            if isinstance(error, Failed):
+                await self._call(
+                    "fail", engine_id, code=error.code, message=error.message, worker_id=worker
+                )
+                self._count("failed")
+                return
+            if error is not None:  # an exception, or a CancelledError no cancel caused
+                log.error("%s: the handler of %s raised", worker, engine_id, exc_info=error)
+                await self._call(
+                    "fail", engine_id, code="server_error", message=HANDLER_ERROR, worker_id=worker
+                )
+                self._count("errored")
+                return
+            done = outcome if isinstance(outcome, Completed) else Completed()
+            if outcome is not None and not isinstance(outcome, Completed):
+                raise ValidationError(
+                    f"A handler returns a runstate.Completed or None, got "
+                    f"{type(outcome).__name__}.",
+                    param="handler",
+                )
+            await job._close_message()
+            if self._responses:
+                await self._call(
+                    "complete", engine_id, output=done.output, usage=done.usage, worker_id=worker
+                )
+            else:
+                await self._call("complete", engine_id, usage=done.usage, worker_id=worker)
+            self._count("completed")
+        except ValidationError as exc:  # the handler's result was malformed: fail it
+            log.error(
+                "%s: the handler of %s returned a bad result: %s", worker, engine_id, exc.message
+            )
+            with contextlib.suppress(RunStateError):
+                await self._call(
+                    "fail", engine_id, code="server_error", message=HANDLER_ERROR, worker_id=worker
+                )
+            self._count("errored")
+        except RunStateError as exc:  # it moved on meanwhile: cancelled, timed out, deleted
+            log.info("%s: %s could not be ended: %s", worker, engine_id, exc.message)
+            self._count("refused")
+
+    async def _hand_back(self, job: Job) -> None:
+        try:
+            await self._call("release", job.id, self.worker_id, resume=self.resume)
+            self._count("handed back")
+        except RunStateError as exc:
+            log.info("%s: %s could not be handed back: %s", self.worker_id, job.id, exc.message)
+
+    def _count(self, how: str) -> None:
+        self.ended[how] = self.ended.get(how, 0) + 1
+
+    # --- calling the engine, from either face, from either side --------------------------------
+
+    async def _call(self, operation: str, /, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(self.engine, operation)
+        if self._async_engine:
+            return await method(*args, **kwargs)
+        return await self._in_thread(partial(method, *args, **kwargs))
+
+    async def _call_store(self, name: str, *args: Any) -> Any:
+        method = getattr(self.engine.store, name)
+        if self._async_engine:
+            return await method(*args)
+        return await self._in_thread(partial(method, *args))
+
+    async def _in_thread(self, work: Callable[[], Any]) -> Any:
+        """``work`` on the worker's own threads: a sync engine's waits (a claim, a
+        watch) block a thread each, and the loop's default pool is too small for them."""
+        assert self._loop is not None and self._threads is not None
+        return await self._loop.run_in_executor(self._threads, work)
+
+    def _bridge(self, coroutine: Awaitable[Any]) -> Any:
+        """A job method's coroutine: returned to an async handler to await, or run on
+        the worker's loop for a thread handler, which waits for it."""
+        if threading.get_ident() == self._thread:
+            return coroutine
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()  # type: ignore[arg-type]
+
+
+@dataclass
+class _Watch:
+    """Why the runtime stopped a handler, if it did."""
+
+    reason: str | None = None
+
+
+def _cancelled(handler: asyncio.Future[Any]) -> BaseException:
+    try:
+        handler.result()
+    except BaseException as exc:
+        return exc
+    return asyncio.CancelledError()
+
+
+def _run_request(run: Any) -> dict[str, Any]:
+    """What a run was created from, as its handler reads it."""
+    data = run.to_dict()
+    keep = (
+        "assistant_id",
+        "thread_id",
+        "model",
+        "instructions",
+        "tools",
+        "metadata",
+        "temperature",
+        "top_p",
+        "max_prompt_tokens",
+        "max_completion_tokens",
+        "truncation_strategy",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+    )
+    return {key: data[key] for key in keep if key in data}

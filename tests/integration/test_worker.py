@@ -1,0 +1,445 @@
+"""The worker runtime: a handler's outcomes on every store, tool round trips, deltas,
+cancels, sync handlers and sync engines, the sweeps, a handed-back job, and the
+refusals of its construction. The cross-process faults (a cancel from another process,
+SIGTERM drain, SIGKILL recovery, PostgreSQL restarted mid-job) are in
+``test_worker_faults.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tables import pg_url
+
+from runstate import (
+    AsyncResponseEngine,
+    AsyncRunEngine,
+    Completed,
+    Failed,
+    Incomplete,
+    Job,
+    ResponseEngine,
+    ResponseStatus,
+    RunStatus,
+    SQLiteStore,
+    ValidationError,
+    Worker,
+    open_store_async,
+)
+from runstate._worker import HANDLER_ERROR
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'runs.db'}"
+    return pg_url(request.getfixturevalue("pg_schema"))
+
+
+async def until(check: Callable[[], Any], what: str) -> None:
+    """Wait, a loop turn at a time, until ``check()`` is true (the test's timeout bounds it)."""
+    while not await check():
+        await asyncio.sleep(0.01)
+    del what
+
+
+async def ended(engine: Any, object_id: str) -> Any:
+    """The object once no worker has it to do: ended, or waiting on its caller."""
+    while True:
+        obj = await engine.get(object_id)
+        if obj.status.value not in ("queued", "in_progress", "cancelling"):
+            return obj
+        await engine.wait_for_change(object_id, status=obj.status, timeout=1)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+# --- responses: every way a job ends --------------------------------------------------------
+
+
+async def streams_hello(job: Job) -> Completed:
+    assert job.request["model"] == "gpt-4o" and job.request["input"] == "Say hello"
+    assert [item["type"] for item in job.input] == ["message"]
+    for word in ("Hel", "lo"):
+        await job.emit("response.output_text.delta", {"delta": word})
+    return Completed(usage={"input_tokens": 2, "output_tokens": 2})
+
+
+def test_a_handler_streams_deltas_and_completes(url: str) -> None:
+    async def main() -> None:
+        engine = AsyncResponseEngine(await open_store_async(url), lease_seconds=5)
+        made = await engine.create(model="gpt-4o", input="Say hello")
+        async with Worker(engine, streams_hello, concurrency=2) as worker:
+            done = await ended(engine, made.id)
+        assert done.status is ResponseStatus.COMPLETED and done.output_text == "Hello"
+        assert done.usage["total_tokens"] == 4
+        types = [e.event for e in await engine.events(made.id)]
+        assert types[3:] == [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+        assert worker.ended == {"completed": 1}
+        await engine.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "check"),
+    [
+        (
+            Incomplete("max_output_tokens"),
+            ResponseStatus.INCOMPLETE,
+            lambda r: (
+                r.incomplete_details == {"reason": "max_output_tokens"} and r.output_text == "Hel"
+            ),
+        ),
+        (
+            Failed("rate_limit_exceeded", "Slow down."),
+            ResponseStatus.FAILED,
+            lambda r: r.error == {"code": "rate_limit_exceeded", "message": "Slow down."},
+        ),
+        (
+            KeyError("a secret the client must not see"),
+            ResponseStatus.FAILED,
+            lambda r: r.error == {"code": "server_error", "message": HANDLER_ERROR},
+        ),
+    ],
+    ids=["incomplete", "failed", "an exception"],
+)
+def test_how_a_response_job_ends_when_its_handler_raises(
+    url: str,
+    raised: BaseException,
+    status: ResponseStatus,
+    check: Callable[[Any], bool],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def handler(job: Job) -> None:
+        await job.emit("response.output_text.delta", {"delta": "Hel"})
+        raise raised
+
+    async def main() -> None:
+        engine = AsyncResponseEngine(await open_store_async(url))
+        made = await engine.create(model="gpt-4o", input="hi")
+        async with Worker(engine, handler):
+            done = await ended(engine, made.id)
+        assert done.status is status and check(done)
+        assert "a secret the client must not see" not in str(done.to_dict())
+        await engine.close()
+
+    with caplog.at_level(logging.ERROR, logger="runstate.worker"):
+        run(main())
+    if isinstance(raised, KeyError):  # logged, with its text, for the operator
+        assert "a secret the client must not see" in caplog.text
+
+
+def test_a_bad_result_fails_the_job(caplog: pytest.LogCaptureFixture) -> None:
+    async def handler(job: Job) -> str:
+        return "not a Completed"
+
+    async def main() -> None:
+        engine = AsyncResponseEngine()
+        made = await engine.create(model="m", input="hi")
+        async with Worker(engine, handler) as worker:
+            done = await ended(engine, made.id)
+        assert done.error == {"code": "server_error", "message": HANDLER_ERROR}
+        assert worker.ended == {"errored": 1}
+
+    run(main())
+    assert "returns a runstate.Completed or None, got str" in caplog.text
+
+
+# --- runs: the tool round trip ----------------------------------------------------------------
+
+
+def test_a_run_asks_for_a_tool_and_comes_back_as_a_new_job(url: str) -> None:
+    seen: list[tuple[int, str]] = []
+
+    async def handler(job: Job) -> Completed | None:
+        seen.append((job.attempt, job.object.status.value))
+        assert job.request["assistant_id"] == "asst_1" and job.request["model"] == "gpt-4o"
+        asked = any(e.event == "thread.run.requires_action" for e in await job.history())
+        if not asked:
+            await job.require_action([{"function": {"name": "lookup", "arguments": "{}"}}])
+            raise AssertionError("require_action ends the job")
+        return Completed(usage={"prompt_tokens": 1, "completion_tokens": 1})
+
+    async def main() -> None:
+        engine = AsyncRunEngine(await open_store_async(url))
+        made = await engine.create(
+            thread_id="t", assistant_id="asst_1", model="gpt-4o", version="v2"
+        )
+        async with Worker(engine, handler) as worker:
+            waiting = await ended(engine, made.id)
+            assert waiting.status is RunStatus.REQUIRES_ACTION
+            call = waiting.pending_tool_calls[0]
+            await engine.submit_tool_outputs(
+                made.id, [{"tool_call_id": call["id"], "output": "42"}]
+            )
+            done = await ended(engine, made.id)
+        assert done.status is RunStatus.COMPLETED and done.usage["total_tokens"] == 2
+        assert worker.ended == {"requires_action": 1, "completed": 1}
+        assert [attempt for attempt, _ in seen] == [1, 2]
+        await engine.close()
+
+    run(main())
+
+
+# --- cancels --------------------------------------------------------------------------------
+
+
+def test_a_cancel_reaches_the_handler_as_cancelled_error(url: str) -> None:
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def handler(job: Job) -> Completed:
+        await job.emit("response.output_text.delta", {"delta": "Once"})
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+        return Completed()
+
+    async def run_handler(job: Job) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    async def main() -> None:
+        store = await open_store_async(url)
+        responses, runs = AsyncResponseEngine(store), AsyncRunEngine(store)
+        made = await responses.create(model="m", input="hi")
+        async with Worker(responses, handler) as worker:
+            await started.wait()
+            await responses.cancel(made.id)
+            await stopped.wait()
+        assert (await responses.get(made.id)).status is ResponseStatus.CANCELLED
+        assert worker.ended == {"cancelled": 1}
+        started.clear(), stopped.clear()
+        two_phase = await runs.create(thread_id="t", assistant_id="a")
+        async with Worker(runs, run_handler) as worker:
+            await started.wait()
+            assert (await runs.cancel(two_phase.id)).status is RunStatus.CANCELLING
+            await stopped.wait()
+            done = await ended(runs, two_phase.id)
+        assert done.status is RunStatus.CANCELLED  # the runtime confirmed it
+        assert worker.ended == {"cancelled": 1}
+        await store.close()
+
+    run(main())
+
+
+# --- sync handlers and sync engines -----------------------------------------------------------
+
+
+def test_a_sync_handler_on_a_sync_engine_runs_in_threads(tmp_path: Path) -> None:
+    threads: set[int] = set()
+
+    def handler(job: Job) -> Completed:
+        threads.add(threading.get_ident())
+        job.emit("response.output_text.delta", {"delta": "Hi"})
+        job.text(" there")
+        return Completed()
+
+    engine = ResponseEngine(SQLiteStore(tmp_path / "r.db"))
+    made = [engine.create(model="m", input="hi") for _ in range(3)]
+
+    async def main() -> None:
+        async with Worker(engine, handler, concurrency=3) as worker:
+            while worker.ended.get("completed", 0) < 3:
+                await asyncio.sleep(0.01)
+
+    run(main())
+    assert {engine.get(r.id).output_text for r in made} == {"Hi there"}
+    assert threading.get_ident() not in threads
+    engine.close()
+
+
+def test_a_thread_handler_sees_the_cancel_and_check_raises(tmp_path: Path) -> None:
+    seen: list[str] = []
+    began = threading.Event()
+
+    def handler(job: Job) -> Completed:
+        job.text("Once")
+        began.set()
+        while not job.cancelled:
+            threading.Event().wait(0.01)
+        seen.append("saw it")
+        with pytest.raises(asyncio.CancelledError):
+            job.check()
+        seen.append("check raised")
+        return Completed()
+
+    async def main() -> None:
+        engine = AsyncResponseEngine(await open_store_async(f"sqlite:///{tmp_path / 'r.db'}"))
+        made = await engine.create(model="m", input="hi")
+        async with Worker(engine, handler) as worker:
+            await asyncio.to_thread(began.wait)
+            await engine.cancel(made.id)
+            while not worker.ended:
+                await asyncio.sleep(0.01)
+        assert worker.ended == {"cancelled": 1}
+        assert (await engine.get(made.id)).status is ResponseStatus.CANCELLED
+        await engine.close()
+
+    run(main())
+    assert seen == ["saw it", "check raised"]
+
+
+# --- stopping: a job handed back, the sweeps -------------------------------------------------
+
+
+def test_a_stopping_worker_hands_back_what_outlives_its_grace(url: str) -> None:
+    async def slow(job: Job) -> None:
+        await asyncio.sleep(60)
+
+    async def streams_then_waits(job: Job) -> None:
+        await job.text("Half")
+        await asyncio.sleep(60)
+
+    async def main() -> None:
+        store = await open_store_async(url)
+        runs, responses = AsyncRunEngine(store), AsyncResponseEngine(store)
+        queued_run = await runs.create(thread_id="t", assistant_id="a")
+        async with Worker(runs, slow, shutdown_grace=0.05) as worker:
+            await until(lambda: _status(runs, queued_run.id, "in_progress"), "claimed")
+        assert worker.ended == {"handed back": 1}
+        assert (await runs.get(queued_run.id)).status is RunStatus.QUEUED  # at once
+        streamed = await responses.create(model="m", input="hi")
+        async with Worker(responses, streams_then_waits, shutdown_grace=0) as worker:
+            await until(lambda: _has_output(responses, streamed.id), "streamed")
+        lost = await responses.get(streamed.id)
+        assert lost.status is ResponseStatus.FAILED
+        assert lost.error == {
+            "code": "server_error",
+            "message": "The worker generating this response was lost.",
+        }
+        assert lost.output[0]["status"] == "incomplete"
+        resumed = await responses.create(model="m", input="hi")
+        async with Worker(responses, streams_then_waits, shutdown_grace=0, resume=True):
+            await until(lambda: _has_output(responses, resumed.id), "streamed")
+        assert (await responses.get(resumed.id)).status is ResponseStatus.QUEUED
+        await store.close()
+
+    run(main())
+
+
+async def _status(engine: Any, object_id: str, status: str) -> bool:
+    return bool((await engine.get(object_id)).status.value == status)
+
+
+async def _has_output(engine: Any, object_id: str) -> bool:
+    return bool((await engine.get(object_id)).output)
+
+
+def test_a_worker_that_sweeps_recovers_a_lost_workers_job(tmp_path: Path) -> None:
+    async def handler(job: Job) -> Completed:
+        return Completed()
+
+    async def main() -> None:
+        engine = AsyncRunEngine(
+            await open_store_async(f"sqlite:///{tmp_path / 'r.db'}"), lease_seconds=1
+        )
+        made = await engine.create(thread_id="t", assistant_id="a")
+        assert await engine.claim("vanished") is not None  # a worker that then died
+        async with Worker(engine, handler, sweep_every=0.2) as worker:
+            done = await ended(engine, made.id)  # recovered once its lease ran out
+        assert done.status is RunStatus.COMPLETED and worker.ended == {"completed": 1}
+        await engine.close()
+
+    run(main())
+
+
+# --- what the runtime refuses -----------------------------------------------------------------
+
+
+async def _noop(job: Job) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("make", "param", "message"),
+    [
+        (
+            lambda e: Worker(e, "not callable"),
+            "handler",
+            "Invalid 'handler': expected a function taking a job, got str.",
+        ),
+        (
+            lambda e: Worker(object(), _noop),
+            "engine",
+            "Invalid 'engine': expected a RunEngine or a ResponseEngine (sync or async), got object.",
+        ),
+        (
+            lambda e: Worker(e, _noop, concurrency=0),
+            "concurrency",
+            "Invalid 'concurrency': expected an integer of at least 1, got 0.",
+        ),
+        (
+            lambda e: Worker(e, _noop, concurrency=True),
+            "concurrency",
+            "Invalid 'concurrency': expected an integer of at least 1, got True.",
+        ),
+        (
+            lambda e: Worker(e, _noop, shutdown_grace=-1),
+            "shutdown_grace",
+            "Invalid 'shutdown_grace': expected a number of seconds from 0 to 86400, got -1.",
+        ),
+        (
+            lambda e: Worker(e, _noop, sweep_every=0),
+            "sweep_every",
+            "Invalid 'sweep_every': expected more than 0 seconds.",
+        ),
+        (
+            lambda e: Worker(e, _noop, sweep_every="often"),
+            "sweep_every",
+            "Invalid 'sweep_every': expected a number of seconds from 0 to 86400, got 'often'.",
+        ),
+        (
+            lambda e: Worker(e, _noop, worker_id=""),
+            "worker_id",
+            "Invalid 'worker_id': expected a non-empty string.",
+        ),
+    ],
+)
+def test_bad_construction_is_refused_and_nothing_starts(
+    make: Callable[[Any], Worker], param: str, message: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        make(AsyncRunEngine())
+    assert (info.value.param, info.value.message) == (param, message)
+
+
+def test_a_run_job_has_no_stream_to_emit_to() -> None:
+    async def handler(job: Job) -> None:
+        with pytest.raises(ValidationError, match="A run's job has no stream"):
+            await job.emit("response.output_text.delta", {"delta": "x"})
+
+    async def main() -> None:
+        engine = AsyncRunEngine()
+        made = await engine.create(thread_id="t", assistant_id="a")
+        async with Worker(engine, handler):
+            assert (await ended(engine, made.id)).status is RunStatus.COMPLETED
+
+    run(main())
