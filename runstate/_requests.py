@@ -325,9 +325,9 @@ def _tag_of(untyped: list[tuple[str, frozenset[str]]]) -> Any:
     def tag(value: Any) -> Any:
         if not isinstance(value, dict):
             return _PLAIN
-        if "type" in value:
+        if value.get("type") is not None:
             return value["type"]
-        for name, required in untyped:
+        for name, required in untyped:  # no type, or a null one, which the SDK allows
             if required <= value.keys():
                 return name
         return untyped[0][0] if untyped else None
@@ -505,8 +505,8 @@ def input_item_ids(
     earlier = {item.get("id"): item for item in context}
     out = []
     for i, item in enumerate(items):
-        kind = item.get("type", "message")
-        if kind == "item_reference" or set(item) == {"id"}:
+        kind = item.get("type") or ("item_reference" if set(item) <= {"id", "type"} else "message")
+        if kind == "item_reference":
             if item["id"] not in earlier:
                 raise ValidationError(
                     f"Item with id '{item['id']}' not found.", param=f"input[{i}].id"

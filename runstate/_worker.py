@@ -475,23 +475,30 @@ class Worker:
         return result
 
     async def _watch(self, job: Job, handler: asyncio.Future[Any], state: _Watch) -> None:
-        """Keep the lease and listen for a cancel, until the handler is done."""
+        """Keep the lease and listen for a cancel, until the handler is done. A store
+        that does not answer within what is left of the lease counts as a failure: a
+        job whose lease could not be renewed for longer than the lease is stopped."""
         interval = max(self._lease / 3, 0.05)
         renewed = time.monotonic()
         status = job.object.status
         failures = 0
         while not handler.done():
+            left = self._lease - (time.monotonic() - renewed)
             try:
-                current = await self._call(
-                    "wait_for_change", job.id, status=status, timeout=interval
-                )
-                if current.status == status and time.monotonic() - renewed >= interval * 0.9:
-                    current = await self._call("heartbeat", job.id, self.worker_id)
-                    renewed = time.monotonic()
+                async with asyncio.timeout(max(left, 0.05)):
+                    current = await self._call(
+                        "wait_for_change",
+                        job.id,
+                        status=status,
+                        timeout=min(interval, max(left, 0.05)),
+                    )
+                    if current.status == status and time.monotonic() - renewed >= interval * 0.9:
+                        current = await self._call("heartbeat", job.id, self.worker_id)
+                        renewed = time.monotonic()
                 failures = 0
-            except StoreError as exc:
+            except (StoreError, TimeoutError) as exc:
                 failures += 1
-                if time.monotonic() - renewed > self._lease:
+                if time.monotonic() - renewed >= self._lease:
                     log.warning(
                         "%s: %s's lease could not be renewed for %ds; stopping it",
                         self.worker_id,
@@ -501,7 +508,8 @@ class Worker:
                     state.reason = "lease lost"
                     self._stop_handler(job, handler)
                     return
-                log.warning("%s: heartbeat of %s failed (%s)", self.worker_id, job.id, exc.message)
+                why = exc.message if isinstance(exc, StoreError) else "the store did not answer"
+                log.warning("%s: heartbeat of %s failed (%s)", self.worker_id, job.id, why)
                 await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
                 continue
             except (LeaseError, InvalidTransitionError, ObjectNotFoundError) as exc:

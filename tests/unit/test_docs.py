@@ -99,3 +99,8 @@ def test_nothing_refers_to_a_file_outside_the_repository() -> None:
 def test_the_responses_page_runs_as_written() -> None:
     page = run_page("responses")
     assert page["done"].output_text == '{"name": "a cat"}'  # type: ignore[attr-defined]
+
+
+def test_the_worker_page_runs_as_written() -> None:
+    page = run_page("worker")
+    assert page["Worker"] is runstate.Worker
