@@ -182,6 +182,10 @@ class Known:
     def forget(self, object_id: str) -> None:
         self._entries.pop(object_id, None)
 
+    def peek(self, object_id: str) -> StoredObject | None:
+        """The entry for ``object_id``, left in place."""
+        return self._entries.get(object_id)
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -398,6 +402,12 @@ class Engine(Generic[T]):
             return await self._bell.wait_async(*step)
         method, args, kwargs = step
         return await getattr(self.store, method)(*args, **kwargs)
+
+    def claims_of(self, object_id: str) -> int | None:
+        """How many times the object has been claimed, as this engine last stored it
+        (None if it holds no such entry): a worker's job reads it without a round trip."""
+        held = self._known.peek(object_id)
+        return None if held is None else held.attempts
 
     def observe(self, hook: Hook | None) -> None:
         """Tell ``hook`` of every operation, step, claim and sweep of this engine (None:

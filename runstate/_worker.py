@@ -41,8 +41,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Never
 
+from ._engine import Engine
 from ._errors import (
     InvalidTransitionError,
     LeaseError,
@@ -53,15 +54,21 @@ from ._errors import (
 )
 from ._events import RunEvent
 from ._faces import Async
+from .stores._bell import WAITING
 
 __all__ = ["Completed", "Failed", "Incomplete", "Job", "Worker"]
 
 log = logging.getLogger("runstate.worker")
 
-#: The longest a claim waits on the bell before the runtime looks at its stop flag.
+#: The longest an idle worker waits on the bell before it claims again (a ring missed
+#: while a store's listener reconnects is made up for this way).
 CLAIM_WAIT = 1.0
 #: How long the runtime backs off after a store error, doubled up to the last.
 BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+#: How long a job runs before the runtime first looks for a cancel (a cancel made in its
+#: first moments is heard after this; later ones at once). A job shorter than this costs
+#: no read of its object.
+WATCH_AFTER = 0.02
 #: What a job failed by an unexpected exception says (the exception itself is logged).
 HANDLER_ERROR = "The worker's handler failed; the error is in the worker's log."
 
@@ -242,8 +249,10 @@ class Worker:
         handle_signals: bool = False,
         sweep_every: float | None = None,
         resume: bool = False,
+        **unknown: Never,
     ) -> None:
-        from ._engine import Engine
+        for name in unknown:  # a type checker flags these; at run time, a clear refusal
+            raise ValidationError(f"Unknown option for Worker: '{name}'.", param=name)
 
         if not isinstance(engine, Engine):
             raise ValidationError(
@@ -359,14 +368,20 @@ class Worker:
     async def _claim_loop(self) -> None:
         assert self._stopping is not None
         slots = asyncio.Semaphore(self.concurrency)
+        bell = self.engine._bell  # the engine's: rung by every write this process hears
         failures = 0
         while not self._stopping.is_set():
-            await slots.acquire()
-            if self._stopping.is_set():
+            if slots.locked():  # every slot busy: wait for one, or for the stop
+                if not await self._unless_stopped(slots.acquire()):
+                    break
+            else:
+                await slots.acquire()  # at once
+            if self._stopping.is_set():  # both at once: the stop wins
                 slots.release()
                 break
+            mark = bell.mark(WAITING)  # before the claim: a create after it rings
             try:
-                claimed = await self._call("claim", self.worker_id, wait=CLAIM_WAIT)
+                claimed = await self._call("claim", self.worker_id)
             except StoreError as exc:
                 slots.release()
                 delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
@@ -379,10 +394,28 @@ class Worker:
             failures = 0
             if claimed is None:
                 slots.release()
+                # Idle: wait on the bell (a create or a hand-back in any process rings it;
+                # at worst the claim looks again after CLAIM_WAIT), or for the stop.
+                await self._unless_stopped(bell.wait_async(WAITING, mark, CLAIM_WAIT))
                 continue
             task = asyncio.ensure_future(self._run_job(claimed))
             self._jobs[claimed.id] = task
             task.add_done_callback(partial(self._job_done, claimed.id, slots))
+
+    async def _unless_stopped(self, waiting: Awaitable[Any]) -> bool:
+        """Await ``waiting`` unless the worker is stopped first (then it is cancelled);
+        whether it finished."""
+        assert self._stopping is not None
+        work = asyncio.ensure_future(waiting)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if work.done():
+            return not work.cancelled()
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        return False
 
     def _job_done(self, object_id: str, slots: asyncio.Semaphore, _: object) -> None:
         self._jobs.pop(object_id, None)
@@ -426,7 +459,12 @@ class Worker:
             return
         state = _Watch()
         handler = asyncio.ensure_future(self._invoke(job))
-        watcher = asyncio.ensure_future(self._watch(job, handler, state))
+        # A job that ends at once costs no watching: the watch starts a moment later.
+        watching: list[asyncio.Task[None]] = []
+        timer = asyncio.get_running_loop().call_later(
+            WATCH_AFTER,
+            lambda: watching.append(asyncio.ensure_future(self._watch(job, handler, state))),
+        )
         outcome: Any = None
         error: BaseException | None = None
         try:
@@ -436,7 +474,7 @@ class Worker:
                 job.cancelled = True
                 handler.cancel()
                 await asyncio.gather(handler, return_exceptions=True)
-                watcher.cancel()
+                await _stop_watching(timer, watching)
                 await self._hand_back(job)
                 return
             if not handler.done():
@@ -445,8 +483,7 @@ class Worker:
         except BaseException as exc:  # the handler's own outcome, decided on below
             error = exc
         finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            await _stop_watching(timer, watching)
         await self._finish(job, state, outcome, error)
 
     async def _job_for(self, claimed: Any) -> Job:
@@ -463,6 +500,9 @@ class Worker:
         return Job(self, claimed, attempt, request, items, events)
 
     async def _attempt(self, object_id: str) -> int:
+        known = self.engine.claims_of(object_id)  # what the claim stored, if still held
+        if known is not None:
+            return int(known)
         stored = await self._call_store("get", object_id)
         return int(stored.attempts) if stored is not None else 1
 
@@ -644,6 +684,13 @@ class _Watch:
     """Why the runtime stopped a handler, if it did."""
 
     reason: str | None = None
+
+
+async def _stop_watching(timer: asyncio.TimerHandle, watching: list[asyncio.Task[None]]) -> None:
+    timer.cancel()
+    for watcher in watching:
+        watcher.cancel()
+    await asyncio.gather(*watching, return_exceptions=True)
 
 
 def _cancelled(handler: asyncio.Future[Any]) -> BaseException:

@@ -1,11 +1,14 @@
-"""The example server in processes of its own, for the tests that drive it live."""
+"""The example server, and workers, in processes of their own, for the tests that drive
+them live."""
 
 from __future__ import annotations
 
+import queue
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +19,7 @@ from typing import IO
 import pytest
 
 SERVER = Path(__file__).parent.parent / "examples" / "openai_server"
+WORKER_SCRIPT = Path(__file__).parent / "worker_process.py"
 
 
 def free_port() -> int:
@@ -90,3 +94,56 @@ def serve(*args: str, executor_store: str | None = None) -> Iterator[str]:
         else:
             with executor(executor_store):
                 yield running.url
+
+
+class Process:
+    """A worker process and the lines it prints."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+
+    def wait_for(self, prefix: str) -> str:
+        """The next line starting with ``prefix`` (the test's timeout bounds the wait)."""
+        while True:
+            line = self.lines.get()
+            self.seen.append(line)
+            if line.startswith(prefix):
+                return line
+
+
+@contextmanager
+def worker_process(url: str, kind: str, handler: str, *args: str) -> Iterator[Process]:
+    """``tests/worker_process.py`` running a ``Worker`` on ``url``, ready when this yields."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(WORKER_SCRIPT),
+            "--store",
+            url,
+            "--kind",
+            kind,
+            "--handler",
+            handler,
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    running = Process(proc)
+    try:
+        running.wait_for("ready")
+        yield running
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+        assert proc.stdout is not None
+        proc.stdout.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 
 from runstate import (
     AsyncResponseEngine,
@@ -22,9 +23,11 @@ from runstate import (
     open_store_async,
 )
 
+TIMES = "--times" in sys.argv  # each line also says when (bench/worker.py reads it)
+
 
 def say(line: str) -> None:
-    print(line, flush=True)
+    print(f"{line} {time.time():.6f}" if TIMES else line, flush=True)
 
 
 async def slow(job: Job) -> Completed:
@@ -66,6 +69,7 @@ async def main() -> None:
     parser.add_argument("--grace", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--times", action="store_true")
     args = parser.parse_args()
     store = await open_store_async(args.store)
     make = AsyncRunEngine if args.kind == "runs" else AsyncResponseEngine

@@ -322,10 +322,13 @@ def test_a_stopping_worker_hands_back_what_outlives_its_grace(url: str) -> None:
         store = await open_store_async(url)
         runs, responses = AsyncRunEngine(store), AsyncResponseEngine(store)
         queued_run = await runs.create(thread_id="t", assistant_id="a")
-        async with Worker(runs, slow, shutdown_grace=0.05) as worker:
+        waiting = await runs.create(thread_id="t2", assistant_id="a")
+        # Every slot busy: the stop still ends the wait for a slot, and drains.
+        async with Worker(runs, slow, shutdown_grace=0.05, concurrency=1) as worker:
             await until(lambda: _status(runs, queued_run.id, "in_progress"), "claimed")
         assert worker.ended == {"handed back": 1}
         assert (await runs.get(queued_run.id)).status is RunStatus.QUEUED  # at once
+        assert (await runs.get(waiting.id)).status is RunStatus.QUEUED  # never claimed
         streamed = await responses.create(model="m", input="hi")
         async with Worker(responses, streams_then_waits, shutdown_grace=0) as worker:
             await until(lambda: _has_output(responses, streamed.id), "streamed")
@@ -420,6 +423,11 @@ async def _noop(job: Job) -> None:
             lambda e: Worker(e, _noop, worker_id=""),
             "worker_id",
             "Invalid 'worker_id': expected a non-empty string.",
+        ),
+        (
+            lambda e: Worker(e, _noop, concurency=2),  # type: ignore[call-arg]
+            "concurency",
+            "Unknown option for Worker: 'concurency'.",
         ),
     ],
 )

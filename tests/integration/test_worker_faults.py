@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import worker_process as worker
 from tables import pg_url
 
 from runstate import (
@@ -38,7 +35,6 @@ from runstate import (
 )
 
 pytestmark = pytest.mark.timeout(120)
-SCRIPT = Path(__file__).resolve().parents[1] / "worker_process.py"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -46,48 +42,6 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'runs.db'}"
     return pg_url(request.getfixturevalue("pg_schema"))
-
-
-class Process:
-    """A worker process and the lines it prints."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.strip())
-
-    def wait_for(self, prefix: str) -> str:
-        """The next line starting with ``prefix`` (the test's timeout bounds the wait)."""
-        while True:
-            line = self.lines.get()
-            self.seen.append(line)
-            if line.startswith(prefix):
-                return line
-
-
-@contextmanager
-def worker(url: str, kind: str, handler: str, *args: str) -> Iterator[Process]:
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--store", url, "--kind", kind, "--handler", handler, *args],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    running = Process(proc)
-    try:
-        running.wait_for("ready")
-        yield running
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 def test_a_cancel_from_another_process_reaches_the_handler(url: str) -> None:
@@ -121,6 +75,9 @@ def test_sigterm_drains_and_another_worker_takes_what_was_handed_back(url: str) 
             stopped = first.wait_for("stopped")
             assert stopped == "stopped [('handed back', 2)]"
             done = {second.wait_for("done").split()[1] for _ in made}
+            for run in made:  # its handler is done; the runtime completes it next
+                while (now := engine.get(run.id)).status is RunStatus.IN_PROGRESS:
+                    engine.wait_for_change(run.id, status=now.status, timeout=1)
     assert done == {run.id for run in made}
     assert {engine.get(run.id).status for run in made} == {RunStatus.COMPLETED}
     engine.close()
