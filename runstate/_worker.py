@@ -477,7 +477,7 @@ class Worker:
                 await _stop_watching(timer, watching)
                 await self._hand_back(job)
                 return
-            if not handler.done():
+            if not handler.done():  # pragma: no cover - the job's own task was cancelled
                 raise
             error = _cancelled(handler)
         except BaseException as exc:  # the handler's own outcome, decided on below
@@ -698,7 +698,7 @@ def _cancelled(handler: asyncio.Future[Any]) -> BaseException:
         handler.result()
     except BaseException as exc:
         return exc
-    return asyncio.CancelledError()
+    return asyncio.CancelledError()  # pragma: no cover - a cancelled handler has no result
 
 
 def _run_request(run: Any) -> dict[str, Any]:

@@ -451,3 +451,170 @@ def test_a_run_job_has_no_stream_to_emit_to() -> None:
             assert (await ended(engine, made.id)).status is RunStatus.COMPLETED
 
     run(main())
+
+
+# --- the runtime's own paths: faults at the engine's edge, odd handlers ---------------------
+
+
+class Flaky(AsyncRunEngine):
+    """A run engine whose store is away for its first ``claims`` claims and sweeps (the
+    runtime's backoff is what is tested; the store's own faults are in
+    ``test_worker_faults.py``)."""
+
+    def __init__(self, claims: int) -> None:
+        super().__init__()
+        self.left = claims
+
+    def _away(self) -> None:
+        from runstate import StoreError
+
+        if self.left > 0:
+            self.left -= 1
+            raise StoreError("the store is away")
+
+    async def claim(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self._away()
+        return await super().claim(*args, **kwargs)
+
+    async def expire_due(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self._away()
+        return await super().expire_due(*args, **kwargs)
+
+    def claims_of(self, object_id: str) -> int | None:
+        return None  # as if the engine held no entry: the job reads its claim count
+
+
+def test_a_store_away_is_backed_off_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        engine = Flaky(claims=3)
+        made = await engine.create(thread_id="t", assistant_id="a")
+        attempts: list[int] = []
+
+        async def handler(job: Job) -> None:
+            attempts.append(job.attempt)
+
+        async with Worker(engine, handler, sweep_every=0.05):
+            assert (await ended(engine, made.id)).status is RunStatus.COMPLETED
+        assert attempts == [1]
+
+    with caplog.at_level(logging.WARNING, logger="runstate.worker"):
+        run(main())
+    assert "claim failed (the store is away); retrying in" in caplog.text
+
+
+def test_the_rest_of_a_jobs_tools(url: str) -> None:
+    async def handler(job: Job) -> Completed:
+        await job.emit("response.progress", {"step": 1})  # a worker's own event
+        await job.text("Looking")
+        item = await job.function_call("lookup", '{"q": 1}', call_id="call_1")
+        assert item["call_id"] == "call_1"
+        return Completed()
+
+    async def main() -> None:
+        engine = AsyncResponseEngine(await open_store_async(url))
+        made = await engine.create(model="m", input="hi")
+        async with Worker(engine, handler):
+            done = await ended(engine, made.id)
+        assert [item["type"] for item in done.output] == ["message", "function_call"]
+        assert "response.progress" in [e.event for e in await engine.events(made.id)]
+        await engine.close()
+
+    run(main())
+
+
+def test_a_plain_function_returning_a_coroutine_is_awaited() -> None:
+    async def later(job: Job) -> Completed:
+        return Completed(usage={"prompt_tokens": 1, "completion_tokens": 1})
+
+    async def main() -> None:
+        engine = AsyncRunEngine()
+        made = await engine.create(thread_id="t", assistant_id="a", version="v2")
+        async with Worker(engine, lambda job: later(job)):
+            done = await ended(engine, made.id)
+        assert done.usage["total_tokens"] == 2
+
+    run(main())
+
+
+def test_a_response_deleted_mid_job_stops_it_and_ends_nothing() -> None:
+    began = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        began.set()
+        await asyncio.sleep(60)
+
+    async def main() -> None:
+        engine = AsyncResponseEngine()
+        made = await engine.create(model="m", input="hi")
+        async with Worker(engine, handler) as worker:
+            await began.wait()
+            await engine.delete(made.id)
+            while not worker.ended:
+                await asyncio.sleep(0.01)
+        assert worker.ended == {"gone": 1}
+
+    run(main())
+
+
+def test_stop_from_another_thread_and_before_running() -> None:
+    async def handler(job: Job) -> None:
+        return None
+
+    worker = Worker(AsyncRunEngine(), handler)
+    worker.stop()  # not running: nothing to stop
+
+    async def main() -> None:
+        runner = asyncio.ensure_future(worker.run())
+        while worker._stopping is None:
+            await asyncio.sleep(0)
+        await asyncio.to_thread(worker.stop)
+        await runner
+
+    run(main())
+
+
+def test_a_job_the_store_refuses_to_end_is_counted_not_raised() -> None:
+    async def main() -> None:
+        engine = AsyncResponseEngine()
+        made = await engine.create(model="m", input="hi")
+
+        async def handler(job: Job) -> Completed:
+            await engine.cancel(job.id)  # a cancel wins before the runtime's complete
+            return Completed()
+
+        async with Worker(engine, handler) as worker:
+            while not worker.ended:
+                await asyncio.sleep(0.01)
+        assert worker.ended in ({"refused": 1}, {"cancelled": 1})
+        assert (await engine.get(made.id)).status is ResponseStatus.CANCELLED
+
+    run(main())
+
+
+class Vanishing(AsyncResponseEngine):
+    """A response engine whose objects are gone by the time a job reads their request."""
+
+    async def request_of(self, response_id: str) -> Any:  # type: ignore[override]
+        from runstate import ResponseNotFoundError
+
+        raise ResponseNotFoundError(response_id)
+
+
+def test_an_object_gone_before_its_job_began_is_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        engine = Vanishing()
+        made = await engine.create(model="m", input="hi")
+        calls: list[str] = []
+
+        async def handler(job: Job) -> None:
+            calls.append(job.id)
+
+        async with Worker(engine, handler):
+            while (await engine.get(made.id)).status is ResponseStatus.QUEUED:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+        assert calls == []
+
+    with caplog.at_level(logging.INFO, logger="runstate.worker"):
+        run(main())
+    assert "before its job began: No response found with id" in caplog.text
