@@ -182,9 +182,6 @@ class Known:
     def forget(self, object_id: str) -> None:
         self._entries.pop(object_id, None)
 
-    def peek(self, object_id: str) -> StoredObject | None:
-        """The entry for ``object_id``, left in place."""
-        return self._entries.get(object_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +341,7 @@ class Engine(Generic[T]):
         self._listeners = Listeners()
         self._retries = 100
         self._known = Known(self.definition.terminal)
+        self._claim_counts: dict[str, int] = {}
         # Where waits hear of changes; a store without a bell is polled (nobody rings it).
         self._bell: Bell = getattr(self.store, "bell", None) or Bell()
         # A store written before claims took ``step`` is still served (without it).
@@ -404,10 +402,11 @@ class Engine(Generic[T]):
         return await getattr(self.store, method)(*args, **kwargs)
 
     def claims_of(self, object_id: str) -> int | None:
-        """How many times the object has been claimed, as this engine last stored it
-        (None if it holds no such entry): a worker's job reads it without a round trip."""
-        held = self._known.peek(object_id)
-        return None if held is None else held.attempts
+        """How many times the object had been claimed when this engine last claimed it
+        (None if it has not, or was asked already): a worker's job reads it without a
+        round trip. Kept apart from what the engine holds of each object, which a
+        concurrent read may replace with an older row."""
+        return self._claim_counts.pop(object_id, None)
 
     def observe(self, hook: Hook | None) -> None:
         """Tell ``hook`` of every operation, step, claim and sweep of this engine (None:
@@ -754,6 +753,10 @@ class Engine(Generic[T]):
             return None
         write, seqs = claimed
         self._known.written(write)
+        counts = self._claim_counts
+        counts[write.obj.id] = write.attempts
+        if len(counts) > 4096:  # claims nobody asked about: the oldest go
+            del counts[next(iter(counts))]
         self._publish(write.obj, write.steps, seqs, write.first_number, worker_id)
         if self._hook is not None:
             self._hook.claimed(self, write.obj, write.steps[-1].at)
