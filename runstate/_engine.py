@@ -183,7 +183,6 @@ class Known:
         self._entries.pop(object_id, None)
 
 
-
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What a change decided for one object: the steps it made (none for a change that
