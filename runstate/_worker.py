@@ -54,6 +54,7 @@ from ._errors import (
 )
 from ._events import RunEvent
 from ._faces import Async
+from ._validate import V2_SETTINGS
 from .stores._bell import WAITING
 
 __all__ = ["Completed", "Failed", "Incomplete", "Job", "Worker"]
@@ -704,20 +705,5 @@ def _cancelled(handler: asyncio.Future[Any]) -> BaseException:
 def _run_request(run: Any) -> dict[str, Any]:
     """What a run was created from, as its handler reads it."""
     data = run.to_dict()
-    keep = (
-        "assistant_id",
-        "thread_id",
-        "model",
-        "instructions",
-        "tools",
-        "metadata",
-        "temperature",
-        "top_p",
-        "max_prompt_tokens",
-        "max_completion_tokens",
-        "truncation_strategy",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-    )
+    keep = ("assistant_id", "thread_id", "model", "instructions", "tools", "metadata", *V2_SETTINGS)
     return {key: data[key] for key in keep if key in data}

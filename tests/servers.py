@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -147,3 +147,21 @@ def worker_process(url: str, kind: str, handler: str, *args: str) -> Iterator[Pr
         proc.wait(timeout=30)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def strict(response: Any) -> Any:
+    """The response read with the SDK's model, strictly, with nothing it does not know
+    but ``store``, which the public API echoes and this SDK's model leaves out."""
+    from openai.types.responses import Response as ClientResponse
+
+    ClientResponse.model_validate(response.model_dump(mode="json", exclude_unset=True))
+    assert set(response.model_extra or {}) <= {"store"}
+    return response
+
+
+def poll(client: Any, response_id: str) -> Any:
+    """Retrieve until the response has ended (bounded by the test's timeout), strictly."""
+    while True:
+        response = client.responses.retrieve(response_id)
+        if response.status not in ("queued", "in_progress"):
+            return strict(response)

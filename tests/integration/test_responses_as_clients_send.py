@@ -15,11 +15,10 @@ import httpx
 import openai
 import pytest
 from hypothesis import HealthCheck, given, settings
-from openai.types.responses import Response as ClientResponse
 from openai.types.responses import ResponseItem
 from pydantic import BaseModel, TypeAdapter
 from request_bodies import BODIES, within_documented_ranges
-from servers import SERVER
+from servers import SERVER, poll, strict
 
 from runstate import GATED_PARAMETERS
 
@@ -48,21 +47,6 @@ def client(url: str) -> Iterator[openai.OpenAI]:
 def http(url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=url, timeout=30) as made:
         yield made
-
-
-def strict(response: ClientResponse) -> ClientResponse:
-    """The response read with the SDK's model, strictly, with nothing it does not know
-    but ``store``, which the public API echoes and this SDK's model leaves out."""
-    ClientResponse.model_validate(response.model_dump(mode="json", exclude_unset=True))
-    assert set(response.model_extra or {}) <= {"store"}
-    return response
-
-
-def poll(client: openai.OpenAI, response_id: str) -> ClientResponse:
-    while True:
-        response = client.responses.retrieve(response_id)
-        if response.status not in ("queued", "in_progress"):
-            return strict(response)
 
 
 def refused(http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:

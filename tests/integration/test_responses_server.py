@@ -10,8 +10,7 @@ from typing import Any
 
 import openai
 import pytest
-from openai.types.responses import Response as ClientResponse
-from servers import SERVER
+from servers import SERVER, poll, strict
 
 sys.path.insert(0, str(SERVER))
 from scripted_executor import REPLY
@@ -24,21 +23,6 @@ WORDS = len(REPLY.split(" "))
 def client(url: str) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=url, api_key="test-key", max_retries=0) as made:
         yield made
-
-
-def strict(response: ClientResponse) -> ClientResponse:
-    ClientResponse.model_validate(response.model_dump(mode="json"), strict=False)
-    # Nothing the client does not know but ``store``, which its model leaves out.
-    assert set(response.model_extra or {}) <= {"store"}
-    return response
-
-
-def poll(client: openai.OpenAI, response_id: str) -> ClientResponse:
-    """Retrieve until the response has ended (bounded by the test's timeout)."""
-    while True:
-        response = client.responses.retrieve(response_id)
-        if response.status not in ("queued", "in_progress"):
-            return strict(response)
 
 
 def types_of(events: list[Any]) -> list[str]:
