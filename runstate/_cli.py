@@ -10,6 +10,9 @@
     runstate stats URL [--json]               objects by lifecycle and status, the queue
     runstate cancel URL ID [--json]           cancel a run or a background response
     runstate migrate URL                      upgrade the store's schema in place
+    runstate serve URL [--handler MODULE:FUNCTION] [--host H] [--port P] [--workers N]
+                   [--concurrency M] [--lease SECONDS] [--api-key KEY]
+                                              the Responses and runs APIs (runstate.server)
 
 On a terminal, ``runs``, ``responses`` and ``show`` print tables (the ``cli`` extra:
 rich) with times in ISO-8601 UTC; piped, they print the same rows as tab-separated lines
@@ -40,6 +43,7 @@ from ._model import RunStatus
 from ._response import ResponseStatus
 from ._responses import ResponseEngine
 from ._runs import RunEngine
+from ._serve import add_serve_parser, serve
 from ._validate import require_seconds
 from .stores import Store
 
@@ -52,7 +56,7 @@ ENGINES: dict[str, Callable[[Store], RunEngine | ResponseEngine]] = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="runstate", description="Inspect and sweep runstate stores."
+        prog="runstate", description="Inspect, sweep and serve runstate stores."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     diagram = sub.add_parser("diagram", help="print a lifecycle as a Mermaid state diagram")
@@ -102,11 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--json", action="store_true", help="print the object as JSON")
     migrate = sub.add_parser("migrate", help="upgrade a store's schema in place")
     migrate.add_argument("url")
+    add_serve_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args, parser)
     try:
         if args.command == "diagram":
             sys.stdout.write(mermaid(DEFINITIONS[args.lifecycle]))

@@ -38,8 +38,9 @@ def _postgres_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=urlencode(query))), schema
 
 
-def open_store(url: str, *, create: bool = True) -> Any:
-    """The store a URL names; ``create=False`` refuses a SQLite file that does not exist."""
+def check_url(url: Any) -> tuple[str, str]:
+    """What a store URL names, without opening anything: ``("memory", "")``,
+    ``("sqlite", path)`` or ``("postgresql", url)``; a ValidationError otherwise."""
     if not isinstance(url, str):
         raise ValidationError(
             f"A store URL must be a string, got {type(url).__name__}.", param="url"
@@ -55,7 +56,7 @@ def open_store(url: str, *, create: bool = True) -> Any:
     if scheme == "memory":
         if rest:
             raise ValidationError(f"memory:// takes no path, got {url!r}.", param="url")
-        return MemoryStore()
+        return "memory", ""
     if scheme == "sqlite":
         if not rest.startswith("/") or rest == "/":
             raise ValidationError(
@@ -63,10 +64,10 @@ def open_store(url: str, *, create: bool = True) -> Any:
                 "sqlite:////absolute/path.db.",
                 param="url",
             )
-        return SQLiteStore(rest[1:], create=create)
+        return "sqlite", rest[1:]
     if scheme in _POSTGRES:
-        conninfo, schema = _postgres_url(url)
-        return PostgresStore(conninfo, schema=schema)
+        _postgres_url(url)
+        return "postgresql", url
     raise ValidationError(
         f"Unknown store scheme {scheme!r} in {url!r}; runstate knows memory://, sqlite:/// "
         "and postgresql://.",
@@ -74,11 +75,21 @@ def open_store(url: str, *, create: bool = True) -> Any:
     )
 
 
+def open_store(url: str, *, create: bool = True) -> Any:
+    """The store a URL names; ``create=False`` refuses a SQLite file that does not exist."""
+    kind, target = check_url(url)
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        return SQLiteStore(target, create=create)
+    conninfo, schema = _postgres_url(url)
+    return PostgresStore(conninfo, schema=schema)
+
+
 async def open_store_async(url: str, *, create: bool = True) -> Any:
     """The async store a URL names: PostgreSQL on psycopg's async pool; SQLite through
     worker threads; memory called in the event loop (see ``AsyncStore``)."""
-    if isinstance(url, str) and url.partition("://")[0] in _POSTGRES:
-        require_string(url, "url")
+    if check_url(url)[0] == "postgresql":
         conninfo, schema = _postgres_url(url)
         return await AsyncPostgresStore.open(conninfo, schema=schema)
     sync = open_store(url, create=create)

@@ -400,6 +400,13 @@ class Engine(Generic[T]):
         method, args, kwargs = step
         return await getattr(self.store, method)(*args, **kwargs)
 
+    @property
+    def bell(self) -> Bell:
+        """Where this engine hears of changes, in this process or (through the store's
+        feed) another: a runtime built on the engine marks it before a claim and waits on
+        it when the claim found nothing (``runstate.Worker`` does)."""
+        return self._bell
+
     def claims_of(self, object_id: str) -> int | None:
         """How many times the object had been claimed when this engine last claimed it
         (None if it has not, or was asked already): a worker's job reads it without a

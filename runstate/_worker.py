@@ -119,6 +119,7 @@ class Job:
       response's input items, with the context it continues (``previous_response_id``);
     - ``events``: the events so far, for a response resumed after a lost worker
       (``resume=True``); empty otherwise;
+    - ``kind``: ``"response"`` or ``"run"``;
     - ``cancelled``: True once a cancel came (a thread handler looks, or calls
       ``check()``, which raises ``asyncio.CancelledError``).
 
@@ -133,6 +134,7 @@ class Job:
         request: dict[str, Any],
         input: list[dict[str, Any]],
         events: list[RunEvent],
+        worker_id: str | None,
     ) -> None:
         self.object = obj
         self.attempt = attempt
@@ -140,6 +142,8 @@ class Job:
         self.input = input
         self.events = events
         self.cancelled = False
+        #: The lease's holder; None for a foreground object, which no worker claimed.
+        self.worker_id = worker_id
         self._worker = worker
         self._message_open = False
         self._ending = False
@@ -147,6 +151,11 @@ class Job:
     @property
     def id(self) -> str:
         return str(self.object.id)
+
+    @property
+    def kind(self) -> str:
+        """What the job is about: ``"response"`` or ``"run"`` (a lifecycle's kind)."""
+        return str(self._worker.engine.kind)
 
     def check(self) -> None:
         """Raise ``asyncio.CancelledError`` if the job was cancelled (for a thread
@@ -187,16 +196,14 @@ class Job:
         if type == "response.output_text.delta":
             await self._text(data.get("delta", ""), data.get("logprobs"))
             return
-        await self._worker._call("append", self.id, type, data, worker_id=self._worker.worker_id)
+        await self._worker._call("append", self.id, type, data, worker_id=self.worker_id)
 
     async def _text(self, delta: str, logprobs: Sequence[dict[str, Any]] | None) -> None:
         worker = self._worker
         if not self._message_open:
-            await worker._call("open_message", self.id, worker_id=worker.worker_id)
+            await worker._call("open_message", self.id, worker_id=self.worker_id)
             self._message_open = True
-        await worker._call(
-            "add_text", self.id, delta, logprobs=logprobs, worker_id=worker.worker_id
-        )
+        await worker._call("add_text", self.id, delta, logprobs=logprobs, worker_id=self.worker_id)
 
     async def _function_call(self, name: str, arguments: str, call_id: str | None) -> Any:
         await self._close_message()
@@ -206,19 +213,17 @@ class Job:
             name=name,
             arguments=arguments,
             call_id=call_id,
-            worker_id=self._worker.worker_id,
+            worker_id=self.worker_id,
         )
 
     async def _close_message(self) -> None:
         if self._message_open:
-            await self._worker._call("close_message", self.id, worker_id=self._worker.worker_id)
+            await self._worker._call("close_message", self.id, worker_id=self.worker_id)
             self._message_open = False
 
     async def _require_action(self, tool_calls: Sequence[dict[str, Any]]) -> None:
         self._ending = True  # the status it moves to is this job's own doing, not a cancel
-        await self._worker._call(
-            "require_action", self.id, tool_calls, worker_id=self._worker.worker_id
-        )
+        await self._worker._call("require_action", self.id, tool_calls, worker_id=self.worker_id)
         raise _Ended
 
 
@@ -334,8 +339,9 @@ class Worker:
     async def run(self) -> None:
         """Claim and run jobs until ``stop()`` (or, with ``handle_signals``, SIGTERM or
         SIGINT); then drain, hand back what is left, and return."""
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.get_ident()
+        self._loop = None
+        self._attach()
+        assert self._loop is not None
         self._stopping = asyncio.Event()
         # A thread per job's handler and per job's watch, the claim and the sweep.
         self._threads = ThreadPoolExecutor(2 * self.concurrency + 2, "runstate-worker")
@@ -351,6 +357,7 @@ class Worker:
                 await asyncio.gather(sweeper, return_exceptions=True)
             await self._drain()
             self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
             if self.handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     self._loop.remove_signal_handler(sig)
@@ -369,7 +376,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         assert self._stopping is not None
         slots = asyncio.Semaphore(self.concurrency)
-        bell = self.engine._bell  # the engine's: rung by every write this process hears
+        bell = self.engine.bell  # the engine's: rung by every write this process hears
         failures = 0
         while not self._stopping.is_set():
             if slots.locked():  # every slot busy: wait for one, or for the stop
@@ -399,7 +406,7 @@ class Worker:
                 # at worst the claim looks again after CLAIM_WAIT), or for the stop.
                 await self._unless_stopped(bell.wait_async(WAITING, mark, CLAIM_WAIT))
                 continue
-            task = asyncio.ensure_future(self._run_job(claimed))
+            task = asyncio.ensure_future(self._run_job(claimed, self.worker_id))
             self._jobs[claimed.id] = task
             task.add_done_callback(partial(self._job_done, claimed.id, slots))
 
@@ -451,10 +458,24 @@ class Worker:
 
     # --- one job ------------------------------------------------------------------------------
 
-    async def _run_job(self, claimed: Any) -> None:
+    async def perform(self, obj: Any) -> None:
+        """Run the handler on ``obj`` now, in this task: an object no worker claimed (a
+        foreground response, which its server generates while the client waits). The
+        job is the same and ends the same way; there is no lease to keep, but a change
+        from elsewhere (a time-out) still stops the handler."""
+        self._attach()
+        await self._run_job(obj, None)
+
+    def _attach(self) -> None:
+        """Bind the worker to the running loop (and its thread) once."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.get_ident()
+
+    async def _run_job(self, claimed: Any, worker_id: str | None) -> None:
         object_id = claimed.id
         try:
-            job = await self._job_for(claimed)
+            job = await self._job_for(claimed, worker_id)
         except RunStateError as exc:  # it moved on (cancelled, deleted) before it began
             log.info("%s: %s before its job began: %s", self.worker_id, object_id, exc.message)
             return
@@ -487,7 +508,7 @@ class Worker:
             await _stop_watching(timer, watching)
         await self._finish(job, state, outcome, error)
 
-    async def _job_for(self, claimed: Any) -> Job:
+    async def _job_for(self, claimed: Any, worker_id: str | None) -> Job:
         if self._responses:
             request = await self._call("request_of", claimed.id)
             items = await self._call("context_of", claimed.id)
@@ -497,8 +518,8 @@ class Worker:
         else:
             request = _run_request(claimed)
             items, events = [], []
-        attempt = await self._attempt(claimed.id)
-        return Job(self, claimed, attempt, request, items, events)
+        attempt = await self._attempt(claimed.id) if worker_id is not None else 1
+        return Job(self, claimed, attempt, request, items, events, worker_id)
 
     async def _attempt(self, object_id: str) -> int:
         known = self.engine.claims_of(object_id)  # what the claim stored, if still held
@@ -534,7 +555,8 @@ class Worker:
                         timeout=min(interval, max(left, 0.05)),
                     )
                     if current.status == status and time.monotonic() - renewed >= interval * 0.9:
-                        current = await self._call("heartbeat", job.id, self.worker_id)
+                        if job.worker_id is not None:  # a foreground job has no lease
+                            current = await self._call("heartbeat", job.id, job.worker_id)
                         renewed = time.monotonic()
                 failures = 0
             except (StoreError, TimeoutError) as exc:
@@ -573,7 +595,7 @@ class Worker:
         self, job: Job, state: _Watch, outcome: Any, error: BaseException | None
     ) -> None:
         """End the job from what its handler returned or raised."""
-        engine_id, worker = job.id, self.worker_id
+        engine_id, worker = job.id, job.worker_id
         try:
             if isinstance(error, _Ended):
                 self._count("requires_action")
@@ -668,7 +690,9 @@ class Worker:
     async def _in_thread(self, work: Callable[[], Any]) -> Any:
         """``work`` on the worker's own threads: a sync engine's waits (a claim, a
         watch) block a thread each, and the loop's default pool is too small for them."""
-        assert self._loop is not None and self._threads is not None
+        assert self._loop is not None
+        if self._threads is None:  # a job performed by a worker that is not running
+            return await asyncio.to_thread(work)
         return await self._loop.run_in_executor(self._threads, work)
 
     def _bridge(self, coroutine: Awaitable[Any]) -> Any:

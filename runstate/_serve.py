@@ -1,0 +1,106 @@
+"""``runstate serve URL``: the server (``runstate.server``) on uvicorn, with the sweeps,
+so one command is a complete service.
+
+    runstate serve sqlite:///runs.db --handler myservice.model:generate --port 8000
+
+Without ``--handler`` it serves ``runstate.server.demo``, the scripted demo model.
+Options that do not parse, a handler that does not import or is not callable, and
+values the server refuses are one line on stderr and exit code 2; nothing starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Any
+
+from ._errors import ValidationError
+
+DEMO = "runstate.server:demo"
+
+
+def add_serve_parser(sub: Any) -> None:
+    serve = sub.add_parser(
+        "serve", help="serve the Responses and runs APIs, with a handler's Workers"
+    )
+    serve.add_argument("url", help="store URL, e.g. sqlite:///runs.db")
+    serve.add_argument(
+        "--handler",
+        default=DEMO,
+        metavar="MODULE:FUNCTION",
+        help=f"the handler each job runs (default: {DEMO}, the scripted demo model)",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="Workers of each kind in this process (0: none)"
+    )
+    serve.add_argument("--concurrency", type=int, default=8, help="jobs at once per Worker")
+    serve.add_argument("--lease", type=int, default=30, help="seconds a claim lasts unrenewed")
+    serve.add_argument("--ttl", type=int, default=600, help="seconds before a queued run expires")
+    serve.add_argument(
+        "--sweep-every",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="time out due objects and recover lost workers' this often (default 1)",
+    )
+    serve.add_argument(
+        "--poll-after-ms", type=int, default=100, help="the poll interval run clients are told"
+    )
+    serve.add_argument(
+        "--api-key",
+        default=os.environ.get("RUNSTATE_API_KEY"),
+        help="serve only requests with this bearer key (default: $RUNSTATE_API_KEY, or none)",
+    )
+    serve.add_argument("--metrics", action="store_true", help="serve /metrics (Prometheus)")
+
+
+def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        import uvicorn
+
+        from .server import bearer, create_app
+    except ImportError as exc:  # pragma: no cover - the test extra installs the server
+        parser.error(f"serve needs the server extra (pip install 'runstate[server]'): {exc}")
+    handler = load_handler(args.handler, parser)
+    try:
+        app = create_app(
+            args.url,
+            handler,
+            workers=args.workers,
+            concurrency=args.concurrency,
+            auth=bearer(args.api_key) if args.api_key is not None else None,
+            metrics=args.metrics,
+            lease=args.lease,
+            ttl=args.ttl,
+            sweep_every=args.sweep_every,
+            poll_after_ms=args.poll_after_ms,
+        )
+    except ValidationError as exc:
+        parser.error(exc.message)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def load_handler(spec: str, parser: argparse.ArgumentParser) -> Any:
+    """The callable ``module:attribute`` names, or one line and exit code 2."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        parser.error(f"--handler: expected MODULE:FUNCTION, got {spec!r}")
+    sys.path.insert(0, os.getcwd())  # a handler beside the service, as uvicorn finds apps
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # its import failed: say how, in one line
+        parser.error(f"--handler: cannot import {module_name!r}: {type(exc).__name__}: {exc}")
+    handler = module
+    for name in attribute.split("."):
+        try:
+            handler = getattr(handler, name)
+        except AttributeError:
+            parser.error(f"--handler: {module_name!r} has no {attribute!r}")
+    if not callable(handler):
+        parser.error(f"--handler: {spec} is not callable (a {type(handler).__name__})")
+    return handler

@@ -1,0 +1,55 @@
+"""``/metrics``: the engines' metrics in the Prometheus text format, through the
+OpenTelemetry Prometheus exporter.
+
+The exporter registers with ``prometheus_client``'s registry, which is one per process:
+so the reader and its ``Telemetry`` are made once per process, and each app that serves
+metrics adds its engines to it when it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from .._errors import RunStateError
+from ..telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from ._app import Service
+    from ._http import Auth
+
+
+@functools.cache
+def process_telemetry() -> Telemetry:
+    """The process's ``Telemetry``, on a meter provider read by the Prometheus exporter."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    return Telemetry(meter_provider=MeterProvider(metric_readers=[PrometheusMetricReader()]))
+
+
+def add_metrics_route(app: FastAPI, service: Service, auth: Auth | None) -> None:
+    from ._http import _accepted, unauthorized
+
+    counted: set[int] = set()
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        """The queue figures are read from the store now, when they are asked for."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        if auth is not None and not await _accepted(auth, request):
+            return unauthorized(request)
+        telemetry = process_telemetry()
+        for engine in (service.runs, service.responses):
+            if engine is not None and id(engine) not in counted:
+                counted.add(id(engine))
+                telemetry.add(engine)
+        with contextlib.suppress(RunStateError):
+            await telemetry.refresh()
+        body: Any = generate_latest()
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
