@@ -65,7 +65,7 @@ def rate(base: str, send: Callable[[httpx.Client], httpx.Response]) -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name, url in {"memory": "memory://", "sqlite": f"sqlite:///{folder}/r.db"}.items():
-            with serve("--store", url, "--executors", "0") as base:
+            with serve(url, "--workers", "0") as base:
                 # The most common body a client sends; the code before issue 18 refused
                 # it, so it is measured with the same message spelled with its 'type'.
                 probe = httpx.post(f"{base}/responses", json=BODY, timeout=30)

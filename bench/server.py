@@ -33,7 +33,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as folder:
             for name, url in stores.items():
-                with serve("--store", url.format(folder=folder), "--executors", "4") as base:
+                with serve(url.format(folder=folder), "--workers", "4") as base:
                     report = run_load(base, requests=4000, clients=8)
                 print(f"{name} store, 8 clients, 4 executor workers:")
                 for line in report.lines():

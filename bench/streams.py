@@ -117,7 +117,7 @@ def idle_streams() -> None:
 
     ctx = multiprocessing.get_context("spawn")
     print(f"1. one server (memory store), {CLIENTS} clients x {CYCLES} cycles of 5 requests")
-    with server("--store", "memory://", "--executors", "0") as running:
+    with server("memory://", "--workers", "0") as running:
         base = running.url
         with httpx.Client(base_url=base, timeout=30) as http:
             ids = [
@@ -163,8 +163,8 @@ def cancel_latency(postgres: str, samples: int = 30) -> None:
     print(f"3. cancel on replica B, seen by the worker on replica A (PostgreSQL, {samples} runs)")
     try:
         with (
-            server("--store", store, "--executors", "1") as a,
-            server("--store", store, "--executors", "0") as b,
+            server(store, "--workers", "1") as a,
+            server(store, "--workers", "0") as b,
             httpx.Client(base_url=a.url, timeout=30) as on_a,
             httpx.Client(base_url=b.url, timeout=30) as on_b,
         ):

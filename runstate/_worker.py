@@ -345,9 +345,10 @@ class Worker:
         self._stopping = asyncio.Event()
         # A thread per job's handler and per job's watch, the claim and the sweep.
         self._threads = ThreadPoolExecutor(2 * self.concurrency + 2, "runstate-worker")
-        if self.handle_signals:
+        if self.handle_signals:  # one handler stops every such Worker of the process
+            _SIGNALLED.add(self)
             for sig in (signal.SIGTERM, signal.SIGINT):
-                self._loop.add_signal_handler(sig, self.stop)
+                self._loop.add_signal_handler(sig, _stop_signalled)
         sweeper = asyncio.ensure_future(self._sweep()) if self.sweep_every else None
         try:
             await self._claim_loop()
@@ -359,8 +360,10 @@ class Worker:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None
             if self.handle_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    self._loop.remove_signal_handler(sig)
+                _SIGNALLED.discard(self)
+                if not _SIGNALLED:
+                    for sig in (signal.SIGTERM, signal.SIGINT):
+                        self._loop.remove_signal_handler(sig)
 
     async def __aenter__(self) -> Worker:
         self._background = asyncio.ensure_future(self.run())
@@ -702,6 +705,15 @@ class Worker:
             return coroutine
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()  # type: ignore[arg-type]
+
+
+#: The running Workers that stop on SIGTERM or SIGINT.
+_SIGNALLED: set[Worker] = set()
+
+
+def _stop_signalled() -> None:
+    for worker in list(_SIGNALLED):
+        worker.stop()
 
 
 @dataclass

@@ -83,8 +83,8 @@ def run_v2_in(lifecycle_v2: RunLifecycle, clock: ManualClock) -> Callable[[RunSt
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    """The example server, live on 127.0.0.1, one per test module that asks for it."""
+    """``runstate serve``, live on 127.0.0.1 with metrics, one per test module that asks."""
     from servers import serve
 
-    with serve() as base:
+    with serve("memory://", "--metrics") as base:
         yield base

@@ -1,4 +1,4 @@
-"""The example server, and workers, in processes of their own, for the tests that drive
+"""``runstate serve`` and workers in processes of their own, for the tests that drive
 them live."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import pytest
 
+#: The example scripts that go with the server: a worker process and a load generator.
 SERVER = Path(__file__).parent.parent / "examples" / "openai_server"
 WORKER_SCRIPT = Path(__file__).parent / "worker_process.py"
 
@@ -39,13 +40,25 @@ class Running:
 
 
 @contextmanager
-def server(*args: str, killed_ok: bool = False) -> Iterator[Running]:
-    """One server process on a free port, ready when this yields; stopped (or found
-    killed, with ``killed_ok``) afterwards, and its log free of tracebacks."""
+def server(store: str = "memory://", *args: str, killed_ok: bool = False) -> Iterator[Running]:
+    """``runstate serve store`` on a free port, ready when this yields (the demo model's
+    Workers in it unless ``--workers 0``; sweeps every 0.25 s); stopped (or found killed,
+    with ``killed_ok``) afterwards, and its log free of tracebacks."""
     port = free_port()
-    command = [sys.executable, "serve.py", "--port", str(port), "--poll-after-ms", "20", *args]
+    command = [
+        *RUNSTATE,
+        "serve",
+        store,
+        "--port",
+        str(port),
+        "--poll-after-ms",
+        "20",
+        "--sweep-every",
+        "0.25",
+        *args,
+    ]
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(command, cwd=SERVER, stdout=log, stderr=log)
+        proc = subprocess.Popen(command, stdout=log, stderr=log)
         try:
             deadline = time.monotonic() + 30
             while True:  # a readiness probe: the port accepts once uvicorn is up
@@ -68,11 +81,16 @@ def server(*args: str, killed_ok: bool = False) -> Iterator[Running]:
         assert killed_ok or b"Traceback" not in text, text.decode()
 
 
+#: The ``runstate`` command, run by this Python.
+RUNSTATE = [sys.executable, "-m", "runstate"]
+
+
 @contextmanager
-def executor(store: str) -> Iterator[subprocess.Popen[bytes]]:
-    """The scripted executor in a process of its own, on ``store``."""
+def worker_elsewhere(store: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The demo model's Workers in a process of their own, on ``store``
+    (``examples/openai_server/worker.py``)."""
     proc = subprocess.Popen(
-        [sys.executable, "scripted_executor.py", "--store", store],
+        [sys.executable, "worker.py", store],
         cwd=SERVER,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -85,14 +103,16 @@ def executor(store: str) -> Iterator[subprocess.Popen[bytes]]:
 
 
 @contextmanager
-def serve(*args: str, executor_store: str | None = None) -> Iterator[str]:
-    """The server in its own process; with ``executor_store``, the scripted executor in
-    another process on that store and none in the server."""
-    with server(*args) as running:
-        if executor_store is None:
+def serve(store: str = "memory://", *args: str, executor: bool = False) -> Iterator[str]:
+    """The server in its own process; with ``executor``, the demo model's Workers in
+    another process on the same store and none in the server."""
+    if executor:
+        args = (*args, "--workers", "0")
+    with server(store, *args) as running:
+        if not executor:
             yield running.url
         else:
-            with executor(executor_store):
+            with worker_elsewhere(store):
                 yield running.url
 
 

@@ -31,6 +31,8 @@ class Report:
     statuses: dict[int, int] = field(default_factory=dict)
     final: dict[str, int] = field(default_factory=dict)
     unfinished: list[str] = field(default_factory=list)
+    #: The messages of the 4xx answers (a cancel that came after the run had ended).
+    refusals: list[str] = field(default_factory=list)
 
     @property
     def server_errors(self) -> int:
@@ -72,6 +74,8 @@ def run_load(url: str, requests: int = 2000, clients: int = 8, deadline: float =
         with lock:
             report.latencies.append(elapsed)
             report.statuses[response.status_code] = report.statuses.get(response.status_code, 0) + 1
+            if 400 <= response.status_code < 500:
+                report.refusals.append(response.json()["error"]["message"])
         return response
 
     def client_loop(n: int) -> None:

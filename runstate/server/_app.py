@@ -98,6 +98,8 @@ class Service:
         self._performers: dict[str, Worker] = {}
         self._inline: set[asyncio.Future[Any]] = set()
         self.started = False
+        #: A ``runstate.telemetry.Telemetry`` told of the engines when they are made.
+        self.telemetry: Any = None
 
     def _kinds(self) -> set[str]:
         if isinstance(self._source, tuple):
@@ -155,6 +157,10 @@ class Service:
         async with contextlib.AsyncExitStack() as stack:
             self._open(await self._store(stack))
             self.started = True
+            if self.telemetry is not None:
+                for engine in (self.runs, self.responses):
+                    if engine is not None:
+                        self.telemetry.add(engine)
             stack.callback(self._forget_engines)
             engines = [e for e in (self.runs, self.responses) if e is not None]
             if self.handler is not None:
@@ -288,6 +294,7 @@ def router(
     poll_after_ms: int = 100,
     shutdown_grace: float = 30.0,
     max_body_bytes: int = 1 << 20,
+    telemetry: Any = None,
     **unknown: Never,
 ) -> APIRouter:
     """The Responses API and the runs API (``/v1/...``) as a FastAPI router, for an
@@ -303,7 +310,8 @@ def router(
     ``ttl`` and ``capabilities`` (default: the handler's ``capabilities``) configure the
     engines the app makes. ``sweep_every``: run the time-outs and the recovery of lost
     workers that often (None: ``runstate sweep`` does). ``keepalive``: the seconds an
-    idle stream waits before a keep-alive comment.
+    idle stream waits before a keep-alive comment. ``telemetry``: a
+    ``runstate.telemetry.Telemetry`` to record the engines' metrics and traces.
     """
     for name in unknown:
         raise ValidationError(f"Unknown option for runstate.server: '{name}'.", param=name)
@@ -326,6 +334,7 @@ def router(
         poll_after_ms=poll_after_ms,
         shutdown_grace=shutdown_grace,
     )
+    service.telemetry = telemetry
     routes = APIRouter(route_class=route_class(max_body_bytes, auth), lifespan=service.lifespan)
     if "run" in service.serves:
         add_runs_routes(routes, service)
@@ -363,7 +372,9 @@ def create_app(
         return refusal(request, exc)
 
     if metrics:
-        from ._metrics import add_metrics_route
+        from ._metrics import add_metrics_route, process_telemetry
 
-        add_metrics_route(app, service, auth)
+        if service.telemetry is None:
+            service.telemetry = process_telemetry()
+        add_metrics_route(app, service.telemetry, auth)
     return app

@@ -123,8 +123,9 @@ def refusal(request: Request, exc: Exception) -> JSONResponse:
     return error_body(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
-class _TooLarge(Exception):
-    pass
+def _too_large(limit: int) -> HTTPException:
+    """A body over the limit (an HTTPException: FastAPI lets those through as they are)."""
+    return HTTPException(413, f"Request body too large: the limit is {limit} bytes.")
 
 
 def route_class(max_body_bytes: int, auth: Auth | None) -> type[APIRoute]:
@@ -139,17 +140,12 @@ def route_class(max_body_bytes: int, auth: Auth | None) -> type[APIRoute]:
             async def handler(request: Request) -> Response:
                 if auth is not None and not await _accepted(auth, request):
                     return unauthorized(request)
-                too_large = error_body(
-                    413, f"Request body too large: the limit is {max_body_bytes} bytes."
-                )
                 length = request.headers.get("content-length")
                 if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
-                    return too_large
+                    return refusal(request, _too_large(max_body_bytes))
                 limited = Request(request.scope, _counted(request.receive, max_body_bytes))
                 try:
                     response: Response = await handle(limited)
-                except _TooLarge:
-                    return too_large
                 except (RunStateError, RequestValidationError, HTTPException) as exc:
                     return refusal(request, exc)
                 return response
@@ -174,7 +170,7 @@ def _counted(receive: Receive, limit: int) -> Receive:
         message = await receive()
         seen += len(message.get("body", b""))
         if seen > limit:
-            raise _TooLarge
+            raise _too_large(limit)
         return message
 
     return counted

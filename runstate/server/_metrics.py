@@ -3,7 +3,7 @@ OpenTelemetry Prometheus exporter.
 
 The exporter registers with ``prometheus_client``'s registry, which is one per process:
 so the reader and its ``Telemetry`` are made once per process, and each app that serves
-metrics adds its engines to it when it starts.
+metrics adds its engines to it when it starts (``Service.telemetry``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from .._errors import RunStateError
 from ..telemetry import Telemetry
 
 if TYPE_CHECKING:
-    from ._app import Service
     from ._http import Auth
 
 
@@ -32,10 +31,9 @@ def process_telemetry() -> Telemetry:
     return Telemetry(meter_provider=MeterProvider(metric_readers=[PrometheusMetricReader()]))
 
 
-def add_metrics_route(app: FastAPI, service: Service, auth: Auth | None) -> None:
+def add_metrics_route(app: FastAPI, telemetry: Telemetry, auth: Auth | None) -> None:
+    """``/metrics`` on ``app``: what ``telemetry`` (the process's) has recorded."""
     from ._http import _accepted, unauthorized
-
-    counted: set[int] = set()
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
@@ -44,11 +42,6 @@ def add_metrics_route(app: FastAPI, service: Service, auth: Auth | None) -> None
 
         if auth is not None and not await _accepted(auth, request):
             return unauthorized(request)
-        telemetry = process_telemetry()
-        for engine in (service.runs, service.responses):
-            if engine is not None and id(engine) not in counted:
-                counted.add(id(engine))
-                telemetry.add(engine)
         with contextlib.suppress(RunStateError):
             await telemetry.refresh()
         body: Any = generate_latest()

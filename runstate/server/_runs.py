@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+
 class ThreadCreate(Body):
     messages: list[Any] | None = None
     metadata: Any = None

@@ -5,7 +5,6 @@ can count the followers waiting on the store's bell."""
 from __future__ import annotations
 
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,30 +12,29 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import uvicorn
-from servers import SERVER, free_port
+from servers import free_port
 
-sys.path.insert(0, str(SERVER))
-from serve import create_app
+from runstate.server import create_app
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
 def live() -> Iterator[tuple[str, object]]:
-    app = create_app("memory://", executors=0)
+    app = create_app("memory://")  # no handler: nothing generates
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.01)
-    yield f"127.0.0.1:{port}", app.state.engines
+    yield f"127.0.0.1:{port}", app.state.service
     server.should_exit = True
     thread.join(timeout=30)
 
 
 def waiting(engines: object, key: str) -> int:
-    bell = engines.responses._bell  # type: ignore[attr-defined]
+    bell = engines.responses.bell  # type: ignore[attr-defined]
     with bell._cond:
         return len(bell._waiters.get(key, ()))
 

@@ -356,7 +356,7 @@ def test_raw_stream_frames(url: str) -> None:
 
 def test_expiry_under_a_short_ttl() -> None:
     with (
-        serve("--ttl", "2") as base,
+        serve("memory://", "--ttl", "2") as base,
         openai.OpenAI(base_url=base, api_key="k", max_retries=0) as client,
     ):
         thread = client.beta.threads.create()
@@ -381,7 +381,7 @@ def test_an_executor_in_another_process(
     else:
         store = pg_url(request.getfixturevalue("pg_schema"))
     with (
-        serve("--store", store, "--executors", "0", executor_store=store) as base,
+        serve(store, executor=True) as base,
         openai.OpenAI(base_url=base, api_key="k", max_retries=0) as client,
     ):
         thread = client.beta.threads.create()

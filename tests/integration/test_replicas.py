@@ -11,7 +11,7 @@ from typing import Any
 
 import openai
 import pytest
-from servers import executor, server
+from servers import server, worker_elsewhere
 from tables import pg_url
 
 pytestmark = pytest.mark.timeout(180)
@@ -43,8 +43,8 @@ def test_a_stream_broken_by_a_killed_replica_resumes_on_another(
     store = pg_url(pg_schema)
     # A generates (one executor, in its process); B serves, with no executor of its own.
     with (
-        server("--store", store, "--executors", "1", "--lease", LEASE, killed_ok=True) as a,
-        server("--store", store, "--executors", "0", "--lease", LEASE) as b,
+        server(store, "--workers", "1", "--lease", LEASE, killed_ok=True) as a,
+        server(store, "--workers", "0", "--lease", LEASE) as b,
     ):
         on_a, on_b = client_of(a.url), client_of(b.url)
         created = on_a.responses.create(
@@ -82,8 +82,8 @@ def test_a_cancel_on_one_replica_stops_the_work_of_another(
 ) -> None:
     store = pg_url(pg_schema)
     with (
-        server("--store", store, "--executors", "1") as a,
-        server("--store", store, "--executors", "0") as b,
+        server(store, "--workers", "1") as a,
+        server(store, "--workers", "0") as b,
     ):
         on_a, on_b = client_of(a.url), client_of(b.url)
         created = on_a.responses.create(
@@ -106,8 +106,8 @@ def test_a_run_cancelled_on_one_replica_while_another_executes_it(
 ) -> None:
     store = pg_url(pg_schema)
     with (
-        server("--store", store, "--executors", "1") as a,
-        server("--store", store, "--executors", "0") as b,
+        server(store, "--workers", "1") as a,
+        server(store, "--workers", "0") as b,
     ):
         on_a, on_b = client_of(a.url), client_of(b.url)
         thread = on_a.beta.threads.create()
@@ -130,8 +130,8 @@ def test_a_run_stream_follows_a_run_executed_by_another_replica(
 ) -> None:
     store = pg_url(pg_schema)
     with (
-        server("--store", store, "--executors", "1") as a,
-        server("--store", store, "--executors", "0") as b,
+        server(store, "--workers", "1") as a,
+        server(store, "--workers", "0") as b,
     ):
         on_b = client_of(b.url)
         thread = on_b.beta.threads.create()
@@ -147,8 +147,8 @@ def test_a_run_stream_on_one_replica_outlives_the_replica_executing_it(
 ) -> None:
     store = pg_url(pg_schema)
     with (
-        server("--store", store, "--executors", "1", "--lease", LEASE, killed_ok=True) as a,
-        server("--store", store, "--executors", "0", "--lease", LEASE) as b,
+        server(store, "--workers", "1", "--lease", LEASE, killed_ok=True) as a,
+        server(store, "--workers", "0", "--lease", LEASE) as b,
     ):
         on_b = client_of(b.url)
         thread = on_b.beta.threads.create()
@@ -161,7 +161,7 @@ def test_a_run_stream_on_one_replica_outlives_the_replica_executing_it(
                 if event.event == "thread.run.in_progress" and a.proc.poll() is None:
                     a.proc.send_signal(signal.SIGKILL)  # A was executing it: gone
                     a.proc.wait(timeout=15)
-                    context = executor(store)  # another worker, once B recovers the run
+                    context = worker_elsewhere(store)  # another worker, once B recovers the run
                     context.__enter__()
         context.__exit__(None, None, None)
         assert events == [  # every event once, the recovery included

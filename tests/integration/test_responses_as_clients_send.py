@@ -1,13 +1,12 @@
 """The Responses API as real clients send it: the official openai client's helpers
 (``responses.stream()``, a resumed stream, ``responses.parse()``), every input form and
 create parameter, input items, ``store`` and ``previous_response_id``, and the refusals,
-against the example server live on 127.0.0.1."""
+against the server live on 127.0.0.1."""
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,12 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from openai.types.responses import ResponseItem
 from pydantic import BaseModel, TypeAdapter
 from request_bodies import BODIES, within_documented_ranges
-from servers import SERVER, poll, strict
+from servers import poll, strict
 
 from runstate import GATED_PARAMETERS
-
-sys.path.insert(0, str(SERVER))
-from scripted_executor import REPLY
+from runstate.server._demo import REPLY
 
 pytestmark = pytest.mark.timeout(120)
 WORDS = len(REPLY.split(" "))

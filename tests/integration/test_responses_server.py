@@ -1,19 +1,17 @@
-"""The example server's Responses API, live on 127.0.0.1, driven by the official openai
+"""The server's Responses API, live on 127.0.0.1, driven by the official openai
 client: background responses created, polled, streamed, resumed, cancelled, deleted,
 every object read strictly with the client's own model."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
-from servers import SERVER, poll, strict
+from servers import poll, strict
 
-sys.path.insert(0, str(SERVER))
-from scripted_executor import REPLY
+from runstate.server._demo import REPLY
 
 pytestmark = pytest.mark.timeout(120)
 WORDS = len(REPLY.split(" "))

@@ -1,11 +1,10 @@
-"""The example server under bad input: every bad request is a 4xx with the public error
+"""The server (``runstate serve``) under bad input: every bad request is a 4xx with the public error
 body, nothing bad is stored, and the server's background parts keep going."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +13,6 @@ import openai
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servers import SERVER
 
 from runstate import (
     AsyncResponseEngine,
@@ -24,11 +22,9 @@ from runstate import (
     MemoryStore,
     RunStatus,
     StoreError,
+    Worker,
 )
-
-sys.path.insert(0, str(SERVER))
-import scripted_executor
-import serve as serve_module
+from runstate.server import demo, router
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -251,12 +247,10 @@ def test_the_sweeper_logs_a_store_error_and_goes_on(caplog: pytest.LogCaptureFix
     async def main() -> None:
         run = await engine.create(thread_id="t", assistant_id="a")
         clock.advance(5)
-        sweeper = asyncio.ensure_future(serve_module.sweep([engine], 0.01))
-        try:
+        service = router(engine, sweep_every=0.01).service  # type: ignore[attr-defined]
+        async with service.lifespan():
             while store._store.get(run.id).obj.status is not RunStatus.EXPIRED:
                 await asyncio.sleep(0.01)  # bounded by the test's timeout, not timed
-        finally:
-            sweeper.cancel()
 
     asyncio.run(main())
     assert store.failed
@@ -272,18 +266,18 @@ def test_the_sweeper_logs_a_store_error_and_goes_on(caplog: pytest.LogCaptureFix
         ({"simulate": "fail", "error_code": "oops"}, "Invalid 'metadata.error_code'"),
     ],
 )
-def test_the_executor_fails_a_run_or_response_whose_script_is_malformed(
+def test_the_demo_model_fails_a_run_or_response_whose_script_is_malformed(
     metadata: dict[str, str], message: str
 ) -> None:
     async def main() -> tuple[Any, Any]:
         runs, responses = AsyncRunEngine(), AsyncResponseEngine()
-        executor = scripted_executor.ScriptedExecutor(runs, responses)
         run = await runs.create(thread_id="t", assistant_id="a", metadata=metadata)
         response = await responses.create(model="m", input="hi", metadata=metadata)
-        claimed, taken = await runs.claim("w"), await responses.claim("w")
-        assert claimed is not None and taken is not None  # made past any server's check
-        await executor.play(claimed, "w")
-        await executor.play_response(taken, "w")
+        # Made past any server's check: the demo's job fails them.
+        async with Worker(runs, demo), Worker(responses, demo):
+            for engine, made in ((runs, run), (responses, response)):
+                while (await engine.get(made.id)).status.value != "failed":
+                    await asyncio.sleep(0.01)  # bounded by the test's timeout
         return await runs.get(run.id), await responses.get(response.id)
 
     run, response = asyncio.run(main())
