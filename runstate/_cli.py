@@ -111,10 +111,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     if args.command == "serve":
-        return serve(args, parser)
+        return serve(args)
     try:
         if args.command == "diagram":
             sys.stdout.write(mermaid(DEFINITIONS[args.lifecycle]))

@@ -96,6 +96,9 @@ ECHO_DEFAULTS: dict[str, Any] = {
 }
 
 
+_ENDPOINTS = ("input_tokens", "compact")
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a deployment can honour: the tool ``types`` its model runs (``function``
@@ -108,6 +111,26 @@ class Capabilities:
     #: The endpoints beside create it serves: ``input_tokens`` and ``compact``.
     endpoints: frozenset[str] = frozenset()
     everything_: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Any collection of names is taken (a list reads naturally); each is checked.
+        known = {"parameters": GATED_PARAMETERS, "endpoints": frozenset(_ENDPOINTS)}
+        for name in ("tools", "parameters", "endpoints"):
+            given = getattr(self, name)
+            if isinstance(given, str) or not all(isinstance(v, str) for v in given):
+                raise ValidationError(
+                    f"Invalid 'Capabilities.{name}': expected a collection of names, got "
+                    f"{given!r}.",
+                    param=name,
+                )
+            unknown = set(given) - known.get(name, set(given))
+            if unknown:
+                raise ValidationError(
+                    f"Invalid 'Capabilities.{name}': {sorted(unknown)} not among "
+                    f"{sorted(known[name])}.",
+                    param=name,
+                )
+            object.__setattr__(self, name, frozenset(given))
 
     @classmethod
     def everything(cls) -> Capabilities:

@@ -56,9 +56,11 @@ def add_serve_parser(sub: Any) -> None:
         help="serve only requests with this bearer key (default: $RUNSTATE_API_KEY, or none)",
     )
     serve.add_argument("--metrics", action="store_true", help="serve /metrics (Prometheus)")
+    serve.set_defaults(serve_parser=serve)  # its errors name it: "runstate serve: error:"
 
 
-def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def serve(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.serve_parser
     try:
         import uvicorn
 
@@ -67,12 +69,13 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"serve needs the server extra (pip install 'runstate[server]'): {exc}")
     handler = load_handler(args.handler, parser)
     try:
+        auth = bearer(args.api_key) if args.api_key is not None else None
         app = create_app(
             args.url,
             handler,
             workers=args.workers,
             concurrency=args.concurrency,
-            auth=bearer(args.api_key) if args.api_key is not None else None,
+            auth=auth,
             metrics=args.metrics,
             lease=args.lease,
             ttl=args.ttl,

@@ -185,3 +185,24 @@ def poll(client: Any, response_id: str) -> Any:
         response = client.responses.retrieve(response_id)
         if response.status not in ("queued", "in_progress"):
             return strict(response)
+
+
+@contextmanager
+def in_thread(app: Any) -> Iterator[str]:
+    """``app`` on uvicorn in a thread of this process, on a free port (its lifespan
+    run), until the block ends; yields the base address ``http://127.0.0.1:port``."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    try:
+        while not running.started:
+            assert thread.is_alive(), "the server did not start"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        running.should_exit = True
+        thread.join(timeout=30)

@@ -335,3 +335,76 @@ def test_a_bad_duration_is_a_usage_error(fleet: tuple[str, dict[str, str]], bad:
     url, _ = fleet
     done = cli("prune", url, "--older-than", bad, check=False)
     assert done.returncode == 2 and "not a duration" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--handler", "no_such_module_here:generate"],
+            "--handler: cannot import 'no_such_module_here': ModuleNotFoundError: No module named 'no_such_module_here'",
+        ),
+        (["--handler", "json:no_such_function"], "--handler: 'json' has no 'no_such_function'"),
+        (["--handler", "json"], "--handler: expected MODULE:FUNCTION, got 'json'"),
+        (["--handler", "json:__name__"], "--handler: json:__name__ is not callable (a str)"),
+        (
+            ["--concurrency", "0"],
+            "Invalid 'concurrency': expected an integer of at least 1, got 0.",
+        ),
+        (["--workers", "-1"], "Invalid 'workers': expected an integer of at least 0, got -1."),
+        (["--lease", "0"], "Invalid 'lease': expected an integer of at least 1, got 0."),
+        (
+            ["--sweep-every", "0"],
+            "Invalid 'sweep_every': expected a number of seconds above 0, got 0.0.",
+        ),
+        (["--api-key", ""], "Invalid 'api_key': expected a non-empty string."),
+        (["--teleport"], "unrecognized arguments: --teleport"),
+        (["--port", "many"], "argument --port: invalid int value: 'many'"),
+    ],
+)
+def test_serve_refuses_bad_input_in_one_line_and_starts_nothing(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    database = tmp_path / "runs.db"
+    done = cli("serve", f"sqlite:///{database}", *args, check=False)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].endswith(f" error: {message}")
+    assert done.stderr.startswith("usage: runstate")
+    assert done.stdout == "" and not database.exists()  # nothing opened, nothing served
+
+
+def test_serve_refuses_a_bad_store_url_before_it_starts() -> None:
+    done = cli("serve", "sqlite://relative.db", check=False)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "runstate serve: error: Not a SQLite URL: 'sqlite://relative.db'. Use "
+        "sqlite:///relative/path.db or sqlite:////absolute/path.db."
+    )
+
+
+def test_serve_with_a_handler_of_the_service_s_own_and_an_api_key(tmp_path: Path) -> None:
+    import openai
+    from servers import server
+
+    (tmp_path / "my_model.py").write_text(
+        "from runstate import Completed\n\n"
+        "async def generate(job):\n"
+        "    await job.emit('response.output_text.delta', {'delta': 'mine'})\n"
+        "    return Completed()\n"
+    )
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    os.environ["PYTHONPATH"] = str(tmp_path)  # where the handler's module is found
+    try:
+        with server(url, "--handler", "my_model:generate", "--api-key", "sk-test-key") as running:
+            with openai.OpenAI(base_url=running.url, api_key="sk-test-key") as client:
+                made = client.responses.create(model="m", input="x", background=True)
+                from servers import poll
+
+                assert poll(client, made.id).output_text == "mine"
+            with (
+                openai.OpenAI(base_url=running.url, api_key="sk-other") as wrong,
+                pytest.raises(openai.AuthenticationError),
+            ):
+                wrong.responses.retrieve(made.id)
+    finally:
+        del os.environ["PYTHONPATH"]

@@ -5,14 +5,12 @@ can count the followers waiting on the store's bell."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
-from servers import free_port
+from servers import in_thread
 
 from runstate.server import create_app
 
@@ -22,15 +20,8 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def live() -> Iterator[tuple[str, object]]:
     app = create_app("memory://")  # no handler: nothing generates
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"127.0.0.1:{port}", app.state.service
-    server.should_exit = True
-    thread.join(timeout=30)
+    with in_thread(app) as base:
+        yield base.removeprefix("http://"), app.state.service
 
 
 def waiting(engines: object, key: str) -> int:

@@ -93,3 +93,26 @@ def test_a_response_stored_with_its_input_alone_reads_back(tmp_path: Path) -> No
     assert item["content"] == [{"type": "input_text", "text": "Hello"}]
     assert engine.input_items(response.id).data == [item]
     engine.close()
+
+
+def test_capabilities_take_any_collection_of_known_names() -> None:
+    from runstate import Capabilities
+
+    given = Capabilities(tools=["function", "web_search"], parameters=["prompt"], endpoints=())
+    assert given.tools == frozenset({"function", "web_search"})
+    assert given.parameters == frozenset({"prompt"}) and given.endpoints == frozenset()
+    for options, message in [
+        (
+            {"tools": "function"},
+            "Invalid 'Capabilities.tools': expected a collection of names, got 'function'.",
+        ),
+        ({"tools": [1]}, "Invalid 'Capabilities.tools': expected a collection of names, got [1]."),
+        ({"parameters": ["teleport"]}, "Invalid 'Capabilities.parameters': ['teleport'] not among"),
+        (
+            {"endpoints": ["embeddings"]},
+            "Invalid 'Capabilities.endpoints': ['embeddings'] not among ['compact', 'input_tokens'].",
+        ),
+    ]:
+        with pytest.raises(ValidationError) as refused:
+            Capabilities(**options)
+        assert refused.value.message.startswith(message)
