@@ -55,14 +55,46 @@ def test_readme_python_examples_run(tmp_path: Path) -> None:
     """Each README snippet that uses runstate alone runs as written (in a fresh folder:
     they open sqlite:///runs.db)."""
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    blocks = [b for b in readme.split("```python\n")[1:] if "from runstate import" in b]
+    codes = [block.split("```")[0] for block in readme.split("```python\n")[1:]]
+    blocks = [c for c in codes if "from runstate import" in c and "runstate.server" not in c]
     assert len(blocks) == 2
-    for block in blocks:
-        code = block.split("```")[0]
+    for code in blocks:
         done = subprocess.run(
             [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
         )
         assert done.returncode == 0, done.stderr
+
+
+def test_the_readme_service_serves_the_readme_client(tmp_path: Path) -> None:
+    """The README's service, saved as service.py and run with uvicorn as it says, answers
+    the README's client."""
+    from servers import free_port
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    service, client = [b.split("```")[0] for b in readme.split("```python\n")[1:3]]
+    assert "create_app(" in service and "import openai" in client
+    (tmp_path / "service.py").write_text(service)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "service:app", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = client.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        while True:  # until uvicorn answers (bounded by the test's timeout)
+            done = subprocess.run(
+                [sys.executable, "-c", client], capture_output=True, text=True, timeout=60
+            )
+            if "ConnectError" not in done.stderr and "Connection error" not in done.stderr:
+                break
+        assert done.returncode == 0, done.stderr
+        events = done.stdout
+        assert "'response.output_text.delta'" in events and "'response.completed'" in events
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
 
 
 @pytest.fixture

@@ -38,6 +38,12 @@ EXPECTED = {
         'data: {"type":"response.completed","sequence_number":11,"response":{',
         "input kept for the worker: 'Say hello'",
     ],
+    "service.py": [
+        "background: queued",
+        "then: completed 'You said: Hi'",
+        "foreground: completed 'You said: Hello'",
+        "streamed deltas: ['You', ' said:', ' Streamed']",
+    ],
     "runs_v2.py": [
         "the run is incomplete: {'reason': 'max_completion_tokens'}",
         '"total_tokens": 1068',
