@@ -285,11 +285,11 @@ def test_the_handler_s_capabilities_are_the_deployment_s() -> None:
         async def __call__(self, job: Job) -> Completed:
             return Completed()
 
-    with in_thread(create_app("memory://", handler=FunctionsOnly())) as base:
-        with pytest.raises(openai.BadRequestError) as refused:
-            client_of(base + "/v1").responses.create(
-                model="m", input="x", tools=[{"type": "web_search"}]
-            )
+    app = create_app("memory://", handler=FunctionsOnly())
+    with in_thread(app) as base, pytest.raises(openai.BadRequestError) as refused:
+        client_of(base + "/v1").responses.create(
+            model="m", input="x", tools=[{"type": "web_search"}]
+        )
     assert "Tool type 'web_search' is not supported by this deployment" in str(refused.value)
 
 
