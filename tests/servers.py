@@ -174,7 +174,9 @@ def strict(response: Any) -> Any:
     but ``store``, which the public API echoes and this SDK's model leaves out."""
     from openai.types.responses import Response as ClientResponse
 
-    ClientResponse.model_validate(response.model_dump(mode="json", exclude_unset=True))
+    ClientResponse.model_validate(
+        response.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    )
     assert set(response.model_extra or {}) <= {"store"}
     return response
 
