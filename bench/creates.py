@@ -1,6 +1,6 @@
-"""Background creates against the example server: requests per second.
+"""Background creates against ``runstate serve``: requests per second.
 
-Starts ``examples/openai_server/serve.py`` on a free loopback port with no executor (so
+Starts ``runstate serve`` on a free loopback port with no Workers (so
 each request is the create alone: parse, check, store, answer), on the in-memory store
 and on a SQLite file, and sends 2,000 ``POST /v1/responses`` with ``background: true``
 from 4 client threads on kept-alive connections, after a warm-up round. The figure is

@@ -1,6 +1,6 @@
-"""Load on the example OpenAI-compatible server: requests per second and latency.
+"""Load on ``runstate serve`` (the demo model): requests per second and latency.
 
-Starts ``examples/openai_server/serve.py`` on a free loopback port, once on the
+Starts ``runstate serve`` on a free loopback port, once on the
 in-memory store, once on a SQLite file and once on PostgreSQL, and runs
 ``loadgen.run_load`` against each: creates, polls and cancels from 8 client threads,
 4,000 requests, every run then checked to end in a terminal status.
@@ -35,7 +35,7 @@ def main() -> None:
             for name, url in stores.items():
                 with serve(url.format(folder=folder), "--workers", "4") as base:
                     report = run_load(base, requests=4000, clients=8)
-                print(f"{name} store, 8 clients, 4 executor workers:")
+                print(f"{name} store, 8 clients, 4 Workers of 8 jobs:")
                 for line in report.lines():
                     print("  " + line)
                 assert report.server_errors == 0 and not report.unfinished

@@ -1,14 +1,14 @@
-"""Idle streams on the example server, and a cancel across replicas.
+"""Idle streams on ``runstate serve``, and a cancel across replicas.
 
-1. One server process on loopback (memory store, no executors), with 0, 100 and 1,000
+1. One server process on loopback (memory store, no Workers), with 0, 100 and 1,000
    open idle streams (``GET /v1/responses/{id}?stream=true`` of background responses
    that nobody generates), held by another process, while 8 client threads create runs,
    poll them and cancel them: requests/s and p50/p99 latency at each level. Target: p99
    with 1,000 idle streams within 2x of p99 with none.
 2. That server's CPU while the 1,000 streams stay open and nothing happens, from
    ``/proc/<pid>/stat`` over a few seconds. Target: under 5% of a core.
-3. Two servers on one PostgreSQL schema: A runs an executor, B none. A run that A's
-   executor is working on is cancelled through B; the time until A's worker has seen the
+3. Two servers on one PostgreSQL schema: A runs the demo model's Worker, B none. A run
+   that A's Worker is working on is cancelled through B; the time until A's worker has seen the
    cancel and confirmed it (the run reads ``cancelled`` on B), over repeated runs: p50
    and p99. Target: p99 under 1 s.
 

@@ -48,6 +48,13 @@ def add_serve_parser(sub: Any) -> None:
         help="time out due objects and recover lost workers' this often (default 1)",
     )
     serve.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long jobs may finish before they are handed back (default 30)",
+    )
+    serve.add_argument(
         "--poll-after-ms", type=int, default=100, help="the poll interval run clients are told"
     )
     serve.add_argument(
@@ -81,6 +88,7 @@ def serve(args: argparse.Namespace) -> int:
             ttl=args.ttl,
             sweep_every=args.sweep_every,
             poll_after_ms=args.poll_after_ms,
+            shutdown_grace=args.shutdown_grace,
         )
     except ValidationError as exc:
         parser.error(exc.message)

@@ -55,6 +55,8 @@ def server(store: str = "memory://", *args: str, killed_ok: bool = False) -> Ite
         "20",
         "--sweep-every",
         "0.25",
+        "--shutdown-grace",
+        "5",
         *args,
     ]
     with tempfile.TemporaryFile() as log:

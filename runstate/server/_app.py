@@ -72,6 +72,16 @@ class Service:
                     f"Invalid '{name}': expected a number of seconds above 0, got {value!r}.",
                     param=name,
                 )
+        if (
+            isinstance(shutdown_grace, bool)
+            or not isinstance(shutdown_grace, (int, float))
+            or not 0 <= shutdown_grace < 86_400
+        ):
+            raise ValidationError(
+                f"Invalid 'shutdown_grace': expected a number of seconds from 0 to 86400, got "
+                f"{shutdown_grace!r}.",
+                param="shutdown_grace",
+            )
         if capabilities is not None and not isinstance(capabilities, Capabilities):
             raise ValidationError(
                 f"Invalid 'capabilities': expected a runstate.Capabilities, got "

@@ -390,6 +390,10 @@ def test_a_bad_duration_is_a_usage_error(fleet: tuple[str, dict[str, str]], bad:
             "Invalid 'sweep_every': expected a number of seconds above 0, got 0.0.",
         ),
         (["--api-key", ""], "Invalid 'api_key': expected a non-empty string."),
+        (
+            ["--shutdown-grace", "-1"],
+            "Invalid 'shutdown_grace': expected a number of seconds from 0 to 86400, got -1.0.",
+        ),
         (["--teleport"], "unrecognized arguments: --teleport"),
         (["--port", "many"], "argument --port: invalid int value: 'many'"),
     ],
