@@ -87,7 +87,7 @@ def statement(variant: str) -> str:
         sql = sql.replace("SELECT c.last, w.id", "SELECT nextval('bench_event_seq'), w.id")
         sql = sql.replace("FROM w, c", "FROM w")
     assert "counter" not in sql or variant == "counter", sql
-    return "\\set n random(1, %d)\n%s\n" % (OBJECTS, " ".join(sql.split()))
+    return f"\\set n random(1, {OBJECTS})\n{' '.join(sql.split())}\n"
 
 
 def prepare(schema: str) -> None:
