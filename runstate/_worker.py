@@ -321,6 +321,7 @@ class Worker:
         self._handing_back: set[str] = set()
         self._background: asyncio.Task[None] | None = None
         self._threads: ThreadPoolExecutor | None = None
+        self._slots: asyncio.Semaphore | None = None
         #: Jobs this worker has finished, by how they ended (for operators and tests).
         self.ended: dict[str, int] = {}
 
@@ -332,9 +333,16 @@ class Worker:
         if self._loop is None or self._stopping is None:
             return
         if threading.get_ident() == self._thread:
-            self._stopping.set()
+            self._stop_now()
         else:
-            self._loop.call_soon_threadsafe(self._stopping.set)
+            self._loop.call_soon_threadsafe(self._stop_now)
+
+    def _stop_now(self) -> None:
+        assert self._stopping is not None
+        if not self._stopping.is_set():
+            self._stopping.set()
+            if self._slots is not None:
+                self._slots.release()  # wakes the claim loop if it waits for a slot
 
     async def run(self) -> None:
         """Claim and run jobs until ``stop()`` (or, with ``handle_signals``, SIGTERM or
@@ -378,16 +386,12 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         assert self._stopping is not None
-        slots = asyncio.Semaphore(self.concurrency)
+        slots = self._slots = asyncio.Semaphore(self.concurrency)
         bell = self.engine.bell  # the engine's: rung by every write this process hears
         failures = 0
         while not self._stopping.is_set():
-            if slots.locked():  # every slot busy: wait for one, or for the stop
-                if not await self._unless_stopped(slots.acquire()):
-                    break
-            else:
-                await slots.acquire()  # at once
-            if self._stopping.is_set():  # both at once: the stop wins
+            await slots.acquire()  # a slot, at once or when a job ends; a stop frees one
+            if self._stopping.is_set():  # the stop wins
                 slots.release()
                 break
             mark = bell.mark(WAITING)  # before the claim: a create after it rings
@@ -482,33 +486,35 @@ class Worker:
         except RunStateError as exc:  # it moved on (cancelled, deleted) before it began
             log.info("%s: %s before its job began: %s", self.worker_id, object_id, exc.message)
             return
+        # The handler runs in this task (no task of its own: a job costs as few turns of
+        # the event loop as it can); the watch cancels this task to stop it.
+        task = asyncio.current_task()
+        assert task is not None
         state = _Watch()
-        handler = asyncio.ensure_future(self._invoke(job))
         # A job that ends at once costs no watching: the watch starts a moment later.
         watching: list[asyncio.Task[None]] = []
         timer = asyncio.get_running_loop().call_later(
             WATCH_AFTER,
-            lambda: watching.append(asyncio.ensure_future(self._watch(job, handler, state))),
+            lambda: watching.append(asyncio.ensure_future(self._watch(job, task, state))),
         )
         outcome: Any = None
         error: BaseException | None = None
         try:
-            outcome = await asyncio.shield(handler)
-        except asyncio.CancelledError:
-            if object_id in self._handing_back:  # the worker is stopping: hand it back
-                job.cancelled = True
-                handler.cancel()
-                await asyncio.gather(handler, return_exceptions=True)
-                await _stop_watching(timer, watching)
-                await self._hand_back(job)
-                return
-            if not handler.done():  # pragma: no cover - the job's own task was cancelled
-                raise
-            error = _cancelled(handler)
+            outcome = await self._invoke(job)
         except BaseException as exc:  # the handler's own outcome, decided on below
             error = exc
         finally:
+            state.done = True  # from here on, nothing cancels this task on the job's behalf
             await _stop_watching(timer, watching)
+        if object_id in self._handing_back:  # the worker is stopping: hand it back
+            _uncancel(task)
+            job.cancelled = True
+            await self._hand_back(job)
+            return
+        if state.reason is not None:  # the watch stopped it (its cancel is consumed)
+            _uncancel(task)
+        elif isinstance(error, asyncio.CancelledError) and task.cancelling():
+            raise error  # pragma: no cover - the job's own task was cancelled from outside
         await self._finish(job, state, outcome, error)
 
     async def _job_for(self, claimed: Any, worker_id: str | None) -> Job:
@@ -539,7 +545,7 @@ class Worker:
             return await result
         return result
 
-    async def _watch(self, job: Job, handler: asyncio.Future[Any], state: _Watch) -> None:
+    async def _watch(self, job: Job, task: asyncio.Task[Any], state: _Watch) -> None:
         """Keep the lease and listen for a cancel, until the handler is done. A store
         that does not answer within what is left of the lease counts as a failure: a
         job whose lease could not be renewed for longer than the lease is stopped."""
@@ -547,7 +553,7 @@ class Worker:
         renewed = time.monotonic()
         status = job.object.status
         failures = 0
-        while not handler.done():
+        while not state.done:
             left = self._lease - (time.monotonic() - renewed)
             try:
                 async with asyncio.timeout(max(left, 0.05)):
@@ -572,7 +578,7 @@ class Worker:
                         self._lease,
                     )
                     state.reason = "lease lost"
-                    self._stop_handler(job, handler)
+                    self._stop_handler(job, task, state)
                     return
                 why = exc.message if isinstance(exc, StoreError) else "the store did not answer"
                 log.warning("%s: heartbeat of %s failed (%s)", self.worker_id, job.id, why)
@@ -580,19 +586,19 @@ class Worker:
                 continue
             except (LeaseError, InvalidTransitionError, ObjectNotFoundError) as exc:
                 state.reason = "lease lost" if isinstance(exc, LeaseError) else "gone"
-                self._stop_handler(job, handler)
+                self._stop_handler(job, task, state)
                 return
             if current.status != status:
                 if job._ending:  # the handler's own step (require_action): it ends now
                     return
                 state.reason = "cancelled"  # a cancel, or a time-out
-                self._stop_handler(job, handler)
+                self._stop_handler(job, task, state)
                 return
 
-    def _stop_handler(self, job: Job, handler: asyncio.Future[Any]) -> None:
+    def _stop_handler(self, job: Job, task: asyncio.Task[Any], state: _Watch) -> None:
         job.cancelled = True
-        if self._async_handler:
-            handler.cancel()
+        if self._async_handler and not state.done:
+            task.cancel()
 
     async def _finish(
         self, job: Job, state: _Watch, outcome: Any, error: BaseException | None
@@ -721,21 +727,22 @@ class _Watch:
     """Why the runtime stopped a handler, if it did."""
 
     reason: str | None = None
+    done: bool = False  # the handler has returned or raised
 
 
 async def _stop_watching(timer: asyncio.TimerHandle, watching: list[asyncio.Task[None]]) -> None:
     timer.cancel()
-    for watcher in watching:
-        watcher.cancel()
-    await asyncio.gather(*watching, return_exceptions=True)
+    if watching:  # most short jobs end before their watch starts
+        for watcher in watching:
+            watcher.cancel()
+        await asyncio.gather(*watching, return_exceptions=True)
 
 
-def _cancelled(handler: asyncio.Future[Any]) -> BaseException:
-    try:
-        handler.result()
-    except BaseException as exc:
-        return exc
-    return asyncio.CancelledError()  # pragma: no cover - a cancelled handler has no result
+def _uncancel(task: asyncio.Task[Any]) -> None:
+    """Forget the cancels this task was sent on the job's behalf (they are answered), so
+    that what it awaits next (a store call with a time-out) is not taken for cancelled."""
+    while task.cancelling():
+        task.uncancel()
 
 
 def _run_request(run: Any) -> dict[str, Any]:
