@@ -191,6 +191,10 @@ class ResponsePlans(Engine[Response]):
         kept = yield from self._p_kept(response_id)
         return [*kept["context"], *kept["items"]]
 
+    def _p_work_of(self, response_id: str) -> Plan[dict[str, Any]]:
+        kept = yield from self._p_kept(response_id)
+        return {"request": kept["request"], "input": [*kept["context"], *kept["items"]]}
+
     def _p_input_items(
         self,
         response_id: str,
@@ -390,6 +394,12 @@ class ResponsePlans(Engine[Response]):
         (``previous_response_id``: their input and output, resolved when it was
         created), then its own input items."""
         return self._p_context_of(response_id)
+
+    @operation
+    def work_of(self, response_id: str) -> Plan[dict[str, Any]]:
+        """What its worker needs, in one read: ``{"request": request_of(id), "input":
+        context_of(id)}``."""
+        return self._p_work_of(response_id)
 
     @operation
     def input_items(

@@ -519,8 +519,8 @@ class Worker:
 
     async def _job_for(self, claimed: Any, worker_id: str | None) -> Job:
         if self._responses:
-            request = await self._call("request_of", claimed.id)
-            items = await self._call("context_of", claimed.id)
+            work = await self._call("work_of", claimed.id)  # one read of what it keeps
+            request, items = work["request"], work["input"]
             events: list[RunEvent] = []
             if self.resume and claimed.output:
                 events = await self._call("events", claimed.id)

@@ -128,6 +128,8 @@ def test_previous_response_id_must_name_a_stored_response(engine: ResponseEngine
     second = checked(engine.create(model="m", input=more, previous_response_id=first.id))
     assert second.previous_response_id == first.id
     context = engine.context_of(second.id)
+    # What a worker reads to begin: both in one read of what the response keeps.
+    assert engine.work_of(second.id) == {"request": engine.request_of(second.id), "input": context}
     assert [item["type"] for item in context] == ["message", "message", "message"]
     assert context[0]["content"] == [{"type": "input_text", "text": "Say hello"}]
     assert context[1] == {**OUTPUT[0], "content": [{**OUTPUT[0]["content"][0], "logprobs": []}]}

@@ -594,7 +594,7 @@ def test_a_job_the_store_refuses_to_end_is_counted_not_raised() -> None:
 class Vanishing(AsyncResponseEngine):
     """A response engine whose objects are gone by the time a job reads their request."""
 
-    async def request_of(self, response_id: str) -> Any:  # type: ignore[override]
+    async def work_of(self, response_id: str) -> Any:  # type: ignore[override]
         from runstate import ResponseNotFoundError
 
         raise ResponseNotFoundError(response_id)
