@@ -130,16 +130,22 @@ def require_int(
     return int(value)
 
 
-def require_seconds(value: Any, param: str, *, maximum: float = 86_400) -> float:
-    """A finite, positive number of seconds up to ``maximum`` (a wait or an interval)."""
+def require_seconds(
+    value: Any, param: str, *, maximum: float = 86_400, zero: bool = False
+) -> float:
+    """A finite, positive number of seconds up to ``maximum`` (a wait or an interval);
+    with ``zero``, 0 too (a grace period)."""
+    most = int(maximum) if float(maximum).is_integer() else maximum
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
-        or not 0 < value <= maximum  # also refuses NaN
+        or not value <= maximum  # also refuses NaN
+        or not (value >= 0 if zero else value > 0)
     ):
+        wanted = f"from 0 to {most}" if zero else f"above 0 and at most {most}"
         raise ValidationError(
-            f"Invalid '{param}': expected a finite number of seconds above 0 and at most "
-            f"{int(maximum) if float(maximum).is_integer() else maximum}, got {_short(value)}.",
+            f"Invalid '{param}': expected a finite number of seconds {wanted}, got "
+            f"{_short(value)}.",
             param=param,
         )
     return float(value)

@@ -54,7 +54,7 @@ from ._errors import (
 )
 from ._events import RunEvent
 from ._faces import Async
-from ._validate import V2_SETTINGS
+from ._validate import V2_SETTINGS, require_int, require_seconds
 from .stores._bell import WAITING
 
 __all__ = ["Completed", "Failed", "Incomplete", "Job", "Worker"]
@@ -229,6 +229,19 @@ class Job:
 
 Handler = Callable[[Job], Any]
 
+#: The most jobs one Worker runs at once.
+MAX_CONCURRENCY = 10_000
+
+
+def require_handler(handler: Any) -> Handler:
+    """``handler`` if it can be called with a job, or a ValidationError."""
+    if not callable(handler):
+        raise ValidationError(
+            f"Invalid 'handler': expected a function taking a job, got {type(handler).__name__}.",
+            param="handler",
+        )
+    return handler  # type: ignore[no-any-return]
+
 
 class Worker:
     """Runs ``handler(job)`` for each object ``engine`` queues, up to ``concurrency``
@@ -266,34 +279,11 @@ class Worker:
                 f"async), got {type(engine).__name__}.",
                 param="engine",
             )
-        if not callable(handler):
-            raise ValidationError(
-                f"Invalid 'handler': expected a function taking a job, got "
-                f"{type(handler).__name__}.",
-                param="handler",
-            )
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValidationError(
-                f"Invalid 'concurrency': expected an integer of at least 1, got {concurrency!r}.",
-                param="concurrency",
-            )
-        for name, value in (("shutdown_grace", shutdown_grace), ("sweep_every", sweep_every)):
-            if name == "sweep_every" and value is None:
-                continue
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not 0 <= value < 86_400
-            ):
-                raise ValidationError(
-                    f"Invalid '{name}': expected a number of seconds from 0 to 86400, got "
-                    f"{value!r}.",
-                    param=name,
-                )
-        if sweep_every == 0:
-            raise ValidationError(
-                "Invalid 'sweep_every': expected more than 0 seconds.", param="sweep_every"
-            )
+        require_handler(handler)
+        require_int(concurrency, "concurrency", maximum=MAX_CONCURRENCY)
+        require_seconds(shutdown_grace, "shutdown_grace", zero=True)
+        if sweep_every is not None:
+            require_seconds(sweep_every, "sweep_every")
         if worker_id is not None and (
             not isinstance(worker_id, str) or not worker_id or "\x00" in worker_id
         ):

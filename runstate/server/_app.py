@@ -23,7 +23,8 @@ from .._errors import RunStateError, StoreError, ValidationError
 from .._requests import Capabilities
 from .._responses import AsyncResponseEngine
 from .._runs import AsyncRunEngine
-from .._worker import Handler, Worker
+from .._validate import MAX_DURATION, require_int, require_seconds
+from .._worker import MAX_CONCURRENCY, Handler, Worker, require_handler
 from ..stores import AsyncStore, MemoryStore
 from ._http import KEEPALIVE, Auth, refusal, route_class
 from ._responses import add_responses_routes
@@ -32,6 +33,9 @@ from ._runs import add_runs_routes
 __all__ = ["Service", "create_app", "router"]
 
 log = logging.getLogger("runstate.server")
+
+#: The most Workers of each kind one app runs.
+MAX_WORKERS = 1_000
 
 
 class Service:
@@ -53,35 +57,17 @@ class Service:
         poll_after_ms: int,
         shutdown_grace: float,
     ) -> None:
-        if handler is not None and not callable(handler):
-            raise ValidationError(
-                f"Invalid 'handler': expected a function taking a job, got "
-                f"{type(handler).__name__}.",
-                param="handler",
-            )
-        _require_count(workers, "workers", 0)
-        _require_count(concurrency, "concurrency", 1)
-        _require_count(lease, "lease", 1)
-        _require_count(ttl, "ttl", 1)
-        _require_count(poll_after_ms, "poll_after_ms", 0)
-        for name, value in (("keepalive", keepalive), ("sweep_every", sweep_every)):
-            if value is None and name == "sweep_every":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValidationError(
-                    f"Invalid '{name}': expected a number of seconds above 0, got {value!r}.",
-                    param=name,
-                )
-        if (
-            isinstance(shutdown_grace, bool)
-            or not isinstance(shutdown_grace, (int, float))
-            or not 0 <= shutdown_grace < 86_400
-        ):
-            raise ValidationError(
-                f"Invalid 'shutdown_grace': expected a number of seconds from 0 to 86400, got "
-                f"{shutdown_grace!r}.",
-                param="shutdown_grace",
-            )
+        if handler is not None:
+            require_handler(handler)
+        require_int(workers, "workers", minimum=0, maximum=MAX_WORKERS)
+        require_int(concurrency, "concurrency", maximum=MAX_CONCURRENCY)
+        require_int(lease, "lease", maximum=MAX_DURATION)
+        require_int(ttl, "ttl", maximum=MAX_DURATION)
+        require_int(poll_after_ms, "poll_after_ms", minimum=0, maximum=3_600_000)
+        require_seconds(keepalive, "keepalive")
+        if sweep_every is not None:
+            require_seconds(sweep_every, "sweep_every")
+        require_seconds(shutdown_grace, "shutdown_grace", zero=True)
         if capabilities is not None and not isinstance(capabilities, Capabilities):
             raise ValidationError(
                 f"Invalid 'capabilities': expected a runstate.Capabilities, got "
@@ -232,14 +218,6 @@ def _not_started() -> StoreError:
     )
 
 
-def _require_count(value: Any, name: str, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValidationError(
-            f"Invalid '{name}': expected an integer of at least {least}, got {value!r}.",
-            param=name,
-        )
-
-
 def _source(given: Any) -> Any:
     """What ``store_or_engines`` names: a store URL, an async store (a sync store is
     made async), or a tuple of async engines (at most one of each kind)."""
@@ -325,7 +303,7 @@ def router(
     """
     for name in unknown:
         raise ValidationError(f"Unknown option for runstate.server: '{name}'.", param=name)
-    _require_count(max_body_bytes, "max_body_bytes", 1)
+    require_int(max_body_bytes, "max_body_bytes", maximum=1 << 34)
     if auth is not None and not callable(auth):
         raise ValidationError(
             f"Invalid 'auth': expected a function given the request, got {type(auth).__name__}.",

@@ -381,18 +381,18 @@ def test_a_bad_duration_is_a_usage_error(fleet: tuple[str, dict[str, str]], bad:
         (["--handler", "json:__name__"], "--handler: json:__name__ is not callable (a str)"),
         (
             ["--concurrency", "0"],
-            "Invalid 'concurrency': expected an integer of at least 1, got 0.",
+            "Invalid 'concurrency': expected an integer from 1 to 10000, got 0.",
         ),
-        (["--workers", "-1"], "Invalid 'workers': expected an integer of at least 0, got -1."),
-        (["--lease", "0"], "Invalid 'lease': expected an integer of at least 1, got 0."),
+        (["--workers", "-1"], "Invalid 'workers': expected an integer from 0 to 1000, got -1."),
+        (["--lease", "0"], "Invalid 'lease': expected an integer from 1 to 3162240000, got 0."),
         (
             ["--sweep-every", "0"],
-            "Invalid 'sweep_every': expected a number of seconds above 0, got 0.0.",
+            "Invalid 'sweep_every': expected a finite number of seconds above 0 and at most 86400, got 0.0.",
         ),
         (["--api-key", ""], "Invalid 'api_key': expected a non-empty string."),
         (
             ["--shutdown-grace", "-1"],
-            "Invalid 'shutdown_grace': expected a number of seconds from 0 to 86400, got -1.0.",
+            "Invalid 'shutdown_grace': expected a finite number of seconds from 0 to 86400, got -1.0.",
         ),
         (["--teleport"], "unrecognized arguments: --teleport"),
         (["--port", "many"], "argument --port: invalid int value: 'many'"),

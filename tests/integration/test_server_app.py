@@ -324,37 +324,37 @@ def test_a_sync_store_is_served_through_threads(tmp_path: Path) -> None:
         (
             ("memory://", echo),
             {"concurrency": 0},
-            "Invalid 'concurrency': expected an integer of at least 1, got 0.",
+            "Invalid 'concurrency': expected an integer from 1 to 10000, got 0.",
         ),
         (
             ("memory://", echo),
             {"workers": -1},
-            "Invalid 'workers': expected an integer of at least 0, got -1.",
+            "Invalid 'workers': expected an integer from 0 to 1000, got -1.",
         ),
         (
             ("memory://", echo),
             {"workers": True},
-            "Invalid 'workers': expected an integer of at least 0, got True.",
+            "Invalid 'workers': expected an integer from 0 to 1000, got True.",
         ),
         (
             ("memory://", echo),
             {"lease": 0},
-            "Invalid 'lease': expected an integer of at least 1, got 0.",
+            "Invalid 'lease': expected an integer from 1 to 3162240000, got 0.",
         ),
         (
             ("memory://", echo),
             {"keepalive": 0},
-            "Invalid 'keepalive': expected a number of seconds above 0, got 0.",
+            "Invalid 'keepalive': expected a finite number of seconds above 0 and at most 86400, got 0.",
         ),
         (
             ("memory://", echo),
             {"sweep_every": -1},
-            "Invalid 'sweep_every': expected a number of seconds above 0, got -1.",
+            "Invalid 'sweep_every': expected a finite number of seconds above 0 and at most 86400, got -1.",
         ),
         (
             ("memory://", echo),
             {"max_body_bytes": 0},
-            "Invalid 'max_body_bytes': expected an integer of at least 1, got 0.",
+            "Invalid 'max_body_bytes': expected an integer from 1 to 17179869184, got 0.",
         ),
         (
             ("memory://", echo),

@@ -397,27 +397,27 @@ async def _noop(job: Job) -> None:
         (
             lambda e: Worker(e, _noop, concurrency=0),
             "concurrency",
-            "Invalid 'concurrency': expected an integer of at least 1, got 0.",
+            "Invalid 'concurrency': expected an integer from 1 to 10000, got 0.",
         ),
         (
             lambda e: Worker(e, _noop, concurrency=True),
             "concurrency",
-            "Invalid 'concurrency': expected an integer of at least 1, got True.",
+            "Invalid 'concurrency': expected an integer from 1 to 10000, got True.",
         ),
         (
             lambda e: Worker(e, _noop, shutdown_grace=-1),
             "shutdown_grace",
-            "Invalid 'shutdown_grace': expected a number of seconds from 0 to 86400, got -1.",
+            "Invalid 'shutdown_grace': expected a finite number of seconds from 0 to 86400, got -1.",
         ),
         (
             lambda e: Worker(e, _noop, sweep_every=0),
             "sweep_every",
-            "Invalid 'sweep_every': expected more than 0 seconds.",
+            "Invalid 'sweep_every': expected a finite number of seconds above 0 and at most 86400, got 0.",
         ),
         (
             lambda e: Worker(e, _noop, sweep_every="often"),
             "sweep_every",
-            "Invalid 'sweep_every': expected a number of seconds from 0 to 86400, got 'often'.",
+            "Invalid 'sweep_every': expected a finite number of seconds above 0 and at most 86400, got 'often'.",
         ),
         (
             lambda e: Worker(e, _noop, worker_id=""),
