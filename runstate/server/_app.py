@@ -93,7 +93,6 @@ class Service:
         self.running: list[Worker] = []
         self._performers: dict[str, Worker] = {}
         self._inline: set[asyncio.Future[Any]] = set()
-        self.started = False
         #: A ``runstate.telemetry.Telemetry`` told of the engines when they are made.
         self.telemetry: Any = None
 
@@ -152,7 +151,6 @@ class Service:
         and close what was opened here."""
         async with contextlib.AsyncExitStack() as stack:
             self._open(await self._store(stack))
-            self.started = True
             if self.telemetry is not None:
                 for engine in (self.runs, self.responses):
                     if engine is not None:
@@ -200,7 +198,6 @@ class Service:
     def _forget_engines(self) -> None:
         self.running.clear()
         self._performers.clear()
-        self.started = False
         if not isinstance(self._source, tuple):
             self.runs = self.responses = None
 
@@ -350,6 +347,12 @@ def create_app(
         store_or_engines, handler, workers=workers, concurrency=concurrency, auth=auth, **options
     )
     service: Service = routes.service  # type: ignore[attr-defined]
+    if metrics:
+        from ._metrics import add_metrics_route, process_telemetry
+
+        if service.telemetry is None:
+            service.telemetry = process_telemetry()
+        add_metrics_route(routes, service.telemetry)
     app = FastAPI(title="runstate: OpenAI-compatible responses and runs")
     app.include_router(routes)
     app.state.service = service
@@ -359,10 +362,4 @@ def create_app(
         """An unknown path or method, answered with the public body too."""
         return refusal(request, exc)
 
-    if metrics:
-        from ._metrics import add_metrics_route, process_telemetry
-
-        if service.telemetry is None:
-            service.telemetry = process_telemetry()
-        add_metrics_route(app, service.telemetry, auth)
     return app

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from .._errors import RunStateError
 from ..telemetry import Telemetry
-
-if TYPE_CHECKING:
-    from ._http import Auth
 
 
 @functools.cache
@@ -31,17 +28,15 @@ def process_telemetry() -> Telemetry:
     return Telemetry(meter_provider=MeterProvider(metric_readers=[PrometheusMetricReader()]))
 
 
-def add_metrics_route(app: FastAPI, telemetry: Telemetry, auth: Auth | None) -> None:
-    """``/metrics`` on ``app``: what ``telemetry`` (the process's) has recorded."""
-    from ._http import _accepted, unauthorized
+def add_metrics_route(routes: APIRouter, telemetry: Telemetry) -> None:
+    """``/metrics`` among ``routes`` (so that their auth hook guards it too): what
+    ``telemetry`` (the process's) has recorded."""
 
-    @app.get("/metrics")
-    async def metrics(request: Request) -> Response:
+    @routes.get("/metrics")
+    async def metrics() -> Response:
         """The queue figures are read from the store now, when they are asked for."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        if auth is not None and not await _accepted(auth, request):
-            return unauthorized(request)
         with contextlib.suppress(RunStateError):
             await telemetry.refresh()
         body: Any = generate_latest()
