@@ -240,3 +240,86 @@ def create_with_key(url: str, now: float, kind: str, barrier: Barrier, results: 
         responses = ResponseEngine(open_store(url), ManualClock(now))
         barrier.wait()
         results.put(responses.create(model="m", input="hi", idempotency_key="k").id)
+
+
+def held_store(conninfo: str, schema: str) -> tuple[Any, Any]:
+    """A PostgresStore whose every operation runs in one transaction left open (a psycopg
+    connection out of autocommit), and that connection: the caller commits or rolls it
+    back. How a test makes a writer whose transaction started first commit last."""
+    import psycopg
+
+    from runstate import PostgresStore
+
+    store = PostgresStore(conninfo, schema=schema, max_size=1)
+    conn = psycopg.connect(conninfo, options=f"-c search_path={schema}")
+
+    @contextlib.contextmanager
+    def connection() -> Any:
+        yield conn
+
+    def close() -> None:
+        conn.close()
+        PostgresStore.close(store)
+
+    store._connection = connection  # type: ignore[method-assign]
+    store.close = close  # type: ignore[method-assign]
+    return store, conn
+
+
+def step_many(url: str, now: float, ids: list[str], barrier: Barrier, seed: int) -> None:
+    """Take each run, in a shuffled order, through start, a tool call, its output and
+    completion, until every run has ended; a step another process took first is passed
+    over (so several processes write each run)."""
+    from runstate import ConcurrentUpdateError
+
+    engine = engine_at(url, now)
+    calls = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    outputs = [{"tool_call_id": "call_1", "output": "x"}]
+    rng = random.Random(seed)
+    called: set[str] = set()
+    barrier.wait()
+    left = list(ids)
+    while left:
+        rng.shuffle(left)
+        for run_id in list(left):
+            run = engine.get(run_id)
+            status = run.status.value
+            with contextlib.suppress(InvalidTransitionError, ConcurrentUpdateError):
+                if status == "queued":
+                    engine.start(run_id)
+                elif status == "in_progress" and run.started_at and run_id not in called:
+                    called.add(run_id)
+                    engine.require_action(run_id, calls)
+                elif status == "in_progress":
+                    engine.complete(run_id)
+                elif status == "requires_action":
+                    engine.submit_tool_outputs(run_id, outputs)
+                elif status == "cancelling":
+                    engine.confirm_cancel(run_id)
+                else:
+                    left.remove(run_id)
+
+
+def write_late(
+    conninfo: str, schema: str, now: float, ids: list[str], barrier: Barrier, seed: int
+) -> None:
+    """Again and again: write one run in a transaction, and hold it open while other
+    processes commit, then commit it: a writer that started first and commits last (its
+    event's place lies below theirs)."""
+    import time
+
+    from runstate import ConcurrentUpdateError
+
+    rng = random.Random(seed)
+    store, conn = held_store(conninfo, schema)
+    engine = RunEngine(store, clock=ManualClock(now))
+    barrier.wait()
+    for _ in range(15):
+        # A run that has ended is refused; so is one that a younger transaction wrote
+        # after this one took its id (a wait on its row lock takes the id): one object's
+        # places follow its commits.
+        with contextlib.suppress(InvalidTransitionError, ConcurrentUpdateError):
+            engine.cancel(rng.choice(ids))
+        time.sleep(rng.uniform(0.005, 0.03))  # others commit meanwhile
+        conn.commit()
+    store.close()

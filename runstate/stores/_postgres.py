@@ -6,9 +6,9 @@ thread is a partial unique index, and the sweeps read partial indexes. What diff
 
 - Every operation is one statement, one round trip, in autocommit: a worker's step is
   ``write_one`` (``sql/postgresql/queries.sql``: the compare-and-set, its event placed
-  and inserted, the notification); a batch (a sweep, a write of several steps) is
-  ``runstate_write_v8`` (``migrations``); a create is ``insert_one``, or
-  ``runstate_insert_v8`` with an idempotency key; a claim is ``claim``, which picks the
+  and inserted); a batch (a sweep, a write of several steps) is ``runstate_write_v9``
+  (``migrations``); a create is ``insert_one``, or ``runstate_insert_v9`` with an
+  idempotency key; a claim is ``claim``, which picks the
   oldest claimable row with ``FOR UPDATE SKIP LOCKED`` (concurrent workers take
   different runs instead of queueing on one) and takes the lifecycle's claim step on it
   in SQL, from the ``ClaimStep`` the engine hands over; the engine's own decision on
@@ -16,11 +16,16 @@ thread is a partial unique index, and the sweeps read partial indexes. What diff
 - Many writers run at once (READ COMMITTED). The pool checks a connection before
   lending it with a ``select()`` on its socket, not a query, and takes the next at once
   when one is dead (``PostgresStore._connection``).
-- Event sequence numbers come from a one-row counter, updated as the transaction's last
-  step and so locked until it commits: numbers follow commit order, and a reader
-  following ``events(after_seq=...)`` never misses an event that commits late with a low
-  number. Every other row lock a transaction needs is taken before that one, so
-  transactions cannot deadlock on it.
+- No row is taken by every write. An event's place in the store-wide log is made from
+  its transaction's id (``runstate_place_v9``); one object's writes are kept in commit
+  order by the compare-and-set, which also requires the row's last writer to be an older
+  transaction; and the store-wide ``events(after_seq=...)`` reads only below the oldest
+  transaction still running, so an event that commits late is never passed over
+  (migration 9 says why this holds).
+- Other processes hear of a write through ``LISTEN/NOTIFY``, but the write does not
+  notify: a notification's commit takes a lock of the whole database, which would line
+  every write up again. The store queues the ids it wrote once they commit, and a thread
+  of its own (``Notifier``) sends them in batches, at most one every two milliseconds.
 - The tables live in their own schema (``runstate`` unless told), created or upgraded
   in place on open, in one transaction under an advisory lock.
 
@@ -31,6 +36,7 @@ does not need them. ``psycopg`` errors become ``StoreError`` in ``_translate``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import json
@@ -38,6 +44,7 @@ import logging
 import re
 import select
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -59,7 +66,7 @@ from ._base import (
     kept_changing,
     restore,
 )
-from ._bell import ANY, WAITING, Bell, ring_for, ring_for_won
+from ._bell import ANY, WAITING, Bell, ring_for
 from ._sql import (
     Sql,
     SQLPlans,
@@ -101,6 +108,7 @@ class PostgresPlans(SQLPlans):
     _psycopg: Any
     _channel: str
     _listener: Listener | None
+    _notifier: Notifier
 
     @staticmethod
     def param(name: str) -> str:
@@ -120,6 +128,7 @@ class PostgresPlans(SQLPlans):
         self._channel = channel_of(schema)
         self.bell = Bell()
         self._listener = None
+        self._notifier = Notifier(conninfo, options, self._channel)
 
         def listen() -> None:
             self._listener = Listener(conninfo, options, self._channel, self.bell)
@@ -128,6 +137,18 @@ class PostgresPlans(SQLPlans):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(schema={self.schema!r})"
+
+    def _announce(self, written: Sequence[Any]) -> None:
+        """Writes that committed: this process's waiters hear at once, other processes'
+        through the notifier."""
+        ring_for(self.bell, written)
+        self._notifier.send(written)
+
+    def _stop_feeds(self) -> None:
+        """Stop listening, and send what the notifier still holds."""
+        if self._listener is not None:
+            self._listener.close()
+        self._notifier.close()
 
     @contextlib.contextmanager
     def _translate(self) -> Iterator[None]:
@@ -156,7 +177,7 @@ class PostgresPlans(SQLPlans):
     ) -> Plan[list[int]]:
         """The object and its creation events (and its key remembered): one statement,
         one round trip (``insert_one``, or ``runstate_insert_v8`` with a key)."""
-        sql, params = insert_statement(obj, steps, input, key, self._channel)
+        sql, params = insert_statement(obj, steps, input, key)
         for _ in range(10):
             try:
                 row = yield Sql(sql, params, "one")
@@ -174,7 +195,7 @@ class PostgresPlans(SQLPlans):
             if seqs is None:
                 continue  # another create took the key meanwhile: look again
             yield from self._p_trim([Write(obj, 0, steps)], [seqs])
-            ring_for(self.bell, [obj])
+            self._announce([obj])
             return seqs
         raise kept_changing(obj)
 
@@ -193,18 +214,18 @@ class PostgresPlans(SQLPlans):
         if step is None:
             return (yield from self._p_claim_picked(now, decide, kind))
         t = now()
-        row = yield Sql(SQL["claim"], claim_statement(step, kind, t, self._channel), "one")
+        row = yield Sql(SQL["claim"], claim_statement(step, kind, t), "one")
         claimed = claimed_from(row, kind, t, decide)
         if claimed is not None:
             yield from self._p_trim([claimed[0]], [claimed[1]])
-            ring_for(self.bell, [claimed[0]])
+            self._announce([claimed[0]])
         return claimed
 
     @operation
     def write(self, writes: Sequence[Write]) -> Plan[list[list[int] | None]]:
         """One statement, its own transaction (the connection is in autocommit)."""
         done = yield from self._p_write_batch(writes)
-        ring_for_won(self.bell, writes, done)  # committed: this process hears at once
+        self._announce(won(writes, done))  # committed
         return done
 
     def _p_write_batch(self, writes: Sequence[Write]) -> Plan[list[list[int] | None]]:
@@ -212,7 +233,7 @@ class PostgresPlans(SQLPlans):
         one round trip. Per write, its events' places in the log, or None if it lost."""
         if not writes:
             return []
-        sql, params = write_statement_for(writes, self._channel)
+        sql, params = write_statement_for(writes)
         row = yield Sql(sql, params, "one")
         done = written_from(writes, row)
         yield from self._p_trim(writes, done)  # only with max_events set
@@ -250,8 +271,7 @@ class PostgresStore(SyncSQL, PostgresPlans):
                 raise
 
     def close(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
+        self._stop_feeds()
         self._pool.close()
 
     @contextlib.contextmanager
@@ -319,8 +339,7 @@ class AsyncPostgresStore(Async, PostgresPlans):
         return store
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
+        await asyncio.to_thread(self._stop_feeds)
         await self._pool.close()
 
     async def _arun(self, plan: Plan[R], name: str, object_id: str | None) -> R:
@@ -361,11 +380,11 @@ async def _answer(cursor: Any, fetch: str) -> Any:
     return cursor.rowcount
 
 
-def write_statement_for(writes: Sequence[Write], channel: str) -> tuple[str, dict[str, Any]]:
+def write_statement_for(writes: Sequence[Write]) -> tuple[str, dict[str, Any]]:
     """The statement that makes ``writes``: ``write_one`` for one write of one step (a
     worker's step), the write function for anything else."""
     if len(writes) != 1 or len(writes[0].steps) != 1:
-        return SQL["write"], write_statement(writes, channel)
+        return SQL["write"], {"writes": write_batch(writes)}
     (w,) = writes
     (step,) = w.steps
     return SQL["write_one"], {
@@ -376,8 +395,6 @@ def write_statement_for(writes: Sequence[Write], channel: str) -> tuple[str, dic
         "at": step.at,
         "data": None if step.data is None else dumps(step.data),
         "number": w.first_number,
-        "channel": channel,
-        "ids": _ids(writes),
     }
 
 
@@ -389,18 +406,9 @@ def written_from(writes: Sequence[Write], row: Sequence[Any]) -> list[list[int] 
     return [None if row[0] is None else [row[0]]]
 
 
-def write_statement(writes: Sequence[Write], channel: str) -> dict[str, Any]:
-    """The one write statement's parameters: the batch, and the notification on
-    ``channel`` that tells the schema's listeners which objects it wrote (``id!`` for one
-    waiting for a worker now; ``*`` for a batch too big to list, which wakes every waiter)."""
-    return {"writes": write_batch(writes), "channel": channel, "ids": _ids(writes)}
-
-
-def _ids(writes: Sequence[Write]) -> str:
-    """The notification's payload: the written ids (``id!`` for one waiting for a worker
-    now; ``*`` for a batch too big to list)."""
-    ids = ",".join(w.obj.id + ("!" if is_waiting(w.obj) else "") for w in writes)
-    return ids if len(ids) < 7000 else "*"
+def won(writes: Sequence[Write], done: Sequence[Any]) -> list[Write]:
+    """The writes of a batch that won (``done``: per write, None if it lost)."""
+    return [w for w, seqs in zip(writes, done, strict=True) if seqs is not None]
 
 
 def channel_of(schema: str) -> str:
@@ -409,7 +417,7 @@ def channel_of(schema: str) -> str:
 
 
 def parse_notification(payload: str) -> list[str]:
-    """The bell's keys for one notification (see ``write_statement``)."""
+    """The bell's keys for one notification (see ``Notifier``)."""
     if payload == "*":
         return [ANY]
     keys = []
@@ -457,6 +465,105 @@ class Listener:
         self._stop.set()
 
 
+class Notifier:
+    """Tells the schema's listeners in other processes which objects this process wrote,
+    without making any write wait: ``send`` queues the ids of writes that committed, and
+    a daemon thread, started at the first, sends what has queued on a connection of its
+    own, as one ``NOTIFY`` statement (several payloads if the list is long), then lets
+    ``interval`` seconds pass before the next, so that a busy process sends a few hundred
+    notifications a second, however many writes it makes. A payload lists ids, ``id!``
+    for one waiting for a worker now (see ``parse_notification``). After a lost
+    connection it tries again a second later, keeping what it holds. ``close`` sends what
+    is left (waiting at most ``grace`` seconds), as does the interpreter's exit."""
+
+    PAYLOAD = 7000  # characters per NOTIFY payload (PostgreSQL's limit is 8000 bytes)
+    MOST = 64  # payloads per statement; beyond, one "*" wakes every waiter
+
+    def __init__(
+        self, conninfo: str, options: dict[str, Any], channel: str, interval: float = 0.002
+    ) -> None:
+        self._conninfo, self._options, self._channel = conninfo, options, channel
+        self._interval = interval
+        self._cond = threading.Condition()
+        self._pending: dict[str, bool] = {}  # id: whether it waits for a worker
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def send(self, written: Sequence[Any]) -> None:
+        """Queue the ids of committed writes (``Write``s or objects)."""
+        with self._cond:
+            if self._closed:
+                return
+            pending = self._pending
+            for write in written:
+                obj = getattr(write, "obj", write)
+                pending[obj.id] = pending.get(obj.id, False) or is_waiting(obj)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="runstate-notify", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self.close)
+            self._cond.notify()
+
+    def payloads(self, batch: dict[str, bool]) -> list[str]:
+        """``batch`` as NOTIFY payloads of at most ``PAYLOAD`` characters each."""
+        payloads: list[str] = []
+        current = ""
+        for object_id, waiting in batch.items():
+            item = object_id + ("!" if waiting else "")
+            if current and len(current) + 1 + len(item) > self.PAYLOAD:
+                payloads.append(current)
+                current = ""
+            current = f"{current},{item}" if current else item
+        payloads.append(current)
+        return payloads if len(payloads) <= self.MOST else ["*"]
+
+    def _loop(self) -> None:
+        import psycopg
+
+        conn: Any = None
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._closed)
+                if not self._pending:  # closed, and everything sent
+                    break
+                batch, self._pending = self._pending, {}
+            payloads = self.payloads(batch)
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self._conninfo, autocommit=True, **self._options)
+                calls = ", ".join("pg_notify(%s, %s)" for _ in payloads)
+                conn.execute(f"SELECT {calls}", [x for p in payloads for x in (self._channel, p)])
+            except psycopg.Error as exc:
+                with self._cond:
+                    if self._closed:
+                        break
+                    for object_id, waiting in batch.items():
+                        self._pending[object_id] = self._pending.get(object_id, False) or waiting
+                log.warning(
+                    "runstate: notifying %s failed (%s); trying again",
+                    self._channel,
+                    " ".join(str(exc).split()) or type(exc).__name__,
+                    extra={"channel": self._channel},
+                )
+                time.sleep(1.0)
+                continue
+            time.sleep(self._interval)  # what queues meanwhile goes in the next batch
+        if conn is not None:
+            conn.close()
+
+    def close(self, grace: float = 2.0) -> None:
+        """Send what is queued (waiting at most ``grace`` seconds), then stop."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(grace)
+        atexit.unregister(self.close)
+
+
 def write_batch(writes: Sequence[Write]) -> Any:
     """The one write path's argument: the writes and their numbered events, as jsonb."""
     from psycopg.types.json import Jsonb  # imported with the store; a lookup here
@@ -483,15 +590,10 @@ def write_element(w: Write) -> dict[str, Any]:
 
 
 def insert_statement(
-    obj: Any,
-    steps: Sequence[Transition],
-    input: Any,
-    key: IdempotencyKey | None,
-    channel: str,
+    obj: Any, steps: Sequence[Transition], input: Any, key: IdempotencyKey | None
 ) -> tuple[str, dict[str, Any]]:
     """The create's one statement and its parameters: ``insert_one`` without a key;
-    with one, ``runstate_insert_v7``'s argument (the key, the row, its first write and
-    the notification)."""
+    with one, ``runstate_insert_v9``'s argument (the key, the row and its first write)."""
     from psycopg.types.json import Jsonb
 
     first = Write(obj, 0, steps)
@@ -510,8 +612,6 @@ def insert_statement(
         return SQL["insert_one"], {
             **insert_params(obj, body, len(steps), input),
             "events": Jsonb(events),
-            "channel": channel,
-            "ids": _ids([first]),
         }
     return SQL["insert"], {
         "p": Jsonb(
@@ -519,8 +619,6 @@ def insert_statement(
                 "key": key_params(obj, key) | {"not_before": key.not_before},
                 "row": insert_params(obj, body, 0, input),
                 "write": write_element(first),
-                "channel": channel,
-                "notify": _ids([first]),
             }
         )
     }
@@ -541,7 +639,7 @@ def inserted(row: Any) -> list[int] | None:
     return seqs
 
 
-def claim_statement(step: ClaimStep, kind: str, now: int, channel: str) -> dict[str, Any]:
+def claim_statement(step: ClaimStep, kind: str, now: int) -> dict[str, Any]:
     """The ``claim`` statement's parameters."""
     return {
         "kind": kind,
@@ -554,7 +652,6 @@ def claim_statement(step: ClaimStep, kind: str, now: int, channel: str) -> dict[
         "floors": ",".join(step.floors),
         "owner": step.owner,
         "lease_expires_at": now + step.lease_seconds,
-        "channel": channel,
     }
 
 
@@ -565,7 +662,7 @@ def claimed_from(
     on the row as it was, which must be what the database wrote."""
     if row is None:
         return None
-    old, new, version, owner, lease_ends, attempts, event_count, expires_at, seq, _ = row
+    old, new, version, owner, lease_ends, attempts, event_count, expires_at, seq = row
     was = StoredObject(
         restore(kind, json.loads(old), expires_at),
         version,

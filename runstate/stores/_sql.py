@@ -323,6 +323,11 @@ class SQLPlans:
     def _p_write_batch(self, writes: Sequence[Write]) -> Plan[list[list[int] | None]]:
         raise NotImplementedError
 
+    def _announce(self, written: Sequence[Any]) -> None:
+        """Writes (or objects) that committed: ring for them (a backend may also tell
+        other processes)."""
+        ring_for(self.bell, written)
+
     def _p_trim(self, writes: Sequence[Write], done: Sequence[Any]) -> Plan[None]:
         """Drop the oldest events of the objects written that now hold more than
         ``max_events`` (nothing, unless it is set)."""
@@ -458,7 +463,7 @@ class SQLPlans:
             return list(zip(writes, done, strict=True))  # type: ignore[arg-type]
 
         written: list[Claimed] = yield Transaction(picked())
-        ring_for(self.bell, [write for write, _ in written])  # committed
+        self._announce([write for write, _ in written])  # committed
         return written
 
     def _p_pruned(self, sql: str, params: Mapping[str, Any]) -> Plan[list[str]]:

@@ -221,12 +221,15 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
     load_v1_dump(pg_schema)
     before = pg_rows(pg_schema)
     store = PostgresStore(PG_BASE, schema=pg_schema)
-    assert (store.upgraded_from, store.schema_version) == (1, 8)
+    assert (store.upgraded_from, store.schema_version) == (1, 9)
     store.close()
     assert pg_rows(pg_schema) == before
     with psycopg.connect(PG_BASE) as conn:
         version = conn.execute(f"SELECT value FROM {pg_schema}.runstate_meta").fetchone()
-        assert version == ("8",)
+        assert version == ("9",)
+        # No row that every write takes: the counter is gone.
+        counter = conn.execute("SELECT to_regclass(%s)", (f"{pg_schema}.run_event_counter",))
+        assert counter.fetchone() == (None,)
         assert_numbered(
             conn.execute(f"SELECT run_id, number FROM {pg_schema}.run_events ORDER BY seq")
         )
@@ -242,10 +245,27 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
                 (pg_schema,),
             )
         }
-    # One write path (the old write functions are gone), and the one-round-trip create,
-    # which ends on it.
-    assert functions == {"runstate_write_v8", "runstate_insert_v8"}
+    # One write path (the old write functions are gone), the one-round-trip create,
+    # which ends on it, and the two that place events and bound the feed.
+    assert functions == {
+        "runstate_write_v9",
+        "runstate_insert_v9",
+        "runstate_place_v9",
+        "runstate_feed_below_v9",
+    }
     assert_fixture_reads_back(PostgresStore(PG_BASE, schema=pg_schema))
+    # A follower of the store-wide feed that had read the old events goes on past them:
+    # every new place is above the old ones.
+    last = max(seq for seq, *_ in before[1])
+    engine = RunEngine(PostgresStore(PG_BASE, schema=pg_schema))
+    fresh = engine.feed(after_seq=last, limit=1000)
+    assert [e.event for e in fresh][-3:] == [
+        "thread.run.completed",
+        "thread.run.created",
+        "thread.run.queued",
+    ]
+    assert all(e.seq is not None and e.seq > last for e in fresh)
+    engine.close()
 
 
 def test_many_processes_upgrade_one_postgres_schema_at_once(pg_schema: str) -> None:

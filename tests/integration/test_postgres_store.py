@@ -61,8 +61,8 @@ def test_a_foreign_runs_table_is_refused_and_untouched(pg_schema: str) -> None:
 def test_a_newer_schema_is_refused(pg_schema: str) -> None:
     PostgresStore(PG_BASE, schema=pg_schema).close()
     with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f"UPDATE {pg_schema}.runstate_meta SET value = '9'")
-    with pytest.raises(StoreError, match="schema version 9; this runstate reads versions up to 8"):
+        conn.execute(f"UPDATE {pg_schema}.runstate_meta SET value = '10'")
+    with pytest.raises(StoreError, match="schema version 10; this runstate reads versions up to 9"):
         PostgresStore(PG_BASE, schema=pg_schema)
 
 
@@ -95,44 +95,6 @@ def test_claim_skips_a_row_another_transaction_holds(engine: RunEngine, pg_schem
         holder.rollback()
     claimed = engine.claim("w")
     assert claimed is not None and claimed.id == first.id
-
-
-def test_event_numbers_follow_commit_order(engine: RunEngine, pg_schema: str) -> None:
-    """Writers in many threads; a follower reading events(after_seq) as they land must
-    see every event once, numbered without gaps."""
-    ids = [engine.create(thread_id=f"t{i}", assistant_id="x").id for i in range(80)]
-    start = engine.feed(limit=10_000)[-1].seq
-    assert start is not None
-    done = threading.Event()
-    seen: list[int] = []
-
-    def follow() -> None:
-        after = start
-        while True:
-            finished = done.is_set()
-            for event in engine.feed(after_seq=after, limit=1000):
-                assert event.seq == after + 1, (event.seq, after)
-                after = event.seq
-                seen.append(after)
-            if finished:
-                return
-
-    def work(chunk: list[str]) -> None:
-        for run_id in chunk:
-            engine.start(run_id)
-            engine.complete(run_id)
-
-    follower = threading.Thread(target=follow)
-    follower.start()
-    workers = [threading.Thread(target=work, args=(ids[i::4],)) for i in range(4)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    done.set()
-    follower.join(timeout=60)
-    assert seen == list(range(start + 1, start + 1 + 2 * len(ids)))
-    assert all(engine.get(i).status is RunStatus.COMPLETED for i in ids)
 
 
 def test_the_cli_reads_postgres(pg_schema: str) -> None:

@@ -3,34 +3,31 @@
 
 -- insert --
 -- A new object with an idempotency key, the key and the object's first write, in one
--- round trip: see runstate_insert_v8.
-SELECT runstate_insert_v8(%(p)s);
+-- round trip: see runstate_insert_v9.
+SELECT runstate_insert_v9(%(p)s);
 
 -- insert_one --
--- A create without an idempotency key as one plain statement: the object at version 1
--- with its creation events (placed from the counter row, locked after the new row), the
--- events' places and the notification. A group that has an active object makes the
--- insert fail on the partial unique index.
+-- A create without an idempotency key as one plain statement: the object at version 1,
+-- written by this transaction, with its creation events at this transaction's places
+-- (runstate_place_v9), and the events' places. A group that has an active object makes
+-- the insert fail on the partial unique index.
 WITH r AS (
     INSERT INTO runs (id, kind, group_id, status, active, waiting, created_at, expires_at,
-        version, body, event_count, input)
+        version, body, event_count, input, writer_xid)
     VALUES (%(id)s, %(kind)s, %(group_id)s, %(status)s, %(active)s, %(waiting)s,
-        %(created_at)s, %(expires_at)s, 1, %(body)s, %(event_count)s, %(input)s)
+        %(created_at)s, %(expires_at)s, 1, %(body)s, %(event_count)s, %(input)s,
+        pg_current_xact_id())
     RETURNING id
-), c AS (
-    UPDATE run_event_counter SET last = last + %(event_count)s
-    WHERE EXISTS (SELECT 1 FROM r)
-    RETURNING last - %(event_count)s AS before
 ), e AS (
     INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
-    SELECT c.before + x.i, r.id, x.event, x.from_status, x.to_status, x.at,
+    SELECT runstate_place_v9(x.i - 1), r.id, x.event, x.from_status, x.to_status, x.at,
         COALESCE(x.data, %(body)s), x.i - 1
-    FROM r, c, ROWS FROM (jsonb_to_recordset(%(events)s::jsonb)
+    FROM r, ROWS FROM (jsonb_to_recordset(%(events)s::jsonb)
         AS (event text, from_status text, to_status text, at bigint, data text))
         WITH ORDINALITY AS x(event, from_status, to_status, at, data, i)
     RETURNING seq
 )
-SELECT ARRAY(SELECT seq FROM e ORDER BY seq), pg_notify(%(channel)s, %(ids)s);
+SELECT ARRAY(SELECT seq FROM e ORDER BY seq);
 
 -- claim --
 -- The claim in one plain statement, one round trip: pick the oldest object of a kind
@@ -39,11 +36,12 @@ SELECT ARRAY(SELECT seq FROM e ORDER BY seq), pg_notify(%(channel)s, %(ids)s);
 -- does as data): the status moves to %(to)s; the field %(clear)s (if any) becomes null;
 -- the field %(stamp)s (if any) gets the time, never before any of the fields in
 -- %(floors)s (comma-separated); the object no longer waits (a claim's step goes to a
--- status that a worker holds), is leased to %(owner)s, and its claim count goes up. The body keeps its keys' order. Its one event is placed from the counter row
--- (locked last, as every write does), and the schema's listeners hear of it. No row
--- when nothing is claimable; else what the row was, what its body became and the
--- event's place (the engine decides the same step on the old row and checks that it
--- agrees).
+-- status that a worker holds), is leased to %(owner)s, and its claim count goes up. The
+-- body keeps its keys' order. A row whose last writer is a younger transaction than
+-- this one is passed over (see migration 9: one object's places follow its commits). Its
+-- one event takes this transaction's first place. No row when nothing is claimable; else
+-- what the row was, what its body became and the event's place (the engine decides the
+-- same step on the old row and checks that it agrees).
 WITH picked AS (
     SELECT id, body, version, lease_owner, lease_expires_at, attempts, event_count, expires_at,
         GREATEST(%(now)s, (
@@ -52,6 +50,7 @@ WITH picked AS (
         )) AS at
     FROM runs
     WHERE kind = %(kind)s AND waiting AND expires_at > %(now)s
+        AND writer_xid < pg_current_xact_id()
     ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED
 ), made AS (
     SELECT picked.*, (
@@ -67,22 +66,19 @@ WITH picked AS (
     UPDATE runs SET status = %(to)s, waiting = false, version = runs.version + 1,
         lease_owner = %(owner)s,
         lease_expires_at = %(lease_expires_at)s, attempts = runs.attempts + 1,
-        body = made.new_body, event_count = runs.event_count + 1
+        body = made.new_body, event_count = runs.event_count + 1,
+        writer_xid = pg_current_xact_id()
     FROM made WHERE runs.id = made.id
     RETURNING runs.id
-), c AS (
-    UPDATE run_event_counter SET last = last + 1 WHERE EXISTS (SELECT 1 FROM u)
-    RETURNING last
 ), ev AS (
     INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
-    SELECT c.last, made.id, %(event)s, %(from)s, %(to)s, made.at, made.new_body,
+    SELECT runstate_place_v9(0), u.id, %(event)s, %(from)s, %(to)s, made.at, made.new_body,
         made.event_count
-    FROM made, c
+    FROM made, u
     RETURNING seq
 )
 SELECT made.body, made.new_body, made.version, made.lease_owner, made.lease_expires_at,
-    made.attempts, made.event_count, made.expires_at, (SELECT seq FROM ev),
-    pg_notify(%(channel)s, made.id)
+    made.attempts, made.event_count, made.expires_at, (SELECT seq FROM ev)
 FROM made;
 
 -- active_of_group --
@@ -94,55 +90,54 @@ SELECT id FROM runs WHERE group_id = %(group_id)s AND active;
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE id = %(id)s;
 
 -- write --
--- Every write of a batch (one or many) in one round trip; see runstate_write_v8. The
--- notification (the written ids) reaches the store's listeners when the write commits.
-SELECT runstate_write_v8(%(writes)s), pg_notify(%(channel)s, %(ids)s);
+-- Every write of a batch (one or many) in one round trip; see runstate_write_v9.
+SELECT runstate_write_v9(%(writes)s);
 
 -- write_one --
 -- One write of one step (a worker's step: the common case) as one plain statement,
--- without the write function's PL/pgSQL: the compare-and-set; then, only if it won, its
--- event's place taken from the counter row (locked after the run's row, as the function
--- does) and the event inserted; the event's place (none if the write lost), and the
--- notification.
+-- without the write function's PL/pgSQL: the compare-and-set (which, as the function's,
+-- also requires the row's last writer to be an older transaction, and records this one);
+-- then, only if it won, its event at this transaction's first place; the event's place
+-- (none if the write lost).
 WITH w AS (
     UPDATE runs SET status = %(status)s, active = %(active)s, waiting = %(waiting)s,
         expires_at = %(expires_at)s,
         version = version + 1, lease_owner = %(lease_owner)s,
         lease_expires_at = %(lease_expires_at)s, attempts = %(attempts)s, body = %(body)s,
         event_count = %(event_count)s,
-        ended_at = CASE WHEN %(active)s THEN NULL ELSE COALESCE(ended_at, %(ended_at)s) END
-    WHERE id = %(id)s AND version = %(expected)s
+        ended_at = CASE WHEN %(active)s THEN NULL ELSE COALESCE(ended_at, %(ended_at)s) END,
+        writer_xid = pg_current_xact_id()
+    WHERE id = %(id)s AND version = %(expected)s AND writer_xid < pg_current_xact_id()
     RETURNING id
-), c AS (
-    UPDATE run_event_counter SET last = last + 1 WHERE EXISTS (SELECT 1 FROM w)
-    RETURNING last
 ), e AS (
     INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
-    SELECT c.last, w.id, %(event)s, %(from_status)s, %(to_status)s, %(at)s,
+    SELECT runstate_place_v9(0), w.id, %(event)s, %(from_status)s, %(to_status)s, %(at)s,
         COALESCE(%(data)s, %(body)s), %(number)s
-    FROM w, c
+    FROM w
     RETURNING seq
 )
-SELECT (SELECT seq FROM e), pg_notify(%(channel)s, %(ids)s);
+SELECT (SELECT seq FROM e);
 
 -- claimable --
 -- The oldest object waiting for a worker that is not due, locked; one another worker
--- holds is skipped.
+-- holds is skipped, and so is one a younger transaction wrote (see claim).
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
-WHERE kind = %(kind)s AND waiting AND expires_at > %(now)s ORDER BY created_at, seq LIMIT 1
-FOR UPDATE SKIP LOCKED;
+WHERE kind = %(kind)s AND waiting AND expires_at > %(now)s AND writer_xid < pg_current_xact_id()
+ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED;
 
 -- due --
 -- Active runs whose expires_at has come, soonest first, locked (a row a writer holds is
--- left for the next sweep): nothing changes a picked run before its write.
+-- left for the next sweep, as is one a younger transaction wrote: see claim): nothing
+-- changes a picked run before its write.
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
-WHERE kind = %(kind)s AND active AND expires_at <= %(now)s ORDER BY expires_at LIMIT %(limit)s
-FOR UPDATE SKIP LOCKED;
+WHERE kind = %(kind)s AND active AND expires_at <= %(now)s AND writer_xid < pg_current_xact_id()
+ORDER BY expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED;
 
 -- stalled --
 -- Leased runs whose lease has ended, oldest lease first, locked likewise.
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
 WHERE kind = %(kind)s AND lease_owner IS NOT NULL AND lease_expires_at <= %(now)s
+    AND writer_xid < pg_current_xact_id()
 ORDER BY lease_expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED;
 
 -- cursor --
@@ -164,12 +159,14 @@ SELECT seq, event, run_id, from_status, to_status, at, data, number FROM run_eve
 WHERE run_id = %(run_id)s ORDER BY seq;
 
 -- events --
--- Events after %(after_seq)s, in order.
+-- Events after %(after_seq)s, in order, up to the places of the oldest transaction
+-- still running (runstate_feed_below_v9): an event below that can no longer commit.
 SELECT seq, event, run_id, from_status, to_status, at, data, number FROM run_events
-WHERE seq > %(after_seq)s ORDER BY seq LIMIT %(limit)s;
+WHERE seq > %(after_seq)s AND seq < runstate_feed_below_v9() ORDER BY seq LIMIT %(limit)s;
 
 -- events_of_run --
--- One run's events after %(after_seq)s, in order.
+-- One run's events after %(after_seq)s, in order (one object's places follow its
+-- commits: no bound is needed).
 SELECT seq, event, run_id, from_status, to_status, at, data, number FROM run_events
 WHERE run_id = %(run_id)s AND seq > %(after_seq)s ORDER BY seq LIMIT %(limit)s;
 
