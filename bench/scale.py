@@ -63,8 +63,8 @@ BODY = '{"id": "run_x", "object": "thread.run", "padding": "' + "x" * 540 + '"}'
 APP = "bench_scale"  # the application_name of every connection the benchmark makes
 VARIANTS = ["schema 8", "8, no notify", "schema 9", "floor"]
 
-#: ``write_one`` as the store sent it up to schema 8.
-SCHEMA_8 = """
+#: The compare-and-set that both statements below begin with, as the store's has it.
+CAS = """
 WITH w AS (
     UPDATE runs SET status = %(status)s, active = %(active)s, waiting = %(waiting)s,
         expires_at = %(expires_at)s,
@@ -74,7 +74,12 @@ WITH w AS (
         ended_at = CASE WHEN %(active)s THEN NULL ELSE COALESCE(ended_at, %(ended_at)s) END
     WHERE id = %(id)s AND version = %(expected)s
     RETURNING id
-), c AS (
+)"""
+
+#: ``write_one`` as the store sent it up to schema 8.
+SCHEMA_8 = (
+    CAS
+    + """, c AS (
     UPDATE run_event_counter SET last = last + 1 WHERE EXISTS (SELECT 1 FROM w)
     RETURNING last
 ), e AS (
@@ -86,11 +91,29 @@ WITH w AS (
 )
 SELECT (SELECT seq FROM e), pg_notify(%(channel)s, %(ids)s)
 """
+)
+
+#: Schema 9's ``write_one`` with no store-wide order: no writer recorded or checked, the
+#: event numbered from a plain sequence. It runs on a schema 8 store too.
+FLOOR = (
+    CAS
+    + """, e AS (
+    INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
+    SELECT nextval('bench_event_seq'), w.id, %(event)s, %(from_status)s, %(to_status)s, %(at)s,
+        COALESCE(%(data)s, %(body)s), %(number)s
+    FROM w
+    RETURNING seq
+)
+SELECT (SELECT seq FROM e)
+"""
+)
 
 
 def statement(variant: str) -> str:
     """``write_one`` of ``variant`` as a pgbench script line."""
     sql = SCHEMA_8 if variant.startswith(("schema 8", "8,")) else SQL["write_one"]
+    if variant == "floor":
+        sql = floor_of(sql)
     values = {
         "status": "'in_progress'",
         "active": "true",
@@ -117,34 +140,9 @@ def statement(variant: str) -> str:
     sql = sql.replace("RETURNING id\n", "RETURNING id, event_count\n", 1)
     if variant == "8, no notify":
         sql = sql.replace(", pg_notify('bench_scale', 'run_' || :n)", "")
-    if variant == "floor":
-        sql = floor_of(sql)
     assert ("run_event_counter" in sql) == variant.startswith(("schema 8", "8,")), sql
     assert ("pg_notify" in sql) == (variant == "schema 8"), sql
     return f"\\set n random(1, {OBJECTS})\n{' '.join(sql.split())}\n"
-
-
-#: Schema 9's ``write_one`` with no store-wide order: no writer recorded or checked, the
-#: event numbered from a plain sequence. It runs on a schema 8 store too.
-FLOOR = """
-WITH w AS (
-    UPDATE runs SET status = %(status)s, active = %(active)s, waiting = %(waiting)s,
-        expires_at = %(expires_at)s,
-        version = version + 1, lease_owner = %(lease_owner)s,
-        lease_expires_at = %(lease_expires_at)s, attempts = %(attempts)s, body = %(body)s,
-        event_count = %(event_count)s,
-        ended_at = CASE WHEN %(active)s THEN NULL ELSE COALESCE(ended_at, %(ended_at)s) END
-    WHERE id = %(id)s AND version = %(expected)s
-    RETURNING id
-), e AS (
-    INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
-    SELECT nextval('bench_event_seq'), w.id, %(event)s, %(from_status)s, %(to_status)s, %(at)s,
-        COALESCE(%(data)s, %(body)s), %(number)s
-    FROM w
-    RETURNING seq
-)
-SELECT (SELECT seq FROM e)
-"""
 
 
 def floor_of(sql: str) -> str:
@@ -263,7 +261,7 @@ def write_for(
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             for response_id in ids:
-                engine.append(response_id, "response.output_text.delta", delta)
+                engine.append(response_id, "response.bench_delta", delta)
             count += len(ids)
         engine.close()
     else:
@@ -281,7 +279,7 @@ def write_for(
                     "status": "in_progress", "active": True, "waiting": False,
                     "expires_at": 4102444800, "lease_owner": None, "lease_expires_at": None,
                     "attempts": 0, "body": body, "event_count": events + 1, "ended_at": None,
-                    "id": object_id, "expected": version, "event": "response.output_text.delta",
+                    "id": object_id, "expected": version, "event": "response.bench_delta",
                     "from_status": "in_progress", "to_status": "in_progress", "at": 1700000000,
                     "data": json.dumps(delta), "number": events,
                 }  # fmt: skip

@@ -102,6 +102,7 @@ class PostgresPlans(SQLPlans):
     pools and drivers."""
 
     SQL = SQL
+    picked_may_lose = True  # a write's check of the row's last writer (migration 9)
     schema_version = SCHEMA_VERSION  # what this code writes
     upgraded_from: int  # the version the schema had when opened (0: new)
     schema: str
@@ -445,7 +446,12 @@ class Listener:
 
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True, **self._options) as conn:
+                with psycopg.connect(
+                    self._conninfo,
+                    autocommit=True,
+                    application_name="runstate-listen",
+                    **self._options,
+                ) as conn:
                     conn.execute(f"LISTEN {self._channel}")
                     self._bell.ring([ANY])  # anything before the LISTEN was not heard
                     while not self._stop.is_set():
@@ -532,7 +538,12 @@ class Notifier:
             payloads = self.payloads(batch)
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg.connect(self._conninfo, autocommit=True, **self._options)
+                    conn = psycopg.connect(
+                        self._conninfo,
+                        autocommit=True,
+                        application_name="runstate-notify",
+                        **self._options,
+                    )
                 calls = ", ".join("pg_notify(%s, %s)" for _ in payloads)
                 conn.execute(f"SELECT {calls}", [x for p in payloads for x in (self._channel, p)])
             except psycopg.Error as exc:

@@ -1,9 +1,11 @@
-"""What only the PostgreSQL store has: a schema of its own, SKIP LOCKED claims, and
-event numbers that follow commit order under concurrent writers."""
+"""What only the PostgreSQL store has: a schema of its own, SKIP LOCKED claims, the
+notifications other processes hear, and a pool that survives killed backends and a
+restarted server (the order of events without a counter row: test_feed_order.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import threading
@@ -25,6 +27,8 @@ from runstate import (
     ValidationError,
     connect,
 )
+from runstate.stores._bell import ANY, WAITING
+from runstate.stores._postgres import Notifier, parse_notification
 
 T0 = 1_700_000_000
 
@@ -255,3 +259,87 @@ def test_a_malformed_conninfo_is_a_validation_error_without_it(conninfo: str) ->
         PostgresStore(conninfo)
     assert caught.value.message.startswith("Invalid PostgreSQL connection string")
     assert conninfo not in caught.value.message and "s3cret" not in caught.value.message
+
+
+# --- notifications ---------------------------------------------------------------------
+
+
+def heard(conn: psycopg.Connection[Any], wanted: set[str]) -> list[str]:
+    """The payloads ``conn`` (listening) receives until every id in ``wanted`` has been
+    named; a generous limit, never reached when things work."""
+    payloads: list[str] = []
+    named: set[str] = set()
+    for note in conn.notifies(timeout=60):
+        payloads.append(note.payload)
+        named |= {item.rstrip("!") for item in note.payload.split(",")}
+        if wanted <= named:
+            break
+    return payloads
+
+
+def listening(schema: str) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(PG_BASE, autocommit=True)
+    conn.execute(f"LISTEN runstate_{schema}")
+    return conn
+
+
+def test_writes_queued_together_go_out_as_one_notification(pg_schema: str) -> None:
+    """The notifier sends what has queued as one statement: a batch of 300 objects is
+    one notification per 7,000 characters of ids, each flagged ``!`` when the object
+    waits for a worker."""
+    engine = RunEngine(PostgresStore(PG_BASE, schema=pg_schema), clock=ManualClock(T0))
+    runs = [engine.create(thread_id=f"t{i}", assistant_id="a") for i in range(300)]
+    engine.close()  # its own notifications sent
+    listener = listening(pg_schema)
+    notifier = Notifier(PG_BASE, {}, f"runstate_{pg_schema}")  # a store's, alone
+    notifier.send(runs)  # as a batch write of them, committed, would
+    payloads = heard(listener, {r.id for r in runs})
+    assert len(payloads) == len(notifier.payloads({r.id: True for r in runs})) == 2
+    assert all(item.endswith("!") for p in payloads for item in p.split(","))
+    assert all(len(p) <= 7000 for p in payloads)
+    notifier.close()
+    notifier.send(runs)  # a closed notifier sends nothing more
+    assert list(listener.notifies(timeout=0.2)) == []
+    listener.close()
+
+
+def test_a_batch_too_long_to_list_wakes_every_waiter() -> None:
+    notifier = Notifier(PG_BASE, {}, "runstate_unused")  # never started: nothing sent
+    many = {f"resp_{i:040d}": False for i in range(20_000)}  # about 900,000 characters
+    assert notifier.payloads(many) == ["*"]
+    assert notifier.payloads({"run_1": False, "run_2": True}) == ["run_1,run_2!"]
+    assert parse_notification("*") == [ANY]
+    assert parse_notification("run_1,run_2!") == ["run_1", "run_2", WAITING]
+
+
+def test_closing_a_store_sends_what_its_notifier_holds(pg_schema: str) -> None:
+    """A process that writes and exits (a cancel from the command line) is heard: the
+    store's close sends the notifications still queued."""
+    listener = listening(pg_schema)
+    engine = RunEngine(PostgresStore(PG_BASE, schema=pg_schema), clock=ManualClock(T0))
+    run = engine.create(thread_id="t", assistant_id="a")
+    engine.cancel(run.id)
+    engine.close()
+    assert heard(listener, {run.id})
+    listener.close()
+
+
+def test_a_killed_notifier_connection_is_reopened_and_nothing_is_lost(
+    pg_schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = RunEngine(PostgresStore(PG_BASE, schema=pg_schema), clock=ManualClock(T0))
+    listener = listening(pg_schema)
+    first = engine.create(thread_id="t0", assistant_id="a")
+    assert heard(listener, {first.id})  # the notifier's connection is open
+    with psycopg.connect(PG_BASE, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'runstate-notify'"
+        ).fetchone()
+    assert killed is not None and killed[0] >= 1
+    with caplog.at_level(logging.WARNING, logger="runstate"):
+        second = engine.create(thread_id="t1", assistant_id="a")
+        assert heard(listener, {second.id})  # sent again on a new connection
+    assert f"notifying runstate_{pg_schema} failed" in caplog.text
+    listener.close()
+    engine.close()

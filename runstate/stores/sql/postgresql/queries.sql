@@ -37,9 +37,11 @@ SELECT ARRAY(SELECT seq FROM e ORDER BY seq);
 -- the field %(stamp)s (if any) gets the time, never before any of the fields in
 -- %(floors)s (comma-separated); the object no longer waits (a claim's step goes to a
 -- status that a worker holds), is leased to %(owner)s, and its claim count goes up. The
--- body keeps its keys' order. A row whose last writer is a younger transaction than
--- this one is passed over (see migration 9: one object's places follow its commits). Its
--- one event takes this transaction's first place. No row when nothing is claimable; else
+-- body keeps its keys' order. Its one event takes this transaction's first place. The
+-- write, as every write, requires the row's last writer to be an older transaction (see
+-- migration 9: one object's places follow its commits); a row written by a younger one
+-- after this statement took its id is left as it is (the check is in the write, not in
+-- the pick: a filter there changes the pick's plan). No row when nothing is claimable; else
 -- what the row was, what its body became and the event's place (the engine decides the
 -- same step on the old row and checks that it agrees).
 WITH picked AS (
@@ -50,7 +52,6 @@ WITH picked AS (
         )) AS at
     FROM runs
     WHERE kind = %(kind)s AND waiting AND expires_at > %(now)s
-        AND writer_xid < pg_current_xact_id()
     ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED
 ), made AS (
     SELECT picked.*, (
@@ -68,7 +69,7 @@ WITH picked AS (
         lease_expires_at = %(lease_expires_at)s, attempts = runs.attempts + 1,
         body = made.new_body, event_count = runs.event_count + 1,
         writer_xid = pg_current_xact_id()
-    FROM made WHERE runs.id = made.id
+    FROM made WHERE runs.id = made.id AND runs.writer_xid < pg_current_xact_id()
     RETURNING runs.id
 ), ev AS (
     INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
@@ -79,7 +80,7 @@ WITH picked AS (
 )
 SELECT made.body, made.new_body, made.version, made.lease_owner, made.lease_expires_at,
     made.attempts, made.event_count, made.expires_at, (SELECT seq FROM ev)
-FROM made;
+FROM made, u;
 
 -- active_of_group --
 -- The group's active object (a thread's active run), if any.
@@ -120,24 +121,23 @@ SELECT (SELECT seq FROM e);
 
 -- claimable --
 -- The oldest object waiting for a worker that is not due, locked; one another worker
--- holds is skipped, and so is one a younger transaction wrote (see claim).
+-- holds is skipped.
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
-WHERE kind = %(kind)s AND waiting AND expires_at > %(now)s AND writer_xid < pg_current_xact_id()
-ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED;
+WHERE kind = %(kind)s AND waiting AND expires_at > %(now)s ORDER BY created_at, seq LIMIT 1
+FOR UPDATE SKIP LOCKED;
 
 -- due --
 -- Active runs whose expires_at has come, soonest first, locked (a row a writer holds is
--- left for the next sweep, as is one a younger transaction wrote: see claim): nothing
--- changes a picked run before its write.
+-- left for the next sweep): nothing changes a picked run before its write (whose check
+-- of the row's last writer may still refuse it: see migration 9).
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
-WHERE kind = %(kind)s AND active AND expires_at <= %(now)s AND writer_xid < pg_current_xact_id()
-ORDER BY expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED;
+WHERE kind = %(kind)s AND active AND expires_at <= %(now)s ORDER BY expires_at LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
 
 -- stalled --
 -- Leased runs whose lease has ended, oldest lease first, locked likewise.
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs
 WHERE kind = %(kind)s AND lease_owner IS NOT NULL AND lease_expires_at <= %(now)s
-    AND writer_xid < pg_current_xact_id()
 ORDER BY lease_expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED;
 
 -- cursor --
