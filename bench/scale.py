@@ -372,10 +372,12 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2,4")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--engine-only", action="store_true", help="skip the pgbench part")
+    parser.add_argument("--statements-only", action="store_true", help="skip the engine part")
     args = parser.parse_args()
     if not args.engine_only:
         statements(args.seconds, [int(c) for c in args.clients.split(",")])
-    engines(args.seconds, [int(p) for p in args.processes.split(",")], args.threads)
+    if not args.statements_only:
+        engines(args.seconds, [int(p) for p in args.processes.split(",")], args.threads)
 
 
 def statements(seconds: int, clients: list[int]) -> None:
