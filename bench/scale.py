@@ -149,7 +149,7 @@ def floor_of(sql: str) -> str:
     """Schema 9's ``write_one`` without its store-wide order: ``FLOOR`` (checked)."""
     sql = sql.replace(",\n        writer_xid = pg_current_xact_id()", "")
     sql = sql.replace(" AND writer_xid < pg_current_xact_id()", "")
-    sql = sql.replace("runstate_place_v9(0)", "nextval('bench_event_seq')")
+    sql = sql.replace("runstate_place_v9()", "nextval('bench_event_seq')")
     assert " ".join(sql.split()) == " ".join(FLOOR.split()), sql
     return sql
 

@@ -20,11 +20,12 @@ WITH r AS (
     RETURNING id
 ), e AS (
     INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
-    SELECT runstate_place_v9(x.i - 1), r.id, x.event, x.from_status, x.to_status, x.at,
+    SELECT runstate_place_v9(), r.id, x.event, x.from_status, x.to_status, x.at,
         COALESCE(x.data, %(body)s), x.i - 1
     FROM r, ROWS FROM (jsonb_to_recordset(%(events)s::jsonb)
         AS (event text, from_status text, to_status text, at bigint, data text))
         WITH ORDINALITY AS x(event, from_status, to_status, at, data, i)
+    ORDER BY x.i
     RETURNING seq
 )
 SELECT ARRAY(SELECT seq FROM e ORDER BY seq);
@@ -37,7 +38,7 @@ SELECT ARRAY(SELECT seq FROM e ORDER BY seq);
 -- the field %(stamp)s (if any) gets the time, never before any of the fields in
 -- %(floors)s (comma-separated); the object no longer waits (a claim's step goes to a
 -- status that a worker holds), is leased to %(owner)s, and its claim count goes up. The
--- body keeps its keys' order. Its one event takes this transaction's first place. The
+-- body keeps its keys' order. Its one event takes this transaction's next place. The
 -- write, as every write, requires the row's last writer to be an older transaction (see
 -- migration 9: one object's places follow its commits); a row written by a younger one
 -- after this statement took its id is left as it is (the check is in the write, not in
@@ -73,7 +74,7 @@ WITH picked AS (
     RETURNING runs.id
 ), ev AS (
     INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
-    SELECT runstate_place_v9(0), u.id, %(event)s, %(from)s, %(to)s, made.at, made.new_body,
+    SELECT runstate_place_v9(), u.id, %(event)s, %(from)s, %(to)s, made.at, made.new_body,
         made.event_count
     FROM made, u
     RETURNING seq
@@ -98,7 +99,7 @@ SELECT runstate_write_v9(%(writes)s);
 -- One write of one step (a worker's step: the common case) as one plain statement,
 -- without the write function's PL/pgSQL: the compare-and-set (which, as the function's,
 -- also requires the row's last writer to be an older transaction, and records this one);
--- then, only if it won, its event at this transaction's first place; the event's place
+-- then, only if it won, its event at this transaction's next place; the event's place
 -- (none if the write lost).
 WITH w AS (
     UPDATE runs SET status = %(status)s, active = %(active)s, waiting = %(waiting)s,
@@ -112,7 +113,7 @@ WITH w AS (
     RETURNING id
 ), e AS (
     INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
-    SELECT runstate_place_v9(0), w.id, %(event)s, %(from_status)s, %(to_status)s, %(at)s,
+    SELECT runstate_place_v9(), w.id, %(event)s, %(from_status)s, %(to_status)s, %(at)s,
         COALESCE(%(data)s, %(body)s), %(number)s
     FROM w
     RETURNING seq

@@ -5,9 +5,9 @@
 --
 --   place = transaction id * 65536 + the event's ordinal within its transaction
 --
--- (runstate_place_v9). Every transaction that writes events does so in one statement,
--- which numbers them 0, 1, 2...; the places are unique (a second statement of the same
--- transaction would collide on the primary key, loudly).
+-- (runstate_place_v9, which counts a transaction's events 0, 1, 2... in a setting local
+-- to the transaction, over all its statements, and refuses a 65,537th). Places are
+-- unique, and a transaction's own follow the order it wrote them in.
 --
 -- Why this keeps the counter's guarantees:
 -- - One object's places follow its commits. Each write of an object is a
@@ -36,11 +36,19 @@ DROP FUNCTION runstate_insert_v8(jsonb);
 DROP FUNCTION runstate_write_v8(jsonb);
 DROP TABLE run_event_counter;
 
--- The place of this transaction's event with ordinal p_ordinal (an SQL function: the
--- planner inlines it).
-CREATE FUNCTION runstate_place_v9(p_ordinal bigint) RETURNS bigint
-LANGUAGE sql STABLE AS $fn$
-    SELECT pg_current_xact_id()::text::bigint * 65536 + p_ordinal
+-- The place of this transaction's next event: its id times 65536, plus how many events it
+-- placed before (counted in the transaction-local setting runstate.placed).
+CREATE FUNCTION runstate_place_v9() RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    ordinal integer := COALESCE(NULLIF(current_setting('runstate.placed', true), '')::integer, -1) + 1;
+BEGIN
+    IF ordinal >= 65536 THEN
+        RAISE EXCEPTION 'runstate: one transaction cannot write more than 65536 events';
+    END IF;
+    PERFORM set_config('runstate.placed', ordinal::text, true);
+    RETURN pg_current_xact_id()::text::bigint * 65536 + ordinal;
+END
 $fn$;
 
 -- The store-wide feed reads places below this: every transaction under it has ended.
@@ -52,15 +60,13 @@ $fn$;
 -- Every write of a batch in one statement, as runstate_write_v8 did, without the counter:
 -- each compare-and-set also requires the row's last writer to be older than this
 -- transaction, and records this one; the events of the writes that won take this
--- transaction's places in the batch's order. Returns, per write, its events' places, or
--- null where the compare-and-set lost.
+-- transaction's next places, in the batch's order. Returns, per write, its events'
+-- places, or null where the compare-and-set lost.
 CREATE FUNCTION runstate_write_v9(p_writes jsonb) RETURNS jsonb
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 DECLARE
     w jsonb;
-    n bigint;
-    ordinal bigint := 0;
-    first_place bigint;
+    placed jsonb;
     result jsonb := '[]'::jsonb;
 BEGIN
     FOR w IN SELECT value FROM jsonb_array_elements(p_writes) LOOP
@@ -80,19 +86,16 @@ BEGIN
             result := result || jsonb_build_array(NULL::jsonb);
             CONTINUE;
         END IF;
-        n := jsonb_array_length(w->'events');
-        IF ordinal + n > 65536 THEN
-            RAISE EXCEPTION 'runstate: one write of more than 65536 events';
-        END IF;
-        first_place := runstate_place_v9(ordinal);
-        INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
-        SELECT first_place + e.i - 1, w->>'id', e.v->>0, e.v->>1, e.v->>2,
-            (e.v->>3)::bigint, COALESCE(e.v->>4, w->>'body'), (e.v->>5)::bigint
-        FROM jsonb_array_elements(w->'events') WITH ORDINALITY AS e(v, i);
-        result := result || jsonb_build_array(COALESCE(
-            (SELECT jsonb_agg(s) FROM generate_series(first_place, first_place + n - 1) AS s),
-            '[]'::jsonb));
-        ordinal := ordinal + n;
+        WITH e AS (
+            INSERT INTO run_events (seq, run_id, event, from_status, to_status, at, data, number)
+            SELECT runstate_place_v9(), w->>'id', x.v->>0, x.v->>1, x.v->>2,
+                (x.v->>3)::bigint, COALESCE(x.v->>4, w->>'body'), (x.v->>5)::bigint
+            FROM jsonb_array_elements(w->'events') WITH ORDINALITY AS x(v, i)
+            ORDER BY x.i
+            RETURNING seq
+        )
+        SELECT COALESCE(jsonb_agg(seq ORDER BY seq), '[]'::jsonb) INTO placed FROM e;
+        result := result || jsonb_build_array(placed);
     END LOOP;
     RETURN result;
 END
