@@ -350,3 +350,18 @@ class FeedMachine(RuleBasedStateMachine):
 
 FeedMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
 TestFeedOnPostgres = FeedMachine.TestCase
+
+
+def test_a_transaction_cannot_place_more_than_65536_events(
+    engine: RunEngine, pg_schema: str
+) -> None:
+    """A place is the transaction's id times 65,536 plus its ordinal: a 65,537th event
+    would take the next transaction's first place, so it is refused."""
+    with psycopg.connect(PG_BASE, options=f"-c search_path={pg_schema}") as conn:
+        (last,) = conn.execute(
+            "SELECT max(runstate_place_v9()) FROM generate_series(1, 65536)"
+        ).fetchone() or (None,)
+        assert last is not None and last % 65536 == 65535
+        with pytest.raises(psycopg.errors.CheckViolation, match="runstate_ordinal_v9"):
+            conn.execute("SELECT runstate_place_v9()")
+        conn.rollback()
