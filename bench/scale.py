@@ -295,7 +295,7 @@ def worker_process(
     schema: str, mode: str, shares: list[list[str]], seconds: float, barrier: Any, results: Any
 ) -> None:
     """A worker process: one writer thread per share of objects; puts its writes and
-    the CPU seconds it used."""
+    the CPU seconds it used from the start (the barrier) to the end."""
     import queue
 
     done: queue.Queue[int] = queue.Queue()
@@ -303,9 +303,10 @@ def worker_process(
         threading.Thread(target=write_for, args=(schema, mode, ids, seconds, barrier, done))
         for ids in shares
     ]
-    before = os.times()
     for t in threads:
         t.start()
+    barrier.wait()  # the writers are ready: their setup is not counted
+    before = os.times()
     for t in threads:
         t.join()
     after = os.times()
@@ -326,7 +327,7 @@ def engine_level(schema: str, processes: int, threads: int, seconds: float, mode
         ]
     writers = processes * threads
     shares = [ids[i::writers] for i in range(writers)]
-    barrier = ctx.Barrier(writers + 1)
+    barrier = ctx.Barrier(writers + processes + 1)  # the writers, their processes, this one
     results = ctx.Queue()
     procs = [
         ctx.Process(

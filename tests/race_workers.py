@@ -18,6 +18,9 @@ from runstate import (
     open_store,
 )
 
+CALLS = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+OUTPUTS = [{"tool_call_id": "call_1", "output": "x"}]
+
 
 def engine_at(url: str, now: float, **kwargs: Any) -> RunEngine:
     return RunEngine(open_store(url), clock=ManualClock(now), **kwargs)
@@ -104,14 +107,12 @@ def claim_and_hang(url: str, now: float, conn: Connection) -> None:
 def churn(url: str, now: float, conn: Connection) -> None:
     """Create, claim, require action, submit, resume, complete, forever, reporting progress."""
     engine = engine_at(url, now)
-    calls = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
-    outputs = [{"tool_call_id": "call_1", "output": "x"}]
     n = 0
     while True:
         run = engine.create(thread_id=f"churn_{n}", assistant_id="a")
         engine.claim("churner")
-        engine.require_action(run.id, calls)
-        engine.submit_tool_outputs(run.id, outputs)
+        engine.require_action(run.id, CALLS)
+        engine.submit_tool_outputs(run.id, OUTPUTS)
         engine.claim("churner")
         engine.complete(run.id)
         n += 1
@@ -273,8 +274,6 @@ def step_many(url: str, now: float, ids: list[str], barrier: Barrier, seed: int)
     from runstate import ConcurrentUpdateError
 
     engine = engine_at(url, now)
-    calls = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
-    outputs = [{"tool_call_id": "call_1", "output": "x"}]
     rng = random.Random(seed)
     called: set[str] = set()
     barrier.wait()
@@ -287,13 +286,13 @@ def step_many(url: str, now: float, ids: list[str], barrier: Barrier, seed: int)
             with contextlib.suppress(InvalidTransitionError, ConcurrentUpdateError):
                 if status == "queued":
                     engine.start(run_id)
-                elif status == "in_progress" and run.started_at and run_id not in called:
+                elif status == "in_progress" and run_id not in called:
                     called.add(run_id)
-                    engine.require_action(run_id, calls)
+                    engine.require_action(run_id, CALLS)
                 elif status == "in_progress":
                     engine.complete(run_id)
                 elif status == "requires_action":
-                    engine.submit_tool_outputs(run_id, outputs)
+                    engine.submit_tool_outputs(run_id, OUTPUTS)
                 elif status == "cancelling":
                     engine.confirm_cancel(run_id)
                 else:

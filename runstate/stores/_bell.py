@@ -138,17 +138,26 @@ def waiting_statuses() -> frozenset[str]:
     return frozenset().union(*WAITING_OF.values())
 
 
+def object_of(written: Any) -> Any:
+    """The object of a ``Write``, or the object itself."""
+    return getattr(written, "obj", written)
+
+
+def won(writes: Sequence[Any], done: Sequence[Any]) -> list[Any]:
+    """The writes of a batch that won (``done``: per write, None if it lost)."""
+    return [w for w, seqs in zip(writes, done, strict=True) if seqs is not None]
+
+
 def ring_for_won(bell: Bell, writes: Sequence[Any], done: Sequence[Any]) -> None:
-    """Ring for the writes of a batch that won (``done``: per write, None if it lost)."""
-    ring_for(bell, [w for w, seqs in zip(writes, done, strict=True) if seqs is not None])
+    """Ring for the writes of a batch that won."""
+    ring_for(bell, won(writes, done))
 
 
 def ring_for(bell: Bell, writes: Iterable[Any]) -> None:
     """Ring for objects just written (``Write``s or objects): each id, and ``WAITING``
     where one waits for a worker now."""
     keys: list[str] = []
-    for write in writes:
-        obj = getattr(write, "obj", write)
+    for obj in map(object_of, writes):
         keys.append(obj.id)
         if obj.status in WAITING_OF[obj.KIND]:
             keys.append(WAITING)

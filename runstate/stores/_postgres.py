@@ -45,7 +45,7 @@ import re
 import select
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import ActiveRunError, RunStateError, StoreError, ValidationError
@@ -66,7 +66,7 @@ from ._base import (
     kept_changing,
     restore,
 )
-from ._bell import ANY, WAITING, Bell, ring_for
+from ._bell import ANY, WAITING, Bell, object_of, ring_for, won
 from ._sql import (
     Sql,
     SQLPlans,
@@ -177,7 +177,7 @@ class PostgresPlans(SQLPlans):
         key: IdempotencyKey | None = None,
     ) -> Plan[list[int]]:
         """The object and its creation events (and its key remembered): one statement,
-        one round trip (``insert_one``, or ``runstate_insert_v8`` with a key)."""
+        one round trip (``insert_one``, or ``runstate_insert_v9`` with a key)."""
         sql, params = insert_statement(obj, steps, input, key)
         for _ in range(10):
             try:
@@ -407,11 +407,6 @@ def written_from(writes: Sequence[Write], row: Sequence[Any]) -> list[list[int] 
     return [None if row[0] is None else [row[0]]]
 
 
-def won(writes: Sequence[Write], done: Sequence[Any]) -> list[Write]:
-    """The writes of a batch that won (``done``: per write, None if it lost)."""
-    return [w for w, seqs in zip(writes, done, strict=True) if seqs is not None]
-
-
 def channel_of(schema: str) -> str:
     """The notification channel of a schema's writes (the schema name is checked)."""
     return f"runstate_{schema}"
@@ -500,10 +495,7 @@ class Notifier:
         with self._cond:
             if self._closed:
                 return
-            pending = self._pending
-            for write in written:
-                obj = getattr(write, "obj", write)
-                pending[obj.id] = pending.get(obj.id, False) or is_waiting(obj)
+            self._queue((obj.id, is_waiting(obj)) for obj in map(object_of, written))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._loop, name="runstate-notify", daemon=True
@@ -511,6 +503,13 @@ class Notifier:
                 self._thread.start()
                 atexit.register(self.close)
             self._cond.notify()
+
+    def _queue(self, items: Iterable[tuple[str, bool]]) -> None:
+        """Add ids to what is pending (under the lock); an id waits for a worker if any
+        of its writes said so."""
+        pending = self._pending
+        for object_id, waiting in items:
+            pending[object_id] = pending.get(object_id, False) or waiting
 
     def payloads(self, batch: dict[str, bool]) -> list[str]:
         """``batch`` as NOTIFY payloads of at most ``PAYLOAD`` characters each."""
@@ -550,8 +549,7 @@ class Notifier:
                 with self._cond:
                     if self._closed:
                         break
-                    for object_id, waiting in batch.items():
-                        self._pending[object_id] = self._pending.get(object_id, False) or waiting
+                    self._queue(batch.items())  # kept for the next try
                 log.warning(
                     "runstate: notifying %s failed (%s); trying again",
                     self._channel,

@@ -24,17 +24,9 @@
 --
 -- The events written up to version 8 keep their places (1, 2, 3...), all below the first
 -- new place; the migration checks that.
-DO $check$
-BEGIN
-    IF (SELECT last FROM run_event_counter) >= pg_current_xact_id()::text::bigint * 65536 THEN
-        RAISE EXCEPTION 'runstate: the event counter is ahead of this database''s transaction ids; the store cannot move to schema 9';
-    END IF;
-END
-$check$;
 ALTER TABLE runs ADD COLUMN writer_xid xid8 NOT NULL DEFAULT '0';
 DROP FUNCTION runstate_insert_v8(jsonb);
 DROP FUNCTION runstate_write_v8(jsonb);
-DROP TABLE run_event_counter;
 
 -- The place of this transaction's next event: its id times 65536, plus how many events it
 -- placed before (counted in the transaction-local setting runstate.placed; the domain
@@ -46,6 +38,16 @@ LANGUAGE sql VOLATILE AS $fn$
         (COALESCE(NULLIF(current_setting('runstate.placed', true), '')::integer, -1) + 1)::text,
         true)::runstate_ordinal_v9
 $fn$;
+
+-- The events stored before must lie below every new place (the first is checked here).
+DO $check$
+BEGIN
+    IF (SELECT last FROM run_event_counter) >= runstate_place_v9() THEN
+        RAISE EXCEPTION 'runstate: the event counter is ahead of this database''s transaction ids; the store cannot move to schema 9';
+    END IF;
+END
+$check$;
+DROP TABLE run_event_counter;
 
 -- The store-wide feed reads places below this: every transaction under it has ended.
 CREATE FUNCTION runstate_feed_below_v9() RETURNS bigint
