@@ -177,6 +177,11 @@ class Job:
         """Stream a function call output item (a response); returns the item."""
         return self._worker._bridge(self._function_call(name, arguments, call_id))
 
+    def close_message(self) -> Any:
+        """Close the response's open message, if one is open (the next text opens a new
+        one); a job's last message is closed when it ends."""
+        return self._worker._bridge(self._close_message())
+
     def history(self) -> Any:
         """Every event of the object so far (a run's earlier rounds of tool calls)."""
         return self._worker._bridge(self._worker._call("history", self.id))
