@@ -10,8 +10,10 @@
     runstate stats URL [--json]               objects by lifecycle and status, the queue
     runstate cancel URL ID [--json]           cancel a run or a background response
     runstate migrate URL                      upgrade the store's schema in place
-    runstate serve URL [--handler MODULE:FUNCTION] [--host H] [--port P] [--workers N]
-                   [--concurrency M] [--lease SECONDS] [--api-key KEY]
+    runstate serve URL [--handler MODULE:FUNCTION | --upstream BASE_URL] [--host H]
+                   [--port P] [--workers N] [--concurrency M] [--lease SECONDS]
+                   [--api-key KEY] [--upstream-api auto|responses|chat]
+                   [--upstream-key-env VAR]
                                               the Responses and runs APIs (runstate.server)
 
 On a terminal, ``runs``, ``responses`` and ``show`` print tables (the ``cli`` extra:

@@ -4,6 +4,11 @@ so one command is a complete service.
     runstate serve sqlite:///runs.db --handler myservice.model:generate --port 8000
 
 Without ``--handler`` it serves ``runstate.server.demo``, the scripted demo model.
+With ``--upstream BASE_URL`` it is a gateway: ``runstate.upstream.UpstreamHandler``
+generates each response by calling the OpenAI-compatible server there.
+
+    runstate serve sqlite:///runs.db --upstream http://127.0.0.1:11434/v1
+
 Options that do not parse, a handler that does not import or is not callable, and
 values the server refuses are one line on stderr and exit code 2; nothing starts.
 """
@@ -28,9 +33,25 @@ def add_serve_parser(sub: Any) -> None:
     serve.add_argument("url", help="store URL, e.g. sqlite:///runs.db")
     serve.add_argument(
         "--handler",
-        default=DEMO,
         metavar="MODULE:FUNCTION",
         help=f"the handler each job runs (default: {DEMO}, the scripted demo model)",
+    )
+    serve.add_argument(
+        "--upstream",
+        metavar="BASE_URL",
+        help="be a gateway: generate each response by calling the OpenAI-compatible API "
+        "at BASE_URL (e.g. http://127.0.0.1:8000/v1)",
+    )
+    serve.add_argument(
+        "--upstream-api",
+        choices=("auto", "responses", "chat"),
+        default="auto",
+        help="which API of the upstream to call (default: auto, found on the first call)",
+    )
+    serve.add_argument(
+        "--upstream-key-env",
+        metavar="VAR",
+        help="the environment variable that holds the upstream's API key",
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -74,8 +95,8 @@ def serve(args: argparse.Namespace) -> int:
         from .server import bearer, create_app
     except ImportError as exc:  # pragma: no cover - the test extra installs the server
         parser.error(f"serve needs the server extra (pip install 'runstate[server]'): {exc}")
-    handler = load_handler(args.handler, parser)
     try:
+        handler = handler_of(args, parser)
         auth = bearer(args.api_key) if args.api_key is not None else None
         app = create_app(
             args.url,
@@ -94,6 +115,24 @@ def serve(args: argparse.Namespace) -> int:
         parser.error(exc.message)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def handler_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
+    """The handler the options name: ``--handler``'s, the upstream's, or the demo."""
+    if args.upstream is None:
+        if args.upstream_key_env is not None or args.upstream_api != "auto":
+            parser.error("--upstream-api and --upstream-key-env go with --upstream")
+        return load_handler(args.handler or DEMO, parser)
+    if args.handler is not None:
+        parser.error("--handler and --upstream are two handlers: give one")
+    from .upstream import UpstreamHandler
+
+    key = None
+    if args.upstream_key_env is not None:
+        key = os.environ.get(args.upstream_key_env)
+        if not key:
+            parser.error(f"--upstream-key-env: ${args.upstream_key_env} is not set")
+    return UpstreamHandler(args.upstream, api=args.upstream_api, api_key=key)
 
 
 def load_handler(spec: str, parser: argparse.ArgumentParser) -> Any:

@@ -25,7 +25,7 @@ from .._responses import AsyncResponseEngine
 from .._runs import AsyncRunEngine
 from .._validate import MAX_DURATION, require_int, require_seconds
 from .._worker import MAX_CONCURRENCY, Handler, Worker, require_handler
-from ..stores import AsyncStore, MemoryStore
+from ..stores import AsyncStore, GroupCommit, MemoryStore
 from ._http import KEEPALIVE, Auth, refusal, route_class
 from ._responses import add_responses_routes
 from ._runs import add_runs_routes
@@ -179,7 +179,7 @@ class Service:
         if isinstance(source, str):
             store = await open_store_async(source)
             stack.push_async_callback(store.close)
-            return store
+            return GroupCommit(store)
         return source
 
     def _open(self, source: Any) -> None:
@@ -237,8 +237,8 @@ def _source(given: Any) -> Any:
     get = getattr(given, "get", None)
     if callable(get) and hasattr(given, "claim"):
         if inspect.iscoroutinefunction(get):
-            return given  # an async store
-        return AsyncStore(given, offload=not isinstance(given, MemoryStore))
+            return GroupCommit(given)  # an async store, its writes gathered
+        return GroupCommit(AsyncStore(given, offload=not isinstance(given, MemoryStore)))
     raise ValidationError(
         f"Invalid 'store_or_engines': expected a store URL, a store, or async engines, got "
         f"{type(given).__name__}.",

@@ -26,6 +26,7 @@ from ._base import (
     restore,
 )
 from ._bell import Bell
+from ._group import GroupCommit
 from ._memory import MemoryStore
 from ._postgres import AsyncPostgresStore, PostgresStore
 from ._sqlite import SQLiteStore
@@ -36,6 +37,7 @@ __all__ = [
     "Bell",
     "ClaimStep",
     "Claimed",
+    "GroupCommit",
     "IdempotencyKey",
     "KeyTaken",
     "KindStats",
