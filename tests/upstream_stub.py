@@ -53,18 +53,18 @@ class Stub:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         path = scope["path"].removeprefix("/v1")
-        api = {"/chat/completions": "chat", "/responses": "responses"}.get(path)
-        if scope["method"] != "POST" or api not in self.apis:
-            await _answer(send, 404, {"error": {"message": f"No route {path}", "code": None}})
-            return
+        api = {"/chat/completions": "chat", "/responses": "responses"}.get(path, path)
         raw = b""
         while True:
             message = await receive()
             raw += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        body = json.loads(raw)
+        body = json.loads(raw or b"{}")
         self.seen.append((api, body))
+        if scope["method"] != "POST" or api not in self.apis:
+            await _answer(send, 404, {"error": {"message": f"No route {path}", "code": None}})
+            return
         script, options = _script(str(body.get("model", "text")))
         self.tries[body.get("model")] += 1
         if script == "status" and self.tries[body.get("model")] <= int(options.get("times", 1)):
