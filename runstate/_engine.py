@@ -67,7 +67,7 @@ from ._validate import (
 )
 from .stores import AsyncStore, Claimed, MemoryStore, Order, StoredObject, Write
 from .stores._base import ClaimStep, IdempotencyKey, KeyTaken, body_of, restore, takes_keyword
-from .stores._bell import WAITING, Bell
+from .stores._bell import WAITING, Bell, changed_key
 
 __all__ = [
     "AsyncFace",
@@ -561,13 +561,16 @@ class Engine(Generic[T]):
             yield Wait(WAITING, mark, min(left, _FALLBACK))
 
     def _p_wait_for_change(self, object_id: str, status: Any, deadline: float) -> Plan[T]:
+        # Woken only by a change of status (``changed_key``): a worker's own stream of
+        # writes to the object, which every watch of it would otherwise re-read, does not.
+        key = changed_key(object_id)
         while True:
-            mark = self._bell.mark(object_id)
+            mark = self._bell.mark(key)
             obj: Any = yield from self._p_get(object_id)
             left = deadline - time.monotonic()
             if obj.status != status or left <= 0:
                 return obj  # type: ignore[no-any-return]
-            yield Wait(object_id, mark, left)
+            yield Wait(key, mark, left)
 
     def _p_following(self, object_id: str, after: int | None, poll: float) -> Plan[None]:
         seen, check = 0, True

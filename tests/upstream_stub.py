@@ -14,11 +14,14 @@ A model name is ``script`` or ``script:key=value,key=value``:
 - ``break``: ``words`` words, then the connection is cut mid-stream;
 - ``unfinished``: ``words`` words, then a clean end with no finish;
 - ``stall``: the headers, then nothing until the client goes away;
+- ``clock``: like ``text``, but each word is the time it was due (``time.monotonic_ns``,
+  from the start and ``delay``), for the benchmarks to measure what a delta waits;
 - ``html``: a 200 web page; ``malformed``: ``words`` words, then an event that is not
   JSON; ``list``: an event that is JSON but not an object; ``error``: an error event.
 
-``Stub.seen`` keeps each request's path and body; ``Stub.gone`` is set (with the time)
-when a client disconnects from a stream.
+``Stub.seen`` keeps each request's path and body; ``Stub.gone`` has the time
+(``time.monotonic()``) at which each client that went away from a stream did so, also
+served at ``GET /stub/gone`` for a stub in another process.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import json
 import threading
 import time
 from collections import Counter
+from functools import partial
 from typing import Any
 
 WORDS = "The quick brown fox jumps over the lazy dog and runs far away".split()
@@ -52,6 +56,9 @@ class Stub:
                 else:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
+        if scope["path"] == "/stub/gone":
+            await _answer(send, 200, self.gone)
+            return
         path = scope["path"].removeprefix("/v1")
         api = {"/chat/completions": "chat", "/responses": "responses"}.get(path, path)
         raw = b""
@@ -91,9 +98,13 @@ class Stub:
         streaming.result()  # a cut connection raises here: the server drops it
 
     async def _stream(self, send: Any, events: Any, script: str) -> None:
+        start = time.monotonic()
         for event, delay in events:
             if delay:
                 await asyncio.sleep(delay)
+            if callable(event):  # a clock word: due at start + i * delay
+                due, event = event(start)
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
             if event is _CUT:
                 raise ConnectionAbortedError("the stub cuts the stream")
             await send({"type": "http.response.body", "body": event, "more_body": True})
@@ -103,6 +114,11 @@ class Stub:
 
 
 _CUT = object()
+
+
+def _clocked(chunk: Any, after: float, start: float) -> tuple[float, bytes]:
+    due = start + after
+    return due, chunk({"content": f"{int(due * 1e9)} "})
 
 
 async def _until_gone(receive: Any) -> None:
@@ -170,7 +186,10 @@ def _chat(script: str, options: dict[str, str]) -> list[tuple[Any, float]]:
     if script == "stall":
         return out
     words = _words(options, 3 if script in ("length", "filter") else 8)
-    if script != "tools":
+    if script == "clock":
+        due = [partial(_clocked, chunk, i * delay) for i in range(len(words))]
+        out += [(word, 0) for word in due]
+    elif script != "tools":
         out += [(chunk({"content": word}), delay) for word in words]
     trouble = _trouble(script, options)
     if trouble or script == "unfinished":

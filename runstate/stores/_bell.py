@@ -29,7 +29,7 @@ from typing import Any
 
 from .._definitions import WAITING_OF
 
-__all__ = ["ANY", "WAITING", "Bell", "waiting_statuses"]
+__all__ = ["ANY", "WAITING", "Bell", "changed_key", "waiting_statuses"]
 
 #: The most keys a bell remembers (see the module's docstring).
 REMEMBERED = 10_000
@@ -153,12 +153,33 @@ def ring_for_won(bell: Bell, writes: Sequence[Any], done: Sequence[Any]) -> None
     ring_for(bell, won(writes, done))
 
 
+def changed_key(object_id: str) -> str:
+    """The key rung when the object's status changes (its id is rung for every write):
+    what a wait for a status, such as a worker's watch for a cancel, waits on, so that
+    the writes of its own stream do not wake it."""
+    return object_id + CHANGED
+
+
+#: What ``changed_key`` adds to an id (never part of one).
+CHANGED = "^"
+
+
+def status_changed(written: Any) -> bool:
+    """Whether a ``Write`` moves its object to another status (a new object does)."""
+    steps = getattr(written, "steps", None)
+    return steps is None or any(step.from_status != step.to_status for step in steps)
+
+
 def ring_for(bell: Bell, writes: Iterable[Any]) -> None:
-    """Ring for objects just written (``Write``s or objects): each id, and ``WAITING``
-    where one waits for a worker now."""
+    """Ring for objects just written (``Write``s or objects): each id, its
+    ``changed_key`` where its status changed, and ``WAITING`` where one waits for a
+    worker now."""
     keys: list[str] = []
-    for obj in map(object_of, writes):
+    for written in writes:
+        obj = object_of(written)
         keys.append(obj.id)
+        if status_changed(written):
+            keys.append(obj.id + CHANGED)
         if obj.status in WAITING_OF[obj.KIND]:
             keys.append(WAITING)
     if keys:

@@ -66,7 +66,7 @@ from ._base import (
     kept_changing,
     restore,
 )
-from ._bell import ANY, WAITING, Bell, object_of, ring_for, won
+from ._bell import ANY, CHANGED, WAITING, Bell, object_of, ring_for, status_changed, won
 from ._sql import (
     Sql,
     SQLPlans,
@@ -418,11 +418,21 @@ def parse_notification(payload: str) -> list[str]:
         return [ANY]
     keys = []
     for item in payload.split(","):
-        if item.endswith("!"):
-            keys += [item[:-1], WAITING]
-        elif item:
-            keys.append(item)
+        object_id = item.rstrip("!" + CHANGED)
+        if object_id:
+            keys.append(object_id)
+        if CHANGED in item[len(object_id) :]:
+            keys.append(object_id + CHANGED)
+        if "!" in item[len(object_id) :]:
+            keys.append(WAITING)
     return keys
+
+
+def _flags(written: Any) -> str:
+    """A notification's flags for one write: ``!`` waiting, ``^`` status changed."""
+    return ("!" if is_waiting(object_of(written)) else "") + (
+        CHANGED if status_changed(written) else ""
+    )
 
 
 class Listener:
@@ -473,7 +483,8 @@ class Notifier:
     own, as one ``NOTIFY`` statement (several payloads if the list is long), then lets
     ``interval`` seconds pass before the next, so that a busy process sends a few hundred
     notifications a second, however many writes it makes. A payload lists ids, ``id!``
-    for one waiting for a worker now (see ``parse_notification``). After a lost
+    for one waiting for a worker now, ``id^`` for one whose status changed (see
+    ``parse_notification``). After a lost
     connection it tries again a second later, keeping what it holds. ``close`` sends what
     is left (waiting at most ``grace`` seconds), as does the interpreter's exit."""
 
@@ -486,7 +497,7 @@ class Notifier:
         self._conninfo, self._options, self._channel = conninfo, options, channel
         self._interval = interval
         self._cond = threading.Condition()
-        self._pending: dict[str, bool] = {}  # id: whether it waits for a worker
+        self._pending: dict[str, str] = {}  # id: its flags ("!" waiting, "^" changed)
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -495,7 +506,7 @@ class Notifier:
         with self._cond:
             if self._closed:
                 return
-            self._queue((obj.id, is_waiting(obj)) for obj in map(object_of, written))
+            self._queue((object_of(w).id, _flags(w)) for w in written)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._loop, name="runstate-notify", daemon=True
@@ -504,19 +515,20 @@ class Notifier:
                 atexit.register(self.close)
             self._cond.notify()
 
-    def _queue(self, items: Iterable[tuple[str, bool]]) -> None:
-        """Add ids to what is pending (under the lock); an id waits for a worker if any
-        of its writes said so."""
+    def _queue(self, items: Iterable[tuple[str, str]]) -> None:
+        """Add ids to what is pending (under the lock), each with the flags any of its
+        writes had."""
         pending = self._pending
-        for object_id, waiting in items:
-            pending[object_id] = pending.get(object_id, False) or waiting
+        for object_id, flags in items:
+            had = pending.get(object_id, "")
+            pending[object_id] = had if flags in had else "".join(sorted(set(had + flags)))
 
-    def payloads(self, batch: dict[str, bool]) -> list[str]:
+    def payloads(self, batch: dict[str, str]) -> list[str]:
         """``batch`` as NOTIFY payloads of at most ``PAYLOAD`` characters each."""
         payloads: list[str] = []
         current = ""
-        for object_id, waiting in batch.items():
-            item = object_id + ("!" if waiting else "")
+        for object_id, flags in batch.items():
+            item = object_id + flags
             if current and len(current) + 1 + len(item) > self.PAYLOAD:
                 payloads.append(current)
                 current = ""

@@ -35,7 +35,7 @@ from .._faces import Plan
 from .._lifecycle import Transition
 from .._validate import require_int, require_seconds, require_string
 from ._base import IdempotencyKey, KeyTaken, Write, body_of, group_of, is_active
-from ._bell import WAITING, Bell, Feed, ring_for, ring_for_won, waiting_statuses
+from ._bell import WAITING, Bell, Feed, changed_key, ring_for, ring_for_won, waiting_statuses
 from ._sql import (
     OnConnection,
     SQLPlans,
@@ -260,9 +260,10 @@ class SQLiteStore(SyncSQL, SQLPlans):
 
         def poll(last: int) -> tuple[list[str], int]:
             rows = self._read(SQL["events_since"], {"after_seq": last})
-            keys = [object_id for _, object_id, _ in rows]
+            keys = [object_id for _, object_id, _, _ in rows]
+            keys += [changed_key(i) for _, i, to, was in rows if to != was]
             waits = waiting_statuses()
-            keys += [WAITING for _, _, status in rows if status in waits]
+            keys += [WAITING for _, _, status, _ in rows if status in waits]
             return keys, rows[-1][0] if rows else last
 
         self._feed = Feed(self.bell, poll, start or 0, name="runstate-sqlite-feed")

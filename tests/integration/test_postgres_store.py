@@ -286,7 +286,7 @@ def listening(schema: str) -> psycopg.Connection[Any]:
 def test_writes_queued_together_go_out_as_one_notification(pg_schema: str) -> None:
     """The notifier sends what has queued as one statement: a batch of 300 objects is
     one notification per 7,000 characters of ids, each flagged ``!`` when the object
-    waits for a worker."""
+    waits for a worker and ``^`` when its status changed (a new object's has)."""
     engine = RunEngine(PostgresStore(PG_BASE, schema=pg_schema), clock=ManualClock(T0))
     runs = [engine.create(thread_id=f"t{i}", assistant_id="a") for i in range(300)]
     engine.close()  # its own notifications sent
@@ -294,8 +294,8 @@ def test_writes_queued_together_go_out_as_one_notification(pg_schema: str) -> No
     notifier = Notifier(PG_BASE, {}, f"runstate_{pg_schema}")  # a store's, alone
     notifier.send(runs)  # as a batch write of them, committed, would
     payloads = heard(listener, {r.id for r in runs})
-    assert len(payloads) == len(notifier.payloads({r.id: True for r in runs})) == 2
-    assert all(item.endswith("!") for p in payloads for item in p.split(","))
+    assert len(payloads) == len(notifier.payloads({r.id: "!^" for r in runs})) == 2
+    assert all(item.endswith("!^") for p in payloads for item in p.split(","))
     assert all(len(p) <= 7000 for p in payloads)
     notifier.close()
     notifier.send(runs)  # a closed notifier queues nothing more, and its thread has ended
@@ -306,11 +306,14 @@ def test_writes_queued_together_go_out_as_one_notification(pg_schema: str) -> No
 
 def test_a_batch_too_long_to_list_wakes_every_waiter() -> None:
     notifier = Notifier(PG_BASE, {}, "runstate_unused")  # never started: nothing sent
-    many = {f"resp_{i:040d}": False for i in range(20_000)}  # about 900,000 characters
+    many = {f"resp_{i:040d}": "" for i in range(20_000)}  # about 900,000 characters
     assert notifier.payloads(many) == ["*"]
-    assert notifier.payloads({"run_1": False, "run_2": True}) == ["run_1,run_2!"]
+    batch = {"run_1": "", "run_2": "!", "run_3": "^", "run_4": "!^"}
+    assert notifier.payloads(batch) == ["run_1,run_2!,run_3^,run_4!^"]
     assert parse_notification("*") == [ANY]
-    assert parse_notification("run_1,run_2!") == ["run_1", "run_2", WAITING]
+    assert parse_notification("run_1,run_2!,run_3^,run_4!^") == [
+        "run_1", "run_2", WAITING, "run_3", "run_3^", "run_4", "run_4^", WAITING
+    ]
 
 
 def test_closing_a_store_sends_what_its_notifier_holds(pg_schema: str) -> None:

@@ -385,6 +385,29 @@ def test_cancel_is_immediate_and_a_late_complete_is_refused(engine: ResponseEngi
     assert events[-1].event == "response.cancelled"
 
 
+def test_only_a_change_of_status_rings_the_objects_status_key(engine: ResponseEngine) -> None:
+    """A worker's watch waits on ``changed_key``: the stream's writes ring the object's
+    id, and only a write that moves its status (claim, cancel) rings the status key."""
+    from runstate.stores._bell import changed_key
+
+    response = new(engine)
+    bell, key = engine.bell, changed_key(response.id)
+    mark = bell.mark(key)
+    claimed(engine)
+    assert bell._moved(key, mark)  # queued to in_progress
+    while bell.wait(key, bell.mark(key), 0.3):
+        pass  # until another process's echo of the claim (PostgreSQL's, SQLite's) is heard
+    mark = bell.mark(key)
+    engine.open_message(response.id, worker_id="w1")
+    engine.add_text(response.id, "Hi", worker_id="w1")
+    engine.heartbeat(response.id, "w1")
+    assert not bell._moved(key, mark) and bell._moved(response.id, mark)
+    changed = engine.wait_for_change(response.id, status=R.IN_PROGRESS, timeout=0.05)
+    assert changed.status is R.IN_PROGRESS  # nothing changed it: the wait timed out
+    engine.cancel(response.id)
+    assert bell._moved(key, mark)
+
+
 @pytest.mark.parametrize("ending", [R.COMPLETED, R.FAILED, R.CANCELLED, R.INCOMPLETE])
 def test_cancelling_an_ended_background_response_is_idempotent(
     engine: ResponseEngine, ending: ResponseStatus

@@ -96,8 +96,10 @@ DELETE FROM idempotency_keys WHERE object_id = :id;
 SELECT max(seq) FROM run_events;
 
 -- events_since --
--- What other processes committed since the feed last looked: which objects, to what.
-SELECT seq, run_id, to_status FROM run_events WHERE seq > :after_seq ORDER BY seq LIMIT 1000;
+-- What other processes committed since the feed last looked: which objects, to what,
+-- from what.
+SELECT seq, run_id, to_status, from_status FROM run_events WHERE seq > :after_seq
+ORDER BY seq LIMIT 1000;
 
 -- ended --
 -- The oldest ended objects of one kind that ended at or before :before, in any of the
