@@ -4,7 +4,7 @@ The stub (``tests/upstream_stub.py``, in a process of its own, on uvicorn) strea
 completion chunks at a fixed rate, each word the time it was due. This process runs the
 gateway: ``Worker`` with an ``UpstreamHandler`` on an ``AsyncResponseEngine``.
 
-1. Load: ``--streams`` background responses at once (200) × ``--rate`` deltas/s each
+1. Load: ``--streams`` background responses at once (200) x ``--rate`` deltas/s each
    (50) for ``--seconds`` (5), on PostgreSQL and on a SQLite file, with the writes
    batched (``GroupCommit``, as the server makes them) and with one write per delta,
    side by side. For each: the deltas stored per second, the delay each delta gains
@@ -80,7 +80,9 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def load(url: str, upstream: str, *, batched: bool, streams: int, rate: int, seconds: float) -> dict[str, Any]:
+async def load(
+    url: str, upstream: str, *, batched: bool, streams: int, rate: int, seconds: float
+) -> dict[str, Any]:
     """``streams`` responses through the gateway at once; what storing their deltas cost."""
     store = await open_store_async(url)
     wrapped = GroupCommit(store) if batched else store
@@ -95,8 +97,7 @@ async def load(url: str, upstream: str, *, batched: bool, streams: int, rate: in
     handler = UpstreamHandler(upstream, api="chat", timeout=120, max_retries=0)
     model = f"clock:words={int(rate * seconds)},delay={1 / rate}"
     ids = [
-        (await engine.create(model=model, input="Hi", background=True)).id
-        for _ in range(streams)
+        (await engine.create(model=model, input="Hi", background=True)).id for _ in range(streams)
     ]
     cpu, wall = time.process_time(), time.monotonic()
     async with Worker(engine, handler, concurrency=streams) as worker:
@@ -179,32 +180,53 @@ def main() -> None:
     schema = "bench_gateway_" + secrets.token_hex(4)
     with tempfile.TemporaryDirectory() as tmp, stub_process() as upstream:
         try:
-            print(f"1. {args.streams} streams x {args.rate} deltas/s for {args.seconds:g} s "
-                  f"(target: {args.streams * args.rate:,} deltas/s)")
-            print(f"   {'store':<11} {'writes':<15} {'deltas/s':>9} {'p50 ms':>7} {'p99 ms':>8} "
-                  f"{'CPU ms/1000':>12} {'transactions':>13}  all stored")
+            print(
+                f"1. {args.streams} streams x {args.rate} deltas/s for {args.seconds:g} s "
+                f"(target: {args.streams * args.rate:,} deltas/s)"
+            )
+            print(
+                f"   {'store':<11} {'writes':<15} {'deltas/s':>9} {'p50 ms':>7} {'p99 ms':>8} "
+                f"{'CPU ms/1000':>12} {'transactions':>13}  all stored"
+            )
             for name in ("postgresql", "sqlite"):
                 for batched in (True, False):
-                    url = pg_url(schema) if name == "postgresql" else f"sqlite:///{tmp}/g{batched}.db"
-                    r = asyncio.run(load(url, upstream, batched=batched, streams=args.streams,
-                                         rate=args.rate, seconds=args.seconds))
+                    url = (
+                        pg_url(schema) if name == "postgresql" else f"sqlite:///{tmp}/g{batched}.db"
+                    )
+                    r = asyncio.run(
+                        load(
+                            url,
+                            upstream,
+                            batched=batched,
+                            streams=args.streams,
+                            rate=args.rate,
+                            seconds=args.seconds,
+                        )
+                    )
                     how = "batched" if batched else "one per delta"
-                    print(f"   {name:<11} {how:<15} {r['per_s']:>9,.0f} {r['p50_ms']:>7.1f} "
-                          f"{r['p99_ms']:>8.1f} {r['cpu_ms_per_1000']:>12.0f} "
-                          f"{r['transactions']:>13,}  {r['complete']}")
+                    print(
+                        f"   {name:<11} {how:<15} {r['per_s']:>9,.0f} {r['p50_ms']:>7.1f} "
+                        f"{r['p99_ms']:>8.1f} {r['cpu_ms_per_1000']:>12.0f} "
+                        f"{r['transactions']:>13,}  {r['complete']}"
+                    )
             rounds = 20 if args.quick else 100
-            with serve(f"sqlite:///{tmp}/serve.db", "--upstream", upstream,
-                       "--upstream-api", "chat") as gateway:
+            with serve(
+                f"sqlite:///{tmp}/serve.db", "--upstream", upstream, "--upstream-api", "chat"
+            ) as gateway:
                 direct, through = ttft(upstream, gateway, rounds)
                 p50d, p50g = statistics.median(direct), statistics.median(through)
-                print(f"2. time to first token, {rounds} each: direct p50 {1000 * p50d:.1f} ms, "
-                      f"through the gateway p50 {1000 * p50g:.1f} ms: "
-                      f"{1000 * (p50g - p50d):.1f} ms added (target <= 10); p99 "
-                      f"{1000 * quantile(direct, 0.99):.1f} / {1000 * quantile(through, 0.99):.1f} ms")
+                print(
+                    f"2. time to first token, {rounds} each: direct p50 {1000 * p50d:.1f} ms, "
+                    f"through the gateway p50 {1000 * p50g:.1f} ms: "
+                    f"{1000 * (p50g - p50d):.1f} ms added (target <= 10); p99 "
+                    f"{1000 * quantile(direct, 0.99):.1f} / {1000 * quantile(through, 0.99):.1f} ms"
+                )
                 lags = cancels(upstream, gateway, 10 if args.quick else 50)
-                print(f"3. cancel to upstream disconnect, {len(lags)} times: p50 "
-                      f"{1000 * statistics.median(lags):.1f} ms, p99 "
-                      f"{1000 * quantile(lags, 0.99):.1f} ms (target <= 100)")
+                print(
+                    f"3. cancel to upstream disconnect, {len(lags)} times: p50 "
+                    f"{1000 * statistics.median(lags):.1f} ms, p99 "
+                    f"{1000 * quantile(lags, 0.99):.1f} ms (target <= 100)"
+                )
         finally:
             with psycopg.connect(PG_BASE, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

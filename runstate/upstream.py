@@ -56,8 +56,16 @@ MAX_BACKOFF = 8.0
 #: The most a ``Retry-After`` from the upstream is honoured for.
 MAX_RETRY_AFTER = 60.0
 #: What is left out of a request sent on to ``/responses``: runstate keeps the state.
-_STATEFUL = ("background", "store", "stream", "stream_options", "previous_response_id",
-             "conversation", "metadata", "prompt")
+_STATEFUL = (
+    "background",
+    "store",
+    "stream",
+    "stream_options",
+    "previous_response_id",
+    "conversation",
+    "metadata",
+    "prompt",
+)
 
 
 class _Retry(Exception):
@@ -92,7 +100,11 @@ class UpstreamHandler:
         max_retries: int = 2,
         backoff: float = BACKOFF,
     ) -> None:
-        if not isinstance(base_url, str) or urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).netloc:
+        if (
+            not isinstance(base_url, str)
+            or urlsplit(base_url).scheme not in ("http", "https")
+            or not urlsplit(base_url).netloc
+        ):
             raise ValidationError(
                 f"Invalid 'base_url': expected the http(s) URL of an OpenAI-compatible API "
                 f"(such as 'http://127.0.0.1:8000/v1'), got {base_url!r}.",
@@ -103,7 +115,9 @@ class UpstreamHandler:
                 f"Invalid 'api': expected one of {list(APIS)}, got {api!r}.", param="api"
             )
         if api_key is not None and (not isinstance(api_key, str) or not api_key):
-            raise ValidationError("Invalid 'api_key': expected a non-empty string.", param="api_key")
+            raise ValidationError(
+                "Invalid 'api_key': expected a non-empty string.", param="api_key"
+            )
         require_seconds(timeout, "timeout")
         require_int(max_retries, "max_retries", minimum=0, maximum=100)
         require_seconds(backoff, "backoff", zero=True)
@@ -170,7 +184,11 @@ class UpstreamHandler:
                 attempt += 1
                 log.warning(
                     "%s: %s; retry %d of %d in %.2fs",
-                    job.id, retry.failed.message, attempt, self.max_retries, wait,
+                    job.id,
+                    retry.failed.message,
+                    attempt,
+                    self.max_retries,
+                    wait,
                 )
                 await asyncio.sleep(wait)
 
@@ -178,9 +196,17 @@ class UpstreamHandler:
         api = self._found or "responses"  # "auto" tries /responses first
         sink = _Sink(job)
         if api == "chat":
-            path, body, read = "/chat/completions", translate_request(job.request, job.input), _read_chat
+            path, body, read = (
+                "/chat/completions",
+                translate_request(job.request, job.input),
+                _read_chat,
+            )
         else:
-            path, body, read = "/responses", _responses_body(job.request, job.input), _read_responses
+            path, body, read = (
+                "/responses",
+                _responses_body(job.request, job.input),
+                _read_responses,
+            )
         try:
             stream = await self._open(path, body, probing=self._found is None)
         except _NoRoute:
@@ -209,8 +235,8 @@ class UpstreamHandler:
             )
         except openai.APITimeoutError:
             raise Failed(
-                "server_error", f"The upstream at {self.base_url} did not answer within "
-                f"{self.timeout:g}s."
+                "server_error",
+                f"The upstream at {self.base_url} did not answer within {self.timeout:g}s.",
             ) from None
         except openai.APIConnectionError as exc:
             raise _Retry(
@@ -243,7 +269,9 @@ class UpstreamHandler:
                 wait,
             )
         if status >= 500 or status in (408, 409):
-            return _Retry(Failed("server_error", f"The upstream failed ({status}): {message}"), wait)
+            return _Retry(
+                Failed("server_error", f"The upstream failed ({status}): {message}"), wait
+            )
         code = "invalid_prompt" if status in (400, 422) else "server_error"
         return Failed(code, f"The upstream refused the request ({status}): {message}")
 
@@ -436,7 +464,11 @@ def translate_request(request: Mapping[str, Any], items: list[dict[str, Any]]) -
     if text_format.get("type") == "json_object":
         body["response_format"] = {"type": "json_object"}
     elif text_format.get("type") == "json_schema":
-        schema = {k: text_format[k] for k in ("name", "schema", "strict", "description") if k in text_format}
+        schema = {
+            k: text_format[k]
+            for k in ("name", "schema", "strict", "description")
+            if k in text_format
+        }
         body["response_format"] = {"type": "json_schema", "json_schema": schema}
     if request.get("max_output_tokens") is not None:
         body["max_tokens"] = request["max_output_tokens"]
@@ -507,9 +539,7 @@ def _content(content: Any, role: str | None) -> Any:
 
 
 def _text_of(output: Any) -> str:
-    return "".join(
-        part.get("text", "") for part in output or () if isinstance(part, Mapping)
-    )
+    return "".join(part.get("text", "") for part in output or () if isinstance(part, Mapping))
 
 
 async def _read_chat(chunks: AsyncIterator[dict[str, Any]], sink: _Sink) -> _Ending:
@@ -589,7 +619,9 @@ def _usage(tokens_in: Any, tokens_out: Any, cached: Any, reasoning: Any) -> dict
         "input_tokens": tokens_in,
         "input_tokens_details": {"cached_tokens": cached if isinstance(cached, int) else 0},
         "output_tokens": tokens_out,
-        "output_tokens_details": {"reasoning_tokens": reasoning if isinstance(reasoning, int) else 0},
+        "output_tokens_details": {
+            "reasoning_tokens": reasoning if isinstance(reasoning, int) else 0
+        },
         "total_tokens": tokens_in + tokens_out,
     }
 

@@ -34,7 +34,21 @@ from collections import Counter
 from functools import partial
 from typing import Any
 
-WORDS = "The quick brown fox jumps over the lazy dog and runs far away".split()
+WORDS = [
+    "The",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "the",
+    "lazy",
+    "dog",
+    "and",
+    "runs",
+    "far",
+    "away",
+]
 
 
 class Stub:
@@ -77,7 +91,9 @@ class Stub:
         if script == "status" and self.tries[body.get("model")] <= int(options.get("times", 1)):
             headers = {"retry-after": options["retry_after"]} if "retry_after" in options else {}
             code = int(options.get("code", 500))
-            await _answer(send, code, {"error": {"message": f"Stub says {code}", "code": None}}, headers)
+            await _answer(
+                send, code, {"error": {"message": f"Stub says {code}", "code": None}}, headers
+            )
             return
         if script == "html":
             await _start(send, 200, b"text/html")
@@ -132,10 +148,16 @@ def _script(model: str) -> tuple[str, dict[str, str]]:
     return script, options
 
 
-async def _start(send: Any, status: int, kind: bytes, headers: dict[str, str] | None = None) -> None:
+async def _start(
+    send: Any, status: int, kind: bytes, headers: dict[str, str] | None = None
+) -> None:
     extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     await send(
-        {"type": "http.response.start", "status": status, "headers": [(b"content-type", kind), *extra]}
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", kind), *extra],
+        }
     )
 
 
@@ -152,7 +174,10 @@ def _sse(data: Any, event: str | None = None) -> bytes:
 
 def _words(options: dict[str, str], default: int = 8) -> list[str]:
     count = int(options.get("words", default))
-    return [(w if i == 0 else " " + w) for i, w in enumerate((WORDS * (count // len(WORDS) + 1))[:count])]
+    return [
+        (w if i == 0 else " " + w)
+        for i, w in enumerate((WORDS * (count // len(WORDS) + 1))[:count])
+    ]
 
 
 def _calls(options: dict[str, str]) -> list[tuple[str, str, list[str]]]:
@@ -196,13 +221,27 @@ def _chat(script: str, options: dict[str, str]) -> list[tuple[Any, float]]:
         return out + trouble
     if script == "tools":
         for i, (call_id, name, pieces) in enumerate(_calls(options)):
-            first = {"index": i, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+            first = {
+                "index": i,
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
             out.append((chunk({"tool_calls": [first]}), delay))
-            out += [(chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]}), delay) for p in pieces]
-    finish = {"length": "length", "filter": "content_filter", "tools": "tool_calls"}.get(script, "stop")
+            out += [
+                (chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]}), delay)
+                for p in pieces
+            ]
+    finish = {"length": "length", "filter": "content_filter", "tools": "tool_calls"}.get(
+        script, "stop"
+    )
     out.append((chunk({}, finish), 0))
-    usage = {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words),
-             "prompt_tokens_details": {"cached_tokens": 3}}
+    usage = {
+        "prompt_tokens": 11,
+        "completion_tokens": len(words),
+        "total_tokens": 11 + len(words),
+        "prompt_tokens_details": {"cached_tokens": 3},
+    }
     out.append((_sse({**base, "choices": [], "usage": usage}), 0))
     out.append((_sse("[DONE]"), 0))
     return out
@@ -211,8 +250,15 @@ def _chat(script: str, options: dict[str, str]) -> list[tuple[Any, float]]:
 def _responses(script: str, options: dict[str, str]) -> list[tuple[Any, float]]:
     delay = float(options.get("delay", 0))
     number = iter(range(10_000))
-    response = {"id": "resp_upstream", "object": "response", "created_at": 1, "status": "in_progress",
-                "model": "stub", "output": [], "usage": None}
+    response = {
+        "id": "resp_upstream",
+        "object": "response",
+        "created_at": 1,
+        "status": "in_progress",
+        "model": "stub",
+        "output": [],
+        "usage": None,
+    }
 
     def event(kind: str, **data: Any) -> bytes:
         return _sse({"type": kind, "sequence_number": next(number), **data}, kind)
@@ -226,12 +272,39 @@ def _responses(script: str, options: dict[str, str]) -> list[tuple[Any, float]]:
     words = _words(options, 3 if script in ("length", "filter") else 8)
     output: list[dict[str, Any]] = []
     if script != "tools":
-        item = {"id": "msg_up", "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+        item = {
+            "id": "msg_up",
+            "type": "message",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
         out.append((event("response.output_item.added", output_index=0, item=item), 0))
         part = {"type": "output_text", "text": "", "annotations": []}
-        out.append((event("response.content_part.added", item_id="msg_up", output_index=0, content_index=0, part=part), 0))
+        out.append(
+            (
+                event(
+                    "response.content_part.added",
+                    item_id="msg_up",
+                    output_index=0,
+                    content_index=0,
+                    part=part,
+                ),
+                0,
+            )
+        )
         out += [
-            (event("response.output_text.delta", item_id="msg_up", output_index=0, content_index=0, delta=w, logprobs=[]), delay)
+            (
+                event(
+                    "response.output_text.delta",
+                    item_id="msg_up",
+                    output_index=0,
+                    content_index=0,
+                    delta=w,
+                    logprobs=[],
+                ),
+                delay,
+            )
             for w in words
         ]
     trouble = _trouble(script, options)
@@ -239,24 +312,64 @@ def _responses(script: str, options: dict[str, str]) -> list[tuple[Any, float]]:
         return out + trouble
     if script != "tools":
         text = "".join(words)
-        out.append((event("response.output_text.done", item_id="msg_up", output_index=0, content_index=0, text=text, logprobs=[]), 0))
+        out.append(
+            (
+                event(
+                    "response.output_text.done",
+                    item_id="msg_up",
+                    output_index=0,
+                    content_index=0,
+                    text=text,
+                    logprobs=[],
+                ),
+                0,
+            )
+        )
         done = {**item, "status": "completed", "content": [{**part, "text": text}]}
         out.append((event("response.output_item.done", output_index=0, item=done), 0))
         output.append(done)
     else:
         for i, (call_id, name, pieces) in enumerate(_calls(options)):
-            call = {"id": f"fc_{i}", "type": "function_call", "call_id": call_id, "name": name, "arguments": "", "status": "in_progress"}
+            call = {
+                "id": f"fc_{i}",
+                "type": "function_call",
+                "call_id": call_id,
+                "name": name,
+                "arguments": "",
+                "status": "in_progress",
+            }
             out.append((event("response.output_item.added", output_index=i, item=call), delay))
-            out += [(event("response.function_call_arguments.delta", item_id=f"fc_{i}", output_index=i, delta=p), delay) for p in pieces]
+            out += [
+                (
+                    event(
+                        "response.function_call_arguments.delta",
+                        item_id=f"fc_{i}",
+                        output_index=i,
+                        delta=p,
+                    ),
+                    delay,
+                )
+                for p in pieces
+            ]
             done = {**call, "arguments": "".join(pieces), "status": "completed"}
             out.append((event("response.output_item.done", output_index=i, item=done), 0))
             output.append(done)
-    usage = {"input_tokens": 11, "output_tokens": len(words), "total_tokens": 11 + len(words),
-             "input_tokens_details": {"cached_tokens": 3}, "output_tokens_details": {"reasoning_tokens": 0}}
+    usage = {
+        "input_tokens": 11,
+        "output_tokens": len(words),
+        "total_tokens": 11 + len(words),
+        "input_tokens_details": {"cached_tokens": 3},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    }
     if script in ("length", "filter"):
         reason = "max_output_tokens" if script == "length" else "content_filter"
-        ended = {**response, "status": "incomplete", "output": output, "usage": usage,
-                 "incomplete_details": {"reason": reason}}
+        ended = {
+            **response,
+            "status": "incomplete",
+            "output": output,
+            "usage": usage,
+            "incomplete_details": {"reason": reason},
+        }
         out.append((event("response.incomplete", response=ended), 0))
     else:
         ended = {**response, "status": "completed", "output": output, "usage": usage}

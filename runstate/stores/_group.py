@@ -13,6 +13,7 @@ a busy one a wait of at most one write. Every other call is the wrapped store's.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ class GroupCommit:
         self.max_batch = max_batch
         self._waiting: list[tuple[Sequence[Write], asyncio.Future[Any]]] = []
         self._flushing = False
+        self._flusher: asyncio.Future[None] | None = None
         #: Transactions written, and writes they carried (for benchmarks and tests).
         self.batches = 0
         self.writes = 0
@@ -47,7 +49,8 @@ class GroupCommit:
         self._waiting.append((writes, done))
         if not self._flushing:
             self._flushing = True
-            asyncio.ensure_future(self._flush())  # after this turn: what else comes, joins
+            # After this turn: what else comes meanwhile joins. Kept, so it is not collected.
+            self._flusher = asyncio.ensure_future(self._flush())
         result: list[list[int] | None] = await done
         return result
 
@@ -67,12 +70,12 @@ class GroupCommit:
         )
         try:
             results = await self.store.write([batch[i][0][j] for _, i, j in order])
-        except BaseException as exc:  # each caller gets the store's error
+        except BaseException as exc:  # each caller gets the store's error, a copy of its own
             for _, done in batch:
                 if not done.done():
-                    done.set_exception(exc)
+                    done.set_exception(_own(exc))
             if not isinstance(exc, Exception):
-                raise
+                raise  # the flush itself was cancelled: its callers have heard
             return
         self.batches += 1
         self.writes += len(order)
@@ -82,3 +85,11 @@ class GroupCommit:
         for (_, done), answer in zip(batch, answers, strict=True):
             if not done.done():
                 done.set_result(answer)
+
+
+def _own(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` for one caller: one exception raised in many tasks would gather
+    every task's traceback."""
+    mine = copy.copy(exc)
+    mine.__cause__, mine.__traceback__ = exc.__cause__, None
+    return mine

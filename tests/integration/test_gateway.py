@@ -55,9 +55,11 @@ def api(request: pytest.FixtureRequest) -> str:
 def gateway(stub: tuple[Stub, str], api: str) -> Iterator[openai.OpenAI]:
     """The gateway (``create_app`` with an ``UpstreamHandler``) on memory, and its client."""
     handler = UpstreamHandler(stub[1], api=api, backoff=0.01, max_retries=2, timeout=5)
-    with in_thread(create_app("memory://", handler=handler)) as base:
-        with openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0) as client:
-            yield client
+    with (
+        in_thread(create_app("memory://", handler=handler)) as base,
+        openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0) as client,
+    ):
+        yield client
 
 
 def unique(script: str) -> str:
@@ -169,13 +171,17 @@ def test_retries_run_out_and_fail_it(
 ) -> None:
     model = unique(f"status:code={code},times=99")
     done = create(gateway, model)
-    assert done.status == "failed" and (done.error.code, done.error.message) == (error_code, message)
+    assert done.status == "failed" and (done.error.code, done.error.message) == (
+        error_code,
+        message,
+    )
     assert stub[0].tries[model] == 3  # the first try and max_retries=2
     assert done.output == []
 
 
 @pytest.mark.parametrize(
-    ("code", "error_code"), [(400, "invalid_prompt"), (422, "invalid_prompt"), (401, "server_error")]
+    ("code", "error_code"),
+    [(400, "invalid_prompt"), (422, "invalid_prompt"), (401, "server_error")],
 )
 def test_another_4xx_fails_it_with_the_upstream_s_message_at_once(
     gateway: openai.OpenAI, stub: tuple[Stub, str], code: int, error_code: str
@@ -209,8 +215,11 @@ def test_a_stream_broken_after_its_first_token_fails_never_truncated(
 @pytest.mark.parametrize(
     ("script", "message"),
     [
-        ("malformed", "The upstream sent a malformed event: Expecting property name enclosed "
-         "in double quotes: line 1 column 2 (char 1)."),
+        (
+            "malformed",
+            "The upstream sent a malformed event: Expecting property name enclosed "
+            "in double quotes: line 1 column 2 (char 1).",
+        ),
         ("list", "The upstream sent a malformed event: expected an object, got [1, 2]."),
         ("error", "The upstream failed: the model crashed"),
     ],
@@ -267,12 +276,21 @@ def test_a_base_url_that_does_not_answer_fails_after_its_retries(api: str) -> No
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("ftp://host/v1",), "Invalid 'base_url': expected the http(s) URL of an "
-         "OpenAI-compatible API (such as 'http://127.0.0.1:8000/v1'), got 'ftp://host/v1'."),
-        (("localhost:8000",), "Invalid 'base_url': expected the http(s) URL of an "
-         "OpenAI-compatible API (such as 'http://127.0.0.1:8000/v1'), got 'localhost:8000'."),
-        ((None,), "Invalid 'base_url': expected the http(s) URL of an OpenAI-compatible API "
-         "(such as 'http://127.0.0.1:8000/v1'), got None."),
+        (
+            ("ftp://host/v1",),
+            "Invalid 'base_url': expected the http(s) URL of an "
+            "OpenAI-compatible API (such as 'http://127.0.0.1:8000/v1'), got 'ftp://host/v1'.",
+        ),
+        (
+            ("localhost:8000",),
+            "Invalid 'base_url': expected the http(s) URL of an "
+            "OpenAI-compatible API (such as 'http://127.0.0.1:8000/v1'), got 'localhost:8000'.",
+        ),
+        (
+            (None,),
+            "Invalid 'base_url': expected the http(s) URL of an OpenAI-compatible API "
+            "(such as 'http://127.0.0.1:8000/v1'), got None.",
+        ),
     ],
 )
 def test_a_base_url_that_is_not_http_is_refused(args: tuple[Any, ...], message: str) -> None:
@@ -284,13 +302,21 @@ def test_a_base_url_that_is_not_http_is_refused(args: tuple[Any, ...], message: 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"api": "soap"}, "Invalid 'api': expected one of ['auto', 'responses', 'chat'], got 'soap'."),
+        (
+            {"api": "soap"},
+            "Invalid 'api': expected one of ['auto', 'responses', 'chat'], got 'soap'.",
+        ),
         ({"api_key": ""}, "Invalid 'api_key': expected a non-empty string."),
-        ({"timeout": 0}, "Invalid 'timeout': expected a finite number of seconds above 0 and at "
-         "most 86400, got 0."),
+        (
+            {"timeout": 0},
+            "Invalid 'timeout': expected a finite number of seconds above 0 and at "
+            "most 86400, got 0.",
+        ),
         ({"max_retries": -1}, "Invalid 'max_retries': expected an integer from 0 to 100, got -1."),
-        ({"backoff": -1}, "Invalid 'backoff': expected a finite number of seconds from 0 to 86400, "
-         "got -1."),
+        (
+            {"backoff": -1},
+            "Invalid 'backoff': expected a finite number of seconds from 0 to 86400, got -1.",
+        ),
     ],
 )
 def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
@@ -373,13 +399,24 @@ def test_translate_request_carries_every_field_over() -> None:
         "model": "m",
         "instructions": "Be brief.",
         "tools": [
-            {"type": "function", "name": "f", "description": "d", "parameters": {"type": "object"},
-             "strict": True},
+            {
+                "type": "function",
+                "name": "f",
+                "description": "d",
+                "parameters": {"type": "object"},
+                "strict": True,
+            },
         ],
         "tool_choice": {"type": "function", "name": "f"},
         "parallel_tool_calls": False,
-        "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"},
-                            "strict": True}},
+        "text": {
+            "format": {
+                "type": "json_schema",
+                "name": "s",
+                "schema": {"type": "object"},
+                "strict": True,
+            }
+        },
         "max_output_tokens": 99,
         "temperature": 0.2,
         "top_p": 0.9,
@@ -387,52 +424,86 @@ def test_translate_request_carries_every_field_over() -> None:
     }
     items = [
         {"type": "message", "role": "developer", "content": "Use tools."},
-        {"type": "message", "role": "user", "content": [
-            {"type": "input_text", "text": "Look at "},
-            {"type": "input_image", "image_url": "https://x/i.png", "detail": "low"},
-        ]},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "Look at "},
+                {"type": "input_image", "image_url": "https://x/i.png", "detail": "low"},
+            ],
+        },
         {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
-        {"type": "function_call", "call_id": "c2", "name": "f", "arguments": "{\"a\": 1}"},
+        {"type": "function_call", "call_id": "c2", "name": "f", "arguments": '{"a": 1}'},
         {"type": "function_call_output", "call_id": "c1", "output": "one"},
-        {"type": "function_call_output", "call_id": "c2",
-         "output": [{"type": "input_text", "text": "two"}]},
+        {
+            "type": "function_call_output",
+            "call_id": "c2",
+            "output": [{"type": "input_text", "text": "two"}],
+        },
         {"type": "reasoning", "id": "rs_1", "summary": []},
-        {"type": "message", "role": "assistant", "content": [
-            {"type": "output_text", "text": "Done", "annotations": []},
-        ]},
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [
+                {"type": "output_text", "text": "Done", "annotations": []},
+            ],
+        },
     ]
     assert translate_request(request, items) == {
         "model": "m",
         "messages": [
             {"role": "system", "content": "Be brief."},
             {"role": "system", "content": "Use tools."},
-            {"role": "user", "content": [
-                {"type": "text", "text": "Look at "},
-                {"type": "image_url", "image_url": {"url": "https://x/i.png", "detail": "low"}},
-            ]},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
-                {"id": "c2", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}},
-            ]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Look at "},
+                    {"type": "image_url", "image_url": {"url": "https://x/i.png", "detail": "low"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+                    {
+                        "id": "c2",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"a": 1}'},
+                    },
+                ],
+            },
             {"role": "tool", "tool_call_id": "c1", "content": "one"},
             {"role": "tool", "tool_call_id": "c2", "content": "two"},
             {"role": "assistant", "content": "Done"},
         ],
         "stream": True,
         "stream_options": {"include_usage": True},
-        "tools": [{"type": "function", "function": {
-            "name": "f", "description": "d", "parameters": {"type": "object"}, "strict": True}}],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "f",
+                    "description": "d",
+                    "parameters": {"type": "object"},
+                    "strict": True,
+                },
+            }
+        ],
         "tool_choice": {"type": "function", "function": {"name": "f"}},
         "parallel_tool_calls": False,
-        "response_format": {"type": "json_schema", "json_schema": {
-            "name": "s", "schema": {"type": "object"}, "strict": True}},
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "s", "schema": {"type": "object"}, "strict": True},
+        },
         "max_tokens": 99,
         "temperature": 0.2,
         "top_p": 0.9,
         "reasoning_effort": "low",
     }
-    json_object = translate_request({"model": "m", "text": {"format": {"type": "json_object"}},
-                                     "tool_choice": "auto"}, [])
+    json_object = translate_request(
+        {"model": "m", "text": {"format": {"type": "json_object"}}, "tool_choice": "auto"}, []
+    )
     assert json_object["response_format"] == {"type": "json_object"}
     assert "tool_choice" not in json_object  # no tools: nothing to choose
 
@@ -440,11 +511,19 @@ def test_translate_request_carries_every_field_over() -> None:
 @pytest.mark.parametrize(
     ("item", "message"),
     [
-        ({"type": "item_reference", "id": "x"},
-         "The upstream's Chat Completions API cannot take an input item of type 'item_reference'."),
-        ({"type": "message", "role": "user", "content": [{"type": "input_file", "file_id": "f"}]},
-         "The upstream's Chat Completions API cannot take a user content part of type "
-         "'input_file'."),
+        (
+            {"type": "item_reference", "id": "x"},
+            "The upstream's Chat Completions API cannot take an input item of type 'item_reference'.",
+        ),
+        (
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_file", "file_id": "f"}],
+            },
+            "The upstream's Chat Completions API cannot take a user content part of type "
+            "'input_file'.",
+        ),
     ],
 )
 def test_input_the_chat_api_cannot_carry_fails_it_as_invalid_prompt(
@@ -475,22 +554,29 @@ def test_a_run_has_no_upstream(stub: tuple[Stub, str]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--upstream", "ftp://host"], "Invalid 'base_url': expected the http(s) URL of an "
-         "OpenAI-compatible API (such as 'http://127.0.0.1:8000/v1'), got 'ftp://host'."),
-        (["--upstream", "http://h/v1", "--handler", "m:f"],
-         "--handler and --upstream are two handlers: give one"),
+        (
+            ["--upstream", "ftp://host"],
+            "Invalid 'base_url': expected the http(s) URL of an "
+            "OpenAI-compatible API (such as 'http://127.0.0.1:8000/v1'), got 'ftp://host'.",
+        ),
+        (
+            ["--upstream", "http://h/v1", "--handler", "m:f"],
+            "--handler and --upstream are two handlers: give one",
+        ),
         (["--upstream-api", "chat"], "--upstream-api and --upstream-key-env go with --upstream"),
-        (["--upstream", "http://h/v1", "--upstream-key-env", "RUNSTATE_NO_SUCH_VAR"],
-         "--upstream-key-env: $RUNSTATE_NO_SUCH_VAR is not set"),
+        (
+            ["--upstream", "http://h/v1", "--upstream-key-env", "RUNSTATE_NO_SUCH_VAR"],
+            "--upstream-key-env: $RUNSTATE_NO_SUCH_VAR is not set",
+        ),
     ],
 )
-def test_serve_refuses_bad_upstream_options(
-    args: list[str], message: str, tmp_path: Any
-) -> None:
+def test_serve_refuses_bad_upstream_options(args: list[str], message: str, tmp_path: Any) -> None:
     db = tmp_path / "runs.db"
     done = subprocess.run(
         [sys.executable, "-m", "runstate", "serve", f"sqlite:///{db}", *args],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
         f"runstate serve: error: {message}"
@@ -525,10 +611,12 @@ def test_a_killed_gateway_s_response_resumes_on_another_replica(
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait(timeout=15)
         resumed = list(
-            on_b.responses.retrieve(created.id, stream=True, starting_after=seen[-1].sequence_number)
+            on_b.responses.retrieve(
+                created.id, stream=True, starting_after=seen[-1].sequence_number
+            )
         )
         whole = streamed(on_b, created.id)
-        assert [e.model_dump() for e in resumed] == [e.model_dump() for e in whole[len(seen):]]
+        assert [e.model_dump() for e in resumed] == [e.model_dump() for e in whole[len(seen) :]]
         assert resumed[-1].type == "response.failed"
         final = on_b.responses.retrieve(created.id)
         assert final.status == "failed"

@@ -312,7 +312,14 @@ def test_a_batch_too_long_to_list_wakes_every_waiter() -> None:
     assert notifier.payloads(batch) == ["run_1,run_2!,run_3^,run_4!^"]
     assert parse_notification("*") == [ANY]
     assert parse_notification("run_1,run_2!,run_3^,run_4!^") == [
-        "run_1", "run_2", WAITING, "run_3", "run_3^", "run_4", "run_4^", WAITING
+        "run_1",
+        "run_2",
+        WAITING,
+        "run_3",
+        "run_3^",
+        "run_4",
+        "run_4^",
+        WAITING,
     ]
 
 

@@ -136,6 +136,7 @@ STORES_PUBLIC = [
     "Bell",
     "ClaimStep",
     "Claimed",
+    "GroupCommit",
     "IdempotencyKey",
     "KeyTaken",
     "KindStats",
