@@ -271,7 +271,7 @@ def heard(conn: psycopg.Connection[Any], wanted: set[str]) -> list[str]:
     named: set[str] = set()
     for note in conn.notifies(timeout=60):
         payloads.append(note.payload)
-        named |= {item.rstrip("!") for item in note.payload.split(",")}
+        named |= {item.rstrip("!^") for item in note.payload.split(",")}
         if wanted <= named:
             break
     return payloads
