@@ -168,65 +168,76 @@ def cancels(upstream: str, gateway: str, rounds: int) -> list[float]:
     return lags
 
 
+def loads(args: argparse.Namespace, upstream: str, schema: str, tmp: str) -> None:
+    print(
+        f"1. {args.streams} streams x {args.rate} deltas/s for {args.seconds:g} s "
+        f"(target: {args.streams * args.rate:,} deltas/s)"
+    )
+    print(
+        f"   {'store':<11} {'writes':<15} {'deltas/s':>9} {'p50 ms':>7} {'p99 ms':>8} "
+        f"{'CPU ms/1000':>12} {'transactions':>13}  all stored"
+    )
+    for name in ("postgresql", "sqlite"):
+        for batched in (True, False):
+            url = pg_url(schema) if name == "postgresql" else f"sqlite:///{tmp}/g{batched}.db"
+            r = asyncio.run(
+                load(
+                    url,
+                    upstream,
+                    batched=batched,
+                    streams=args.streams,
+                    rate=args.rate,
+                    seconds=args.seconds,
+                )
+            )
+            how = "batched" if batched else "one per delta"
+            print(
+                f"   {name:<11} {how:<15} {r['per_s']:>9,.0f} {r['p50_ms']:>7.1f} "
+                f"{r['p99_ms']:>8.1f} {r['cpu_ms_per_1000']:>12.0f} "
+                f"{r['transactions']:>13,}  {r['complete']}"
+            )
+
+
+def through_serve(args: argparse.Namespace, upstream: str, tmp: str) -> None:
+    with serve(
+        f"sqlite:///{tmp}/serve.db", "--upstream", upstream, "--upstream-api", "chat"
+    ) as gateway:
+        if "2" in args.parts:
+            rounds = 20 if args.quick else 100
+            direct, through = ttft(upstream, gateway, rounds)
+            p50d, p50g = statistics.median(direct), statistics.median(through)
+            print(
+                f"2. time to first token, {rounds} each: direct p50 {1000 * p50d:.1f} ms, "
+                f"through the gateway p50 {1000 * p50g:.1f} ms: "
+                f"{1000 * (p50g - p50d):.1f} ms added (target <= 10); p99 "
+                f"{1000 * quantile(direct, 0.99):.1f} / {1000 * quantile(through, 0.99):.1f} ms"
+            )
+        if "3" in args.parts:
+            lags = cancels(upstream, gateway, 10 if args.quick else 50)
+            print(
+                f"3. cancel to upstream disconnect, {len(lags)} times: p50 "
+                f"{1000 * statistics.median(lags):.1f} ms, p99 "
+                f"{1000 * quantile(lags, 0.99):.1f} ms (target <= 100)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--rate", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="20 streams for 1 s, fewer rounds")
+    parser.add_argument("--parts", default="1,2,3", help="which parts to run (default 1,2,3)")
     args = parser.parse_args()
     if args.quick:
         args.streams, args.seconds = 20, 1.0
     schema = "bench_gateway_" + secrets.token_hex(4)
     with tempfile.TemporaryDirectory() as tmp, stub_process() as upstream:
         try:
-            print(
-                f"1. {args.streams} streams x {args.rate} deltas/s for {args.seconds:g} s "
-                f"(target: {args.streams * args.rate:,} deltas/s)"
-            )
-            print(
-                f"   {'store':<11} {'writes':<15} {'deltas/s':>9} {'p50 ms':>7} {'p99 ms':>8} "
-                f"{'CPU ms/1000':>12} {'transactions':>13}  all stored"
-            )
-            for name in ("postgresql", "sqlite"):
-                for batched in (True, False):
-                    url = (
-                        pg_url(schema) if name == "postgresql" else f"sqlite:///{tmp}/g{batched}.db"
-                    )
-                    r = asyncio.run(
-                        load(
-                            url,
-                            upstream,
-                            batched=batched,
-                            streams=args.streams,
-                            rate=args.rate,
-                            seconds=args.seconds,
-                        )
-                    )
-                    how = "batched" if batched else "one per delta"
-                    print(
-                        f"   {name:<11} {how:<15} {r['per_s']:>9,.0f} {r['p50_ms']:>7.1f} "
-                        f"{r['p99_ms']:>8.1f} {r['cpu_ms_per_1000']:>12.0f} "
-                        f"{r['transactions']:>13,}  {r['complete']}"
-                    )
-            rounds = 20 if args.quick else 100
-            with serve(
-                f"sqlite:///{tmp}/serve.db", "--upstream", upstream, "--upstream-api", "chat"
-            ) as gateway:
-                direct, through = ttft(upstream, gateway, rounds)
-                p50d, p50g = statistics.median(direct), statistics.median(through)
-                print(
-                    f"2. time to first token, {rounds} each: direct p50 {1000 * p50d:.1f} ms, "
-                    f"through the gateway p50 {1000 * p50g:.1f} ms: "
-                    f"{1000 * (p50g - p50d):.1f} ms added (target <= 10); p99 "
-                    f"{1000 * quantile(direct, 0.99):.1f} / {1000 * quantile(through, 0.99):.1f} ms"
-                )
-                lags = cancels(upstream, gateway, 10 if args.quick else 50)
-                print(
-                    f"3. cancel to upstream disconnect, {len(lags)} times: p50 "
-                    f"{1000 * statistics.median(lags):.1f} ms, p99 "
-                    f"{1000 * quantile(lags, 0.99):.1f} ms (target <= 100)"
-                )
+            if "1" in args.parts:
+                loads(args, upstream, schema, tmp)
+            if "2" in args.parts or "3" in args.parts:
+                through_serve(args, upstream, tmp)
         finally:
             with psycopg.connect(PG_BASE, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

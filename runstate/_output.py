@@ -5,7 +5,8 @@ here changes the response's ``output`` (an item ``in_progress`` until it is clos
 returns the events the public stream has for it, in order, so that the SDK's stream
 helpers can rebuild the response from them:
 
-- ``open_message``: ``response.output_item.added``, ``response.content_part.added``;
+- ``open_message``: ``response.output_item.added``, ``response.content_part.added``
+  (``open_message_with``: and the first text delta, in the same write);
 - ``add_text``: ``response.output_text.delta``;
 - ``close_message``: ``response.output_text.done``, ``response.content_part.done``,
   ``response.output_item.done``;
@@ -36,6 +37,7 @@ __all__ = [
     "new_function_call",
     "new_item_id",
     "open_message",
+    "open_message_with",
 ]
 
 #: The events only the output methods write (a worker's ``append`` may not).
@@ -105,6 +107,11 @@ def open_message(item_id: str, response: Any) -> Events:
             {"item_id": item_id, "output_index": index, "content_index": 0, "part": part},
         ),
     ]
+
+
+def open_message_with(item_id: str, delta: str, logprobs: list[Any], response: Any) -> Events:
+    """Open a message and add its first ``delta``: a stream's first token in one write."""
+    return open_message(item_id, response) + add_text(delta, logprobs, response)
 
 
 def _open_message(response: Any, what: str) -> tuple[int, dict[str, Any]]:

@@ -316,9 +316,23 @@ class ResponsePlans(Engine[Response]):
 
     # The output a worker streams: the library writes the events the SDK's helpers read.
 
-    def _p_open_message(self, response_id: str, worker_id: str | None) -> Plan[str]:
+    def _p_open_message(
+        self, response_id: str, text: str | None, logprobs: Any, worker_id: str | None
+    ) -> Plan[str]:
         item_id = new_item_id("msg")
-        yield from self._p_emit(response_id, partial(output.open_message, item_id), worker_id)
+        if text is None:
+            if logprobs is not None:
+                raise ValidationError(
+                    "Invalid 'logprobs': they go with the message's first 'text'.",
+                    param="logprobs",
+                )
+            build = partial(output.open_message, item_id)
+        else:
+            delta = require_string(text, "text", allow_empty=True)
+            build = partial(
+                output.open_message_with, item_id, delta, output.check_logprobs(logprobs)
+            )
+        yield from self._p_emit(response_id, build, worker_id)
         return item_id
 
     def _p_add_text(
@@ -462,10 +476,19 @@ class ResponsePlans(Engine[Response]):
         return self._p_append(response_id, event_type, data, worker_id)
 
     @operation
-    def open_message(self, response_id: str, *, worker_id: str | None = None) -> Plan[str]:
+    def open_message(
+        self,
+        response_id: str,
+        *,
+        text: str | None = None,
+        logprobs: Sequence[dict[str, Any]] | None = None,
+        worker_id: str | None = None,
+    ) -> Plan[str]:
         """Open an assistant message in the output (its events: the item and its text
-        part added); returns its item id. Refused while another item is open."""
-        return self._p_open_message(response_id, worker_id)
+        part added); returns its item id. Refused while another item is open. With
+        ``text`` (and its ``logprobs``), its first delta is added in the same write: a
+        stream's first token costs one write, not two."""
+        return self._p_open_message(response_id, text, logprobs, worker_id)
 
     @operation
     def add_text(

@@ -205,9 +205,12 @@ class Job:
 
     async def _text(self, delta: str, logprobs: Sequence[dict[str, Any]] | None) -> None:
         worker = self._worker
-        if not self._message_open:
-            await worker._call("open_message", self.id, worker_id=self.worker_id)
+        if not self._message_open:  # opened with its first delta: one write
+            await worker._call(
+                "open_message", self.id, text=delta, logprobs=logprobs, worker_id=self.worker_id
+            )
             self._message_open = True
+            return
         await worker._call("add_text", self.id, delta, logprobs=logprobs, worker_id=self.worker_id)
 
     async def _function_call(self, name: str, arguments: str, call_id: str | None) -> Any:

@@ -217,6 +217,8 @@ async def _kept_alive(frames: AsyncIterator[str], keepalive: float) -> AsyncIter
                     following.cancel()
                     with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                         await following
+                elif not following.cancelled():  # it hung up as the stream ended: not an
+                    following.exception()  # error, and now it is not left unretrieved
             yield frame
     finally:
         close = getattr(source, "aclose", None)

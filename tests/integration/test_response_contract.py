@@ -285,6 +285,33 @@ def test_a_worker_streams_a_message_the_library_frames(
     assert events[10].payload()["item"]["arguments"] == ""  # added before its arguments
 
 
+def test_a_message_opened_with_its_first_text_is_one_write(
+    engine: ResponseEngine, store: Store
+) -> None:
+    response = new(engine)
+    claimed(engine)
+    version = store.get(response.id).version
+    logprob = {"token": "Hi", "logprob": -0.25}
+    item_id = engine.open_message(response.id, text="Hi", logprobs=[logprob], worker_id="w1")
+    assert store.get(response.id).version == version + 1  # one write
+    part = engine.get(response.id).output[0]["content"][0]
+    assert part["text"] == "Hi" and part["logprobs"][0]["logprob"] == -0.25
+    events = assert_stream_is_whole(engine, response.id)
+    assert [e.event for e in events][-3:] == [
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+    ]
+    assert events[-1].payload()["item_id"] == item_id and events[-1].data["delta"] == "Hi"
+    engine.close_message(response.id, worker_id="w1")
+    with pytest.raises(ValidationError) as refused:
+        engine.open_message(response.id, logprobs=[logprob], worker_id="w1")
+    assert refused.value.message == "Invalid 'logprobs': they go with the message's first 'text'."
+    with pytest.raises(ValidationError, match="Invalid 'text'"):
+        engine.open_message(response.id, text=5, worker_id="w1")  # type: ignore[arg-type]
+    assert len(engine.get(response.id).output) == 1  # nothing opened by either
+
+
 def test_the_output_methods_refuse_out_of_order_steps(engine: ResponseEngine) -> None:
     response = new(engine)
     claimed(engine)
