@@ -11,7 +11,9 @@ helpers can rebuild the response from them:
 - ``close_message``: ``response.output_text.done``, ``response.content_part.done``,
   ``response.output_item.done``;
 - ``function_call``: ``response.output_item.added``,
-  ``response.function_call_arguments.delta`` and ``.done``, ``response.output_item.done``.
+  ``response.function_call_arguments.delta`` and ``.done``, ``response.output_item.done``;
+  or the same a piece at a time: ``open_function_call`` (added), ``add_arguments`` (a
+  delta each), ``close_function_call`` (done, and the item done).
 
 A message has one ``output_text`` part (``content_index`` 0); an item's
 ``output_index`` is its place in ``output``. Nothing here is stored: the engine writes
@@ -30,12 +32,15 @@ from ._validate import json_value, require_string
 
 __all__ = [
     "SCAFFOLDING",
+    "add_arguments",
     "add_text",
     "check_logprobs",
+    "close_function_call",
     "close_message",
     "function_call",
     "new_function_call",
     "new_item_id",
+    "open_function_call",
     "open_message",
     "open_message_with",
 ]
@@ -170,24 +175,55 @@ def new_function_call(name: Any, arguments: Any, call_id: Any) -> dict[str, Any]
     }
 
 
-def function_call(item: dict[str, Any], response: Any) -> Events:
-    """Stream the function call ``item``: added, its arguments, done."""
+def open_function_call(item: dict[str, Any], response: Any) -> Events:
+    """Open the function call ``item``, its arguments to come (``add_arguments``)."""
     _no_open_item(response, "make a function call")
     index = len(response.output)
-    response.output = [*response.output, item]
+    opened = {**item, "status": "in_progress", "arguments": ""}
+    response.output = [*response.output, opened]
+    return [("response.output_item.added", {"output_index": index, "item": opened})]
+
+
+def _open_call(response: Any, what: str) -> tuple[int, dict[str, Any]]:
+    opened = _open_item(response)
+    if opened is None or opened[1]["type"] != "function_call":
+        raise _refuse(response, f"Cannot {what}: no function call is open; open one first.")
+    return opened
+
+
+def add_arguments(delta: str, response: Any) -> Events:
+    """Add ``delta`` to the open function call's arguments."""
+    index, item = _open_call(response, "add arguments")
+    response.output = [
+        *response.output[:index],
+        {**item, "arguments": item["arguments"] + delta},
+    ]
+    where = {"item_id": item["id"], "output_index": index}
+    return [("response.function_call_arguments.delta", {**where, "delta": delta})]
+
+
+def close_function_call(response: Any) -> Events:
+    """Close the open function call: its arguments are done, and so is the item."""
+    index, item = _open_call(response, "close a function call")
+    done = {**item, "status": "completed"}
+    response.output = [*response.output[:index], done]
     where = {"item_id": item["id"], "output_index": index}
     return [
-        (
-            "response.output_item.added",
-            {"output_index": index, "item": {**item, "status": "in_progress", "arguments": ""}},
-        ),
-        ("response.function_call_arguments.delta", {**where, "delta": item["arguments"]}),
         (
             "response.function_call_arguments.done",
             {**where, "arguments": item["arguments"], "name": item["name"]},
         ),
-        ("response.output_item.done", {"output_index": index, "item": item}),
+        ("response.output_item.done", {"output_index": index, "item": done}),
     ]
+
+
+def function_call(item: dict[str, Any], response: Any) -> Events:
+    """Stream the function call ``item`` whole: added, its arguments, done."""
+    return (
+        open_function_call(item, response)
+        + add_arguments(item["arguments"], response)
+        + close_function_call(response)
+    )
 
 
 def check_logprobs(logprobs: Any) -> list[dict[str, Any]]:

@@ -365,6 +365,32 @@ class ResponsePlans(Engine[Response]):
         item: dict[str, Any] = events[-1].data["item"]
         return item
 
+    def _p_open_function_call(
+        self, response_id: str, name: str, call_id: str | None, worker_id: str | None
+    ) -> Plan[dict[str, Any]]:
+        call_item = output.new_function_call(name, "", call_id)
+        events = yield from self._p_emit(
+            response_id, partial(output.open_function_call, call_item), worker_id
+        )
+        item: dict[str, Any] = events[0].data["item"]
+        return item
+
+    def _p_add_arguments(
+        self, response_id: str, delta: str, worker_id: str | None
+    ) -> Plan[RunEvent]:
+        delta = require_string(delta, "delta", allow_empty=True)
+        events = yield from self._p_emit(
+            response_id, partial(output.add_arguments, delta), worker_id
+        )
+        return events[0]
+
+    def _p_close_function_call(
+        self, response_id: str, worker_id: str | None
+    ) -> Plan[dict[str, Any]]:
+        events = yield from self._p_emit(response_id, output.close_function_call, worker_id)
+        item: dict[str, Any] = events[-1].data["item"]
+        return item
+
     # --- the operations: each face's methods are made from these (see ``_faces``) --------
 
     @operation
@@ -523,6 +549,35 @@ class ResponsePlans(Engine[Response]):
         """Stream a ``function_call`` output item (added, its arguments, done) in one
         write; returns the item. ``call_id`` is made if not given."""
         return self._p_function_call(response_id, name, arguments, call_id, worker_id)
+
+    @operation
+    def open_function_call(
+        self,
+        response_id: str,
+        *,
+        name: str,
+        call_id: str | None = None,
+        worker_id: str | None = None,
+    ) -> Plan[dict[str, Any]]:
+        """Open a ``function_call`` output item whose arguments come a piece at a time
+        (``add_arguments``, then ``close_function_call``); returns the item as added.
+        Refused while another item is open."""
+        return self._p_open_function_call(response_id, name, call_id, worker_id)
+
+    @operation
+    def add_arguments(
+        self, response_id: str, delta: str, *, worker_id: str | None = None
+    ) -> Plan[RunEvent]:
+        """Add ``delta`` to the open function call's arguments
+        (``response.function_call_arguments.delta``). Returns the stored event."""
+        return self._p_add_arguments(response_id, delta, worker_id)
+
+    @operation
+    def close_function_call(
+        self, response_id: str, *, worker_id: str | None = None
+    ) -> Plan[dict[str, Any]]:
+        """Close the open function call (its arguments and item done); returns the item."""
+        return self._p_close_function_call(response_id, worker_id)
 
     @operation
     def complete(

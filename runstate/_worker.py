@@ -145,7 +145,8 @@ class Job:
         #: The lease's holder; None for a foreground object, which no worker claimed.
         self.worker_id = worker_id
         self._worker = worker
-        self._message_open = False
+        #: The output item it has open: "message", "function_call", or None.
+        self._open: str | None = None
         self._ending = False
 
     @property
@@ -180,7 +181,23 @@ class Job:
     def close_message(self) -> Any:
         """Close the response's open message, if one is open (the next text opens a new
         one); a job's last message is closed when it ends."""
-        return self._worker._bridge(self._close_message())
+        return self._worker._bridge(self._close("message"))
+
+    def open_function_call(self, name: str, *, call_id: str | None = None) -> Any:
+        """Open a function call item whose arguments come a piece at a time
+        (``add_arguments``); an open message is closed first. Returns the item."""
+        return self._worker._bridge(self._open_function_call(name, call_id))
+
+    def add_arguments(self, delta: str) -> Any:
+        """Add ``delta`` to the open function call's arguments."""
+        return self._worker._bridge(
+            self._worker._call("add_arguments", self.id, delta, worker_id=self.worker_id)
+        )
+
+    def close_function_call(self) -> Any:
+        """Close the open function call, if one is open (a job's last item is closed
+        when it ends)."""
+        return self._worker._bridge(self._close("function_call"))
 
     def history(self) -> Any:
         """Every event of the object so far (a run's earlier rounds of tool calls)."""
@@ -205,16 +222,17 @@ class Job:
 
     async def _text(self, delta: str, logprobs: Sequence[dict[str, Any]] | None) -> None:
         worker = self._worker
-        if not self._message_open:  # opened with its first delta: one write
+        if self._open != "message":  # opened with its first delta: one write
+            await self._close()
             await worker._call(
                 "open_message", self.id, text=delta, logprobs=logprobs, worker_id=self.worker_id
             )
-            self._message_open = True
+            self._open = "message"
             return
         await worker._call("add_text", self.id, delta, logprobs=logprobs, worker_id=self.worker_id)
 
     async def _function_call(self, name: str, arguments: str, call_id: str | None) -> Any:
-        await self._close_message()
+        await self._close()
         return await self._worker._call(
             "function_call",
             self.id,
@@ -224,10 +242,20 @@ class Job:
             worker_id=self.worker_id,
         )
 
-    async def _close_message(self) -> None:
-        if self._message_open:
-            await self._worker._call("close_message", self.id, worker_id=self.worker_id)
-            self._message_open = False
+    async def _open_function_call(self, name: str, call_id: str | None) -> Any:
+        await self._close()
+        item = await self._worker._call(
+            "open_function_call", self.id, name=name, call_id=call_id, worker_id=self.worker_id
+        )
+        self._open = "function_call"
+        return item
+
+    async def _close(self, kind: str | None = None) -> None:
+        """Close the open item (if ``kind`` is given, only an item of that kind)."""
+        if self._open is not None and kind in (None, self._open):
+            closing = "close_message" if self._open == "message" else "close_function_call"
+            await self._worker._call(closing, self.id, worker_id=self.worker_id)
+            self._open = None
 
     async def _require_action(self, tool_calls: Sequence[dict[str, Any]]) -> None:
         self._ending = True  # the status it moves to is this job's own doing, not a cancel
@@ -618,7 +646,7 @@ class Worker:
                 self._count(state.reason)
                 return
             if isinstance(error, Incomplete):
-                await job._close_message()
+                await job._close()
                 await self._call(
                     "incomplete",
                     engine_id,
@@ -649,7 +677,7 @@ class Worker:
                     f"{type(outcome).__name__}.",
                     param="handler",
                 )
-            await job._close_message()
+            await job._close()
             if self._responses:
                 await self._call(
                     "complete", engine_id, output=done.output, usage=done.usage, worker_id=worker

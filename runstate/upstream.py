@@ -36,7 +36,7 @@ import json
 import logging
 import random
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -317,15 +317,16 @@ class _Ending:
     usage: dict[str, Any] | None = None
     incomplete: str | None = None  # an incomplete reason
     error: Failed | None = None
-    calls: list[dict[str, str]] = field(default_factory=list)
 
 
 class _Sink:
-    """What a job streams from the upstream, in the response's own items."""
+    """What a job streams from the upstream, in the response's own items: text, and
+    function calls whose arguments come a piece at a time."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        self.started = False
+        self.started = False  # a token has been stored: no retry from here on
+        self.call_open = False
 
     async def text(self, delta: str) -> None:
         if delta:
@@ -335,13 +336,21 @@ class _Sink:
     async def close_message(self) -> None:
         await self.job.close_message()
 
-    async def function_call(self, name: str, arguments: str, call_id: str | None) -> None:
-        self.started = True
-        await self.job.function_call(name, arguments, call_id=call_id)
+    async def open_call(self, name: str, call_id: str | None) -> None:
+        self.started = self.call_open = True
+        await self.job.open_function_call(name, call_id=call_id or None)
+
+    async def arguments(self, delta: str) -> None:
+        if delta:
+            await self.job.add_arguments(delta)
+
+    async def close_call(self) -> None:
+        if self.call_open:
+            self.call_open = False
+            await self.job.close_function_call()
 
     async def end(self, ending: _Ending) -> Completed:
-        for call in ending.calls:
-            await self.function_call(call["name"], call["arguments"], call["id"] or None)
+        await self.close_call()
         if ending.error is not None:
             raise ending.error
         if ending.incomplete is not None:
@@ -367,6 +376,7 @@ def _responses_body(request: Mapping[str, Any], items: list[dict[str, Any]]) -> 
 
 async def _read_responses(chunks: AsyncIterator[dict[str, Any]], sink: _Sink) -> _Ending:
     """Relay an upstream response's events as this response's own."""
+    relayed = 0  # the characters of the open call's arguments relayed so far
     async for event in chunks:
         kind = event.get("type")
         if kind == "response.output_text.delta":
@@ -374,17 +384,28 @@ async def _read_responses(chunks: AsyncIterator[dict[str, Any]], sink: _Sink) ->
             if not isinstance(delta, str):
                 raise _malformed("a text delta's 'delta' is a string", event)
             await sink.text(delta)
-        elif kind == "response.output_item.done":
+        elif kind == "response.function_call_arguments.delta":
+            delta = event.get("delta")
+            if not isinstance(delta, str) or not sink.call_open:
+                raise _malformed("arguments' 'delta' is a string, of an open function call", event)
+            await sink.arguments(delta)
+            relayed += len(delta)
+        elif kind in ("response.output_item.added", "response.output_item.done"):
             item = event.get("item")
             if not isinstance(item, dict):
                 raise _malformed("an item event carries its 'item'", event)
-            if item.get("type") == "message":
-                await sink.close_message()
-            elif item.get("type") == "function_call":
-                name, arguments = item.get("name"), item.get("arguments")
+            if item.get("type") == "function_call":
+                name, arguments = item.get("name"), item.get("arguments", "")
                 if not isinstance(name, str) or not isinstance(arguments, str):
                     raise _malformed("a function call has a 'name' and 'arguments'", item)
-                await sink.function_call(name, arguments, item.get("call_id"))
+                if kind == "response.output_item.added":
+                    await sink.open_call(name, item.get("call_id"))
+                    relayed = 0
+                elif sink.call_open:
+                    await sink.arguments(arguments[relayed:])  # what no delta carried
+                    await sink.close_call()
+            elif item.get("type") == "message" and kind == "response.output_item.done":
+                await sink.close_message()
         elif kind in ("response.completed", "response.incomplete", "response.failed"):
             response = event.get("response")
             if not isinstance(response, dict):
@@ -545,7 +566,7 @@ def _text_of(output: Any) -> str:
 async def _read_chat(chunks: AsyncIterator[dict[str, Any]], sink: _Sink) -> _Ending:
     """Turn chat completion chunks into the response's text and function calls."""
     ending = _Ending()
-    calls: dict[int, dict[str, str]] = {}
+    calls = _Calls(sink)
     finish: str | None = None
     async for chunk in chunks:
         usage = chunk.get("usage")
@@ -568,14 +589,13 @@ async def _read_chat(chunks: AsyncIterator[dict[str, Any]], sink: _Sink) -> _End
             if content:
                 await sink.text(content)
             for call in delta.get("tool_calls") or ():
-                _add_call(calls, call, chunk)
-                sink.started = True
+                await calls.add(call, chunk)
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
     if finish is None:
         raise _Broken("it ended without a finish reason")
+    await calls.done(chunk)
     await sink.close_message()
-    ending.calls = [calls[i] for i in sorted(calls)]
     if finish == "length":
         ending.incomplete = "max_output_tokens"
     elif finish == "content_filter":
@@ -583,20 +603,48 @@ async def _read_chat(chunks: AsyncIterator[dict[str, Any]], sink: _Sink) -> _End
     return ending
 
 
-def _add_call(calls: dict[int, dict[str, str]], call: Any, chunk: Any) -> None:
-    if not isinstance(call, dict) or not isinstance(call.get("function", {}), dict):
-        raise _malformed("a tool call delta has a 'function' object", chunk)
-    index = call.get("index", len(calls))
-    if not isinstance(index, int):
-        raise _malformed("a tool call delta has an integer 'index'", chunk)
-    known = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
-    function = call.get("function") or {}
-    if call.get("id"):
-        known["id"] = str(call["id"])
-    if function.get("name"):
-        known["name"] += str(function["name"])
-    if function.get("arguments"):
-        known["arguments"] += str(function["arguments"])
+class _Calls:
+    """A chat stream's tool call deltas, streamed as function calls: a call opens once
+    its name has come, and each piece of its arguments is stored as it comes. Calls
+    come one after another (by ``index``); a piece of a call already closed is refused."""
+
+    def __init__(self, sink: _Sink) -> None:
+        self.sink = sink
+        self.index: int | None = None  # the call being streamed
+        self.closed: set[int] = set()
+        self.id = self.name = self.waiting = ""  # until it opens: its id, name, arguments
+
+    async def add(self, call: Any, chunk: Any) -> None:
+        function = call.get("function") if isinstance(call, dict) else None
+        function = {} if function is None else function
+        index = call.get("index", self.index or 0) if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(index, int):
+            raise _malformed("a tool call delta has an integer 'index' and a 'function'", chunk)
+        if index != self.index:
+            if index in self.closed:
+                raise _malformed("tool calls come one after another", chunk)
+            await self.done(chunk)
+            self.index, self.id, self.name, self.waiting = index, "", "", ""
+        self.id = str(call.get("id") or self.id)
+        piece = str(function.get("arguments") or "")
+        if self.sink.call_open:
+            await self.sink.arguments(piece)
+            return
+        self.name += str(function.get("name") or "")
+        self.waiting += piece
+        if self.name:
+            await self.sink.open_call(self.name, self.id)
+            await self.sink.arguments(self.waiting)
+
+    async def done(self, chunk: Any) -> None:
+        """Close the call being streamed, if any."""
+        if self.index is None:
+            return
+        if not self.sink.call_open:
+            raise _malformed("a tool call has a name", chunk)
+        await self.sink.close_call()
+        self.closed.add(self.index)
+        self.index = None
 
 
 def _chat_usage(usage: dict[str, Any]) -> dict[str, Any] | None:

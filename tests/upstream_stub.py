@@ -7,6 +7,8 @@ A model name is ``script`` or ``script:key=value,key=value``:
 - ``text``: ``words`` words (default 8), ``delay`` seconds apart (default 0), then the end
   (``stop``) and the usage;
 - ``tools``: ``calls`` function calls (default 1), their arguments in three pieces each;
+  ``nameless`` (chat): a tool call with no name; ``interleaved`` (chat): a piece of a call
+  after the next call began;
 - ``length``, ``filter``: some text, then the finish reason ``length`` or
   ``content_filter``;
 - ``status``: answers HTTP ``code`` (with an OpenAI error body) the first ``times``
@@ -219,6 +221,12 @@ def _chat(script: str, options: dict[str, str]) -> list[tuple[Any, float]]:
     trouble = _trouble(script, options)
     if trouble or script == "unfinished":
         return out + trouble
+    if script == "nameless":  # a chat tool call that never says which function
+        out.append((chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}), 0))
+    if script == "interleaved":  # a piece of call 0 after call 1 began
+        for index in (0, 1, 0):
+            call = {"index": index, "function": {"name": "f", "arguments": "{}"}}
+            out.append((chunk({"tool_calls": [call]}), 0))
     if script == "tools":
         for i, (call_id, name, pieces) in enumerate(_calls(options)):
             first = {
@@ -232,9 +240,8 @@ def _chat(script: str, options: dict[str, str]) -> list[tuple[Any, float]]:
                 (chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]}), delay)
                 for p in pieces
             ]
-    finish = {"length": "length", "filter": "content_filter", "tools": "tool_calls"}.get(
-        script, "stop"
-    )
+    finish = {"length": "length", "filter": "content_filter"}.get(script, "stop")
+    finish = "tool_calls" if script in ("tools", "nameless", "interleaved") else finish
     out.append((chunk({}, finish), 0))
     usage = {
         "prompt_tokens": 11,

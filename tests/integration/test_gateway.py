@@ -128,9 +128,14 @@ def test_tool_calls_become_function_call_items(gateway: openai.OpenAI) -> None:
         ("function_call", "call_0", "get_weather", '{"city": "Paris0"}'),
         ("function_call", "call_1", "get_weather", '{"city": "Paris1"}'),
     ]
-    types = [e.type for e in streamed(gateway, done.id)]
-    assert types.count("response.function_call_arguments.delta") == 2
+    events = streamed(gateway, done.id)
+    pieces = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+    assert pieces == ['{"city": ', '"Paris0"', "}", '{"city": ', '"Paris1"', "}"]  # as they came
+    types = [e.type for e in events]
     assert types.count("response.function_call_arguments.done") == 2
+    assert types.index("response.function_call_arguments.done") < types.index(
+        "response.function_call_arguments.delta", types.index("response.output_item.done")
+    )  # the first call was done before the second's arguments began
 
 
 @pytest.mark.parametrize(
@@ -230,6 +235,24 @@ def test_a_malformed_or_failing_stream_fails_it(
     done = create(gateway, f"{script}:words=2")
     assert done.status == "failed" and done.error.message == message
     assert done.output_text == "The quick"  # what was stored before stays, failed
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ("nameless", 'The upstream sent a malformed event: a tool call has a name, got {"id": '),
+        ("interleaved", "The upstream sent a malformed event: tool calls come one after another"),
+    ],
+)
+def test_tool_calls_a_chat_stream_cannot_mean_fail_it(
+    stub: tuple[Stub, str], script: str, message: str
+) -> None:
+    handler = UpstreamHandler(stub[1], api="chat", max_retries=0)
+    with in_thread(create_app("memory://", handler=handler)) as base:
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused")
+        done = create(client, f"{script}:words=1")
+        assert done.status == "failed" and done.error.message.startswith(message)
+        client.close()
 
 
 def test_an_answer_that_is_not_the_api_fails_it(

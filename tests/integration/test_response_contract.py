@@ -312,6 +312,56 @@ def test_a_message_opened_with_its_first_text_is_one_write(
     assert len(engine.get(response.id).output) == 1  # nothing opened by either
 
 
+def test_a_function_call_streamed_a_piece_at_a_time(engine: ResponseEngine) -> None:
+    response = new(engine)
+    claimed(engine)
+    added = engine.open_function_call(response.id, name="lookup", call_id="call_9", worker_id="w1")
+    assert (added["status"], added["arguments"], added["call_id"]) == ("in_progress", "", "call_9")
+    for piece in ('{"q"', ": 1}"):
+        engine.add_arguments(response.id, piece, worker_id="w1")
+    assert engine.get(response.id).output[0]["arguments"] == '{"q": 1}'  # a poll sees them
+    with pytest.raises(InvalidTransitionError) as info:
+        engine.add_text(response.id, "x")
+    assert info.value.message == "Cannot add text: no message is open; open one first."
+    with pytest.raises(InvalidTransitionError) as info:
+        engine.open_message(response.id)
+    assert info.value.message == (
+        "Cannot open a message: output item 0 (function_call) is still open; close it first."
+    )
+    item = engine.close_function_call(response.id, worker_id="w1")
+    assert item == {**added, "arguments": '{"q": 1}', "status": "completed"}
+    events = assert_stream_is_whole(engine, response.id)
+    assert [(e.event, e.data.get("delta")) for e in events][-5:] == [
+        ("response.output_item.added", None),
+        ("response.function_call_arguments.delta", '{"q"'),
+        ("response.function_call_arguments.delta", ": 1}"),
+        ("response.function_call_arguments.done", None),
+        ("response.output_item.done", None),
+    ]
+    assert events[-2].payload()["arguments"] == '{"q": 1}'
+    for step, message in [
+        (
+            lambda: engine.add_arguments(response.id, "x"),
+            "Cannot add arguments: no function call is open; open one first.",
+        ),
+        (
+            lambda: engine.close_function_call(response.id),
+            "Cannot close a function call: no function call is open; open one first.",
+        ),
+    ]:
+        with pytest.raises(InvalidTransitionError) as info:
+            step()
+        assert info.value.message == message
+    with pytest.raises(ValidationError) as bad:
+        engine.open_function_call(response.id, name="")
+    assert bad.value.param == "name"
+    engine.open_function_call(response.id, name="f")
+    with pytest.raises(ValidationError) as bad:
+        engine.add_arguments(response.id, 5)  # type: ignore[arg-type]
+    assert bad.value.param == "delta"
+    assert len(engine.events(response.id)) == len(events) + 1  # only the second opening
+
+
 def test_the_output_methods_refuse_out_of_order_steps(engine: ResponseEngine) -> None:
     response = new(engine)
     claimed(engine)
