@@ -207,10 +207,7 @@ class UpstreamHandler:
                 _responses_body(job.request, job.input),
                 _read_responses,
             )
-        try:
-            stream = await self._open(path, body, probing=self._found is None)
-        except _NoRoute:
-            raise
+        stream = await self._open(path, body, probing=self._found is None)  # or _NoRoute
         self._found = api
         try:
             ending = await read(_chunks(stream, self), sink)

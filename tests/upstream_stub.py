@@ -62,6 +62,7 @@ class Stub:
         self.gone: list[float] = []
         self.disconnected = threading.Event()
         self.tries: Counter[str] = Counter()
+        self.keys: list[str | None] = []  # each request's Authorization header
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -85,6 +86,10 @@ class Stub:
                 break
         body = json.loads(raw or b"{}")
         self.seen.append((api, body))
+        headers = dict(scope["headers"])
+        self.keys.append(
+            headers[b"authorization"].decode() if b"authorization" in headers else None
+        )
         if scope["method"] != "POST" or api not in self.apis:
             await _answer(send, 404, {"error": {"message": f"No route {path}", "code": None}})
             return

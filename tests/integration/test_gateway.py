@@ -607,6 +607,30 @@ def test_serve_refuses_bad_upstream_options(args: list[str], message: str, tmp_p
     assert not db.exists()  # nothing started
 
 
+def test_serve_upstream_on_sqlite_with_its_key_from_the_environment(
+    stub: tuple[Stub, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``runstate serve sqlite:///... --upstream URL --upstream-key-env VAR``: the key is
+    read from the environment and sent to the upstream; the SDK's helpers read it all."""
+    monkeypatch.setenv("RUNSTATE_TEST_UPSTREAM_KEY", "sk-upstream")
+    args = ("--upstream", stub[1], "--upstream-key-env", "RUNSTATE_TEST_UPSTREAM_KEY")
+    with server(f"sqlite:///{tmp_path / 'runs.db'}", *args) as gateway:
+        client = openai.OpenAI(base_url=gateway.url, api_key="unused", max_retries=0)
+        model = unique("text:words=3")
+        with client.responses.stream(model=model, input="Hi") as stream:
+            final = stream.get_final_response()
+        assert final.output_text == "The quick brown"
+        background = create(client, unique("tools"), tools=[WEATHER])
+        assert background.output[0].arguments == '{"city": "Paris0"}'
+        client.close()
+    sent = [
+        key
+        for (_, body), key in zip(stub[0].seen, stub[0].keys, strict=True)
+        if body.get("model") == model
+    ]
+    assert sent and set(sent) == {"Bearer sk-upstream"}
+
+
 def test_a_killed_gateway_s_response_resumes_on_another_replica(
     stub: tuple[Stub, str], pg_schema: str
 ) -> None:
