@@ -35,7 +35,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -318,28 +318,38 @@ class _Ending:
 
 class _Sink:
     """What a job streams from the upstream, in the response's own items: text, and
-    function calls whose arguments come a piece at a time."""
+    function calls whose arguments come a piece at a time. What the store cannot take
+    (a NUL character, a function name of 65 characters) fails the response, saying so."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.started = False  # a token has been stored: no retry from here on
         self.call_open = False
 
+    async def _store(self, step: Awaitable[Any]) -> None:
+        try:
+            await step
+        except ValidationError as exc:
+            raise Failed(
+                "server_error", f"The upstream sent what cannot be stored: {exc.message}"
+            ) from None
+
     async def text(self, delta: str) -> None:
         if delta:
             self.started = True
-            await self.job.text(delta)
+            await self._store(self.job.text(delta))
 
     async def close_message(self) -> None:
         await self.job.close_message()
 
     async def open_call(self, name: str, call_id: str | None) -> None:
-        self.started = self.call_open = True
-        await self.job.open_function_call(name, call_id=call_id or None)
+        self.started = True
+        await self._store(self.job.open_function_call(name, call_id=call_id or None))
+        self.call_open = True
 
     async def arguments(self, delta: str) -> None:
         if delta:
-            await self.job.add_arguments(delta)
+            await self._store(self.job.add_arguments(delta))
 
     async def close_call(self) -> None:
         if self.call_open:
