@@ -12,10 +12,12 @@ A model name is ``script`` or ``script:key=value,key=value``:
 - ``length``, ``filter``: some text, then the finish reason ``length`` or
   ``content_filter``;
 - ``status``: answers HTTP ``code`` (with an OpenAI error body) the first ``times``
-  requests of this model name, then plays ``text``; ``retry_after`` adds that header;
+  requests of this model name, then plays ``text``; ``retry_after`` adds that header,
+  ``detail`` answers ``{"detail": ...}`` as FastAPI does;
 - ``break``: ``words`` words, then the connection is cut mid-stream;
 - ``unfinished``: ``words`` words, then a clean end with no finish;
-- ``stall``: the headers, then nothing until the client goes away;
+- ``stall``: the headers, then nothing until the client goes away; ``late``: nothing at
+  all for ``delay`` seconds;
 - ``clock``: like ``text``, but each word is the time it was due (``time.monotonic_ns``,
   from the start and ``delay``), for the benchmarks to measure what a delta waits;
 - ``html``: a 200 web page; ``malformed``: ``words`` words, then an event that is not
@@ -98,10 +100,15 @@ class Stub:
         if script == "status" and self.tries[body.get("model")] <= int(options.get("times", 1)):
             headers = {"retry-after": options["retry_after"]} if "retry_after" in options else {}
             code = int(options.get("code", 500))
+            if "detail" in options:  # the way FastAPI-made servers answer
+                await _answer(send, code, {"detail": f"Stub says {code}"}, headers)
+                return
             await _answer(
                 send, code, {"error": {"message": f"Stub says {code}", "code": None}}, headers
             )
             return
+        if script == "late":  # the headers only after ``delay`` seconds
+            await asyncio.sleep(float(options.get("delay", 1)))
         if script == "html":
             await _start(send, 200, b"text/html")
             await send({"type": "http.response.body", "body": b"<html>hello</html>"})

@@ -17,10 +17,13 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
+from .._errors import StoreError
 from ._base import Write
 
 __all__ = ["GroupCommit"]
 
+#: What the callers of a write hear when the task writing it was cancelled.
+ABANDONED = "The write was abandoned: the task writing it for the group was cancelled."
 #: The most writes one transaction carries (what waits beyond goes in the next).
 MAX_BATCH = 512
 
@@ -70,13 +73,16 @@ class GroupCommit:
         )
         try:
             results = await self.store.write([batch[i][0][j] for _, i, j in order])
-        except BaseException as exc:  # each caller gets the store's error, a copy of its own
+        except Exception as exc:  # each caller gets the store's error, a copy of its own
             for _, done in batch:
                 if not done.done():
                     done.set_exception(_own(exc))
-            if not isinstance(exc, Exception):
-                raise  # the flush itself was cancelled: its callers have heard
             return
+        except BaseException:  # the flush itself was cancelled (its loop is stopping)
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(StoreError(ABANDONED))
+            raise
         self.batches += 1
         self.writes += len(order)
         answers: list[list[Any]] = [[None] * len(ws) for ws, _ in batch]
@@ -87,7 +93,7 @@ class GroupCommit:
                 done.set_result(answer)
 
 
-def _own(exc: BaseException) -> BaseException:
+def _own(exc: Exception) -> Exception:
     """A copy of ``exc`` for one caller: one exception raised in many tasks would gather
     every task's traceback."""
     mine = copy.copy(exc)

@@ -282,6 +282,27 @@ def test_a_slow_stream_is_waited_for_and_a_silent_one_times_out(
         client.close()
 
 
+def test_an_upstream_that_answers_too_late_times_out(stub: tuple[Stub, str]) -> None:
+    handler = UpstreamHandler(stub[1], api="chat", timeout=0.3, max_retries=0)
+    with in_thread(create_app("memory://", handler=handler)) as base:
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused")
+        done = create(client, unique("late:delay=3"))
+        assert done.status == "failed" and done.error.message == (
+            f"The upstream at {stub[1]} did not answer within 0.3s."
+        )
+        client.close()
+
+
+def test_an_error_body_in_fastapi_s_shape_and_a_retry_after_that_is_no_number(
+    gateway: openai.OpenAI, stub: tuple[Stub, str]
+) -> None:
+    model = unique("status:code=503,times=1,retry_after=soon,detail=1")
+    assert create(gateway, model).status == "completed"  # retried on the backoff
+    assert stub[0].tries[model] == 2
+    done = create(gateway, unique("status:code=400,times=9,detail=1"))
+    assert done.error.message == "The upstream refused the request (400): Stub says 400"
+
+
 def test_a_base_url_that_does_not_answer_fails_after_its_retries(api: str) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -529,6 +550,44 @@ def test_translate_request_carries_every_field_over() -> None:
     )
     assert json_object["response_format"] == {"type": "json_object"}
     assert "tool_choice" not in json_object  # no tools: nothing to choose
+
+
+def test_translate_request_s_smaller_cases() -> None:
+    items = [
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "refusal", "refusal": "No."}],
+        },
+        {"role": "user", "content": [{"type": "input_image", "image_url": "https://x/i.png"}]},
+    ]
+    tools = [{"type": "function", "name": "f"}, {"type": "web_search"}]
+    body = translate_request({"model": "m", "tools": tools, "tool_choice": "required"}, items)
+    assert body["messages"] == [
+        {"role": "assistant", "content": "No."},
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": "https://x/i.png"}}],
+        },
+    ]
+    assert body["tools"] == [{"type": "function", "function": {"name": "f"}}]
+    assert body["tool_choice"] == "required"
+
+
+def test_the_handler_s_repr_and_its_client_closed() -> None:
+    import asyncio
+
+    handler = UpstreamHandler("http://127.0.0.1:9/v1/", api="chat")
+    assert repr(handler) == "UpstreamHandler('http://127.0.0.1:9/v1', api='chat')"
+
+    async def main() -> None:
+        client = handler._client()
+        assert handler._client() is client  # one per loop
+        await handler.aclose()
+        assert client.is_closed()
+        await handler.aclose()  # none left: nothing to do
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize(

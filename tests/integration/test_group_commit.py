@@ -11,6 +11,7 @@ import pytest
 
 from runstate import AsyncResponseEngine, StoreError, open_store_async
 from runstate.stores import GroupCommit
+from runstate.stores._group import ABANDONED
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -105,6 +106,53 @@ def test_a_store_error_reaches_every_caller_and_the_next_writes_go_on(url: str) 
         await asyncio.gather(*(engine.add_text(i, "b", worker_id="w") for i in ids))
         for i in ids:
             assert (await engine.get(i)).output[0]["content"][0]["text"].endswith("b")
+        await engine.close()
+
+    asyncio.run(main())
+
+
+def test_a_caller_that_gives_up_leaves_the_others_their_results(url: str) -> None:
+    async def main() -> None:
+        engine, recording, group, ids = await streaming(url, 6)
+        assert repr(group) == f"GroupCommit({recording!r})"
+        tasks = [asyncio.ensure_future(engine.add_text(i, "a", worker_id="w")) for i in ids]
+        await asyncio.sleep(0)  # each has begun, and some wait for the write in flight
+        tasks[0].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(results[0], asyncio.CancelledError)
+        for i in ids[1:]:
+            assert (await engine.get(i)).output[0]["content"][0]["text"] == "a"
+        await engine.close()
+
+    asyncio.run(main())
+
+
+def test_a_flush_cancelled_mid_write_tells_every_caller() -> None:
+    """The task that writes for everyone is cancelled (its loop shutting down): each
+    caller hears of it as a store error, none waits forever, and the next write starts a
+    new flush."""
+
+    class Hanging(Recording):
+        async def write(self, writes: Any) -> Any:
+            self.calls.append([w.obj.id for w in writes])
+            if len(self.calls) == 1:
+                await asyncio.Event().wait()
+            return await self.store.write(writes)
+
+    async def main() -> None:
+        recording = Hanging(await open_store_async("memory://"))
+        group = GroupCommit(recording)
+        engine = AsyncResponseEngine(group)
+        ids = [(await engine.create(model="m", input="Hi", background=True)).id for _ in range(3)]
+        tasks = [asyncio.ensure_future(engine.cancel(i)) for i in ids]
+        while not recording.calls:
+            await asyncio.sleep(0)
+        assert group._flusher is not None
+        group._flusher.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(r, StoreError) for r in results)
+        assert {r.message for r in results} == {ABANDONED}
+        assert (await engine.cancel(ids[0])).status.value == "cancelled"  # a new flush
         await engine.close()
 
     asyncio.run(main())

@@ -10,13 +10,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from runstate import AsyncResponseEngine, Completed, Job, Worker
-from runstate.upstream import _read_chat, _Sink
+from runstate.upstream import _read_chat, _read_responses, _Sink
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 
@@ -74,18 +75,19 @@ def expected_output(segments: list[Any]) -> list[tuple[str, str, str]]:
     return items
 
 
-async def feed(items: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+async def feed(items: list[Any]) -> AsyncIterator[Any]:
     for item in items:
         yield item
 
 
-async def generated(chunks: list[dict[str, Any]]) -> Any:
-    """The response a Worker makes of ``chunks`` (a foreground response, generated now)."""
+async def generated(chunks: list[Any], read: Any = _read_chat) -> Any:
+    """The response a Worker makes of ``chunks`` (a foreground response, generated now),
+    read as chat chunks or (``read=_read_responses``) as Responses events."""
     engine = AsyncResponseEngine()
 
     async def handler(job: Job) -> Completed:
         sink = _Sink(job)
-        return await sink.end(await _read_chat(feed(chunks), sink))
+        return await sink.end(await read(feed(chunks), sink))
 
     response = await engine.create(model="m", input="Hi", background=False)
     await Worker(engine, handler).perform(response)
@@ -134,3 +136,116 @@ def test_what_the_store_cannot_take_fails_the_response_saying_so() -> None:
             assert done.error["message"] == f"The upstream sent what cannot be stored: {message}"
 
     asyncio.run(main())
+
+
+def choice(delta: Any, **more: Any) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": delta, **more}]}
+
+
+MALFORMED = "The upstream sent a malformed event: "
+STOP = choice({}, finish_reason="stop")
+
+
+@pytest.mark.parametrize(
+    ("chunks", "message"),
+    [
+        ([{"choices": "x"}], 'a chunk has a list of \'choices\', got {"choices": "x"}.'),
+        ([{"choices": [5]}], "a choice has a 'delta' object, got {\"choices\": [5]}."),
+        (
+            [choice({"content": 5})],
+            'a delta\'s \'content\' is a string, got {"choices": [{"index": 0, "delta": '
+            '{"content": 5}}]}.',
+        ),
+        (
+            [choice({"tool_calls": [{"index": "a"}]})],
+            "a tool call delta has an integer 'index' and a 'function', got {\"choices\": "
+            '[{"index": 0, "delta": {"tool_calls": [{"index": "a"}]}}]}.',
+        ),
+    ],
+)
+def test_a_malformed_chat_chunk_fails_it_naming_what_is_wrong(
+    chunks: list[Any], message: str
+) -> None:
+    _, done = asyncio.run(generated([*chunks, STOP]))
+    assert done.status.value == "failed" and done.error["message"] == MALFORMED + message
+
+
+def test_what_a_chat_stream_may_hold_besides() -> None:
+    """A usage chunk with no choices, a second choice (never asked for), a usage of
+    something other than counts: read past, not failed."""
+    chunks = [
+        choice({"content": "Hi"}),
+        {"choices": [{"index": 1, "delta": {"content": "other"}}]},
+        {"usage": {"prompt_tokens": "many", "completion_tokens": 1}},
+        STOP,
+    ]
+    _, done = asyncio.run(generated(chunks))
+    assert done.status.value == "completed" and done.output_text == "Hi" and done.usage is None
+
+
+def event(kind: str, **data: Any) -> dict[str, Any]:
+    return {"type": kind, **data}
+
+
+CALL = {"type": "function_call", "name": "f", "call_id": "c1", "arguments": ""}
+COMPLETED = event("response.completed", response={"usage": None})
+
+
+@pytest.mark.parametrize(
+    ("events", "message"),
+    [
+        ([event("response.output_text.delta", delta=5)], "a text delta's 'delta' is a string"),
+        (
+            [event("response.function_call_arguments.delta", delta="{}")],
+            "arguments' 'delta' is a string, of an open function call",
+        ),
+        ([event("response.output_item.added", item=5)], "an item event carries its 'item'"),
+        (
+            [event("response.output_item.added", item={**CALL, "name": None})],
+            "a function call has a 'name' and 'arguments'",
+        ),
+        ([event("response.completed", response=5)], "an ending event carries its 'response'"),
+        ([{"sequence_number": 1}], "an event has a 'type'"),
+    ],
+)
+def test_a_malformed_responses_event_fails_it(events: list[Any], message: str) -> None:
+    _, done = asyncio.run(generated([*events, COMPLETED], _read_responses))
+    assert done.status.value == "failed"
+    assert done.error["message"].startswith(MALFORMED + message + ", got ")
+
+
+def test_the_upstream_s_ending_carries_over() -> None:
+    failed = event(
+        "response.failed",
+        response={"error": {"code": "rate_limit_exceeded", "message": "slow down"}},
+    )
+    _, done = asyncio.run(generated([failed], _read_responses))
+    assert (done.error["code"], done.error["message"]) == (
+        "rate_limit_exceeded",
+        "The upstream failed: slow down",
+    )
+    odd = event("response.failed", response={"error": {"code": "odd"}})
+    _, done = asyncio.run(generated([odd], _read_responses))
+    assert (done.error["code"], done.error["message"]) == (
+        "server_error",
+        "The upstream failed: no message",
+    )
+    _, done = asyncio.run(generated([event("error", message="boom")], _read_responses))
+    assert done.error["message"] == "The upstream failed: boom"
+    unknown = event("response.incomplete", response={"incomplete_details": {"reason": "x"}})
+    _, done = asyncio.run(generated([unknown], _read_responses))
+    assert done.incomplete_details == {"reason": "max_output_tokens"}
+
+
+def test_a_call_whose_arguments_came_only_with_its_end() -> None:
+    """Some servers send a call's arguments only in ``output_item.done``: what no delta
+    carried is added before it closes."""
+    events = [
+        event("response.output_item.added", item=CALL),
+        event("response.function_call_arguments.delta", delta='{"a"'),
+        event("response.output_item.done", item={**CALL, "arguments": '{"a": 1}'}),
+        event("response.output_item.done", item={**CALL, "arguments": "late"}),  # not open
+        COMPLETED,
+    ]
+    _, done = asyncio.run(generated(events, _read_responses))
+    assert [item["arguments"] for item in done.output] == ['{"a": 1}']
