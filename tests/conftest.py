@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from faces import Faces
-from tables import PG_BASE, T0, TTL, make_store, runs_along_paths
+from tables import PG_BASE, T0, TTL, make_store, pg_url, runs_along_paths
 
 from runstate import ManualClock, Run, RunLifecycle, RunStatus, Store
 
@@ -28,6 +28,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "pg_schema" in getattr(item, "fixturenames", ()) or "postgres" in params.values():
             item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL of each backend: memory, a SQLite file, a PostgreSQL schema of the
+    test's own."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'runs.db'}"
+    return pg_url(request.getfixturevalue("pg_schema"))
 
 
 @pytest.fixture

@@ -36,13 +36,10 @@ ctx = multiprocessing.get_context("spawn")
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'follow.db'}"
-    return pg_url(request.getfixturevalue("pg_schema"))
+@pytest.fixture
+def url(store_url: str) -> str:
+    """Each backend's store URL (``store_url``, in ``conftest.py``)."""
+    return store_url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

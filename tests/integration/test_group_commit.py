@@ -16,15 +16,10 @@ from runstate.stores._group import ABANDONED
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    from tables import pg_url
-
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'runs.db'}"
-    return pg_url(request.getfixturevalue("pg_schema"))
+@pytest.fixture
+def url(store_url: str) -> str:
+    """Each backend's store URL (``store_url``, in ``conftest.py``)."""
+    return store_url
 
 
 class Recording:

@@ -4,6 +4,7 @@ stream payload by its stream-event models."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 # Every test here runs on the sync engines and on their async twins (``face``).
@@ -71,6 +72,14 @@ def assert_stream_is_whole(engine: ResponseEngine, response_id: str) -> list[Run
 
 def new(engine: ResponseEngine, **kwargs: Any) -> Response:
     return checked(engine.create(model="gpt-4o", input="Say hello", **kwargs))
+
+
+def assert_refused(*steps: tuple[Callable[[], object], str]) -> None:
+    """Each step is refused (``InvalidTransitionError``) with exactly its message."""
+    for step, message in steps:
+        with pytest.raises(InvalidTransitionError) as info:
+            step()
+        assert info.value.message == message
 
 
 def claimed(engine: ResponseEngine, worker: str = "w1") -> Response:
@@ -339,7 +348,7 @@ def test_a_function_call_streamed_a_piece_at_a_time(engine: ResponseEngine) -> N
         ("response.output_item.done", None),
     ]
     assert events[-2].payload()["arguments"] == '{"q": 1}'
-    for step, message in [
+    assert_refused(
         (
             lambda: engine.add_arguments(response.id, "x"),
             "Cannot add arguments: no function call is open; open one first.",
@@ -348,10 +357,7 @@ def test_a_function_call_streamed_a_piece_at_a_time(engine: ResponseEngine) -> N
             lambda: engine.close_function_call(response.id),
             "Cannot close a function call: no function call is open; open one first.",
         ),
-    ]:
-        with pytest.raises(InvalidTransitionError) as info:
-            step()
-        assert info.value.message == message
+    )
     with pytest.raises(ValidationError) as bad:
         engine.open_function_call(response.id, name="")
     assert bad.value.param == "name"
@@ -366,7 +372,7 @@ def test_the_output_methods_refuse_out_of_order_steps(engine: ResponseEngine) ->
     response = new(engine)
     claimed(engine)
     before = engine.events(response.id)
-    refusals = [
+    assert_refused(
         (
             lambda: engine.add_text(response.id, "x"),
             "Cannot add text: no message is open; open one first.",
@@ -375,13 +381,9 @@ def test_the_output_methods_refuse_out_of_order_steps(engine: ResponseEngine) ->
             lambda: engine.close_message(response.id),
             "Cannot close a message: no message is open; open one first.",
         ),
-    ]
-    for step, message in refusals:
-        with pytest.raises(InvalidTransitionError) as info:
-            step()
-        assert info.value.message == message
+    )
     engine.open_message(response.id)
-    for step, message in [
+    assert_refused(
         (
             lambda: engine.open_message(response.id),
             "Cannot open a message: output item 0 (message) is still open; close it first.",
@@ -394,10 +396,7 @@ def test_the_output_methods_refuse_out_of_order_steps(engine: ResponseEngine) ->
             lambda: engine.complete(response.id),
             "Cannot complete a response whose output item 0 is still open; close it first.",
         ),
-    ]:
-        with pytest.raises(InvalidTransitionError) as info:
-            step()
-        assert info.value.message == message
+    )
     assert len(engine.events(response.id)) == len(before) + 2  # only the opening
     for bad, param in [
         (lambda: engine.add_text(response.id, 5), "delta"),

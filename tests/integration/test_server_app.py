@@ -17,7 +17,6 @@ import openai
 import pytest
 from fastapi import FastAPI
 from servers import in_thread, poll, strict
-from tables import pg_url
 
 from runstate import (
     AsyncResponseEngine,
@@ -69,15 +68,6 @@ def _close_clients() -> Iterator[None]:
     yield
     while _clients:
         _clients.pop().close()
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'runs.db'}"
-    return pg_url(request.getfixturevalue("pg_schema"))
 
 
 def use_every_api(client: openai.OpenAI) -> None:

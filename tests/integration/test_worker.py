@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tables import pg_url
 
 from runstate import (
     AsyncResponseEngine,
@@ -36,13 +35,10 @@ from runstate._worker import HANDLER_ERROR
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'runs.db'}"
-    return pg_url(request.getfixturevalue("pg_schema"))
+@pytest.fixture
+def url(store_url: str) -> str:
+    """Each backend's store URL (``store_url``, in ``conftest.py``)."""
+    return store_url
 
 
 async def until(check: Callable[[], Any], what: str) -> None:
