@@ -16,7 +16,8 @@ Two ways to call it (``api``):
   events, numbered in its own sequence; its usage and its ending carry over.
 - ``"chat"``: ``POST {base}/chat/completions`` with ``stream: true`` and
   ``stream_options.include_usage``; the request is translated (``translate_request``)
-  and the chunks become the Responses events (text, then function calls).
+  and the chunks become the Responses events (text and function calls, each piece
+  stored as it comes).
 - ``"auto"`` (the default): the first job tries ``/responses``; an upstream that has no
   such route (404, 405) is called with ``chat`` from then on. Found once, remembered.
 

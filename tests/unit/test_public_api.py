@@ -195,3 +195,15 @@ def test_the_extension_api_is_public() -> None:
         assert getattr(runstate, name).__module__ == "runstate._definitions"
     for name in ("StoredObject", "Write", "Page", "IdempotencyKey", "KeyTaken"):
         assert getattr(runstate, name) is getattr(runstate.stores, name)
+
+
+def test_the_gateway_surface_is_pinned_and_imports_without_openai() -> None:
+    """``runstate.upstream``: its names; importing it loads no HTTP client (the openai
+    package is loaded by the first call, from the ``upstream`` extra)."""
+    code = (
+        "import sys, runstate.upstream as u; "
+        "assert 'openai' not in sys.modules and 'httpx' not in sys.modules; "
+        "print(','.join(u.__all__))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "APIS,UpstreamHandler,translate_request"
