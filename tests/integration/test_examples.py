@@ -44,6 +44,14 @@ EXPECTED = {
         "foreground: completed 'You said: Hello'",
         "streamed deltas: ['You', ' said:', ' Streamed']",
     ],
+    "gateway.py": [
+        "background: queued",
+        "then: completed 'You said: Hi'",
+        "usage: 3 in, 3 out",
+        "streamed deltas: ['You', ' said:', ' streamed']",
+        "cancelled: cancelled",
+        "the model server saw the gateway hang up: True",
+    ],
     "runs_v2.py": [
         "the run is incomplete: {'reason': 'max_completion_tokens'}",
         '"total_tokens": 1068',
