@@ -24,6 +24,9 @@ from typing import Any
 from ._errors import ValidationError
 
 DEMO = "runstate.server:demo"
+#: Jobs at once per Worker: a handler's, and a gateway's (which mostly waits).
+CONCURRENCY = 8
+UPSTREAM_CONCURRENCY = 64
 
 
 def add_serve_parser(sub: Any) -> None:
@@ -58,7 +61,13 @@ def add_serve_parser(sub: Any) -> None:
     serve.add_argument(
         "--workers", type=int, default=1, help="Workers of each kind in this process (0: none)"
     )
-    serve.add_argument("--concurrency", type=int, default=8, help="jobs at once per Worker")
+    serve.add_argument(
+        "--concurrency",
+        type=int,
+        help=f"jobs at once per Worker (default {CONCURRENCY}; with --upstream "
+        f"{UPSTREAM_CONCURRENCY}: a gateway's jobs wait on the model server, which batches "
+        "them)",
+    )
     serve.add_argument("--lease", type=int, default=30, help="seconds a claim lasts unrenewed")
     serve.add_argument("--ttl", type=int, default=600, help="seconds before a queued run expires")
     serve.add_argument(
@@ -102,7 +111,7 @@ def serve(args: argparse.Namespace) -> int:
             args.url,
             handler,
             workers=args.workers,
-            concurrency=args.concurrency,
+            concurrency=concurrency_of(args),
             auth=auth,
             metrics=args.metrics,
             lease=args.lease,
@@ -115,6 +124,13 @@ def serve(args: argparse.Namespace) -> int:
         parser.error(exc.message)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def concurrency_of(args: argparse.Namespace) -> Any:
+    """``--concurrency``, or the default for the handler: a gateway's is larger."""
+    if args.concurrency is not None:
+        return args.concurrency
+    return UPSTREAM_CONCURRENCY if args.upstream is not None else CONCURRENCY
 
 
 def handler_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:

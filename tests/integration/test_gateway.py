@@ -666,6 +666,16 @@ def test_serve_refuses_bad_upstream_options(args: list[str], message: str, tmp_p
     assert not db.exists()  # nothing started
 
 
+def test_a_gateway_runs_more_jobs_at_once_by_default() -> None:
+    from argparse import Namespace
+
+    from runstate._serve import concurrency_of
+
+    assert concurrency_of(Namespace(concurrency=None, upstream="http://h/v1")) == 64
+    assert concurrency_of(Namespace(concurrency=None, upstream=None)) == 8
+    assert concurrency_of(Namespace(concurrency=3, upstream="http://h/v1")) == 3
+
+
 def test_serve_upstream_on_sqlite_with_its_key_from_the_environment(
     stub: tuple[Stub, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
