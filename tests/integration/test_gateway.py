@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -378,7 +379,7 @@ def test_a_cancel_closes_the_upstream_request(
     stub[0].disconnected.clear()
     created = gateway.responses.create(model=unique("stall"), input="Hi", background=True)
     while not any(body.get("model") == created.model for _, body in stub[0].seen):
-        pass  # until the upstream has the request (bounded by the test's timeout)
+        time.sleep(0.01)  # until the upstream has the request (bounded by the test's timeout)
     assert gateway.responses.cancel(created.id).status == "cancelled"
     assert stub[0].disconnected.wait(10)  # the model server saw the client go
     assert poll(gateway, created.id).status == "cancelled"
