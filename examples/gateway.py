@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import openai
-import uvicorn
+from _serving import serving
 
 from runstate.server import create_app
 from runstate.upstream import UpstreamHandler
@@ -74,24 +71,6 @@ async def model_server(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def sse(data: Any) -> bytes:
     return f"data: {json.dumps(data)}\n\n".encode()
-
-
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """``app`` on uvicorn in a thread, on a free port, until the block ends."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join()
 
 
 def main() -> None:

@@ -12,14 +12,12 @@ free port; in production it is ``uvicorn service:app`` or
 from __future__ import annotations
 
 import asyncio
-import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import openai
-import uvicorn
+from _serving import serving
 
 from runstate import Completed, Job
 from runstate.server import create_app
@@ -37,32 +35,20 @@ async def generate(job: Job) -> Completed:
 def main() -> None:
     folder = Path(tempfile.mkdtemp())
     app = create_app(f"sqlite:///{folder / 'runs.db'}", handler=generate)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused") as client:
-            response = client.responses.create(model="m", input="Hi", background=True)
-            print("background:", response.status)
-            while response.status in ("queued", "in_progress"):
-                time.sleep(0.02)
-                response = client.responses.retrieve(response.id)
-            print("then:", response.status, repr(response.output_text))
+    with serving(app) as base, openai.OpenAI(base_url=base, api_key="unused") as client:
+        response = client.responses.create(model="m", input="Hi", background=True)
+        print("background:", response.status)
+        while response.status in ("queued", "in_progress"):
+            time.sleep(0.02)
+            response = client.responses.retrieve(response.id)
+        print("then:", response.status, repr(response.output_text))
 
-            response = client.responses.create(model="m", input="Hello")
-            print("foreground:", response.status, repr(response.output_text))
+        response = client.responses.create(model="m", input="Hello")
+        print("foreground:", response.status, repr(response.output_text))
 
-            with client.responses.stream(model="m", input="Streamed") as stream:
-                deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
-            print("streamed deltas:", deltas)
-    finally:
-        server.should_exit = True
-        thread.join()
+        with client.responses.stream(model="m", input="Streamed") as stream:
+            deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        print("streamed deltas:", deltas)
 
 
 if __name__ == "__main__":

@@ -37,9 +37,8 @@ class GroupCommit:
         self._waiting: list[tuple[Sequence[Write], asyncio.Future[Any]]] = []
         self._flushing = False
         self._flusher: asyncio.Future[None] | None = None
-        #: Transactions written, and writes they carried (for benchmarks and tests).
+        #: Transactions written (for benchmarks and tests).
         self.batches = 0
-        self.writes = 0
 
     def __repr__(self) -> str:
         return f"GroupCommit({self.store!r})"
@@ -84,7 +83,6 @@ class GroupCommit:
                     done.set_exception(StoreError(ABANDONED))
             raise
         self.batches += 1
-        self.writes += len(order)
         answers: list[list[Any]] = [[None] * len(ws) for ws, _ in batch]
         for (_, i, j), result in zip(order, results, strict=True):
             answers[i][j] = result
