@@ -29,11 +29,9 @@ import argparse
 import json
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence, Sized
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Any
 
 from ._connect import open_store
@@ -285,12 +283,12 @@ def _migrate(url: str) -> int:
 def _sweep(engines: Sequence[SyncFace[Any]], every: float | None, retain: int | None) -> int:
     if every is not None:  # finite and positive: inf would not wait, nan would spin
         require_seconds(every, "--every", maximum=365 * 86_400)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # The signals wait, blocked, until the sweep in hand is done; then sigtimedwait takes
+    # them. A handler that set a threading.Event could deadlock: it runs on the thread
+    # that may hold the Event's own lock inside wait().
+    stops = {signal.SIGINT, signal.SIGTERM}
+    if every is not None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     try:
         while True:
             done = []
@@ -304,11 +302,11 @@ def _sweep(engines: Sequence[SyncFace[Any]], every: float | None, retain: int | 
                     line += f", pruned {engine.prune(older_than=retain)}"
                 done.append(line)
             print("; ".join(done), flush=True)
-            if every is None or stop.wait(every):
+            if every is None or signal.sigtimedwait(stops, every) is not None:
                 return 0
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if every is not None:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
 
 
 def _noun(engine: SyncFace[Any]) -> str:

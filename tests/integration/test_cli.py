@@ -241,10 +241,14 @@ def test_sweep_every_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signa
         text=True,
     )
     assert proc.stdout is not None
-    first = proc.stdout.readline()  # it has swept once: it is running
-    assert first.startswith("expired 0 runs")
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=30)
+    try:
+        first = proc.stdout.readline()  # it has swept once: it is running
+        assert first.startswith("expired 0 runs")
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # a sweep that did not stop must not outlive the test
+        proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
 
