@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # machine (or pythonX.Y on the PATH). A claimed Python that is missing fails the run.
 OTHER_PYTHONS := 3.12 3.13
 PYENV_ROOT ?= $(HOME)/.pyenv
-EXTRAS := test,cli,server,responses,postgres,otel,bench
+EXTRAS := test,cli,server,responses,postgres,otel,webhooks,bench
 
 .PHONY: demo test lint postgres versions bench clean
 

@@ -15,12 +15,19 @@
                    [--api-key KEY] [--upstream-api auto|responses|chat]
                    [--upstream-key-env VAR]
                                               the Responses and runs APIs (runstate.server)
+    runstate webhooks add URL ENDPOINT_URL [--event TYPE]... [--name N]
+                   [--secret-env VAR | --generate-secret] [--json]
+    runstate webhooks list URL [--json]       endpoints, never their secrets
+    runstate webhooks remove URL ID
+    runstate webhooks deliver URL [--backoff-base S] [--lease S] [--timeout S]
+                                              send webhook deliveries until a signal
 
 On a terminal, ``runs``, ``responses`` and ``show`` print tables (the ``cli`` extra:
 rich) with times in ISO-8601 UTC; piped, they print the same rows as tab-separated lines
 with a header and every value whole, for scripts; ``--json`` prints the public JSON
 (times as integers). Errors are one line on stderr and a non-zero exit: 1 for a refusal
-from runstate, 2 for a command line that does not parse.
+from runstate, 2 for a command line that does not parse (and a webhook endpoint that
+``webhooks add`` refuses).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from ._responses import ResponseEngine
 from ._runs import RunEngine
 from ._serve import add_serve_parser, serve
 from ._validate import require_seconds
+from ._webhooks_cli import add_webhooks_parser, webhooks
 from .stores import Store
 
 #: The engine of each kind of object a store holds, by the kind's name.
@@ -107,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="upgrade a store's schema in place")
     migrate.add_argument("url")
     add_serve_parser(sub)
+    add_webhooks_parser(sub)
     return parser
 
 
@@ -114,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "webhooks":
+        return webhooks(args)
     try:
         if args.command == "diagram":
             sys.stdout.write(mermaid(DEFINITIONS[args.lifecycle]))
@@ -327,7 +338,7 @@ def _prune(engines: Sequence[SyncFace[Any]], older_than: int, limit: int, as_jso
 
 def _stats(store: Store, as_json: bool) -> int:
     """The store's figures, by lifecycle: objects per status, the queue, due objects,
-    leases; and the events stored."""
+    leases; the webhook deliveries pending and failed; and the events stored."""
     now = int(time.time())
     stats = store.stats(now)
     rows: list[tuple[str, str, object]] = []
@@ -351,9 +362,21 @@ def _stats(store: Store, as_json: bool) -> int:
             (kind, "leases held", part.leases),
             (kind, "leases ended", part.leases_ended),
         ]
+    hooks = stats.deliveries
+    oldest = None if hooks.oldest_pending is None else max(0, now - hooks.oldest_pending)
+    figures["webhooks"] = {
+        "pending": hooks.pending,
+        "failed": hooks.failed,
+        "oldest_pending_age": oldest,
+    }
     if as_json:
         _print_json(figures)
         return 0
+    rows += [
+        ("webhooks", "deliveries pending", hooks.pending),
+        ("webhooks", "pending: oldest age (s)", "" if oldest is None else oldest),
+        ("webhooks", "deliveries failed", hooks.failed),
+    ]
     rows.append(("all", "events stored", stats.events))
     _print_table("store", ("lifecycle", "figure", "value"), rows)
     return 0

@@ -40,6 +40,7 @@ __all__ = [
     "RUN_V1",
     "RUN_V2",
     "WAITING_OF",
+    "WEBHOOKS_OF",
     "Cancel",
     "Definition",
     "Row",
@@ -127,6 +128,10 @@ class Definition:
     # changes anything. Used by ``Lifecycle``; the run and response lifecycles apply
     # their own.
     arguments: Mapping[str, Callable[[Any, Any], None]] = field(default_factory=dict)
+    # The statuses whose entry is told to webhook endpoints, as the event named
+    # "<object>.<status>" ("response.completed"): the store writes the event in the same
+    # transaction as the transition (``runstate.webhooks``).
+    webhooks: frozenset[Status] = frozenset()
     machine: Machine = field(init=False, repr=False, compare=False)
     sources: Mapping[str, frozenset[Status]] = field(init=False, repr=False, compare=False)
     event_names: Mapping[Status, str] = field(init=False, repr=False, compare=False)
@@ -256,6 +261,7 @@ RUN_V1 = Definition(
     group_by="thread_id",  # one active run per thread
     pauses=frozenset({S.REQUIRES_ACTION}),  # the caller submits tool outputs
     refusals=_RUN_REFUSALS,
+    webhooks=frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.EXPIRED, S.REQUIRES_ACTION}),
 )
 
 RUN_V2 = Definition(
@@ -282,6 +288,7 @@ RUN_V2 = Definition(
     group_by=RUN_V1.group_by,
     pauses=RUN_V1.pauses,
     refusals=RUN_V1.refusals,
+    webhooks=RUN_V1.webhooks | {S.INCOMPLETE},
 )
 
 RESPONSE = Definition(
@@ -313,6 +320,7 @@ RESPONSE = Definition(
     ends_expiry=frozenset({R.COMPLETED, R.FAILED, R.CANCELLED, R.INCOMPLETE}),
     envelope="response",
     refusals={"cancel": _RUN_REFUSALS["cancel"]},
+    webhooks=frozenset({R.COMPLETED, R.FAILED, R.CANCELLED, R.INCOMPLETE}),
 )
 
 #: Every lifecycle declared, by the name the command line uses.
@@ -327,6 +335,8 @@ WAITING_OF: dict[str, frozenset[Status]] = {}
 ENVELOPES: dict[str, str | None] = {}
 #: The field that names each kind's group (None: its objects are not grouped).
 GROUP_BY: dict[str, str | None] = {}
+#: Each kind's statuses told to webhook endpoints: status value to the event's type.
+WEBHOOKS_OF: dict[str, dict[str, str]] = {}
 
 
 def declare(definition: Definition) -> Definition:
@@ -351,6 +361,9 @@ def declare(definition: Definition) -> Definition:
     WAITING_OF[kind] = WAITING_OF.get(kind, frozenset()) | {definition.waiting}
     ENVELOPES[definition.object] = definition.envelope
     GROUP_BY[kind] = definition.group_by
+    WEBHOOKS_OF.setdefault(kind, {}).update(
+        {status.value: definition.event_names[status] for status in definition.webhooks}
+    )
     return definition
 
 
@@ -363,8 +376,9 @@ def undeclare(name: str) -> Definition:
     if others:
         ACTIVE_OF[kind] = frozenset().union(*(d.active for d in others))
         WAITING_OF[kind] = frozenset(d.waiting for d in others)
+        WEBHOOKS_OF[kind] = {s.value: d.event_names[s] for d in others for s in d.webhooks}
     else:
-        del KINDS[kind], ACTIVE_OF[kind], WAITING_OF[kind], GROUP_BY[kind]
+        del KINDS[kind], ACTIVE_OF[kind], WAITING_OF[kind], GROUP_BY[kind], WEBHOOKS_OF[kind]
     if not any(d.object == definition.object for d in DEFINITIONS.values()):
         del ENVELOPES[definition.object]
     return definition

@@ -65,6 +65,7 @@ from ._validate import (
     validate_bool,
     validate_metadata,
 )
+from ._webhooks import AsyncEndpoints, Endpoints
 from .stores import AsyncStore, Claimed, MemoryStore, Order, StoredObject, Write
 from .stores._base import ClaimStep, IdempotencyKey, KeyTaken, body_of, restore, takes_keyword
 from .stores._bell import WAITING, Bell, changed_key
@@ -1085,6 +1086,12 @@ class SyncFace(Sync, Engine[T]):
     def close(self) -> None:
         self.store.close()
 
+    @property
+    def webhooks(self) -> Endpoints:
+        """The store's webhook endpoints: ``add(url, secret=..., events=...)``,
+        ``list()``, ``remove(id)``, ``stats()`` (``runstate.webhooks`` sends to them)."""
+        return Endpoints(self)
+
     def __enter__(self: E) -> E:
         return self
 
@@ -1112,6 +1119,11 @@ class AsyncFace(Async, Engine[T]):
 
     async def close(self) -> None:
         await self.store.close()
+
+    @property
+    def webhooks(self) -> AsyncEndpoints:
+        """The store's webhook endpoints, each operation awaited (see the sync face's)."""
+        return AsyncEndpoints(self)
 
     async def __aenter__(self: E) -> E:
         return self

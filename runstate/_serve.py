@@ -9,6 +9,10 @@ generates each response by calling the OpenAI-compatible server there.
 
     runstate serve sqlite:///runs.db --upstream http://127.0.0.1:11434/v1
 
+It also sends the store's webhook deliveries (``runstate.webhooks``; ``--no-webhooks``
+leaves them to ``runstate webhooks deliver``); ``--webhook URL`` gives the store an
+endpoint at start, its secret read from ``$RUNSTATE_WEBHOOK_SECRET``.
+
 Options that do not parse, a handler that does not import or is not callable, and
 values the server refuses are one line on stderr and exit code 2; nothing starts.
 """
@@ -93,6 +97,46 @@ def add_serve_parser(sub: Any) -> None:
         help="serve only requests with this bearer key (default: $RUNSTATE_API_KEY, or none)",
     )
     serve.add_argument("--metrics", action="store_true", help="serve /metrics (Prometheus)")
+    serve.add_argument(
+        "--no-webhooks",
+        action="store_true",
+        help="do not send webhook deliveries here (runstate webhooks deliver does)",
+    )
+    serve.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a webhook endpoint the store gets at start, unless it has one with this URL "
+        "(repeat for more; its secret: --webhook-secret-env)",
+    )
+    serve.add_argument(
+        "--webhook-event",
+        action="append",
+        metavar="TYPE",
+        help="an event type --webhook's endpoints take (repeat; default: every type)",
+    )
+    serve.add_argument(
+        "--webhook-secret-env",
+        metavar="VAR",
+        default="RUNSTATE_WEBHOOK_SECRET",
+        help="the environment variable with --webhook's whsec_ secret "
+        "(default RUNSTATE_WEBHOOK_SECRET)",
+    )
+    serve.add_argument(
+        "--webhook-backoff-base",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="a failed delivery's first retry comes after about S seconds (default 5)",
+    )
+    serve.add_argument(
+        "--webhook-lease",
+        type=int,
+        default=60,
+        metavar="S",
+        help="seconds a claimed delivery is this server's (default 60)",
+    )
     serve.set_defaults(serve_parser=serve)  # its errors name it: "runstate serve: error:"
 
 
@@ -119,11 +163,32 @@ def serve(args: argparse.Namespace) -> int:
             sweep_every=args.sweep_every,
             poll_after_ms=args.poll_after_ms,
             shutdown_grace=args.shutdown_grace,
+            webhooks=webhooks_of(args),
+            webhook_endpoints=endpoints_of(args, parser),
         )
     except ValidationError as exc:
         parser.error(exc.message)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def webhooks_of(args: argparse.Namespace) -> Any:
+    """The dispatcher the server runs: its options, or False with ``--no-webhooks``."""
+    if args.no_webhooks:
+        return False
+    return {"backoff_base": args.webhook_backoff_base, "lease_seconds": args.webhook_lease}
+
+
+def endpoints_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Any]:
+    """The endpoints ``--webhook`` names, with the secret from the environment."""
+    if not args.webhook:
+        if args.webhook_event:
+            parser.error("--webhook-event goes with --webhook")
+        return []
+    secret = os.environ.get(args.webhook_secret_env)
+    if not secret:
+        parser.error(f"--webhook: ${args.webhook_secret_env} is not set (the whsec_ secret)")
+    return [{"url": url, "secret": secret, "events": args.webhook_event} for url in args.webhook]
 
 
 def concurrency_of(args: argparse.Namespace) -> Any:

@@ -37,7 +37,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -55,6 +55,7 @@ from ._errors import (
 from ._events import RunEvent
 from ._faces import Async
 from ._validate import V2_SETTINGS, require_int, require_seconds
+from ._webhooks import dispatcher_of
 from .stores._bell import WAITING
 
 __all__ = ["Completed", "Failed", "Incomplete", "Job", "Worker"]
@@ -291,6 +292,8 @@ class Worker:
     SIGINT. ``sweep_every``: run ``expire_due`` and ``recover_stalled`` that often
     (None leaves them to ``runstate sweep``). ``resume``: a response whose worker was
     lost after it had streamed is requeued, and its next job gets the events so far.
+    ``webhooks``: also send the store's webhook deliveries (``runstate.webhooks.
+    Dispatcher``): True, or a dict of the dispatcher's options.
     """
 
     def __init__(
@@ -304,6 +307,7 @@ class Worker:
         handle_signals: bool = False,
         sweep_every: float | None = None,
         resume: bool = False,
+        webhooks: bool | Mapping[str, Any] = False,
         **unknown: Never,
     ) -> None:
         for name in unknown:  # a type checker flags these; at run time, a clear refusal
@@ -334,6 +338,8 @@ class Worker:
         self.handle_signals = bool(handle_signals)
         self.sweep_every = None if sweep_every is None else float(sweep_every)
         self.resume = bool(resume)
+        #: The webhook dispatcher it runs beside its jobs (``webhooks``), if any.
+        self.dispatcher = dispatcher_of(engine.store, webhooks)
         self._async_engine = isinstance(engine, Async)
         self._async_handler = inspect.iscoroutinefunction(handler) or (
             inspect.iscoroutinefunction(type(handler).__call__)  # an object with async __call__
@@ -384,12 +390,15 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, _stop_signalled)
         sweeper = asyncio.ensure_future(self._sweep()) if self.sweep_every else None
+        dispatcher = self.dispatcher
+        sending = None if dispatcher is None else asyncio.ensure_future(dispatcher.run())
         try:
             await self._claim_loop()
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
-                await asyncio.gather(sweeper, return_exceptions=True)
+            for task in (sweeper, sending):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             await self._drain()
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None

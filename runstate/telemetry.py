@@ -18,6 +18,9 @@ What is recorded, each with the ``runstate.lifecycle`` attribute:
   object waited since it was created), ``runstate.lease_expiries`` (counter: stalled
   objects found by ``recover_stalled``), ``runstate.recoveries`` (counter: those put back
   or failed), ``runstate.timeouts`` (counter: objects a sweep timed out);
+- ``runstate.webhook.attempts`` (counter, by ``runstate.outcome``: ``delivered``,
+  ``retry``, ``failed``, and ``runstate.webhook.type``), when a webhook ``Dispatcher`` is
+  given this ``Telemetry``;
 - ``runstate.queue.depth`` and ``runstate.queue.oldest_age`` (gauges, from the store's
   ``stats``: read at each collection for a sync engine; an async engine's are whatever
   ``await telemetry.refresh()`` last read, as a server's sweeper does).
@@ -60,6 +63,11 @@ class Telemetry:
         )
         self.timeouts = meter.create_counter(
             "runstate.timeouts", unit="{object}", description="Objects timed out"
+        )
+        self.webhook_attempts = meter.create_counter(
+            "runstate.webhook.attempts",
+            unit="{attempt}",
+            description="Webhook delivery attempts, by outcome: delivered, retry, failed",
         )
         self._engines: list[Any] = []
         self._figures: dict[str, tuple[int, float | None]] = {}  # lifecycle -> depth, age
@@ -121,6 +129,13 @@ class Telemetry:
             self.recoveries.add(recovered, attributes)
         if timed_out:
             self.timeouts.add(timed_out, attributes)
+
+    def webhook_attempt(self, outcome: str, event_type: str) -> None:
+        """One attempt of a webhook delivery (``runstate.webhooks.Dispatcher``) and how it
+        ended: ``delivered``, ``retry`` (it will be tried again) or ``failed``."""
+        self.webhook_attempts.add(
+            1, {"runstate.outcome": outcome, "runstate.webhook.type": event_type}
+        )
 
     # --- the gauges ----------------------------------------------------------------------------
 

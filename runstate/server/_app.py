@@ -24,6 +24,7 @@ from .._requests import Capabilities
 from .._responses import AsyncResponseEngine
 from .._runs import AsyncRunEngine
 from .._validate import MAX_DURATION, require_int, require_seconds
+from .._webhooks import dispatcher_of, new_endpoint
 from .._worker import MAX_CONCURRENCY, Handler, Worker, require_handler
 from ..stores import AsyncStore, GroupCommit, MemoryStore
 from ._http import KEEPALIVE, Auth, refusal, route_class
@@ -56,6 +57,8 @@ class Service:
         keepalive: float,
         poll_after_ms: int,
         shutdown_grace: float,
+        webhooks: bool | Mapping[str, Any] = False,
+        webhook_endpoints: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         if handler is not None:
             require_handler(handler)
@@ -84,6 +87,13 @@ class Service:
         self.keepalive = float(keepalive)
         self.poll_after_ms = poll_after_ms
         self.shutdown_grace = shutdown_grace
+        dispatcher_of(MemoryStore(), webhooks)  # its options are checked now
+        self.webhooks = webhooks
+        for given in webhook_endpoints:  # checked now, as add() checks them
+            new_endpoint(given.get("url"), given.get("secret"), given.get("events"), None, 0)
+        self.webhook_endpoints = list(webhook_endpoints)
+        #: The webhook dispatcher running in the app (``webhooks``), once it has started.
+        self.dispatcher: Any = None
         self._source = _source(store_or_engines)
         self.runs: AsyncRunEngine | None = None
         self.responses: AsyncResponseEngine | None = None
@@ -157,6 +167,7 @@ class Service:
                         self.telemetry.add(engine)
             stack.callback(self._forget_engines)
             engines = [e for e in (self.runs, self.responses) if e is not None]
+            await self._add_endpoints(engines[0])
             if self.handler is not None:
                 for engine in engines:
                     for _ in range(self.workers):
@@ -171,8 +182,26 @@ class Service:
             if self.sweep_every is not None:
                 sweeper = asyncio.ensure_future(_sweep(engines, self.sweep_every))
                 stack.push_async_callback(_cancelled, sweeper)
+            self.dispatcher = dispatcher_of(
+                engines[0].store, _with_telemetry(self.webhooks, self.telemetry)
+            )
+            if self.dispatcher is not None:
+                sending = asyncio.ensure_future(self.dispatcher.run())
+                stack.push_async_callback(_cancelled, sending)
             stack.push_async_callback(self._stop_inline)
             yield
+
+    async def _add_endpoints(self, engine: Any) -> None:
+        """Add each of ``webhook_endpoints`` whose URL the store has no endpoint for."""
+        if not self.webhook_endpoints:
+            return
+        known = {e.url for e in await engine.webhooks.list()}
+        for given in self.webhook_endpoints:
+            if given["url"] not in known:
+                await engine.webhooks.add(
+                    given["url"], secret=given["secret"], events=given.get("events")
+                )
+                known.add(given["url"])
 
     async def _store(self, stack: contextlib.AsyncExitStack) -> Any:
         source = self._source
@@ -259,6 +288,14 @@ async def _sweep(engines: Sequence[Any], every: float) -> None:
                 log.warning("sweep failed, will try again: %s", exc.message)
 
 
+def _with_telemetry(webhooks: Any, telemetry: Any) -> Any:
+    """The dispatcher's options with ``telemetry`` (unless they name their own)."""
+    if not webhooks or telemetry is None:
+        return webhooks
+    options = {} if webhooks is True else dict(webhooks)
+    return {"telemetry": telemetry, **options}
+
+
 async def _cancelled(task: asyncio.Future[Any]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -280,6 +317,8 @@ def router(
     shutdown_grace: float = 30.0,
     max_body_bytes: int = 1 << 20,
     telemetry: Any = None,
+    webhooks: bool | Mapping[str, Any] = False,
+    webhook_endpoints: Sequence[Mapping[str, Any]] = (),
     **unknown: Never,
 ) -> APIRouter:
     """The Responses API and the runs API (``/v1/...``) as a FastAPI router, for an
@@ -297,6 +336,10 @@ def router(
     workers that often (None: ``runstate sweep`` does). ``keepalive``: the seconds an
     idle stream waits before a keep-alive comment. ``telemetry``: a
     ``runstate.telemetry.Telemetry`` to record the engines' metrics and traces.
+    ``webhooks``: also send the store's webhook deliveries (``runstate.webhooks.
+    Dispatcher``, with ``telemetry``'s counters): True, or a dict of its options.
+    ``webhook_endpoints``: endpoints (``{"url", "secret", "events"}``) the store gets
+    when the app starts, unless it has one with that URL already.
     """
     for name in unknown:
         raise ValidationError(f"Unknown option for runstate.server: '{name}'.", param=name)
@@ -318,6 +361,8 @@ def router(
         keepalive=keepalive,
         poll_after_ms=poll_after_ms,
         shutdown_grace=shutdown_grace,
+        webhooks=webhooks,
+        webhook_endpoints=webhook_endpoints,
     )
     service.telemetry = telemetry
     routes = APIRouter(route_class=route_class(max_body_bytes, auth), lifespan=service.lifespan)

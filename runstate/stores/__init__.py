@@ -5,6 +5,7 @@ processes; ``PostgresStore`` keeps them in PostgreSQL for workers on many machin
 driver is imported only when one is made). All pass the same contract suite.
 """
 
+from .._webhooks import Delivery, DeliveryStats, Endpoint
 from ._async import AsyncStore
 from ._base import (
     Claimed,
@@ -19,6 +20,7 @@ from ._base import (
     Store,
     StoredObject,
     Sweep,
+    WebhookStore,
     Write,
     group_of,
     is_active,
@@ -37,6 +39,9 @@ __all__ = [
     "Bell",
     "ClaimStep",
     "Claimed",
+    "Delivery",
+    "DeliveryStats",
+    "Endpoint",
     "GroupCommit",
     "IdempotencyKey",
     "KeyTaken",
@@ -51,6 +56,7 @@ __all__ = [
     "Store",
     "StoredObject",
     "Sweep",
+    "WebhookStore",
     "Write",
     "group_of",
     "is_active",

@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ._base import Store, takes_keyword
+from ._base import Store, WebhookStore, takes_keyword
 
 __all__ = ["AsyncStore"]
 
@@ -43,7 +43,7 @@ class AsyncStore:
 def _awaitable(name: str) -> Callable[..., Any]:
     """``AsyncStore``'s method ``name``: the sync store's, awaited (see ``_call``), with
     the protocol's signature and docstring."""
-    declared = getattr(Store, name)
+    declared = getattr(WebhookStore, name)
 
     async def method(self: AsyncStore, *args: Any, **kwargs: Any) -> Any:
         if name == "claim" and not self._claim_takes_step:
@@ -56,6 +56,6 @@ def _awaitable(name: str) -> Callable[..., Any]:
     return method
 
 
-#: The store protocol's methods, each the sync store's awaited.
-for _name in (n for n in vars(Store) if not n.startswith("_")):
+#: The store protocol's methods (and the webhook store's), each the sync store's awaited.
+for _name in (n for p in (Store, WebhookStore) for n in vars(p) if not n.startswith("_")):
     setattr(AsyncStore, _name, _awaitable(_name))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from .._definitions import ACTIVE_OF, GROUP_BY, KINDS, WAITING_OF
@@ -25,6 +25,7 @@ from .._errors import StoreError, ValidationError
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status
+from .._webhooks import Delivery, DeliveryStats, Endpoint
 
 __all__ = [
     "ClaimStep",
@@ -39,6 +40,7 @@ __all__ = [
     "Store",
     "StoredObject",
     "Sweep",
+    "WebhookStore",
     "Write",
     "check_page_args",
 ]
@@ -172,6 +174,7 @@ class Stats:
 
     kinds: dict[str, KindStats]
     events: int
+    deliveries: DeliveryStats = field(default_factory=DeliveryStats)  # webhook deliveries
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +279,49 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections; the store is not used afterwards."""
+
+
+class WebhookStore(Store, Protocol):
+    """A store that keeps webhook endpoints and their deliveries (``runstate.webhooks``):
+    every built-in store. With each write that wins it also writes one pending delivery
+    per endpoint for each webhook event the write's steps make (``hooks_of``), in the
+    same atomic step (the outbox). A store of one's own may leave this out: its engines
+    work, without webhooks."""
+
+    def add_endpoint(self, endpoint: Endpoint, secret: str) -> None:
+        """Keep a webhook endpoint and its secret."""
+
+    def list_endpoints(self) -> list[Endpoint]:
+        """Every webhook endpoint, in the order they were added (never a secret)."""
+
+    def remove_endpoint(self, endpoint_id: str) -> bool:
+        """Delete an endpoint and its deliveries; False if there was none."""
+
+    def claim_deliveries(self, now: int, lease_seconds: int, limit: int) -> list[Delivery]:
+        """Atomically pick up to ``limit`` pending deliveries due at ``now`` (soonest
+        first; none that another claim holds), count an attempt on each, and make each
+        due again only at ``now + lease_seconds`` (a claimer that dies is replaced
+        then); them, with their endpoints' URLs and secrets."""
+
+    def settle_delivery(
+        self,
+        delivery: Delivery,
+        status: str,
+        *,
+        next_at: int | None = None,
+        error: str | None = None,
+        now: int,
+    ) -> bool:
+        """Record how ``delivery``'s attempt ended: ``delivered``, ``failed``, or
+        ``pending`` again (due at ``next_at``), with the error if any; only if it is
+        still pending at that attempt (else False: a later claim took it)."""
+
+    def next_delivery_at(self) -> int | None:
+        """When the soonest pending delivery is due; None if none is pending."""
+
+    def delivery_stats(self) -> DeliveryStats:
+        """How many deliveries are pending and failed, and the oldest pending one's
+        event time."""
 
 
 def check_page_args(limit: object, order: object) -> None:

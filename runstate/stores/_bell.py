@@ -27,15 +27,17 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .._definitions import WAITING_OF
+from .._definitions import WAITING_OF, WEBHOOKS_OF
 
-__all__ = ["ANY", "WAITING", "Bell", "changed_key", "waiting_statuses"]
+__all__ = ["ANY", "WAITING", "WEBHOOKS", "Bell", "changed_key", "waiting_statuses"]
 
 #: The most keys a bell remembers (see the module's docstring).
 REMEMBERED = 10_000
 
 #: The key rung when an object may have become claimable (created, requeued, resumed).
 WAITING = "<waiting>"
+#: The key rung when a write may have made webhook deliveries (``runstate.webhooks``).
+WEBHOOKS = "<webhooks>"
 #: The key rung for "anything may have changed" (a notification too big to list ids).
 ANY = "<any>"
 
@@ -182,8 +184,22 @@ def ring_for(bell: Bell, writes: Iterable[Any]) -> None:
             keys.append(obj.id + CHANGED)
         if obj.status in WAITING_OF[obj.KIND]:
             keys.append(WAITING)
+        if told(written):
+            keys.append(WEBHOOKS)
     if keys:
         bell.ring(keys)
+
+
+def told(written: Any) -> bool:
+    """Whether a write moved its object into a status told to webhook endpoints."""
+    obj = object_of(written)
+    return obj.status.value in WEBHOOKS_OF.get(obj.KIND, ()) and status_changed(written)
+
+
+def webhook_statuses() -> frozenset[str]:
+    """Every status told to webhook endpoints, of any kind (a feed that reads only an
+    event's status rings ``WEBHOOKS`` for any of them)."""
+    return frozenset(s for statuses in WEBHOOKS_OF.values() for s in statuses)
 
 
 class Feed:

@@ -23,6 +23,7 @@ from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status, _clone
 from .._validate import require_int
+from .._webhooks import Delivery, DeliveryStats, Endpoint, hooks_of
 from ._base import (
     Claimed,
     ClaimStep,
@@ -48,6 +49,22 @@ from ._base import (
 from ._bell import Bell, ring_for, ring_for_won
 
 __all__ = ["MemoryStore"]
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """One webhook event to one endpoint, as kept (the SQL stores' row)."""
+
+    event_id: str
+    endpoint_id: str
+    object_id: str
+    type: str
+    created_at: int
+    next_at: int
+    status: str = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    ended_at: int | None = None
 
 
 @dataclass(slots=True)
@@ -99,6 +116,9 @@ class MemoryStore:
         # (kind, key) -> (fingerprint, object id, when it was remembered)
         self._keys: dict[tuple[str, str], tuple[str, str, int]] = {}
         self._key_of: dict[str, tuple[str, str]] = {}  # object id -> its key, if it has one
+        self._endpoints: dict[str, tuple[Endpoint, str]] = {}  # id -> (endpoint, secret)
+        self._deliveries: dict[tuple[str, str], _Delivery] = {}  # (event, endpoint) ->
+        self._pending: dict[tuple[str, str], _Delivery] = {}  # those still pending
         self.bell = Bell()  # rung on every write: there is no other process to hear of
 
     def __repr__(self) -> str:
@@ -169,6 +189,7 @@ class MemoryStore:
                     del self._active[row.group_id]
             for event in row.history:
                 self._events[event.seq - 1] = None  # type: ignore[operator]  # a stored event has its place
+            self._drop_deliveries(lambda d: d.object_id == object_id)
             return True
 
     def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
@@ -201,6 +222,18 @@ class MemoryStore:
             w.attempts,
         )
         self._index(w.obj.id, row, w.obj)
+        for hook in hooks_of(w.obj, w.steps):  # the outbox: under the write's lock
+            for endpoint, _ in self._endpoints.values():
+                if hook.type in endpoint.events:
+                    d = _Delivery(
+                        hook.id,
+                        endpoint.id,
+                        hook.object_id,
+                        hook.type,
+                        hook.created_at,
+                        hook.created_at,
+                    )
+                    self._deliveries[hook.id, endpoint.id] = self._pending[hook.id, endpoint.id] = d
         return self._append(w.obj.id, row.data, w.steps)
 
     def claim(
@@ -282,7 +315,88 @@ class MemoryStore:
                     part["leases"] += 1
                     part["leases_ended"] += (row.lease_expires_at or 0) <= now
             events = sum(len(row.history) for row in self._rows.values())
-            return Stats({k: KindStats(**v) for k, v in sorted(kinds.items())}, events)
+            return Stats(
+                {k: KindStats(**v) for k, v in sorted(kinds.items())},
+                events,
+                self.delivery_stats(),
+            )
+
+    # --- webhooks -----------------------------------------------------------------------
+
+    def add_endpoint(self, endpoint: Endpoint, secret: str) -> None:
+        with self._lock:
+            self._endpoints[endpoint.id] = (endpoint, secret)
+
+    def list_endpoints(self) -> list[Endpoint]:
+        with self._lock:
+            return [e for e, _ in self._endpoints.values()]  # in the order they were added
+
+    def remove_endpoint(self, endpoint_id: str) -> bool:
+        with self._lock:
+            if self._endpoints.pop(endpoint_id, None) is None:
+                return False
+            self._drop_deliveries(lambda d: d.endpoint_id == endpoint_id)
+            return True
+
+    def claim_deliveries(self, now: int, lease_seconds: int, limit: int) -> list[Delivery]:
+        with self._lock:
+            due = sorted(
+                (d for d in self._pending.values() if d.next_at <= now), key=lambda d: d.next_at
+            )[:limit]
+            claimed = []
+            for d in due:
+                d.attempts += 1
+                d.next_at = now + lease_seconds
+                endpoint, secret = self._endpoints[d.endpoint_id]
+                claimed.append(
+                    Delivery(
+                        d.event_id,
+                        d.endpoint_id,
+                        endpoint.url,
+                        secret,
+                        d.type,
+                        d.object_id,
+                        d.created_at,
+                        d.attempts,
+                    )
+                )
+            return claimed
+
+    def settle_delivery(
+        self,
+        delivery: Delivery,
+        status: str,
+        *,
+        next_at: int | None = None,
+        error: str | None = None,
+        now: int,
+    ) -> bool:
+        key = (delivery.event_id, delivery.endpoint_id)
+        with self._lock:
+            d = self._pending.get(key)
+            if d is None or d.attempts != delivery.attempts:
+                return False
+            d.status, d.last_error = status, error
+            d.next_at = now if next_at is None else next_at
+            if status != "pending":
+                d.ended_at = now
+                del self._pending[key]
+            return True
+
+    def next_delivery_at(self) -> int | None:
+        with self._lock:
+            return min((d.next_at for d in self._pending.values()), default=None)
+
+    def delivery_stats(self) -> DeliveryStats:
+        with self._lock:
+            failed = sum(d.status == "failed" for d in self._deliveries.values())
+            oldest = min((d.created_at for d in self._pending.values()), default=None)
+            return DeliveryStats(len(self._pending), failed, oldest)
+
+    def _drop_deliveries(self, which: Callable[[_Delivery], bool]) -> None:
+        for key in [k for k, d in self._deliveries.items() if which(d)]:
+            del self._deliveries[key]
+            self._pending.pop(key, None)
 
     def input_of(self, object_id: str) -> Any:
         with self._lock:

@@ -6,8 +6,8 @@ thread is a partial unique index, and the sweeps read partial indexes. What diff
 
 - Every operation is one statement, one round trip, in autocommit: a worker's step is
   ``write_one`` (``sql/postgresql/queries.sql``: the compare-and-set, its event placed
-  and inserted); a batch (a sweep, a write of several steps) is ``runstate_write_v9``
-  (``migrations``); a create is ``insert_one``, or ``runstate_insert_v9`` with an
+  and inserted); a batch (a sweep, a write of several steps) is ``runstate_write_v10``
+  (``migrations``); a create is ``insert_one``, or ``runstate_insert_v10`` with an
   idempotency key; a claim is ``claim``, which picks the
   oldest claimable row with ``FOR UPDATE SKIP LOCKED`` (concurrent workers take
   different runs instead of queueing on one) and takes the lifecycle's claim step on it
@@ -48,10 +48,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._definitions import WEBHOOKS_OF
 from .._errors import ActiveRunError, RunStateError, StoreError, ValidationError
 from .._faces import Async, Plan, adrive, operation
 from .._lifecycle import Transition
 from .._validate import require_int, require_string
+from .._webhooks import hooks_of
 from ._base import (
     Claimed,
     ClaimStep,
@@ -66,7 +68,18 @@ from ._base import (
     kept_changing,
     restore,
 )
-from ._bell import ANY, CHANGED, WAITING, Bell, object_of, ring_for, status_changed, won
+from ._bell import (
+    ANY,
+    CHANGED,
+    WAITING,
+    WEBHOOKS,
+    Bell,
+    object_of,
+    ring_for,
+    status_changed,
+    told,
+    won,
+)
 from ._sql import (
     Sql,
     SQLPlans,
@@ -91,6 +104,18 @@ log = logging.getLogger("runstate")
 LOCK_SCHEMA = 0x52554E5301  # the advisory lock key that serialises schema changes
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SQL = load_queries("postgresql")
+#: ``write_one`` for a step that makes a webhook event (``runstate._webhooks``): the
+#: same statement with one more part, the outbox, which writes one pending delivery per
+#: endpoint that takes the event's type, only if the write won; still one round trip.
+WRITE_ONE_HOOKED = SQL["write_one"].replace(
+    "\nSELECT (SELECT seq FROM e)",
+    """, h AS (
+    INSERT INTO webhook_deliveries (event_id, endpoint_id, object_id, type, created_at, next_at)
+    SELECT %(hook_id)s, ep.id, w.id, %(hook_type)s, %(at)s, %(at)s
+    FROM w JOIN webhook_endpoints ep ON ep.events ? %(hook_type)s
+)
+SELECT (SELECT seq FROM e)""",
+)
 MIGRATIONS = load_migrations("postgresql")
 #: The schema version this code writes: the number of its last migration.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -177,7 +202,7 @@ class PostgresPlans(SQLPlans):
         key: IdempotencyKey | None = None,
     ) -> Plan[list[int]]:
         """The object and its creation events (and its key remembered): one statement,
-        one round trip (``insert_one``, or ``runstate_insert_v9`` with a key)."""
+        one round trip (``insert_one``, or ``runstate_insert_v10`` with a key)."""
         sql, params = insert_statement(obj, steps, input, key)
         for _ in range(10):
             try:
@@ -211,8 +236,9 @@ class PostgresPlans(SQLPlans):
     ) -> Plan[Claimed | None]:
         """With ``step``: the ``claim`` statement, one round trip (the clock read just
         before it; ``FOR UPDATE SKIP LOCKED`` never waits). Without: the rows picked and
-        written in a transaction, as every SQL store does."""
-        if step is None:
+        written in a transaction, as every SQL store does (also for a lifecycle that tells
+        webhook endpoints of its claim's status: that write carries the outbox)."""
+        if step is None or step.dest in WEBHOOKS_OF.get(kind, ()):
             return (yield from self._p_claim_picked(now, decide, kind))
         t = now()
         row = yield Sql(SQL["claim"], claim_statement(step, kind, t), "one")
@@ -388,7 +414,7 @@ def write_statement_for(writes: Sequence[Write]) -> tuple[str, dict[str, Any]]:
         return SQL["write"], {"writes": write_batch(writes)}
     (w,) = writes
     (step,) = w.steps
-    return SQL["write_one"], {
+    params = {
         **write_params(w, dumps(body_of(w))),
         "event": step.event,
         "from_status": None if step.from_status is None else step.from_status.value,
@@ -397,6 +423,11 @@ def write_statement_for(writes: Sequence[Write]) -> tuple[str, dict[str, Any]]:
         "data": None if step.data is None else dumps(step.data),
         "number": w.first_number,
     }
+    hooks = hooks_of(w.obj, w.steps)
+    if not hooks:
+        return SQL["write_one"], params
+    (hook,) = hooks  # one step makes at most one
+    return WRITE_ONE_HOOKED, {**params, "hook_id": hook.id, "hook_type": hook.type}
 
 
 def written_from(writes: Sequence[Write], row: Sequence[Any]) -> list[list[int] | None]:
@@ -418,20 +449,25 @@ def parse_notification(payload: str) -> list[str]:
         return [ANY]
     keys = []
     for item in payload.split(","):
-        object_id = item.rstrip("!" + CHANGED)
+        object_id = item.rstrip("!@" + CHANGED)
         if object_id:
             keys.append(object_id)
         if CHANGED in item[len(object_id) :]:
             keys.append(object_id + CHANGED)
         if "!" in item[len(object_id) :]:
             keys.append(WAITING)
+        if "@" in item[len(object_id) :]:
+            keys.append(WEBHOOKS)
     return keys
 
 
 def _flags(written: Any) -> str:
-    """A notification's flags for one write: ``!`` waiting, ``^`` status changed."""
-    return ("!" if is_waiting(object_of(written)) else "") + (
-        CHANGED if status_changed(written) else ""
+    """A notification's flags for one write: ``!`` waiting, ``^`` status changed, ``@``
+    webhook deliveries made."""
+    return (
+        ("!" if is_waiting(object_of(written)) else "")
+        + (CHANGED if status_changed(written) else "")
+        + ("@" if told(written) else "")
     )
 
 
@@ -483,7 +519,8 @@ class Notifier:
     own, as one ``NOTIFY`` statement (several payloads if the list is long), then lets
     ``interval`` seconds pass before the next, so that a busy process sends a few hundred
     notifications a second, however many writes it makes. A payload lists ids, ``id!``
-    for one waiting for a worker now, ``id^`` for one whose status changed (see
+    for one waiting for a worker now, ``id^`` for one whose status changed, ``id@`` for
+    one whose write made webhook deliveries (see
     ``parse_notification``). After a lost
     connection it tries again a second later, keeping what it holds. ``close`` sends what
     is left (waiting at most ``grace`` seconds), as does the interpreter's exit."""
@@ -593,7 +630,14 @@ def write_batch(writes: Sequence[Write]) -> Any:
 
 
 def write_element(w: Write) -> dict[str, Any]:
-    """One write of a batch, with its numbered events."""
+    """One write of a batch, with its numbered events and its webhook events, if any."""
+    hooks = hooks_of(w.obj, w.steps)
+    if hooks:
+        return write_element_of(w) | {"hooks": [[h.id, h.type, h.created_at] for h in hooks]}
+    return write_element_of(w)
+
+
+def write_element_of(w: Write) -> dict[str, Any]:
     return {
         **write_params(w, dumps(body_of(w))),
         "events": [
@@ -614,7 +658,7 @@ def insert_statement(
     obj: Any, steps: Sequence[Transition], input: Any, key: IdempotencyKey | None
 ) -> tuple[str, dict[str, Any]]:
     """The create's one statement and its parameters: ``insert_one`` without a key;
-    with one, ``runstate_insert_v9``'s argument (the key, the row and its first write)."""
+    with one, ``runstate_insert_v10``'s argument (the key, the row and its first write)."""
     from psycopg.types.json import Jsonb
 
     first = Write(obj, 0, steps)

@@ -24,6 +24,7 @@ from .._errors import ObjectNotFoundError, RunStateError, StoreError
 from .._events import RunEvent
 from .._faces import Plan, Sync, drive, operation
 from .._model import Status
+from .._webhooks import Delivery, DeliveryStats, Endpoint
 from ._base import (
     Claimed,
     ClaimStep,
@@ -219,10 +220,18 @@ def list_plan(
     return Page(runs, len(rows) > limit)
 
 
-#: What deleting one object deletes, in this order: its events, its keys, itself.
-DELETES = ("delete_events", "delete_keys", "delete_run")
+#: What deleting one object deletes, in this order: its events, its keys, its webhook
+#: deliveries, itself.
+DELETES = ("delete_events", "delete_keys", "delete_deliveries", "delete_run")
 #: The queries ``stats_from_rows`` reads, by name.
-STATS_QUERIES = ("stats_statuses", "stats_waiting", "stats_due", "stats_leases", "stats_events")
+STATS_QUERIES = (
+    "stats_statuses",
+    "stats_waiting",
+    "stats_due",
+    "stats_leases",
+    "stats_events",
+    "stats_deliveries",
+)
 
 
 def prune_statement(
@@ -258,8 +267,50 @@ def stats_from_rows(rows: Mapping[str, list[Any]]) -> Stats:
     for kind, n, ended in rows["stats_leases"]:
         of(kind)["leases"], of(kind)["leases_ended"] = int(n), int(ended or 0)
     return Stats(
-        {k: KindStats(**v) for k, v in sorted(kinds.items())}, int(rows["stats_events"][0][0])
+        {k: KindStats(**v) for k, v in sorted(kinds.items())},
+        int(rows["stats_events"][0][0]),
+        delivery_stats_of(rows["stats_deliveries"][0]),
     )
+
+
+def delivery_stats_of(row: Sequence[Any]) -> DeliveryStats:
+    """``DeliveryStats`` from the row of ``stats_deliveries``."""
+    pending, failed, oldest = row
+    return DeliveryStats(int(pending), int(failed), None if oldest is None else int(oldest))
+
+
+def endpoint_params(endpoint: Endpoint, secret: str) -> dict[str, Any]:
+    """The named parameters of ``add_endpoint``."""
+    return {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "name": endpoint.name,
+        "secret": secret,
+        "events": dumps(list(endpoint.events)),
+        "created_at": endpoint.created_at,
+    }
+
+
+def endpoint_from_row(row: Sequence[Any]) -> Endpoint:
+    endpoint_id, url, name, events, created_at = row
+    if isinstance(events, str):  # SQLite keeps the JSON text; psycopg reads jsonb
+        events = json.loads(events)
+    return Endpoint(endpoint_id, url, name, tuple(events), int(created_at))
+
+
+def settle_params(
+    delivery: Delivery, status: str, next_at: int | None, error: str | None, now: int
+) -> dict[str, Any]:
+    """The named parameters of ``settle_delivery``."""
+    return {
+        "status": status,
+        "next_at": now if next_at is None else next_at,
+        "error": error,
+        "now": now,
+        "event_id": delivery.event_id,
+        "endpoint_id": delivery.endpoint_id,
+        "attempts": delivery.attempts,
+    }
 
 
 class Sql:
@@ -433,6 +484,56 @@ class SQLPlans:
         params = {"after_seq": after_seq, "run_id": object_id, "limit": limit}
         name = "events" if object_id is None else "events_of_run"
         return [event_from_row(row) for row in (yield Sql(self.SQL[name], params))]
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    @operation
+    def add_endpoint(self, endpoint: Endpoint, secret: str) -> Plan[None]:
+        yield Sql(self.SQL["add_endpoint"], endpoint_params(endpoint, secret), "count")
+
+    @operation
+    def list_endpoints(self) -> Plan[list[Endpoint]]:
+        return [endpoint_from_row(row) for row in (yield Sql(self.SQL["list_endpoints"], {}))]
+
+    @operation
+    def remove_endpoint(self, endpoint_id: str) -> Plan[bool]:
+        removed: bool = yield Transaction(self._p_removed_endpoint(endpoint_id))
+        return removed
+
+    @operation
+    def claim_deliveries(self, now: int, lease_seconds: int, limit: int) -> Plan[list[Delivery]]:
+        params = {"now": now, "lease": lease_seconds, "limit": limit}
+        rows = yield Sql(self.SQL["claim_deliveries"], params)
+        # A delivery whose endpoint went meanwhile has no URL: it is gone with it.
+        return [Delivery(*row) for row in rows if row[2] is not None]
+
+    @operation
+    def settle_delivery(
+        self,
+        delivery: Delivery,
+        status: str,
+        *,
+        next_at: int | None = None,
+        error: str | None = None,
+        now: int,
+    ) -> Plan[bool]:
+        params = settle_params(delivery, status, next_at, error, now)
+        count = yield Sql(self.SQL["settle_delivery"], params, "count")
+        return bool(count == 1)
+
+    @operation
+    def next_delivery_at(self) -> Plan[int | None]:
+        rows = yield Sql(self.SQL["next_delivery"], {})
+        return None if rows[0][0] is None else int(rows[0][0])
+
+    @operation
+    def delivery_stats(self) -> Plan[DeliveryStats]:
+        return delivery_stats_of((yield Sql(self.SQL["stats_deliveries"], {}))[0])
+
+    def _p_removed_endpoint(self, endpoint_id: str) -> Plan[bool]:
+        yield Sql(self.SQL["delete_endpoint_deliveries"], {"id": endpoint_id}, "count")
+        count = yield Sql(self.SQL["delete_endpoint"], {"id": endpoint_id}, "count")
+        return bool(count == 1)
 
     # --- the plans the operations share ----------------------------------------------------
 

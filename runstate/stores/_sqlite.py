@@ -34,8 +34,19 @@ from .._errors import ActiveRunError, StoreError
 from .._faces import Plan
 from .._lifecycle import Transition
 from .._validate import require_int, require_seconds, require_string
+from .._webhooks import hooks_of
 from ._base import IdempotencyKey, KeyTaken, Write, body_of, group_of, is_active
-from ._bell import WAITING, Bell, Feed, changed_key, ring_for, ring_for_won, waiting_statuses
+from ._bell import (
+    WAITING,
+    WEBHOOKS,
+    Bell,
+    Feed,
+    changed_key,
+    ring_for,
+    ring_for_won,
+    waiting_statuses,
+    webhook_statuses,
+)
 from ._sql import (
     OnConnection,
     SQLPlans,
@@ -264,6 +275,8 @@ class SQLiteStore(SyncSQL, SQLPlans):
             keys += [changed_key(i) for _, i, to, was in rows if to != was]
             waits = waiting_statuses()
             keys += [WAITING for _, _, status, _ in rows if status in waits]
+            told = webhook_statuses()
+            keys += [WEBHOOKS for _, _, to, was in rows if to != was and to in told]
             return keys, rows[-1][0] if rows else last
 
         self._feed = Feed(self.bell, poll, start or 0, name="runstate-sqlite-feed")
@@ -396,6 +409,16 @@ def _write_one(conn: sqlite3.Connection, w: Write) -> list[int] | None:
     cursor = conn.execute(_update_sql(w), write_params(w, body))
     if cursor.rowcount != 1:
         return None
+    for hook in hooks_of(w.obj, w.steps):  # the outbox: in the write's transaction
+        conn.execute(
+            SQL["hook"],
+            {
+                "event_id": hook.id,
+                "object_id": hook.object_id,
+                "type": hook.type,
+                "created_at": hook.created_at,
+            },
+        )
     return _append(conn, w.obj.id, body, w.steps, w.first_number)
 
 

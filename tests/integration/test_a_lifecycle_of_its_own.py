@@ -341,3 +341,27 @@ def test_runs_share_the_store_with_tasks(tasks: Any, store: Store, clock: Manual
     assert runs.claim("w1").id == run.id
     assert set(store.stats(int(clock())).kinds) == {"run", "task"}
     assert runstate.mermaid("task").splitlines()[1] == "    [*] --> pending: create"
+
+
+def test_a_lifecycle_tells_endpoints_of_the_statuses_it_names(store: Store) -> None:
+    """``Definition.webhooks``: its events are "<object>.<status>", written by whatever
+    write enters the status: here the claim's (on PostgreSQL, not the one-statement
+    claim, which carries no outbox) and a finish."""
+    import dataclasses
+    import time
+
+    told = dataclasses.replace(TASK, name="task-told", webhooks=frozenset({T.RUNNING, T.DONE}))
+    declare(told)
+    try:
+        tasks = runstate.ObjectEngine(told, store)
+        tasks.webhooks.add("http://127.0.0.1:1/x", secret="whsec_" + "QUFB" * 8)
+        task = tasks.create(owner="ann")
+        assert tasks.claim("w") is not None
+        tasks.fire(task.id, "finish", worker_id="w")
+        claimed = store.claim_deliveries(int(time.time()) + 10_000, 60, 10)  # type: ignore[attr-defined]
+        assert sorted((d.type, d.object_id) for d in claimed) == [
+            ("task.done", task.id),
+            ("task.running", task.id),
+        ]
+    finally:
+        undeclare("task-told")

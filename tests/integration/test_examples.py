@@ -52,6 +52,12 @@ EXPECTED = {
         "cancelled: cancelled",
         "the model server saw the gateway hang up: True",
     ],
+    "webhooks.py": [
+        "created: queued queued",
+        "the receiver checked each signature with the official client",
+        "received response.completed for the first",
+        "received response.cancelled for the cancelled one",
+    ],
     "runs_v2.py": [
         "the run is incomplete: {'reason': 'max_completion_tokens'}",
         '"total_tokens": 1068',

@@ -123,11 +123,11 @@ def v1_file(tmp_path: Path) -> Path:
 def test_a_schema_1_file_is_upgraded_in_place_keeping_everything(v1_file: Path) -> None:
     before = sqlite_rows(v1_file)
     store = SQLiteStore(v1_file, create=False)
-    assert (store.upgraded_from, store.schema_version) == (1, 8)
+    assert (store.upgraded_from, store.schema_version) == (1, 9)
     store.close()
     assert sqlite_rows(v1_file) == before  # every run and event, byte for byte
     with sqlite3.connect(v1_file) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 8
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 9
         assert_numbered(conn.execute("SELECT run_id, number FROM run_events ORDER BY seq"))
         counts = conn.execute(
             "SELECT count(*) FROM runs WHERE event_count != "
@@ -180,8 +180,8 @@ def test_runstate_migrate_upgrades_and_then_says_it_is_up_to_date(v1_file: Path)
         )
         return done.stdout
 
-    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 1 -> 8\n"
-    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 8, up to date\n"
+    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 1 -> 9\n"
+    assert migrate() == f"SQLiteStore({str(v1_file)!r}): schema version 9, up to date\n"
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -221,12 +221,12 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
     load_v1_dump(pg_schema)
     before = pg_rows(pg_schema)
     store = PostgresStore(PG_BASE, schema=pg_schema)
-    assert (store.upgraded_from, store.schema_version) == (1, 9)
+    assert (store.upgraded_from, store.schema_version) == (1, 10)
     store.close()
     assert pg_rows(pg_schema) == before
     with psycopg.connect(PG_BASE) as conn:
         version = conn.execute(f"SELECT value FROM {pg_schema}.runstate_meta").fetchone()
-        assert version == ("9",)
+        assert version == ("10",)
         # No row that every write takes: the counter is gone.
         counter = conn.execute("SELECT to_regclass(%s)", (f"{pg_schema}.run_event_counter",))
         assert counter.fetchone() == (None,)
@@ -248,8 +248,8 @@ def test_a_schema_1_postgres_schema_is_upgraded_in_place(pg_schema: str) -> None
     # One write path (the old write functions are gone), the one-round-trip create,
     # which ends on it, and the two that place events and bound the feed.
     assert functions == {
-        "runstate_write_v9",
-        "runstate_insert_v9",
+        "runstate_write_v10",
+        "runstate_insert_v10",
         "runstate_place_v9",
         "runstate_feed_below_v9",
     }

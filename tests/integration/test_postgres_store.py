@@ -65,8 +65,10 @@ def test_a_foreign_runs_table_is_refused_and_untouched(pg_schema: str) -> None:
 def test_a_newer_schema_is_refused(pg_schema: str) -> None:
     PostgresStore(PG_BASE, schema=pg_schema).close()
     with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f"UPDATE {pg_schema}.runstate_meta SET value = '10'")
-    with pytest.raises(StoreError, match="schema version 10; this runstate reads versions up to 9"):
+        conn.execute(f"UPDATE {pg_schema}.runstate_meta SET value = '11'")
+    with pytest.raises(
+        StoreError, match="schema version 11; this runstate reads versions up to 10"
+    ):
         PostgresStore(PG_BASE, schema=pg_schema)
 
 

@@ -89,7 +89,18 @@ def test_sqlite_a_step_is_one_transaction_of_four_statements(tmp_path: Path) -> 
     statements = Statements(store)
     assert statements.of(lambda: engine.claim("w")) == 5, statements.last
     assert statements.last[0] == "BEGIN IMMEDIATE" and statements.last[-1] == "COMMIT"
-    assert statements.of(lambda: engine.require_action(run.id, CALLS, worker_id="w")) == 4
+    # A step that webhook endpoints are told of also writes its deliveries (the outbox),
+    # in the same transaction.
+    assert statements.of(lambda: engine.require_action(run.id, CALLS, worker_id="w")) == 5
+    assert statements.last == [
+        "BEGIN IMMEDIATE",
+        "UPDATE runs SET",
+        "INSERT INTO webhook_deliveries",
+        "INSERT INTO run_events",
+        "COMMIT",
+    ]
+    outputs = [{"tool_call_id": c["id"], "output": "ok"} for c in CALLS]
+    assert statements.of(lambda: engine.submit_tool_outputs(run.id, outputs)) == 4
     assert statements.last == [
         "BEGIN IMMEDIATE",
         "UPDATE runs SET",

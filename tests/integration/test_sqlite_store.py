@@ -56,7 +56,7 @@ def test_the_file_is_in_wal_mode_with_our_marks(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA application_id").fetchone()[0] == 0x52554E53
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 8
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 9
     indexes = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
     }
@@ -116,9 +116,9 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     SQLiteStore(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 9")
+    conn.execute("PRAGMA user_version = 10")
     conn.close()
-    with pytest.raises(StoreError, match="schema version 9; this runstate reads versions up to 8"):
+    with pytest.raises(StoreError, match="schema version 10; this runstate reads versions up to 9"):
         SQLiteStore(path)
 
 

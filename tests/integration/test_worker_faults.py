@@ -29,6 +29,7 @@ from runstate import (
     ResponseStatus,
     RunEngine,
     RunStatus,
+    StoreError,
     Worker,
     open_store,
     open_store_async,
@@ -242,3 +243,47 @@ async def _read(engine: Any, object_id: str) -> Any:
             return await engine.get(object_id)
         except StoreError:
             await asyncio.sleep(0.2)
+
+
+@pytest.mark.timeout(180)
+def test_a_webhook_dispatcher_goes_on_after_postgres_restarted(
+    pg_schema: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher looks at the store while it is down (every 0.2 s here): its call
+    waits for the pool's new connection and, once the server is back, it sends the
+    ending made then."""
+    from receiver import new_secret, receiving
+
+    from runstate import webhooks
+
+    monkeypatch.setattr(webhooks, "IDLE_CHECK", 0.2)
+    url = pg_url(pg_schema)
+    secret = new_secret()
+
+    async def main(receiver: Any) -> str:
+        engine = AsyncResponseEngine(await open_store_async(url))
+        await engine.webhooks.add(receiver.url, secret=secret)
+        dispatcher = webhooks.Dispatcher(await open_store_async(url))
+        stop = asyncio.Event()
+        sending = asyncio.create_task(dispatcher.run(stop))
+        await asyncio.to_thread(_restart_for, 3.0)
+        while True:  # the store answers again
+            try:
+                made = await engine.create(model="m", input="hi")
+                break
+            except StoreError:
+                await asyncio.sleep(0.2)
+        await engine.claim("w")
+        await engine.complete(made.id, output=[])
+        await asyncio.to_thread(receiver.wait_for, 1, 60)
+        stop.set()
+        await sending
+        await dispatcher.store.close()
+        await engine.close()
+        return made.id
+
+    with caplog.at_level(logging.WARNING), receiving() as receiver:
+        made_id = asyncio.run(main(receiver))
+        (received,) = receiver.received
+    assert received.unwrap(secret).data.id == made_id
+    assert "was lost" in caplog.text  # the restart was felt

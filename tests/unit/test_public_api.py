@@ -136,6 +136,9 @@ STORES_PUBLIC = [
     "Bell",
     "ClaimStep",
     "Claimed",
+    "Delivery",
+    "DeliveryStats",
+    "Endpoint",
     "GroupCommit",
     "IdempotencyKey",
     "KeyTaken",
@@ -150,6 +153,7 @@ STORES_PUBLIC = [
     "Store",
     "StoredObject",
     "Sweep",
+    "WebhookStore",
     "Write",
     "group_of",
     "is_active",
@@ -172,6 +176,16 @@ STORE_METHODS = [
     "sweep",
     "write",
 ]
+#: What a store adds for webhooks (every built-in store has it).
+WEBHOOK_STORE_METHODS = [
+    "add_endpoint",
+    "claim_deliveries",
+    "delivery_stats",
+    "list_endpoints",
+    "next_delivery_at",
+    "remove_endpoint",
+    "settle_delivery",
+]
 
 
 def test_the_store_surface_and_protocol_are_pinned() -> None:
@@ -180,10 +194,13 @@ def test_the_store_surface_and_protocol_are_pinned() -> None:
     assert runstate.stores.__all__ == STORES_PUBLIC
     protocol = sorted(name for name in vars(runstate.Store) if not name.startswith("_"))
     assert protocol == STORE_METHODS
+    hooks = runstate.stores.WebhookStore
+    assert sorted(n for n in vars(hooks) if not n.startswith("_")) == WEBHOOK_STORE_METHODS
+    every = STORE_METHODS + WEBHOOK_STORE_METHODS
     for backend in (runstate.MemoryStore, runstate.SQLiteStore, runstate.PostgresStore):
-        assert all(callable(getattr(backend, name)) for name in STORE_METHODS), backend
+        assert all(callable(getattr(backend, name)) for name in every), backend
     for backend in (runstate.AsyncStore, runstate.AsyncPostgresStore):  # the same, awaitable
-        for name in STORE_METHODS:
+        for name in every:
             assert inspect.iscoroutinefunction(getattr(backend, name)), (backend, name)
 
 
@@ -207,3 +224,26 @@ def test_the_gateway_surface_is_pinned_and_imports_without_openai() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "APIS,UpstreamHandler,translate_request"
+
+
+def test_the_webhooks_surface_is_pinned_and_the_core_needs_no_http_client() -> None:
+    """``runstate.webhooks``: its names (the ``webhooks`` extra); ``engine.webhooks`` and
+    the stores' outbox work without httpx or standardwebhooks."""
+    import runstate.webhooks
+
+    assert runstate.webhooks.__all__ == [
+        "Delivery",
+        "DeliveryStats",
+        "Dispatcher",
+        "Endpoint",
+        "sign",
+    ]
+    code = (
+        "import sys, runstate; "
+        "e = runstate.ResponseEngine(); "
+        "e.webhooks.add('http://x/', secret='whsec_' + 'QUFB' * 8); "
+        "assert 'httpx' not in sys.modules and 'standardwebhooks' not in sys.modules; "
+        "print(len(e.webhooks.list()))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "1"

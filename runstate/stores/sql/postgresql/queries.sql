@@ -3,8 +3,8 @@
 
 -- insert --
 -- A new object with an idempotency key, the key and the object's first write, in one
--- round trip: see runstate_insert_v9.
-SELECT runstate_insert_v9(%(p)s);
+-- round trip: see runstate_insert_v10.
+SELECT runstate_insert_v10(%(p)s);
 
 -- insert_one --
 -- A create without an idempotency key as one plain statement: the object at version 1,
@@ -92,8 +92,8 @@ SELECT id FROM runs WHERE group_id = %(group_id)s AND active;
 SELECT kind, body, expires_at, version, lease_owner, lease_expires_at, attempts, event_count FROM runs WHERE id = %(id)s;
 
 -- write --
--- Every write of a batch (one or many) in one round trip; see runstate_write_v9.
-SELECT runstate_write_v9(%(writes)s);
+-- Every write of a batch (one or many) in one round trip; see runstate_write_v10.
+SELECT runstate_write_v10(%(writes)s);
 
 -- write_one --
 -- One write of one step (a worker's step: the common case) as one plain statement,
@@ -237,3 +237,59 @@ WHERE kind = %(kind)s AND key = %(key)s;
 -- The oldest events of one object, below event number %(below)s (the store keeps at
 -- most its max_events newest of each object's events).
 DELETE FROM run_events WHERE run_id = %(id)s AND number < %(below)s;
+
+-- add_endpoint --
+-- A new webhook endpoint, with its secret and the event types it takes (a JSON array).
+INSERT INTO webhook_endpoints (id, url, name, secret, events, created_at)
+VALUES (%(id)s, %(url)s, %(name)s, %(secret)s, %(events)s, %(created_at)s);
+
+-- list_endpoints --
+-- Every webhook endpoint, in the order they were added, without its secret.
+SELECT id, url, name, events, created_at FROM webhook_endpoints ORDER BY seq;
+
+-- delete_endpoint_deliveries --
+-- The deliveries of one endpoint (removed with it).
+DELETE FROM webhook_deliveries WHERE endpoint_id = %(id)s;
+
+-- delete_endpoint --
+-- One webhook endpoint.
+DELETE FROM webhook_endpoints WHERE id = %(id)s;
+
+-- claim_deliveries --
+-- Up to %(limit)s pending deliveries that are due, soonest first, skipping rows another
+-- dispatcher holds (picked once, in a CTE), leased to the claimer: due again only when
+-- the lease ends; with what sending them needs.
+WITH picked AS (
+    SELECT event_id, endpoint_id FROM webhook_deliveries
+    WHERE status = 'pending' AND next_at <= %(now)s ORDER BY next_at LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE webhook_deliveries d SET next_at = %(now)s + %(lease)s, attempts = d.attempts + 1
+FROM picked
+WHERE d.event_id = picked.event_id AND d.endpoint_id = picked.endpoint_id
+RETURNING d.event_id, d.endpoint_id,
+    (SELECT url FROM webhook_endpoints ep WHERE ep.id = d.endpoint_id),
+    (SELECT secret FROM webhook_endpoints ep WHERE ep.id = d.endpoint_id),
+    d.type, d.object_id, d.created_at, d.attempts;
+
+-- settle_delivery --
+-- The outcome of one attempt: delivered, failed, or pending again (due at %(next_at)s);
+-- only if the delivery is still at that attempt (a later claim took it otherwise).
+UPDATE webhook_deliveries SET status = %(status)s, next_at = %(next_at)s, last_error = %(error)s,
+    ended_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE %(now)s END
+WHERE event_id = %(event_id)s AND endpoint_id = %(endpoint_id)s AND attempts = %(attempts)s
+    AND status = 'pending';
+
+-- next_delivery --
+-- When the soonest pending delivery is due (null when none is pending).
+SELECT min(next_at) FROM webhook_deliveries WHERE status = 'pending';
+
+-- stats_deliveries --
+-- How many deliveries are pending and failed, and the oldest pending one's event time.
+SELECT (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'),
+    (SELECT count(*) FROM webhook_deliveries WHERE status = 'failed'),
+    (SELECT min(created_at) FROM webhook_deliveries WHERE status = 'pending');
+
+-- delete_deliveries --
+-- The webhook deliveries of one object (deleted with it).
+DELETE FROM webhook_deliveries WHERE object_id = %(id)s;

@@ -146,3 +146,62 @@ ON CONFLICT (kind, key) DO UPDATE SET fingerprint = excluded.fingerprint,
 -- The oldest events of one object, below event number :below (the store keeps at
 -- most its max_events newest of each object's events).
 DELETE FROM run_events WHERE run_id = :id AND number < :below;
+
+-- add_endpoint --
+-- A new webhook endpoint, with its secret and the event types it takes (a JSON array).
+INSERT INTO webhook_endpoints (id, url, name, secret, events, created_at)
+VALUES (:id, :url, :name, :secret, :events, :created_at);
+
+-- list_endpoints --
+-- Every webhook endpoint, in the order they were added, without its secret.
+SELECT id, url, name, events, created_at FROM webhook_endpoints ORDER BY rowid;
+
+-- delete_endpoint_deliveries --
+-- The deliveries of one endpoint (removed with it).
+DELETE FROM webhook_deliveries WHERE endpoint_id = :id;
+
+-- delete_endpoint --
+-- One webhook endpoint.
+DELETE FROM webhook_endpoints WHERE id = :id;
+
+-- hook --
+-- The outbox: one webhook event a transition made, as one pending delivery per endpoint
+-- that takes its type, due at once (in the transition's transaction).
+INSERT INTO webhook_deliveries (event_id, endpoint_id, object_id, type, created_at, next_at)
+SELECT :event_id, ep.id, :object_id, :type, :created_at, :created_at
+FROM webhook_endpoints ep WHERE EXISTS (SELECT 1 FROM json_each(ep.events) WHERE value = :type);
+
+-- claim_deliveries --
+-- Up to :limit pending deliveries that are due, soonest first, leased to the
+-- claimer: due again only when the lease ends; with what sending them needs.
+UPDATE webhook_deliveries SET next_at = :now + :lease, attempts = attempts + 1
+WHERE (rowid) IN (
+    SELECT rowid FROM webhook_deliveries
+    WHERE status = 'pending' AND next_at <= :now ORDER BY next_at LIMIT :limit
+)
+RETURNING event_id, endpoint_id,
+    (SELECT url FROM webhook_endpoints ep WHERE ep.id = endpoint_id),
+    (SELECT secret FROM webhook_endpoints ep WHERE ep.id = endpoint_id),
+    type, object_id, created_at, attempts;
+
+-- settle_delivery --
+-- The outcome of one attempt: delivered, failed, or pending again (due at :next_at);
+-- only if the delivery is still at that attempt (a later claim took it otherwise).
+UPDATE webhook_deliveries SET status = :status, next_at = :next_at, last_error = :error,
+    ended_at = CASE WHEN :status = 'pending' THEN NULL ELSE :now END
+WHERE event_id = :event_id AND endpoint_id = :endpoint_id AND attempts = :attempts
+    AND status = 'pending';
+
+-- next_delivery --
+-- When the soonest pending delivery is due (null when none is pending).
+SELECT min(next_at) FROM webhook_deliveries WHERE status = 'pending';
+
+-- stats_deliveries --
+-- How many deliveries are pending and failed, and the oldest pending one's event time.
+SELECT (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'),
+    (SELECT count(*) FROM webhook_deliveries WHERE status = 'failed'),
+    (SELECT min(created_at) FROM webhook_deliveries WHERE status = 'pending');
+
+-- delete_deliveries --
+-- The webhook deliveries of one object (deleted with it).
+DELETE FROM webhook_deliveries WHERE object_id = :id;

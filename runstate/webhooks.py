@@ -1,0 +1,239 @@
+"""Webhook delivery: the ``Dispatcher`` that sends what the stores' outbox holds
+(``runstate[webhooks]``).
+
+    from runstate.webhooks import Dispatcher
+    engine.webhooks.add("https://example.com/hooks", secret="whsec_...")
+    await Dispatcher(store).run()      # or: runstate webhooks deliver STORE_URL
+
+Every transition into a status that a lifecycle tells endpoints of (a response's ends;
+a run's ends and ``requires_action``) writes, in its own transaction, one pending
+delivery per endpoint that takes the event's type (``runstate._webhooks``). A
+dispatcher claims due deliveries in batches (``FOR UPDATE SKIP LOCKED`` on PostgreSQL;
+SQLite's one writer on SQLite), so many dispatchers on one database never send one
+delivery twice at once. Each claim is a lease: a delivery whose dispatcher died is due
+again when its lease ends.
+
+Each attempt POSTs the public API's webhook event with the Standard Webhooks headers
+(``webhook-id``: the event's id, the same on every attempt; ``webhook-timestamp``;
+``webhook-signature``: ``v1,`` and the HMAC-SHA256 of ``id.timestamp.body`` under the
+endpoint's secret, made by the ``standardwebhooks`` package), with a time-out. A 2xx
+answer delivers it. Anything else, a time-out or a connection error is tried again
+after ``backoff_base * 2 ** (attempts - 1)`` seconds (at most 6 hours) times a jitter
+from 0.5 to 1.5, until ``retry_window`` (3 days) after the event; the attempt due then
+is the last, and the delivery is marked failed. A 410 (Gone) fails it at once: the
+receiver asked not to be sent it again. An idle dispatcher waits on the store's bell,
+rung by writes that made deliveries (in this process, or through the store's feed), or
+until the next retry is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any, Never
+
+import httpx
+from standardwebhooks import Webhook
+
+from ._errors import RunStateError, ValidationError
+from ._validate import require_int, require_seconds
+from ._webhooks import RETRY_WINDOW, Delivery, DeliveryStats, Endpoint, payload_of, retry_at
+from .stores import AsyncStore, Bell
+from .stores._bell import WEBHOOKS
+
+__all__ = ["Delivery", "DeliveryStats", "Dispatcher", "Endpoint", "sign"]
+
+log = logging.getLogger("runstate.webhooks")
+
+#: The longest an idle dispatcher waits before it looks again, whatever the bell says
+#: (a notification can be missed).
+IDLE_CHECK = 5.0
+
+
+def sign(secret: str, event_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header of one attempt (Standard Webhooks, ``v1``)."""
+    return Webhook(secret).sign(event_id, datetime.fromtimestamp(timestamp, UTC), body)
+
+
+class Dispatcher:
+    """Sends the webhook deliveries of ``store`` (a store, sync or async, or a store
+    URL's store), at least once each (see the module).
+
+    ``backoff_base``: the first retry's delay, in seconds; ``lease_seconds``: how long a
+    claimed delivery is this dispatcher's before another may send it (longer than
+    ``timeout``); ``timeout``: the most an attempt waits for its answer; ``batch``: the
+    most deliveries claimed at once (sent together); ``retry_window``: how long after its
+    event a delivery is tried. ``client``: an ``httpx.AsyncClient`` of the caller's
+    (otherwise one of its own). ``telemetry``: a ``runstate.telemetry.Telemetry`` that
+    counts the attempts."""
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        backoff_base: float = 5.0,
+        lease_seconds: int = 60,
+        timeout: float = 10.0,
+        batch: int = 100,
+        retry_window: int = RETRY_WINDOW,
+        client: httpx.AsyncClient | None = None,
+        telemetry: Any = None,
+        **unknown: Never,
+    ) -> None:
+        for name in unknown:  # a type checker flags these; at run time, a clear refusal
+            raise ValidationError(f"Unknown option for Dispatcher: '{name}'.", param=name)
+        self.backoff_base = require_seconds(backoff_base, "backoff_base", maximum=86_400)
+        self.lease_seconds = require_int(lease_seconds, "lease_seconds", maximum=86_400)
+        self.timeout = require_seconds(timeout, "timeout", maximum=3600)
+        self.batch = require_int(batch, "batch", maximum=10_000)
+        self.retry_window = require_int(
+            retry_window, "retry_window", minimum=0, maximum=365 * 86_400
+        )
+        if self.lease_seconds <= self.timeout:
+            raise ValidationError(
+                f"Invalid 'lease_seconds': expected more than the time-out "
+                f"({self.timeout:g} s), got {lease_seconds}.",
+                param="lease_seconds",
+            )
+        # A sync store's calls run in a thread, as the async engines run them.
+        self.store: Any = store if _is_async(store) else AsyncStore(store)
+        self.bell: Bell = getattr(self.store, "bell", None) or Bell()
+        self._client = client
+        self._own_client = client is None
+        self._telemetry = telemetry
+        self._rng = random.Random()
+        self.name = f"{socket.gethostname()}:{id(self):x}"
+        #: What this dispatcher has done: attempts delivered, retried and failed.
+        self.delivered = self.retried = self.failed = 0
+
+    def __repr__(self) -> str:
+        return f"Dispatcher({self.store!r})"
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Send deliveries as they come due, until ``stop`` is set (or the task is
+        cancelled); idle, wait on the bell. A store that fails (a database restarting) is
+        logged and tried again after 1, 2, 4... up to 30 s; a batch it could not settle
+        is sent again when its lease ends. The client it made is closed at the end."""
+        stop = stop or asyncio.Event()
+        failures = 0
+        try:
+            while not stop.is_set():
+                mark = self.bell.mark(WEBHOOKS)
+                try:
+                    if await self.run_once():
+                        failures = 0
+                        continue
+                    due = await self.store.next_delivery_at()
+                except RunStateError as exc:  # the store is away: try again, later
+                    wait = min(2.0**failures, 30.0)
+                    failures += 1
+                    log.warning("webhook dispatch failed (%s); again in %.0f s", exc.message, wait)
+                else:
+                    failures = 0
+                    wait = IDLE_CHECK
+                    if due is not None:
+                        wait = min(wait, max(due - time.time(), 0.05))
+                ringing = asyncio.ensure_future(self.bell.wait_async(WEBHOOKS, mark, wait))
+                stopping = asyncio.ensure_future(stop.wait())
+                try:
+                    await asyncio.wait({ringing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    ringing.cancel()
+                    stopping.cancel()
+        finally:
+            await self.aclose()
+
+    async def run_once(self) -> int:
+        """Claim one batch of due deliveries and send them, together; how many."""
+        now = int(time.time())
+        claimed = await self.store.claim_deliveries(now, self.lease_seconds, self.batch)
+        if claimed:
+            await asyncio.gather(*(self.deliver(d) for d in claimed))
+        return len(claimed)
+
+    async def deliver(self, delivery: Delivery) -> str:
+        """One attempt of ``delivery``, and its outcome recorded: "delivered", "retry"
+        or "failed"."""
+        body = payload_of(delivery)
+        stamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "runstate-webhooks",
+            "webhook-id": delivery.event_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": sign(delivery.secret, delivery.event_id, stamp, body),
+        }
+        error: str | None = None
+        gone = False
+        try:
+            answer = await self._http().post(
+                delivery.url, content=body, headers=headers, timeout=self.timeout
+            )
+        except httpx.TimeoutException:
+            error = f"no answer in {self.timeout:g} s"
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        else:
+            if not answer.is_success:
+                error = f"HTTP {answer.status_code}"
+                gone = answer.status_code == 410
+        now = int(time.time())
+        if error is None:
+            outcome, next_at = "delivered", None
+        else:
+            next_at = (
+                None
+                if gone
+                else retry_at(
+                    delivery, now, base=self.backoff_base, window=self.retry_window, rng=self._rng
+                )
+            )
+            outcome = "failed" if next_at is None else "retry"
+        status = "pending" if outcome == "retry" else outcome
+        settled = await self.store.settle_delivery(
+            delivery, status, next_at=next_at, error=error, now=now
+        )
+        if not settled:  # its lease ended and another dispatcher has it now
+            log.warning("%r: settled late (its lease had ended); left to its new holder", delivery)
+        elif error is not None:
+            log.info("%r to %s: %s; %s", delivery, _host(delivery.url), error, outcome)
+        self._count(outcome, delivery)
+        return outcome
+
+    def _count(self, outcome: str, delivery: Delivery) -> None:
+        if outcome == "delivered":
+            self.delivered += 1
+        elif outcome == "retry":
+            self.retried += 1
+        else:
+            self.failed += 1
+        if self._telemetry is not None:
+            self._telemetry.webhook_attempt(outcome, delivery.type)
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            limits = httpx.Limits(max_connections=self.batch, max_keepalive_connections=self.batch)
+            self._client = httpx.AsyncClient(limits=limits, follow_redirects=False)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client it made (not one the caller gave)."""
+        if self._own_client and self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+            self._client = None
+
+
+def _host(url: str) -> str:
+    """What a log line shows of an endpoint: its host, never a query string."""
+    return httpx.URL(url).host
+
+
+def _is_async(store: Any) -> bool:
+    return inspect.iscoroutinefunction(getattr(store, "claim_deliveries", None))
