@@ -3,9 +3,10 @@
 1. Deliveries per second from one dispatcher process (``runstate webhooks deliver``) on
    PostgreSQL to a local receiver (a minimal HTTP/1.1 server in a process of its own,
    which answers 204 and notes the time of each request). The floor is the same
-   receiver sent the same number of signed POSTs, 100 at a time on kept-alive
-   connections, by httpx in this process with no store at all: the least that sending
-   them can cost here. Rates are taken at the receiver, first request to last.
+   receiver sent the same number of signed POSTs, 8 at a time (the dispatcher's
+   ``concurrency``) on kept-alive connections, by httpx in this process with no store:
+   the least that sending them can cost here. Rates are taken at the receiver, first
+   request to last.
 2. The cost an ending transition gains from the outbox: ``complete`` of a claimed
    response on PostgreSQL with 3 endpoints subscribed to ``response.completed``,
    against the same ``complete`` with no webhooks at all (the response lifecycle's told
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import secrets
 import signal
 import statistics
@@ -33,6 +35,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests")]
 
+from servers import RUNSTATE  # noqa: E402
 from tables import OUTPUT, PG_BASE, pg_url  # noqa: E402
 
 from runstate import ResponseEngine, open_store  # noqa: E402
@@ -41,6 +44,7 @@ from runstate._webhooks import Delivery, payload_of  # noqa: E402
 from runstate.webhooks import sign  # noqa: E402
 
 DELIVERIES = 5000
+CONCURRENCY = 8  # the dispatcher's default: attempts in flight at once
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
@@ -73,7 +77,7 @@ async def receive(expected: int) -> None:
     print(server.sockets[0].getsockname()[1], flush=True)
     await done.wait()
     print(f"{times[0]} {times[-1]}", flush=True)
-    server.close()
+    os._exit(0)  # done: no teardown of the connections still open
 
 
 class Receiver:
@@ -98,24 +102,27 @@ class Receiver:
 
 
 async def floor(url: str, count: int) -> None:
-    """The same signed POSTs, 100 at a time, with no store."""
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    """The same signed POSTs, ``CONCURRENCY`` at a time on kept-alive connections, with
+    no store."""
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    slots = asyncio.Semaphore(CONCURRENCY)
     async with httpx.AsyncClient(limits=limits) as client:
-        for start in range(0, count, 100):
-            batch = []
-            for i in range(start, min(start + 100, count)):
-                d = Delivery(f"evt_{i:032x}", "we_1", url, SECRET, "response.completed", "r", 0, 1)
-                body = payload_of(d)
-                stamp = int(time.time())
-                headers = {
-                    "content-type": "application/json",
-                    "webhook-id": d.event_id,
-                    "webhook-timestamp": str(stamp),
-                    "webhook-signature": sign(SECRET, d.event_id, stamp, body),
-                }
-                batch.append(client.post(url, content=body, headers=headers))
-            for answer in await asyncio.gather(*batch):
-                assert answer.status_code == 204
+
+        async def post(i: int) -> None:
+            d = Delivery(f"evt_{i:032x}", "we_1", url, SECRET, "response.completed", "r", 0, 1)
+            body = payload_of(d)
+            stamp = int(time.time())
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": d.event_id,
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": sign(SECRET, d.event_id, stamp, body),
+            }
+            async with slots:
+                answer = await client.post(url, content=body, headers=headers)
+            assert answer.status_code == 204
+
+        await asyncio.gather(*(post(i) for i in range(count)))
 
 
 def deliveries_per_second(schema: str) -> tuple[float, float]:
@@ -129,7 +136,7 @@ def deliveries_per_second(schema: str) -> tuple[float, float]:
         engine.complete(response.id, output=OUTPUT)
     assert engine.webhooks.stats().pending == DELIVERIES
     dispatcher = subprocess.Popen(
-        [sys.executable, "-m", "runstate", "webhooks", "deliver", url, "--batch", "100"],
+        [*RUNSTATE, "webhooks", "deliver", url, "--concurrency", str(CONCURRENCY)],
         stdout=subprocess.DEVNULL,
     )
     sent = receiver.rate(DELIVERIES)

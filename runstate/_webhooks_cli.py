@@ -3,7 +3,7 @@
     runstate webhooks add STORE_URL https://example.com/hooks [--event response.completed]
     runstate webhooks list STORE_URL [--json]
     runstate webhooks remove STORE_URL we_...
-    runstate webhooks deliver STORE_URL [--backoff-base S] [--lease S]
+    runstate webhooks deliver STORE_URL [--backoff-base S] [--lease S] [--concurrency N]
 
 ``add`` reads the endpoint's ``whsec_`` secret from an environment variable
 (``--secret-env``, default ``RUNSTATE_WEBHOOK_SECRET``), never from the command line,
@@ -77,7 +77,9 @@ def add_webhooks_parser(sub: Any) -> None:
     deliver.add_argument(
         "--timeout", type=float, default=10.0, metavar="S", help="seconds an attempt waits (10)"
     )
-    deliver.add_argument("--batch", type=int, default=100, help="deliveries sent at once (100)")
+    deliver.add_argument(
+        "--concurrency", type=int, default=8, metavar="N", help="attempts in flight at once (8)"
+    )
     deliver.add_argument(
         "--retry-window",
         type=int,
@@ -157,7 +159,7 @@ async def _deliver(args: argparse.Namespace) -> int:
             backoff_base=args.backoff_base,
             lease_seconds=args.lease,
             timeout=args.timeout,
-            batch=args.batch,
+            concurrency=args.concurrency,
             retry_window=args.retry_window,
         )
         stop = asyncio.Event()

@@ -8,8 +8,8 @@
 Every transition into a status that a lifecycle tells endpoints of (a response's ends;
 a run's ends and ``requires_action``) writes, in its own transaction, one pending
 delivery per endpoint that takes the event's type (``runstate._webhooks``). A
-dispatcher claims due deliveries in batches (``FOR UPDATE SKIP LOCKED`` on PostgreSQL;
-SQLite's one writer on SQLite), so many dispatchers on one database never send one
+dispatcher claims due deliveries as it has room for them (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL; SQLite's one writer on SQLite), so many dispatchers on one database never send one
 delivery twice at once. Each claim is a lease: a delivery whose dispatcher died is due
 again when its lease ends.
 
@@ -67,8 +67,8 @@ class Dispatcher:
 
     ``backoff_base``: the first retry's delay, in seconds; ``lease_seconds``: how long a
     claimed delivery is this dispatcher's before another may send it (longer than
-    ``timeout``); ``timeout``: the most an attempt waits for its answer; ``batch``: the
-    most deliveries claimed at once (sent together); ``retry_window``: how long after its
+    ``timeout``); ``timeout``: the most an attempt waits for its answer; ``concurrency``:
+    the most attempts in flight at once; ``retry_window``: how long after its
     event a delivery is tried. ``client``: an ``httpx.AsyncClient`` of the caller's
     (otherwise one of its own). ``telemetry``: a ``runstate.telemetry.Telemetry`` that
     counts the attempts."""
@@ -80,7 +80,7 @@ class Dispatcher:
         backoff_base: float = 5.0,
         lease_seconds: int = 60,
         timeout: float = 10.0,
-        batch: int = 100,
+        concurrency: int = 8,
         retry_window: int = RETRY_WINDOW,
         client: httpx.AsyncClient | None = None,
         telemetry: Any = None,
@@ -91,7 +91,7 @@ class Dispatcher:
         self.backoff_base = require_seconds(backoff_base, "backoff_base", maximum=86_400)
         self.lease_seconds = require_int(lease_seconds, "lease_seconds", maximum=86_400)
         self.timeout = require_seconds(timeout, "timeout", maximum=3600)
-        self.batch = require_int(batch, "batch", maximum=10_000)
+        self.concurrency = require_int(concurrency, "concurrency", maximum=1000)
         self.retry_window = require_int(
             retry_window, "retry_window", minimum=0, maximum=365 * 86_400
         )
@@ -117,42 +117,72 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Send deliveries as they come due, until ``stop`` is set (or the task is
-        cancelled); idle, wait on the bell. A store that fails (a database restarting) is
-        logged and tried again after 1, 2, 4... up to 30 s; a batch it could not settle
-        is sent again when its lease ends. The client it made is closed at the end."""
+        cancelled), ``concurrency`` at a time: each is claimed when a slot is free for
+        it (so its lease starts as it is sent), in claims of at least half the slots.
+        Idle, wait on the bell. A store that fails (a database restarting) is logged and
+        tried again after 1, 2, 4... up to 30 s; a delivery it could not settle is sent
+        again when its lease ends. On ``stop`` the attempts in flight finish (each within
+        ``timeout``); on a cancel they are dropped, for their leases to end. The client
+        it made is closed at the end."""
         stop = stop or asyncio.Event()
+        sending: set[asyncio.Task[str]] = set()
         failures = 0
         try:
             while not stop.is_set():
                 mark = self.bell.mark(WEBHOOKS)
-                try:
-                    if await self.run_once():
+                free = self.concurrency - len(sending)
+                wait = IDLE_CHECK
+                if 2 * free >= self.concurrency:
+                    try:
+                        claimed = await self._claim(free)
+                        due = None if claimed or sending else await self.store.next_delivery_at()
+                    except RunStateError as exc:  # the store is away: try again, later
+                        wait = min(2.0**failures, 30.0)
+                        failures += 1
+                        log.warning(
+                            "webhook dispatch failed (%s); again in %.0f s", exc.message, wait
+                        )
+                    else:
                         failures = 0
-                        continue
-                    due = await self.store.next_delivery_at()
-                except RunStateError as exc:  # the store is away: try again, later
-                    wait = min(2.0**failures, 30.0)
-                    failures += 1
-                    log.warning("webhook dispatch failed (%s); again in %.0f s", exc.message, wait)
-                else:
-                    failures = 0
-                    wait = IDLE_CHECK
-                    if due is not None:
-                        wait = min(wait, max(due - time.time(), 0.05))
-                ringing = asyncio.ensure_future(self.bell.wait_async(WEBHOOKS, mark, wait))
-                stopping = asyncio.ensure_future(stop.wait())
-                try:
-                    await asyncio.wait({ringing, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    ringing.cancel()
-                    stopping.cancel()
+                        sending.update(asyncio.ensure_future(self.deliver(d)) for d in claimed)
+                        if len(claimed) == free:
+                            continue  # more may be due: claim again once slots are free
+                        if due is not None:
+                            wait = min(wait, max(due - time.time(), 0.05))
+                await self._wait(sending, stop, mark, wait)
+            if sending:
+                await asyncio.wait(sending)
+                _settled(sending)
         finally:
+            for task in sending:
+                task.cancel()
+            await asyncio.gather(*sending, return_exceptions=True)
             await self.aclose()
 
-    async def run_once(self) -> int:
-        """Claim one batch of due deliveries and send them, together; how many."""
+    async def _claim(self, limit: int) -> list[Delivery]:
         now = int(time.time())
-        claimed = await self.store.claim_deliveries(now, self.lease_seconds, self.batch)
+        claimed: list[Delivery] = await self.store.claim_deliveries(now, self.lease_seconds, limit)
+        return claimed
+
+    async def _wait(
+        self, sending: set[asyncio.Task[str]], stop: asyncio.Event, mark: int, wait: float
+    ) -> None:
+        """Until an attempt ends (a slot is free), the bell rings, ``stop`` is set, or
+        ``wait`` seconds have passed; then forget the attempts that ended."""
+        ringing = asyncio.ensure_future(self.bell.wait_async(WEBHOOKS, mark, wait))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({ringing, stopping, *sending}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ringing.cancel()
+            stopping.cancel()
+        ended = {task for task in sending if task.done()}
+        sending -= ended
+        _settled(ended)
+
+    async def run_once(self) -> int:
+        """Claim up to ``concurrency`` due deliveries and send them, together; how many."""
+        claimed = await self._claim(self.concurrency)
         if claimed:
             await asyncio.gather(*(self.deliver(d) for d in claimed))
         return len(claimed)
@@ -218,7 +248,8 @@ class Dispatcher:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            limits = httpx.Limits(max_connections=self.batch, max_keepalive_connections=self.batch)
+            size = self.concurrency
+            limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
             self._client = httpx.AsyncClient(limits=limits, follow_redirects=False)
         return self._client
 
@@ -228,6 +259,14 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
             self._client = None
+
+
+def _settled(ended: set[asyncio.Task[str]]) -> None:
+    """Look at attempts that ended: one whose settle failed (the store away) is logged;
+    its delivery is sent again when its lease ends."""
+    for task in ended:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a webhook delivery could not be settled: %s", task.exception())
 
 
 def _host(url: str) -> str:

@@ -462,7 +462,7 @@ def test_the_signature_is_the_standard_one() -> None:
         ({"lease_seconds": 5, "timeout": 10}, "Invalid 'lease_seconds': expected more than"),
         ({"backoff_base": 0}, "Invalid 'backoff_base'"),
         ({"backoff_base": float("nan")}, "Invalid 'backoff_base'"),
-        ({"batch": 0}, "Invalid 'batch'"),
+        ({"concurrency": 0}, "Invalid 'concurrency'"),
         ({"timeout": -1}, "Invalid 'timeout'"),
     ],
 )

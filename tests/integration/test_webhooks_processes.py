@@ -115,7 +115,7 @@ def test_four_dispatchers_on_one_postgresql_send_each_delivery_once(pg_store_url
         engine.webhooks.add(receiver.url, secret=SECRET)
         with ExitStack() as stack:
             for _ in range(4):
-                stack.enter_context(dispatcher(pg_store_url, "--batch", "20"))
+                stack.enter_context(dispatcher(pg_store_url, "--concurrency", "4"))
             made = ended(engine, 300)  # while the four compete for them
             got = receiver.wait_for(300)
             deadline = time.monotonic() + 30
