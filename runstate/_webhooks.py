@@ -36,6 +36,7 @@ __all__ = [
     "DeliveryStats",
     "Endpoint",
     "Hook",
+    "Settle",
     "event_types",
     "hooks_of",
     "new_endpoint",
@@ -112,6 +113,30 @@ class Delivery:
             f"Delivery({self.event_id!r} to {self.endpoint_id!r}, {self.type!r}, "
             f"attempt {self.attempts})"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """How one attempt of a delivery ended, at ``now``: ``delivered``, ``failed``, or
+    ``pending`` again (due at ``next_at``), with the error if any."""
+
+    delivery: Delivery
+    status: str
+    now: int
+    next_at: int | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the SQL stores take it (``settle_deliveries``)."""
+        return {
+            "event_id": self.delivery.event_id,
+            "endpoint_id": self.delivery.endpoint_id,
+            "attempts": self.delivery.attempts,
+            "status": self.status,
+            "next_at": self.now if self.next_at is None else self.next_at,
+            "error": self.error,
+            "now": self.now,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from .._errors import StoreError, ValidationError
 from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status
-from .._webhooks import Delivery, DeliveryStats, Endpoint
+from .._webhooks import Delivery, DeliveryStats, Endpoint, Settle
 
 __all__ = [
     "ClaimStep",
@@ -303,18 +303,10 @@ class WebhookStore(Store, Protocol):
         due again only at ``now + lease_seconds`` (a claimer that dies is replaced
         then); them, with their endpoints' URLs and secrets."""
 
-    def settle_delivery(
-        self,
-        delivery: Delivery,
-        status: str,
-        *,
-        next_at: int | None = None,
-        error: str | None = None,
-        now: int,
-    ) -> bool:
-        """Record how ``delivery``'s attempt ended: ``delivered``, ``failed``, or
-        ``pending`` again (due at ``next_at``), with the error if any; only if it is
-        still pending at that attempt (else False: a later claim took it)."""
+    def settle_deliveries(self, settles: Sequence[Settle]) -> list[bool]:
+        """Record how attempts ended (see ``Settle``), each only if its delivery is still
+        pending at that attempt; per settle, whether it was (False: a later claim took
+        the delivery, or it is gone)."""
 
     def next_delivery_at(self) -> int | None:
         """When the soonest pending delivery is due; None if none is pending."""

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .._errors import StoreError
 from ._base import Write
 
-__all__ = ["GroupCommit"]
+__all__ = ["Gather", "GroupCommit"]
 
 #: What the callers of a write hear when the task writing it was cancelled.
 ABANDONED = "The write was abandoned: the task writing it for the group was cancelled."
@@ -28,32 +28,36 @@ ABANDONED = "The write was abandoned: the task writing it for the group was canc
 MAX_BATCH = 512
 
 
-class GroupCommit:
-    """``store`` (an async store), its ``write`` calls gathered (see the module)."""
+class Gather:
+    """``send(items) -> results`` (one result per item), its calls gathered: those made
+    while one is in flight wait for it, then go together as one call (at most
+    ``max_batch`` items; ``key`` orders them, if given). Each caller gets its own
+    items' results, or the error of the call that carried them (a copy of its own)."""
 
-    def __init__(self, store: Any, *, max_batch: int = MAX_BATCH) -> None:
-        self.store = store
+    def __init__(
+        self,
+        send: Callable[[list[Any]], Awaitable[Sequence[Any]]],
+        *,
+        max_batch: int = MAX_BATCH,
+        key: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.send = send
         self.max_batch = max_batch
-        self._waiting: list[tuple[Sequence[Write], asyncio.Future[Any]]] = []
+        self.key = key
+        self._waiting: list[tuple[Sequence[Any], asyncio.Future[Any]]] = []
         self._flushing = False
         self._flusher: asyncio.Future[None] | None = None
-        #: Transactions written (for benchmarks and tests).
+        #: Calls of ``send`` made (for benchmarks and tests).
         self.batches = 0
 
-    def __repr__(self) -> str:
-        return f"GroupCommit({self.store!r})"
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)  # the rest of the protocol, as it is
-
-    async def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
+    async def __call__(self, items: Sequence[Any]) -> list[Any]:
         done = asyncio.get_running_loop().create_future()
-        self._waiting.append((writes, done))
+        self._waiting.append((items, done))
         if not self._flushing:
             self._flushing = True
             # After this turn: what else comes meanwhile joins. Kept, so it is not collected.
             self._flusher = asyncio.ensure_future(self._flush())
-        result: list[list[int] | None] = await done
+        result: list[Any] = await done
         return result
 
     async def _flush(self) -> None:
@@ -61,18 +65,18 @@ class GroupCommit:
             while self._waiting:
                 batch = self._waiting[: self.max_batch]
                 del self._waiting[: self.max_batch]
-                await self._write(batch)
+                await self._send(batch)
         finally:
             self._flushing = False
 
-    async def _write(self, batch: list[tuple[Sequence[Write], asyncio.Future[Any]]]) -> None:
-        # In object order, so that two processes' transactions lock rows in one order.
-        order = sorted(
-            ((w.obj.id, i, j) for i, (ws, _) in enumerate(batch) for j, w in enumerate(ws))
-        )
+    async def _send(self, batch: list[tuple[Sequence[Any], asyncio.Future[Any]]]) -> None:
+        order = [(i, j) for i, (items, _) in enumerate(batch) for j in range(len(items))]
+        if self.key is not None:
+            key = self.key
+            order.sort(key=lambda ij: (key(batch[ij[0]][0][ij[1]]), ij))
         try:
-            results = await self.store.write([batch[i][0][j] for _, i, j in order])
-        except Exception as exc:  # each caller gets the store's error, a copy of its own
+            results = await self.send([batch[i][0][j] for i, j in order])
+        except Exception as exc:  # each caller gets the error, a copy of its own
             for _, done in batch:
                 if not done.done():
                     done.set_exception(_own(exc))
@@ -83,12 +87,36 @@ class GroupCommit:
                     done.set_exception(StoreError(ABANDONED))
             raise
         self.batches += 1
-        answers: list[list[Any]] = [[None] * len(ws) for ws, _ in batch]
-        for (_, i, j), result in zip(order, results, strict=True):
+        answers: list[list[Any]] = [[None] * len(items) for items, _ in batch]
+        for (i, j), result in zip(order, results, strict=True):
             answers[i][j] = result
         for (_, done), answer in zip(batch, answers, strict=True):
             if not done.done():
                 done.set_result(answer)
+
+
+class GroupCommit:
+    """``store`` (an async store), its ``write`` calls gathered (see the module)."""
+
+    def __init__(self, store: Any, *, max_batch: int = MAX_BATCH) -> None:
+        self.store = store
+        # In object order, so that two processes' transactions lock rows in one order.
+        self._writes = Gather(store.write, max_batch=max_batch, key=lambda w: w.obj.id)
+
+    def __repr__(self) -> str:
+        return f"GroupCommit({self.store!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)  # the rest of the protocol, as it is
+
+    @property
+    def batches(self) -> int:
+        """Transactions written (for benchmarks and tests)."""
+        return self._writes.batches
+
+    async def write(self, writes: Sequence[Write]) -> list[list[int] | None]:
+        written: list[list[int] | None] = await self._writes(writes)
+        return written
 
 
 def _own(exc: Exception) -> Exception:

@@ -23,7 +23,7 @@ from .._events import RunEvent
 from .._lifecycle import Transition
 from .._model import Status, _clone
 from .._validate import require_int
-from .._webhooks import Delivery, DeliveryStats, Endpoint, hooks_of
+from .._webhooks import Delivery, DeliveryStats, Endpoint, Settle, hooks_of
 from ._base import (
     Claimed,
     ClaimStep,
@@ -362,26 +362,21 @@ class MemoryStore:
                 )
             return claimed
 
-    def settle_delivery(
-        self,
-        delivery: Delivery,
-        status: str,
-        *,
-        next_at: int | None = None,
-        error: str | None = None,
-        now: int,
-    ) -> bool:
-        key = (delivery.event_id, delivery.endpoint_id)
+    def settle_deliveries(self, settles: Sequence[Settle]) -> list[bool]:
         with self._lock:
-            d = self._pending.get(key)
-            if d is None or d.attempts != delivery.attempts:
-                return False
-            d.status, d.last_error = status, error
-            d.next_at = now if next_at is None else next_at
-            if status != "pending":
-                d.ended_at = now
-                del self._pending[key]
-            return True
+            return [self._settle(settle) for settle in settles]
+
+    def _settle(self, settle: Settle) -> bool:
+        key = (settle.delivery.event_id, settle.delivery.endpoint_id)
+        d = self._pending.get(key)
+        if d is None or d.attempts != settle.delivery.attempts:
+            return False
+        d.status, d.last_error = settle.status, settle.error
+        d.next_at = settle.now if settle.next_at is None else settle.next_at
+        if settle.status != "pending":
+            d.ended_at = settle.now
+            del self._pending[key]
+        return True
 
     def next_delivery_at(self) -> int | None:
         with self._lock:

@@ -24,7 +24,7 @@ from .._errors import ObjectNotFoundError, RunStateError, StoreError
 from .._events import RunEvent
 from .._faces import Plan, Sync, drive, operation
 from .._model import Status
-from .._webhooks import Delivery, DeliveryStats, Endpoint
+from .._webhooks import Delivery, DeliveryStats, Endpoint, Settle
 from ._base import (
     Claimed,
     ClaimStep,
@@ -298,21 +298,6 @@ def endpoint_from_row(row: Sequence[Any]) -> Endpoint:
     return Endpoint(endpoint_id, url, name, tuple(events), int(created_at))
 
 
-def settle_params(
-    delivery: Delivery, status: str, next_at: int | None, error: str | None, now: int
-) -> dict[str, Any]:
-    """The named parameters of ``settle_delivery``."""
-    return {
-        "status": status,
-        "next_at": now if next_at is None else next_at,
-        "error": error,
-        "now": now,
-        "event_id": delivery.event_id,
-        "endpoint_id": delivery.endpoint_id,
-        "attempts": delivery.attempts,
-    }
-
-
 class Sql:
     """A plan's step: one statement and its parameters, answered with its rows
     (``fetch="all"``), its first row or None (``"one"``), how many rows it changed
@@ -508,18 +493,13 @@ class SQLPlans:
         return [Delivery(*row) for row in rows if row[2] is not None]
 
     @operation
-    def settle_delivery(
-        self,
-        delivery: Delivery,
-        status: str,
-        *,
-        next_at: int | None = None,
-        error: str | None = None,
-        now: int,
-    ) -> Plan[bool]:
-        params = settle_params(delivery, status, next_at, error, now)
-        count = yield Sql(self.SQL["settle_delivery"], params, "count")
-        return bool(count == 1)
+    def settle_deliveries(self, settles: Sequence[Settle]) -> Plan[list[bool]]:
+        if not settles:
+            return []
+        params = {"settles": dumps([settle.to_dict() for settle in settles])}
+        rows = yield Sql(self.SQL["settle_deliveries"], params)
+        done = {(event_id, endpoint_id) for event_id, endpoint_id in rows}
+        return [(s.delivery.event_id, s.delivery.endpoint_id) in done for s in settles]
 
     @operation
     def next_delivery_at(self) -> Plan[int | None]:

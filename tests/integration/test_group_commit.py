@@ -142,8 +142,9 @@ def test_a_flush_cancelled_mid_write_tells_every_caller() -> None:
         tasks = [asyncio.ensure_future(engine.cancel(i)) for i in ids]
         while not recording.calls:
             await asyncio.sleep(0)
-        assert group._flusher is not None
-        group._flusher.cancel()
+        flusher = group._writes._flusher
+        assert flusher is not None
+        flusher.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert all(isinstance(r, StoreError) for r in results)
         assert {r.message for r in results} == {ABANDONED}

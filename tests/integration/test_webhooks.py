@@ -5,6 +5,7 @@ client's ``webhooks.unwrap``."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from runstate import (
     ValidationError,
     open_store,
 )
-from runstate._webhooks import Delivery, retry_at
+from runstate._webhooks import Delivery, Settle, retry_at
 from runstate.webhooks import Dispatcher, sign
 
 R = ResponseStatus
@@ -59,6 +60,11 @@ def responses(store: Any) -> ResponseEngine:
 def pending(store: Any) -> list[Delivery]:
     """Every delivery due now, claimed (and so leased) for the test to look at."""
     return list(store.claim_deliveries(int(time.time()) + 10_000, 60, 1000))
+
+
+def settle(store: Any, delivery: Delivery, status: str, now: int, **more: Any) -> bool:
+    (settled,) = store.settle_deliveries([Settle(delivery, status, now, **more)])
+    return bool(settled)
 
 
 def send(store: Any, **options: Any) -> Dispatcher:
@@ -259,7 +265,7 @@ def test_stats_count_pending_and_failed_deliveries(store: Any) -> None:
     assert (stats.deliveries.pending, stats.deliveries.failed) == (2, 0)
     assert stats.deliveries.oldest_pending == first.created_at
     (one, _) = pending(store)
-    assert store.settle_delivery(one, "failed", error="HTTP 410", now=int(time.time()))
+    assert settle(store, one, "failed", int(time.time()), error="HTTP 410")
     assert engine.webhooks.stats().failed == 1 and engine.webhooks.stats().pending == 1
 
 
@@ -277,9 +283,9 @@ def test_a_claimed_delivery_is_nobody_else_s_until_its_lease_ends(store: Any) ->
     (again,) = store.claim_deliveries(now + 30, 30, 10)  # its claimer died: due again
     assert again.event_id == first.event_id and again.attempts == 2
     # The first claimer's late settle changes nothing: the delivery is the second's now.
-    assert store.settle_delivery(first, "delivered", now=now + 31) is False
-    assert store.settle_delivery(again, "delivered", now=now + 31) is True
-    assert store.settle_delivery(again, "delivered", now=now + 32) is False  # once
+    assert settle(store, first, "delivered", now + 31) is False
+    assert settle(store, again, "delivered", now + 31) is True
+    assert settle(store, again, "delivered", now + 32) is False  # once
     assert store.next_delivery_at() is None and store.delivery_stats().pending == 0
 
 
@@ -289,7 +295,7 @@ def test_a_retry_is_due_at_its_time(store: Any) -> None:
     response_in(engine, R.COMPLETED)
     now = int(time.time()) + 1
     (first,) = store.claim_deliveries(now, 30, 10)
-    assert store.settle_delivery(first, "pending", next_at=now + 5, error="HTTP 500", now=now)
+    assert settle(store, first, "pending", now, next_at=now + 5, error="HTTP 500")
     assert store.claim_deliveries(now + 4, 30, 10) == []
     (again,) = store.claim_deliveries(now + 5, 30, 10)
     assert again.event_id == first.event_id
@@ -304,6 +310,30 @@ def test_claims_take_the_soonest_first_and_at_most_the_limit(store: Any) -> None
     assert len(claimed) == 3
     rest = store.claim_deliveries(now, 30, 10)
     assert {d.object_id for d in claimed + rest} == set(made)
+
+
+def test_settles_go_together_each_on_its_own_terms(store: Any) -> None:
+    engine = responses(store)
+    engine.webhooks.add("http://127.0.0.1:1/a", secret=SECRET)
+    for _ in range(3):
+        response_in(engine, R.COMPLETED)
+    now = int(time.time()) + 1
+    one, two, three = store.claim_deliveries(now, 30, 10)
+    stale = dataclasses.replace(three, attempts=0)
+    settled = store.settle_deliveries(
+        [
+            Settle(one, "delivered", now),
+            Settle(two, "pending", now, next_at=now + 9, error="HTTP 503"),
+            Settle(stale, "delivered", now),  # an older attempt's: changes nothing
+        ]
+    )
+    assert settled == [True, True, False]
+    assert store.settle_deliveries([]) == []
+    stats = store.delivery_stats()
+    assert (stats.pending, stats.failed) == (2, 0)
+    assert store.next_delivery_at() == now + 9  # the retry; the third is leased till +30
+    (again,) = store.claim_deliveries(now + 9, 30, 10)
+    assert again.event_id == two.event_id and again.attempts == 2
 
 
 # --- the schedule -------------------------------------------------------------------------

@@ -184,7 +184,7 @@ WEBHOOK_STORE_METHODS = [
     "list_endpoints",
     "next_delivery_at",
     "remove_endpoint",
-    "settle_delivery",
+    "settle_deliveries",
 ]
 
 

@@ -272,13 +272,17 @@ RETURNING d.event_id, d.endpoint_id,
     (SELECT secret FROM webhook_endpoints ep WHERE ep.id = d.endpoint_id),
     d.type, d.object_id, d.created_at, d.attempts;
 
--- settle_delivery --
--- The outcome of one attempt: delivered, failed, or pending again (due at %(next_at)s);
--- only if the delivery is still at that attempt (a later claim took it otherwise).
-UPDATE webhook_deliveries SET status = %(status)s, next_at = %(next_at)s, last_error = %(error)s,
-    ended_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE %(now)s END
-WHERE event_id = %(event_id)s AND endpoint_id = %(endpoint_id)s AND attempts = %(attempts)s
-    AND status = 'pending';
+-- settle_deliveries --
+-- How attempts ended (a JSON array of settles: event_id, endpoint_id, attempts,
+-- status, next_at, error, now), each only if its delivery is still pending at that
+-- attempt (a later claim took it otherwise); the deliveries settled.
+UPDATE webhook_deliveries d SET status = s.status, next_at = s.next_at, last_error = s.error,
+    ended_at = CASE WHEN s.status = 'pending' THEN NULL ELSE s.now END
+FROM jsonb_to_recordset(%(settles)s::jsonb) AS s(event_id text, endpoint_id text,
+    attempts integer, status text, next_at bigint, error text, now bigint)
+WHERE d.event_id = s.event_id AND d.endpoint_id = s.endpoint_id AND d.attempts = s.attempts
+    AND d.status = 'pending'
+RETURNING d.event_id, d.endpoint_id;
 
 -- next_delivery --
 -- When the soonest pending delivery is due (null when none is pending).

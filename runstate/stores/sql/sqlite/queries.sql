@@ -184,13 +184,26 @@ RETURNING event_id, endpoint_id,
     (SELECT secret FROM webhook_endpoints ep WHERE ep.id = endpoint_id),
     type, object_id, created_at, attempts;
 
--- settle_delivery --
--- The outcome of one attempt: delivered, failed, or pending again (due at :next_at);
--- only if the delivery is still at that attempt (a later claim took it otherwise).
-UPDATE webhook_deliveries SET status = :status, next_at = :next_at, last_error = :error,
-    ended_at = CASE WHEN :status = 'pending' THEN NULL ELSE :now END
-WHERE event_id = :event_id AND endpoint_id = :endpoint_id AND attempts = :attempts
-    AND status = 'pending';
+-- settle_deliveries --
+-- How attempts ended (a JSON array of settles: event_id, endpoint_id, attempts,
+-- status, next_at, error, now), each only if its delivery is still pending at that
+-- attempt (a later claim took it otherwise); the deliveries settled.
+UPDATE webhook_deliveries SET status = s.status, next_at = s.next_at, last_error = s.error,
+    ended_at = CASE WHEN s.status = 'pending' THEN NULL ELSE s.now END
+FROM (
+    SELECT json_extract(value, '$.event_id') AS event_id,
+        json_extract(value, '$.endpoint_id') AS endpoint_id,
+        json_extract(value, '$.attempts') AS attempts,
+        json_extract(value, '$.status') AS status,
+        json_extract(value, '$.next_at') AS next_at,
+        json_extract(value, '$.error') AS error,
+        json_extract(value, '$.now') AS now
+    FROM json_each(:settles)
+) AS s
+WHERE webhook_deliveries.event_id = s.event_id
+    AND webhook_deliveries.endpoint_id = s.endpoint_id
+    AND webhook_deliveries.attempts = s.attempts AND webhook_deliveries.status = 'pending'
+RETURNING event_id, endpoint_id;
 
 -- next_delivery --
 -- When the soonest pending delivery is due (null when none is pending).
