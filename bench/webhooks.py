@@ -38,9 +38,10 @@ sys.path[:0] = [str(ROOT / "tests")]
 from servers import RUNSTATE  # noqa: E402
 from tables import OUTPUT, PG_BASE, pg_url  # noqa: E402
 
-from runstate import ResponseEngine, open_store  # noqa: E402
+from runstate import ResponseEngine, ResponseStatus, Transition, Write, open_store  # noqa: E402
 from runstate._definitions import WEBHOOKS_OF  # noqa: E402
 from runstate._webhooks import Delivery, payload_of  # noqa: E402
+from runstate.stores._postgres import SQL, WRITE_ONE_HOOKED, write_statement_for  # noqa: E402
 from runstate.webhooks import sign  # noqa: E402
 
 DELIVERIES = 5000
@@ -173,6 +174,23 @@ def per_ending(engine: ResponseEngine, count: int) -> float:
     return (time.perf_counter() - started) / count
 
 
+def check_statements(engine: ResponseEngine, told: dict[str, str]) -> None:
+    """That the two sides measure what they say: the baseline's ending is the plain
+    one-statement step (``write_one``), the other the same statement with the outbox."""
+    response = engine.create(model="m", input="hi")
+    engine.claim("w")
+    stored = engine.store.get(response.id)
+    ended = stored.obj
+    ended.status = ResponseStatus.COMPLETED
+    step = Transition("complete", ResponseStatus.IN_PROGRESS, ResponseStatus.COMPLETED, 0)
+    write = Write(ended, stored.version, [step])
+    WEBHOOKS_OF["response"] = {}
+    assert write_statement_for([write])[0] == SQL["write_one"]
+    WEBHOOKS_OF["response"] = told
+    assert write_statement_for([write])[0] == WRITE_ONE_HOOKED != SQL["write_one"]
+    engine.complete(response.id, output=OUTPUT)
+
+
 def ending_cost(schema: str) -> tuple[float, float, float]:
     """Median time per ending without and with webhooks, and the median of the rounds'
     ratios (each round measures both, back to back)."""
@@ -180,6 +198,7 @@ def ending_cost(schema: str) -> tuple[float, float, float]:
     for i in range(3):
         engine.webhooks.add(f"http://127.0.0.1:9/{i}", secret=SECRET, events=["response.completed"])
     told = dict(WEBHOOKS_OF["response"])
+    check_statements(engine, told)
     plain: list[float] = []
     hooked: list[float] = []
     per_ending(engine, 200)  # warm the pool and the caches
@@ -188,7 +207,7 @@ def ending_cost(schema: str) -> tuple[float, float, float]:
         plain.append(per_ending(engine, 300))
         WEBHOOKS_OF["response"] = told
         hooked.append(per_ending(engine, 300))
-    assert engine.webhooks.stats().pending == (ROUNDS * 300 + 200) * 3
+    assert engine.webhooks.stats().pending == (ROUNDS * 300 + 201) * 3
     engine.close()
     ratios = [h / p for p, h in zip(plain, hooked, strict=True)]
     return statistics.median(plain), statistics.median(hooked), statistics.median(ratios)
