@@ -576,3 +576,82 @@ def test_a_dispatcher_outlives_a_store_that_fails(caplog: pytest.LogCaptureFixtu
     assert failing.failures == 0
     assert caplog.text.count("webhook dispatch failed (PostgreSQL (schema x) cannot") == 2
     assert "again in 1 s" in caplog.text and "again in 2 s" in caplog.text
+
+
+def test_a_late_settle_is_left_to_the_delivery_s_new_holder(
+    store: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    engine = responses(store)
+    engine.webhooks.add("http://127.0.0.1:1/a", secret=SECRET)
+    response_in(engine, R.COMPLETED)
+    now = int(time.time()) + 1
+    (first,) = store.claim_deliveries(now, 30, 10)
+    store.claim_deliveries(now + 30, 30, 10)  # its lease ended: another dispatcher has it
+    dispatcher = Dispatcher(store)
+    with caplog.at_level(logging.WARNING, logger="runstate.webhooks"):
+        outcome = asyncio.run(dispatcher.record(Settle(first, "delivered", now + 31)))
+    assert outcome == "delivered" and "settled late" in caplog.text
+    assert store.delivery_stats().pending == 1  # still the new holder's
+    assert repr(dispatcher) == f"Dispatcher({dispatcher.store!r})"
+
+
+def test_a_stopped_dispatcher_finishes_and_records_what_is_in_flight(store: Any) -> None:
+    engine = responses(store)
+    with receiving(lambda n: HANG) as receiver:
+        engine.webhooks.add(receiver.url, secret=SECRET)
+        response_in(engine, R.COMPLETED)
+        dispatcher = Dispatcher(store, timeout=0.5, backoff_base=60)
+
+        async def scenario() -> None:
+            stop = asyncio.Event()
+            running = asyncio.create_task(dispatcher.run(stop))
+            await asyncio.to_thread(receiver.wait_for, 1)  # in flight, unanswered
+            stop.set()
+            await running
+
+        asyncio.run(scenario())
+    assert dispatcher.retried == 1  # timed out, recorded before run() returned
+    assert store.delivery_stats().pending == 1 and (store.next_delivery_at() or 0) > time.time()
+
+
+def test_a_dispatcher_sends_with_the_caller_s_client(store: Any) -> None:
+    import httpx
+
+    engine = responses(store)
+    with receiving() as receiver:
+        engine.webhooks.add(receiver.url, secret=SECRET)
+        response_in(engine, R.COMPLETED)
+
+        async def scenario() -> int:
+            async with httpx.AsyncClient() as client:
+                dispatcher = Dispatcher(store, client=client)
+                sent = await dispatcher.run_once()
+                await dispatcher.aclose()
+                assert not client.is_closed  # the caller's: left open
+                return sent
+
+        assert asyncio.run(scenario()) == 1
+        (received,) = receiver.wait_for(1)
+    assert verified(received).type == "response.completed"
+
+
+def test_a_store_of_one_s_own_without_webhooks_says_so() -> None:
+    from runstate import StoreError
+
+    class Plain:  # the store protocol, and nothing for webhooks
+        def __init__(self) -> None:
+            from runstate import MemoryStore
+
+            self.inner = MemoryStore()
+
+        def __getattr__(self, name: str) -> Any:
+            if name in ("add_endpoint", "list_endpoints", "remove_endpoint"):
+                raise AttributeError(name)
+            return getattr(self.inner, name)
+
+    engine = ResponseEngine(Plain())
+    with pytest.raises(StoreError, match="Plain keeps no webhook endpoints"):
+        engine.webhooks.list()
+    assert repr(responses(open_store("memory://")).webhooks).startswith("Endpoints(MemoryStore(")

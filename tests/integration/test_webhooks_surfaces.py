@@ -113,6 +113,16 @@ def test_runstate_serve_gets_its_endpoint_and_sends(tmp_path: Path) -> None:
     assert received.unwrap(SECRET).data.id == made.id
 
 
+def test_runstate_serve_without_webhooks_runs_no_dispatcher() -> None:
+    import argparse
+
+    from runstate._serve import webhooks_of
+
+    assert webhooks_of(argparse.Namespace(no_webhooks=True)) is False
+    options = argparse.Namespace(no_webhooks=False, webhook_backoff_base=2.0, webhook_lease=30)
+    assert webhooks_of(options) == {"backoff_base": 2.0, "lease_seconds": 30}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -165,6 +175,10 @@ def test_the_command_line_adds_lists_and_removes_endpoints(tmp_path: Path) -> No
     made = cli("webhooks", "add", url, "https://example.com/b", "--generate-secret")
     assert made.returncode == 0
     generated = made.stdout.splitlines()[1].removeprefix("secret: ")
+    as_json = cli("webhooks", "add", url, "https://example.com/c", "--generate-secret", "--json")
+    shown_once = json.loads(as_json.stdout)
+    assert shown_once["secret"].startswith("whsec_") and shown_once["secret"] != generated
+    assert cli("webhooks", "remove", url, shown_once["id"]).returncode == 0
     assert generated.startswith("whsec_") and len(generated) > 30
     listing = cli("webhooks", "list", url)
     assert listing.returncode == 0
