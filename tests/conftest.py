@@ -41,6 +41,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return pg_url(request.getfixturevalue("pg_schema"))
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL that other processes can share: a SQLite file, a PostgreSQL schema of
+    the test's own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    return pg_url(request.getfixturevalue("pg_schema"))
+
+
 @pytest.fixture
 def pg_schema() -> Iterator[str]:
     name = "rs_test_" + secrets.token_hex(6)

@@ -42,14 +42,6 @@ def url(store_url: str) -> str:
     return store_url
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A store that another process can share."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'follow.db'}"
-    return pg_url(request.getfixturevalue("pg_schema"))
-
-
 def tell_when_waiting(engine: Any, ready: Any) -> None:
     """Set ``ready`` as the engine starts to wait on its bell: what happens after that
     can only reach the waiter through the bell."""
@@ -103,11 +95,13 @@ def test_a_follower_wakes_for_each_step_and_ends_at_requires_action(url: str) ->
     engine.close()
 
 
-def test_a_follower_hears_another_process_stream_a_response(sql_url: str) -> None:
-    engine = ResponseEngine(open_store(sql_url))
+def test_a_follower_hears_another_process_stream_a_response(shared_url: str) -> None:
+    engine = ResponseEngine(open_store(shared_url))
     response = engine.create(model="m", input="hi")
     ready = ctx.Event()
-    far = ctx.Process(target=workers.stream_response_later, args=(sql_url, response.id, ready, 25))
+    far = ctx.Process(
+        target=workers.stream_response_later, args=(shared_url, response.id, ready, 25)
+    )
     far.start()
     seen = []
     for event in engine.follow(response.id, poll=HOUR):
@@ -121,11 +115,11 @@ def test_a_follower_hears_another_process_stream_a_response(sql_url: str) -> Non
     engine.close()
 
 
-def test_a_waiting_claim_is_woken_by_a_run_queued_elsewhere(sql_url: str) -> None:
-    engine = RunEngine(open_store(sql_url))
+def test_a_waiting_claim_is_woken_by_a_run_queued_elsewhere(shared_url: str) -> None:
+    engine = RunEngine(open_store(shared_url))
     assert engine.claim("w") is None  # nothing yet: returns at once without wait=
     ready = ctx.Event()
-    far = ctx.Process(target=workers.create_run_later, args=(sql_url, ready))
+    far = ctx.Process(target=workers.create_run_later, args=(shared_url, ready))
     far.start()
     tell_when_waiting(engine, ready)  # the other process writes only once this one waits
     claimed = engine.claim("w", wait=HOUR)
@@ -134,12 +128,12 @@ def test_a_waiting_claim_is_woken_by_a_run_queued_elsewhere(sql_url: str) -> Non
     engine.close()
 
 
-def test_a_cancel_elsewhere_ends_the_stream(sql_url: str) -> None:
-    engine = ResponseEngine(open_store(sql_url))
+def test_a_cancel_elsewhere_ends_the_stream(shared_url: str) -> None:
+    engine = ResponseEngine(open_store(shared_url))
     response = engine.create(model="m", input="hi")
     engine.claim("w")
     ready = ctx.Event()
-    far = ctx.Process(target=workers.cancel_later, args=(sql_url, response.id, ready))
+    far = ctx.Process(target=workers.cancel_later, args=(shared_url, response.id, ready))
     far.start()
     seen = []
     for event in engine.follow(response.id, poll=HOUR):
@@ -282,12 +276,12 @@ def test_a_follower_hears_changes_after_its_listener_lost_its_connection(pg_sche
     engine.close()
 
 
-def test_a_worker_waiting_on_its_object_hears_a_cancel_made_elsewhere(sql_url: str) -> None:
-    engine = ResponseEngine(open_store(sql_url))
+def test_a_worker_waiting_on_its_object_hears_a_cancel_made_elsewhere(shared_url: str) -> None:
+    engine = ResponseEngine(open_store(shared_url))
     response = engine.create(model="m", input="hi")
     engine.claim("w")
     ready = ctx.Event()
-    far = ctx.Process(target=workers.cancel_later, args=(sql_url, response.id, ready))
+    far = ctx.Process(target=workers.cancel_later, args=(shared_url, response.id, ready))
     far.start()
     tell_when_waiting(engine, ready)
     current = engine.wait_for_change(response.id, status="in_progress", timeout=HOUR)

@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,14 +63,6 @@ def checked(received: list[Any]) -> Counter[str]:
         if 200 <= r.answered < 300:
             delivered[event.id] += 1
     return delivered
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A store that processes share: a SQLite file, a PostgreSQL schema."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'runs.db'}"
-    return pg_url(request.getfixturevalue("pg_schema"))
 
 
 def test_a_dispatcher_killed_mid_batch_leaves_its_deliveries_to_the_next(shared_url: str) -> None:

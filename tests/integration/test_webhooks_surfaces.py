@@ -17,7 +17,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from receiver import new_secret, receiving
 from servers import RUNSTATE, in_thread, poll, server
-from tables import OUTPUT, pg_url
+from tables import OUTPUT
 
 from runstate import (
     AsyncResponseEngine,
@@ -280,13 +280,6 @@ def test_a_write_that_made_deliveries_rings_the_webhooks_key() -> None:
 def test_a_notification_carries_the_webhooks_flag() -> None:
     assert parse_notification("resp_1^@") == ["resp_1", "resp_1^", WEBHOOKS]
     assert parse_notification("resp_1!,resp_2") == ["resp_1", "<waiting>", "resp_2"]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'runs.db'}"
-    return pg_url(request.getfixturevalue("pg_schema"))
 
 
 def test_an_idle_dispatcher_hears_an_ending_made_by_another_process(
