@@ -33,7 +33,6 @@ import contextlib
 import inspect
 import logging
 import random
-import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -73,8 +72,8 @@ def sign(secret: str, event_id: str, timestamp: int, body: bytes) -> str:
 
 
 class Dispatcher:
-    """Sends the webhook deliveries of ``store`` (a store, sync or async, or a store
-    URL's store), at least once each (see the module).
+    """Sends the webhook deliveries of ``store`` (an async store, or a sync one, whose
+    calls then run in threads), at least once each (see the module).
 
     ``backoff_base``: the first retry's delay, in seconds; ``lease_seconds``: how long a
     claimed delivery is this dispatcher's before another may send it (longer than
@@ -124,7 +123,6 @@ class Dispatcher:
         self._telemetry = telemetry
         self._settle = Gather(lambda settles: self.store.settle_deliveries(settles))
         self._rng = random.Random()
-        self.name = f"{socket.gethostname()}:{id(self):x}"
         #: What this dispatcher has done: attempts delivered, retried and failed.
         self.delivered = self.retried = self.failed = 0
 
