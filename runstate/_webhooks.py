@@ -155,9 +155,8 @@ def new_endpoint(
     to 64 base64 bytes, known event types (None: every type) and a name (None: the
     URL)."""
     url = check_url(url)
-    checked = (check_secret(secret), check_events(events), check_name(name, url))
-    endpoint = Endpoint(f"we_{secrets.token_hex(12)}", url, checked[2], checked[1], now)
-    return endpoint, checked[0]
+    key, types, named = check_secret(secret), check_events(events), check_name(name, url)
+    return Endpoint(f"we_{secrets.token_hex(12)}", url, named, types, now), key
 
 
 def check_name(name: object, url: str) -> str:

@@ -180,20 +180,21 @@ def ring_for(bell: Bell, writes: Iterable[Any]) -> None:
     for written in writes:
         obj = object_of(written)
         keys.append(obj.id)
-        if status_changed(written):
+        changed = status_changed(written)
+        if changed:
             keys.append(obj.id + CHANGED)
         if obj.status in WAITING_OF[obj.KIND]:
             keys.append(WAITING)
-        if told(written):
+        if changed and told(obj):
             keys.append(WEBHOOKS)
     if keys:
         bell.ring(keys)
 
 
-def told(written: Any) -> bool:
-    """Whether a write moved its object into a status told to webhook endpoints."""
-    obj = object_of(written)
-    return obj.status.value in WEBHOOKS_OF.get(obj.KIND, ()) and status_changed(written)
+def told(obj: Any) -> bool:
+    """Whether ``obj`` is in a status told to webhook endpoints (a write that moved it
+    there made webhook deliveries)."""
+    return obj.status.value in WEBHOOKS_OF.get(obj.KIND, ())
 
 
 def webhook_statuses() -> frozenset[str]:

@@ -340,9 +340,11 @@ class MemoryStore:
 
     def claim_deliveries(self, now: int, lease_seconds: int, limit: int) -> list[Delivery]:
         with self._lock:
-            due = sorted(
-                (d for d in self._pending.values() if d.next_at <= now), key=lambda d: d.next_at
-            )[:limit]
+            due = heapq.nsmallest(
+                limit,
+                (d for d in self._pending.values() if d.next_at <= now),
+                key=lambda d: d.next_at,
+            )
             claimed = []
             for d in due:
                 d.attempts += 1

@@ -464,10 +464,11 @@ def parse_notification(payload: str) -> list[str]:
 def _flags(written: Any) -> str:
     """A notification's flags for one write: ``!`` waiting, ``^`` status changed, ``@``
     webhook deliveries made."""
+    obj, changed = object_of(written), status_changed(written)
     return (
-        ("!" if is_waiting(object_of(written)) else "")
-        + (CHANGED if status_changed(written) else "")
-        + ("@" if told(written) else "")
+        ("!" if is_waiting(obj) else "")
+        + (CHANGED if changed else "")
+        + ("@" if changed and told(obj) else "")
     )
 
 
